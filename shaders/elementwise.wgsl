@@ -1,0 +1,78 @@
+// Element-wise and broadcast kernels, mirroring src/backend/cpu/elementwise.rs.
+//
+// Bindings follow the graph-op convention: 0 the Dims uniform, 1 the output, 2.. the op's
+// inputs in op order. Every storage buffer is read_write because the executor binds
+// slices of one arena buffer for inputs and outputs alike.
+
+struct Dims {
+    d0: u32,
+    d1: u32,
+    d2: u32,
+    d3: u32,
+    f0: f32,
+    f1: f32,
+    f2: f32,
+    f3: f32,
+}
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in0: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in1: array<f32>;
+
+// d0 = n, d1 = cols: out[i] = x[i] + b[i % cols].
+@compute @workgroup_size(256)
+fn bias_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= dims.d0) {
+        return;
+    }
+    out[i] = in0[i] + in1[i % dims.d1];
+}
+
+// d0 = rows, d1 = cols; one invocation per column. Summing down the column in row order
+// keeps the CPU's order of additions, and neighbouring invocations read neighbouring
+// addresses, so the loads stay coalesced without a tree.
+@compute @workgroup_size(256)
+fn bias_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let c = gid.x + gid.y * nwg.x * 256u;
+    let cols = dims.d1;
+    if (c >= cols) {
+        return;
+    }
+    var acc = 0.0;
+    for (var r = 0u; r < dims.d0; r++) {
+        acc = acc + in0[r * cols + c];
+    }
+    out[c] = acc;
+}
+
+// d0 = n.
+@compute @workgroup_size(256)
+fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= dims.d0) {
+        return;
+    }
+    out[i] = in0[i] + in1[i];
+}
+
+// d0 = n, f0 = factor.
+@compute @workgroup_size(256)
+fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= dims.d0) {
+        return;
+    }
+    out[i] = in0[i] * dims.f0;
+}
+
+// d0 = n, f0 = factor: the gradient of Sum/Mean, a [1] value spread over the input's shape.
+@compute @workgroup_size(256)
+fn broadcast(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= dims.d0) {
+        return;
+    }
+    out[i] = in0[0] * dims.f0;
+}

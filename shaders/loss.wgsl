@@ -1,0 +1,138 @@
+// Losses and their gradients, mirroring src/backend/cpu/loss.rs. Labels are f32 holding
+// class indices.
+//
+// The scalar losses run as one workgroup of 256: each invocation accumulates its rows
+// (t, t+256, ...) in order, then a fixed-order tree in workgroup memory combines them, so
+// a loss is bit-identical from run to run (no atomics).
+
+struct Dims {
+    d0: u32,
+    d1: u32,
+    d2: u32,
+    d3: u32,
+    f0: f32,
+    f1: f32,
+    f2: f32,
+    f3: f32,
+}
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in0: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in1: array<f32>;
+@group(0) @binding(4) var<storage, read_write> in2: array<f32>;
+
+const WG: u32 = 256u;
+
+var<workgroup> partial: array<f32, WG>;
+
+// Sums every invocation's `v` in a fixed order; the result is valid in all invocations.
+// Must be reached in uniform control flow (it holds barriers).
+fn tree_sum(t: u32, v: f32) -> f32 {
+    partial[t] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride >> 1u) {
+        if (t < stride) {
+            partial[t] = partial[t] + partial[t + stride];
+        }
+        workgroupBarrier();
+    }
+    return partial[0];
+}
+
+// The class index a label holds, clamped into [0, cols) as the CPU clamps it (its labels
+// are checked on the host, so this only keeps a bad one from reading out of the row).
+fn class_index(label: f32, cols: u32) -> u32 {
+    return u32(clamp(label, 0.0, f32(cols - 1u)));
+}
+
+// log Σ_j exp(x_j) of the row starting at `base`, max-subtracted as the CPU does.
+// Starting the max at the first element instead of −∞ gives the same value.
+fn row_log_sum_exp(base: u32, cols: u32) -> f32 {
+    var m = in0[base];
+    for (var j = 1u; j < cols; j++) {
+        m = max(m, in0[base + j]);
+    }
+    var s = 0.0;
+    for (var j = 0u; j < cols; j++) {
+        s = s + exp(in0[base + j] - m);
+    }
+    return m + log(s);
+}
+
+// out[0] = mean over rows of (1−ε)·(lse − x_y) + ε·mean_c(lse − x_c): PyTorch's
+// cross_entropy with label_smoothing ε. d0 = rows, d1 = cols, f0 = ε; in0 logits, in1 labels.
+// Dispatched as a single workgroup.
+@compute @workgroup_size(256)
+fn cross_entropy(@builtin(local_invocation_index) t: u32) {
+    let rows = dims.d0;
+    let cols = dims.d1;
+    let eps = dims.f0;
+    let c = f32(cols);
+    var total = 0.0;
+    for (var r = t; r < rows; r += WG) {
+        let base = r * cols;
+        let lse = row_log_sum_exp(base, cols);
+        let y = class_index(in1[r], cols);
+        let nll = lse - in0[base + y];
+        var s = 0.0;
+        for (var j = 0u; j < cols; j++) {
+            s = s + (lse - in0[base + j]);
+        }
+        let mean_nll = s / c;
+        total = total + (1.0 - eps) * nll + eps * mean_nll;
+    }
+    let sum = tree_sum(t, total);
+    if (t == 0u) {
+        out[0] = sum / f32(rows);
+    }
+}
+
+// out = (softmax(x) − q)·dloss/rows with q = (1−ε)·onehot(label) + ε/C; one invocation per
+// row. d0 = rows, d1 = cols, f0 = ε; in0 logits, in1 labels, in2 dloss [1].
+@compute @workgroup_size(256)
+fn cross_entropy_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = gid.x + gid.y * nwg.x * 256u;
+    let rows = dims.d0;
+    let cols = dims.d1;
+    if (r >= rows) {
+        return;
+    }
+    let eps = dims.f0;
+    let off = eps / f32(cols);
+    let scale = in2[0] / f32(rows);
+    let base = r * cols;
+    let lse = row_log_sum_exp(base, cols);
+    let y = class_index(in1[r], cols);
+    for (var j = 0u; j < cols; j++) {
+        let q = select(off, 1.0 - eps + off, j == y);
+        out[base + j] = (exp(in0[base + j] - lse) - q) * scale;
+    }
+}
+
+// out[0] = mean of (p − t)²; d0 = n; in0 predictions, in1 targets. Single workgroup.
+@compute @workgroup_size(256)
+fn mse(@builtin(local_invocation_index) t: u32) {
+    let n = dims.d0;
+    var total = 0.0;
+    for (var i = t; i < n; i += WG) {
+        let d = in0[i] - in1[i];
+        total = total + d * d;
+    }
+    let sum = tree_sum(t, total);
+    if (t == 0u) {
+        out[0] = sum / f32(n);
+    }
+}
+
+// out = (p − t)·2·dloss/n; d0 = n; in0 predictions, in1 targets, in2 dloss [1].
+@compute @workgroup_size(256)
+fn mse_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let n = dims.d0;
+    if (i >= n) {
+        return;
+    }
+    let scale = 2.0 * in2[0] / f32(n);
+    out[i] = (in0[i] - in1[i]) * scale;
+}

@@ -1,0 +1,160 @@
+// Global gradient norm and the fused optimizer updates over the flat parameter arena,
+// mirroring src/backend/cpu/optim.rs and src/optim/mod.rs.
+//
+// Not the graph-op binding convention: the uniform is the per-step StepScalars, and the
+// arenas are bound whole. The gradient is scaled by the clipping coefficient on the fly,
+// so clipping costs no extra pass over the gradients.
+//
+// Order of a clipped step: grad_norm_partial (one workgroup per 4096 gradients), then
+// grad_norm_final (one workgroup), then sgd_step or adamw_step (one invocation per
+// parameter). The norm is summed in a fixed order, so it is bit-identical from run to run.
+
+// Field for field the Rust `StepScalars` (#[repr(C)], 64 bytes): tests/shaders.rs checks
+// the names and offsets.
+struct StepScalars {
+    lr: f32,
+    weight_decay: f32,
+    momentum: f32,
+    dampening: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    bias_correction1: f32,
+    bias_correction2_sqrt: f32,
+    max_norm: f32,
+    nesterov: u32,
+    step: u32,
+    len: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> s: StepScalars;
+@group(0) @binding(1) var<storage, read_write> params: array<f32>;
+@group(0) @binding(2) var<storage, read_write> grads: array<f32>;
+// SGD: the momentum buffer. AdamW: the first moment m.
+@group(0) @binding(3) var<storage, read_write> state0: array<f32>;
+// AdamW: the second moment v.
+@group(0) @binding(4) var<storage, read_write> state1: array<f32>;
+// One Σg² per 4096-gradient chunk, written by grad_norm_partial.
+@group(0) @binding(5) var<storage, read_write> partials: array<f32>;
+// norm[0] = Σg² over the whole arena (the squared norm), written by grad_norm_final.
+@group(0) @binding(6) var<storage, read_write> norm: array<f32>;
+
+const WG: u32 = 256u;
+// Gradients per grad_norm_partial workgroup (16 per invocation).
+const CHUNK: u32 = 4096u;
+
+var<workgroup> partial: array<f32, WG>;
+
+// Sums every invocation's `v` in a fixed order; the result is valid in all invocations.
+// Must be reached in uniform control flow (it holds barriers).
+fn tree_sum(t: u32, v: f32) -> f32 {
+    partial[t] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride >> 1u) {
+        if (t < stride) {
+            partial[t] = partial[t] + partial[t + stride];
+        }
+        workgroupBarrier();
+    }
+    return partial[0];
+}
+
+// partials[w] = Σ g² over gradients [w·4096, w·4096 + 4096) ∩ [0, len), w the workgroup's
+// index in a possibly 2-D grid.
+@compute @workgroup_size(256)
+fn grad_norm_partial(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) t: u32,
+) {
+    let w = wg.x + wg.y * nwg.x;
+    let start = w * CHUNK;
+    let end = min(start + CHUNK, s.len);
+    var acc = 0.0;
+    for (var i = start + t; i < end; i += WG) {
+        let g = grads[i];
+        acc = acc + g * g;
+    }
+    let total = tree_sum(t, acc);
+    // A 2-D grid can overshoot the chunk count; those workgroups have nothing to write.
+    if (t == 0u && start < s.len) {
+        partials[w] = total;
+    }
+}
+
+// norm[0] = Σ partials[0 .. ceil(len/4096)). Single workgroup.
+@compute @workgroup_size(256)
+fn grad_norm_final(@builtin(local_invocation_index) t: u32) {
+    let chunks = (s.len + CHUNK - 1u) / CHUNK;
+    var acc = 0.0;
+    for (var i = t; i < chunks; i += WG) {
+        acc = acc + partials[i];
+    }
+    let total = tree_sum(t, acc);
+    if (t == 0u) {
+        norm[0] = total;
+    }
+}
+
+// clip_grad_norm_'s factor min(1, max_norm / (‖g‖ + 1e-6)). norm[0] is read only when
+// clipping is on, so it need not hold anything valid otherwise.
+fn clip_coefficient() -> f32 {
+    if (s.max_norm <= 0.0) {
+        return 1.0;
+    }
+    return min(s.max_norm / (sqrt(norm[0]) + 1e-6), 1.0);
+}
+
+// torch.optim.SGD: coupled weight decay, momentum with dampening, optional Nesterov.
+// state0 (the momentum buffer) is touched only when momentum != 0, but it is still part
+// of the pipeline's layout: bind any buffer there when momentum is 0.
+@compute @workgroup_size(256)
+fn sgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= s.len) {
+        return;
+    }
+    let clip = clip_coefficient();
+    let p = params[i];
+    var d = grads[i] * clip + s.weight_decay * p;
+    if (s.momentum != 0.0) {
+        // The first step seeds the buffer with d itself, as PyTorch does (no dampening).
+        var b = d;
+        if (s.step > 1u) {
+            b = s.momentum * state0[i] + (1.0 - s.dampening) * d;
+        }
+        state0[i] = b;
+        if (s.nesterov != 0u) {
+            d = d + s.momentum * b;
+        } else {
+            d = b;
+        }
+    }
+    params[i] = p - s.lr * d;
+}
+
+// torch.optim.AdamW (decoupled weight decay) in PyTorch's order of operations; the bias
+// corrections come from the host, computed in f64 as PyTorch computes them in Python.
+// state0 = m, state1 = v.
+@compute @workgroup_size(256)
+fn adamw_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= s.len) {
+        return;
+    }
+    let clip = clip_coefficient();
+    let step_size = s.lr / s.bias_correction1;
+    let g = grads[i] * clip;
+    let p = params[i] * (1.0 - s.lr * s.weight_decay);
+    let m_old = state0[i];
+    // m + (1−β1)(g − m) is torch's lerp form of β1·m + (1−β1)·g.
+    let m = m_old + (1.0 - s.beta1) * (g - m_old);
+    let v = s.beta2 * state1[i] + (1.0 - s.beta2) * g * g;
+    state0[i] = m;
+    state1[i] = v;
+    let denom = sqrt(v) / s.bias_correction2_sqrt + s.eps;
+    params[i] = p - step_size * m / denom;
+}

@@ -1,0 +1,65 @@
+// Row softmax and its gradient, mirroring src/backend/cpu/softmax.rs. One invocation per
+// row, looping over the columns in order as the CPU does: rows are short (class counts),
+// and a serial loop keeps the CPU's order of additions.
+//
+// dims.d0 = rows, dims.d1 = cols.
+
+struct Dims {
+    d0: u32,
+    d1: u32,
+    d2: u32,
+    d3: u32,
+    f0: f32,
+    f1: f32,
+    f2: f32,
+    f3: f32,
+}
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in0: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in1: array<f32>;
+
+// out = softmax(in0) per row, max-subtracted for stability.
+@compute @workgroup_size(256)
+fn softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = gid.x + gid.y * nwg.x * 256u;
+    let cols = dims.d1;
+    if (r >= dims.d0 || cols == 0u) {
+        return;
+    }
+    let base = r * cols;
+    // Starting from the first element instead of −∞ (which WGSL cannot spell as a
+    // constant) gives the same maximum.
+    var m = in0[base];
+    for (var j = 1u; j < cols; j++) {
+        m = max(m, in0[base + j]);
+    }
+    var total = 0.0;
+    for (var j = 0u; j < cols; j++) {
+        let e = exp(in0[base + j] - m);
+        out[base + j] = e;
+        total = total + e;
+    }
+    for (var j = 0u; j < cols; j++) {
+        out[base + j] = out[base + j] / total;
+    }
+}
+
+// out = y · (dy − Σ_c dy·y) per row, with y = in0 (the softmax output) and dy = in1.
+@compute @workgroup_size(256)
+fn softmax_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = gid.x + gid.y * nwg.x * 256u;
+    let cols = dims.d1;
+    if (r >= dims.d0) {
+        return;
+    }
+    let base = r * cols;
+    var dy_dot_y = 0.0;
+    for (var j = 0u; j < cols; j++) {
+        dy_dot_y = dy_dot_y + in0[base + j] * in1[base + j];
+    }
+    for (var j = 0u; j < cols; j++) {
+        out[base + j] = in0[base + j] * (in1[base + j] - dy_dot_y);
+    }
+}

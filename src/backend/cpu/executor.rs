@@ -1,0 +1,248 @@
+//! The CPU executor: runs each plan step's reference kernel in order over Vec arenas laid
+//! out exactly as the GPU's buffers.
+
+use super::{adamw_step, grad_norm_sq, run_op, sgd_step};
+use crate::backend::{Backend, PlanId, Tail, METRICS};
+use crate::error::{Error, Result};
+use crate::graph::{ArenaKind, ParamLayout, Plan, Slot, Step};
+use crate::optim::{Optimizer, StepScalars};
+
+struct CpuPlan {
+    plan: Plan,
+    tail: Tail,
+    inputs: Vec<f32>,
+    activations: Vec<f32>,
+}
+
+/// The CPU reference backend (f32; multi-threaded matmul through `gemm`).
+#[derive(Default)]
+pub struct CpuBackend {
+    params: Vec<f32>,
+    grads: Vec<f32>,
+    state: Vec<Vec<f32>>,
+    optimizer: Option<Optimizer>,
+    metrics: [f32; METRICS],
+    plans: Vec<CpuPlan>,
+}
+
+impl CpuBackend {
+    /// A backend with no model yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn arena<'a>(&'a self, plan: &'a CpuPlan, kind: ArenaKind) -> &'a [f32] {
+        match kind {
+            ArenaKind::Params => &self.params,
+            ArenaKind::Grads => &self.grads,
+            ArenaKind::Inputs => &plan.inputs,
+            ArenaKind::Activations => &plan.activations,
+        }
+    }
+}
+
+/// Runs one step: inputs borrowed from the arenas (indexed by [`ArenaKind::index`]),
+/// output written in place. The planner guarantees an output overlaps none of its inputs.
+fn execute_step(step: &Step, arenas: &mut [&mut Vec<f32>; 4]) -> Result<()> {
+    let o = step.output.arena.index();
+    let (left, right) = arenas.split_at_mut(o);
+    let Some((out_vec, right)) = right.split_first_mut() else {
+        return Err(Error::Graph("arena index out of range".into()));
+    };
+    let (out_start, out_end) = (step.output.offset, step.output.offset + step.output.len);
+    if out_end > out_vec.len() {
+        return Err(out_of_bounds(step, step.output));
+    }
+    let (before, rest) = out_vec.split_at_mut(out_start);
+    let (out, after) = rest.split_at_mut(step.output.len);
+    let (before, after): (&[f32], &[f32]) = (before, after);
+    let mut ins: Vec<&[f32]> = Vec::with_capacity(step.inputs.len());
+    for &s in &step.inputs {
+        let a = s.arena.index();
+        let view = if a == o {
+            if s.offset + s.len <= out_start {
+                before.get(s.range())
+            } else if s.offset >= out_end {
+                after.get(s.offset - out_end..s.offset - out_end + s.len)
+            } else {
+                return Err(Error::Graph(format!(
+                    "step {} ({}) writes over its own input",
+                    step.node,
+                    step.op.name()
+                )));
+            }
+        } else if a < o {
+            left[a].get(s.range())
+        } else {
+            right[a - o - 1].get(s.range())
+        };
+        ins.push(view.ok_or_else(|| out_of_bounds(step, s))?);
+    }
+    run_op(&step.op, &ins, &step.input_shapes, out, &step.shape)
+}
+
+fn out_of_bounds(step: &Step, s: Slot) -> Error {
+    Error::Graph(format!(
+        "step {} ({}) addresses {:?} beyond its arena",
+        step.node,
+        step.op.name(),
+        s
+    ))
+}
+
+impl Backend for CpuBackend {
+    fn describe(&self) -> String {
+        format!(
+            "CPU reference backend ({} threads)",
+            rayon::current_num_threads()
+        )
+    }
+
+    fn init_model(
+        &mut self,
+        layout: &ParamLayout,
+        params: &[f32],
+        optimizer: Option<Optimizer>,
+    ) -> Result<()> {
+        if params.len() != layout.size {
+            return Err(Error::Graph(format!(
+                "parameter arena has {} values, layout needs {}",
+                params.len(),
+                layout.size
+            )));
+        }
+        self.params = params.to_vec();
+        self.grads = vec![0.0; layout.size];
+        let n = optimizer.map_or(0, |o| o.state_buffers());
+        self.state = vec![vec![0.0; layout.size]; n];
+        self.optimizer = optimizer;
+        Ok(())
+    }
+
+    fn compile(&mut self, plan: &Plan, tail: Tail) -> Result<PlanId> {
+        let mut inputs = vec![0.0; plan.inputs_size];
+        for (slot, v) in &plan.constants {
+            inputs[slot.range()].iter_mut().for_each(|x| *x = *v);
+        }
+        self.plans.push(CpuPlan {
+            plan: plan.clone(),
+            tail,
+            inputs,
+            activations: vec![0.0; plan.activations_size],
+        });
+        Ok(self.plans.len() - 1)
+    }
+
+    fn run(&mut self, id: PlanId, feeds: &[&[f32]], scalars: &StepScalars) -> Result<()> {
+        let CpuBackend {
+            params,
+            grads,
+            state,
+            optimizer,
+            metrics,
+            plans,
+        } = self;
+        let cp = plans
+            .get_mut(id)
+            .ok_or_else(|| Error::Graph(format!("no plan {id}")))?;
+        if feeds.len() != cp.plan.inputs.len() {
+            return Err(Error::Graph(format!(
+                "plan takes {} inputs, got {}",
+                cp.plan.inputs.len(),
+                feeds.len()
+            )));
+        }
+        for ((name, slot, _), feed) in cp.plan.inputs.iter().zip(feeds) {
+            if feed.len() != slot.len {
+                return Err(Error::shape(
+                    format!("input '{name}'"),
+                    format!("expected {} values, got {}", slot.len, feed.len()),
+                ));
+            }
+            cp.inputs[slot.range()].copy_from_slice(feed);
+        }
+        let CpuPlan {
+            plan,
+            tail,
+            inputs,
+            activations,
+        } = cp;
+        let mut arenas: [&mut Vec<f32>; 4] = [params, grads, inputs, activations];
+        for step in &plan.steps {
+            execute_step(step, &mut arenas)?;
+        }
+        for &(slot, index, weight) in &tail.accumulate {
+            let value = arenas[slot.arena.index()]
+                .get(slot.offset)
+                .copied()
+                .ok_or_else(|| Error::Graph(format!("metric slot {slot:?} out of bounds")))?;
+            metrics[index] += value * weight;
+        }
+        if !tail.update {
+            return Ok(());
+        }
+        let [params, grads, _, _] = arenas;
+        let norm_sq = if scalars.max_norm > 0.0 {
+            grad_norm_sq(grads)
+        } else {
+            0.0
+        };
+        match (optimizer, state.as_mut_slice()) {
+            (Some(Optimizer::Sgd { .. }), []) => sgd_step(params, grads, &mut [], scalars, norm_sq),
+            (Some(Optimizer::Sgd { .. }), [buf]) => sgd_step(params, grads, buf, scalars, norm_sq),
+            (Some(Optimizer::AdamW { .. }), [m, v]) => {
+                adamw_step(params, grads, m, v, scalars, norm_sq)
+            }
+            _ => {
+                return Err(Error::Config(
+                    "a training plan ran without a matching optimizer".into(),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn read_metrics(&mut self) -> Result<[f32; METRICS]> {
+        Ok(self.metrics)
+    }
+
+    fn reset_metrics(&mut self) -> Result<()> {
+        self.metrics = [0.0; METRICS];
+        Ok(())
+    }
+
+    fn read_params(&mut self) -> Result<Vec<f32>> {
+        Ok(self.params.clone())
+    }
+
+    fn write_params(&mut self, params: &[f32]) -> Result<()> {
+        if params.len() != self.params.len() {
+            return Err(Error::Graph(format!(
+                "parameter arena has {} values, got {}",
+                self.params.len(),
+                params.len()
+            )));
+        }
+        self.params.copy_from_slice(params);
+        Ok(())
+    }
+
+    fn read_grads(&mut self) -> Result<Vec<f32>> {
+        Ok(self.grads.clone())
+    }
+
+    fn read_state(&mut self, index: usize) -> Result<Vec<f32>> {
+        self.state
+            .get(index)
+            .cloned()
+            .ok_or_else(|| Error::Graph(format!("no optimizer state buffer {index}")))
+    }
+
+    fn read_slot(&mut self, plan: PlanId, slot: Slot) -> Result<Vec<f32>> {
+        let cp = self
+            .plans
+            .get(plan)
+            .ok_or_else(|| Error::Graph(format!("no plan {plan}")))?;
+        Ok(self.arena(cp, slot.arena)[slot.range()].to_vec())
+    }
+}

@@ -1,0 +1,105 @@
+//! The CPU reference backend: one kernel per op, written in plain loops that the WGSL
+//! shaders mirror, generic over the float type so the same code is the f64 reference of
+//! the parity and gradcheck tests.
+
+mod activation;
+mod elementwise;
+mod executor;
+mod loss;
+mod matmul;
+mod optim;
+mod reduce;
+mod softmax;
+
+pub use executor::CpuBackend;
+pub use optim::{adamw_step, grad_norm_sq, sgd_step};
+
+use num_traits::{Float, FromPrimitive, ToPrimitive};
+
+use crate::error::{Error, Result};
+use crate::op::Op;
+use crate::shape::Shape;
+
+/// The float types the reference kernels run in (f32 for training, f64 for references).
+pub trait Real:
+    Float + FromPrimitive + ToPrimitive + Send + Sync + std::fmt::Debug + Default + 'static
+{
+    /// Converts from f64 (rounding to nearest).
+    fn of(v: f64) -> Self {
+        Self::from_f64(v).unwrap_or_else(Self::nan)
+    }
+    /// Converts to f64 (exact).
+    fn f64(self) -> f64 {
+        self.to_f64().unwrap_or(f64::NAN)
+    }
+}
+impl Real for f32 {}
+impl Real for f64 {}
+
+/// Runs one op's reference kernel: `inputs` in the op's order with their shapes, the output
+/// written in full to `out` (of `out_shape`). Lengths are checked against the shapes first,
+/// so the kernels below can index freely.
+pub fn run_op<T: Real>(
+    op: &Op,
+    inputs: &[&[T]],
+    shapes: &[Shape],
+    out: &mut [T],
+    out_shape: &Shape,
+) -> Result<()> {
+    let lengths_ok = inputs.len() == op.arity()
+        && shapes.len() == op.arity()
+        && inputs.iter().zip(shapes).all(|(x, s)| x.len() == s.numel())
+        && out.len() == out_shape.numel()
+        && op
+            .output_shape(&shapes.iter().collect::<Vec<_>>(), Some(out_shape))
+            .is_ok_and(|s| s == *out_shape);
+    if !lengths_ok {
+        return Err(Error::shape(
+            op.name(),
+            format!(
+                "buffers do not match shapes: inputs {:?} for {shapes:?}, output {} for {out_shape}",
+                inputs.iter().map(|x| x.len()).collect::<Vec<_>>(),
+                out.len()
+            ),
+        ));
+    }
+    match *op {
+        Op::MatMul { trans_a, trans_b } => {
+            let a = &shapes[0];
+            let (m, k) = if trans_a {
+                (a.0[1], a.0[0])
+            } else {
+                (a.0[0], a.0[1])
+            };
+            let n = out_shape.0[1];
+            matmul::matmul(inputs[0], inputs[1], out, m, n, k, trans_a, trans_b);
+        }
+        Op::BiasAdd => elementwise::bias_add(inputs[0], inputs[1], out),
+        Op::BiasGrad => elementwise::bias_grad(inputs[0], out, shapes[0].rows()),
+        Op::Add => elementwise::add(inputs[0], inputs[1], out),
+        Op::Scale(f) => elementwise::scale(inputs[0], out, T::of(f64::from(f))),
+        Op::Activation(a) => activation::forward(a, inputs[0], out),
+        Op::ActivationGrad(a) => activation::backward(a, inputs[0], inputs[1], out),
+        Op::Softmax => softmax::softmax(inputs[0], out, shapes[0].last()),
+        Op::SoftmaxGrad => softmax::softmax_grad(inputs[0], inputs[1], out, shapes[0].last()),
+        Op::SoftmaxCrossEntropy { label_smoothing } => {
+            out[0] = loss::cross_entropy(inputs[0], inputs[1], shapes[0].last(), label_smoothing)
+        }
+        Op::SoftmaxCrossEntropyGrad { label_smoothing } => loss::cross_entropy_grad(
+            inputs[0],
+            inputs[1],
+            inputs[2][0],
+            out,
+            shapes[0].last(),
+            label_smoothing,
+        ),
+        Op::Mse => out[0] = loss::mse(inputs[0], inputs[1]),
+        Op::MseGrad => loss::mse_grad(inputs[0], inputs[1], inputs[2][0], out),
+        Op::Sum => out[0] = reduce::sum(inputs[0]),
+        Op::Mean => out[0] = reduce::sum(inputs[0]) / T::of(inputs[0].len() as f64),
+        Op::Broadcast(f) => elementwise::fill(out, inputs[0][0] * T::of(f64::from(f))),
+        Op::Argmax => reduce::argmax_rows(inputs[0], out, shapes[0].last()),
+        Op::Correct => out[0] = reduce::correct(inputs[0], inputs[1], shapes[0].last()),
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! The two backends behind one trait: the CPU reference and wgpu. Both execute the same
+//! [`Plan`]s over the same arena layout, so any value can be compared between them.
+
+pub mod cpu;
+mod select;
+pub mod wgpu;
+
+pub use select::{select_backend, BackendChoice};
+
+use crate::error::Result;
+use crate::graph::{ParamLayout, Plan, Slot};
+use crate::optim::{Optimizer, StepScalars};
+
+/// Number of f32 metric accumulators a backend keeps.
+pub const METRICS: usize = 4;
+
+/// Index of the loss accumulator.
+pub const METRIC_LOSS: usize = 0;
+/// Index of the correct-prediction accumulator.
+pub const METRIC_CORRECT: usize = 1;
+
+/// Identifies a plan compiled on a backend.
+pub type PlanId = usize;
+
+/// What runs after a plan's steps in the same submission.
+#[derive(Clone, Debug, Default)]
+pub struct Tail {
+    /// Scalars to add to metric accumulators: (slot of a [1] value, accumulator index,
+    /// weight it is multiplied by).
+    pub accumulate: Vec<(Slot, usize, f32)>,
+    /// Whether the optimizer updates the parameters from the gradient arena.
+    pub update: bool,
+}
+
+/// An executor of plans that keeps parameters, gradients and optimizer state resident.
+pub trait Backend {
+    /// A one-line description (device name, backend, type).
+    fn describe(&self) -> String;
+
+    /// Allocates the parameter, gradient and optimizer-state arenas for a model and writes
+    /// the initial parameters (`params.len() == layout.size`). State starts at zero.
+    fn init_model(
+        &mut self,
+        layout: &ParamLayout,
+        params: &[f32],
+        optimizer: Option<Optimizer>,
+    ) -> Result<()>;
+
+    /// Prepares a plan (buffers, pipelines, bind groups) once; runs replay it.
+    fn compile(&mut self, plan: &Plan, tail: Tail) -> Result<PlanId>;
+
+    /// Runs a compiled plan once: `feeds` fills the plan's inputs in order, `scalars`
+    /// reaches the optimizer. On the GPU this is one command encoder and one submit.
+    fn run(&mut self, plan: PlanId, feeds: &[&[f32]], scalars: &StepScalars) -> Result<()>;
+
+    /// Reads the metric accumulators (waits for queued work).
+    fn read_metrics(&mut self) -> Result<[f32; METRICS]>;
+
+    /// Sets the metric accumulators to zero.
+    fn reset_metrics(&mut self) -> Result<()>;
+
+    /// Reads the parameter arena.
+    fn read_params(&mut self) -> Result<Vec<f32>>;
+
+    /// Overwrites the parameter arena.
+    fn write_params(&mut self, params: &[f32]) -> Result<()>;
+
+    /// Reads the gradient arena.
+    fn read_grads(&mut self) -> Result<Vec<f32>>;
+
+    /// Reads optimizer state buffer `index`.
+    fn read_state(&mut self, index: usize) -> Result<Vec<f32>>;
+
+    /// Reads a value of the last run of `plan` (an output, or any slot still intact).
+    fn read_slot(&mut self, plan: PlanId, slot: Slot) -> Result<Vec<f32>>;
+}

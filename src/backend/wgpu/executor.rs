@@ -1,0 +1,590 @@
+//! The wgpu executor: pipelines and bind groups are built once per plan; a run writes the
+//! batch and the step scalars, records every dispatch into one command encoder and submits
+//! it once. Parameters, gradients and optimizer state never leave the device.
+
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+
+use wgpu::util::DeviceExt;
+use wgpu::{BindGroup, BindGroupLayout, Buffer, ComputePipeline, PipelineLayout, ShaderModule};
+
+use super::context::{AdapterPolicy, GpuContext};
+use super::kernels::{self, groups_1d, Dims, Launch, NORM_CHUNK};
+use super::shaders;
+use crate::backend::{Backend, PlanId, Tail, METRICS};
+use crate::error::{Error, Result};
+use crate::graph::{ArenaKind, ParamLayout, Plan, Slot, ALIGN};
+use crate::optim::{Optimizer, StepScalars};
+
+/// Bytes between per-step uniforms: WebGPU's largest uniform offset alignment.
+const UNIFORM_STRIDE: u64 = 256;
+
+/// One recorded dispatch.
+struct Dispatch {
+    pipeline: ComputePipeline,
+    bind_group: BindGroup,
+    groups: (u32, u32),
+}
+
+/// The resident state of a model.
+struct ModelBuffers {
+    params: Buffer,
+    grads: Buffer,
+    /// Optimizer state; unused ones are small placeholders so the update kernels always
+    /// have something bound.
+    state: [Buffer; 2],
+    n_state: usize,
+    partials: Buffer,
+    norm: Buffer,
+    metrics: Buffer,
+    scalars: Buffer,
+    size: usize,
+    norm_dispatches: Vec<Dispatch>,
+    update: Option<Dispatch>,
+}
+
+struct GpuPlan {
+    inputs: Buffer,
+    activations: Buffer,
+    /// Keeps the per-step uniforms alive for the bind groups that point into it.
+    _dims: Buffer,
+    dispatches: Vec<Dispatch>,
+    update: bool,
+    plan_inputs: Vec<(String, Slot)>,
+}
+
+/// The wgpu backend.
+pub struct WgpuBackend {
+    ctx: GpuContext,
+    modules: HashMap<&'static str, ShaderModule>,
+    layouts: HashMap<(bool, usize), (BindGroupLayout, PipelineLayout)>,
+    pipelines: HashMap<String, ComputePipeline>,
+    model: Option<ModelBuffers>,
+    plans: Vec<GpuPlan>,
+}
+
+fn storage_usage() -> wgpu::BufferUsages {
+    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
+}
+
+impl WgpuBackend {
+    /// Opens a device under the given adapter policy.
+    pub fn new(policy: AdapterPolicy) -> Result<Self> {
+        Ok(Self::with_context(GpuContext::new(policy)?))
+    }
+
+    /// A backend on an existing device.
+    pub fn with_context(ctx: GpuContext) -> Self {
+        WgpuBackend {
+            ctx,
+            modules: HashMap::new(),
+            layouts: HashMap::new(),
+            pipelines: HashMap::new(),
+            model: None,
+            plans: Vec::new(),
+        }
+    }
+
+    /// The device context.
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    fn buffer(&self, label: &str, floats: usize) -> Buffer {
+        self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (floats.max(ALIGN) * 4) as u64,
+            usage: storage_usage(),
+            mapped_at_creation: false,
+        })
+    }
+
+    fn check_binding(&self, what: &str, floats: usize) -> Result<()> {
+        let bytes = (floats * 4) as u64;
+        if bytes > u64::from(self.ctx.limits.max_storage_buffer_binding_size) {
+            return Err(Error::Unsupported(format!(
+                "{what} needs a binding of {bytes} bytes; this adapter allows {}",
+                self.ctx.limits.max_storage_buffer_binding_size
+            )));
+        }
+        Ok(())
+    }
+
+    fn layout(&mut self, optim: bool, storage: usize) -> (BindGroupLayout, PipelineLayout) {
+        let device = &self.ctx.device;
+        self.layouts
+            .entry((optim, storage))
+            .or_insert_with(|| {
+                let mut entries = vec![wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                }];
+                for b in 1..=storage as u32 {
+                    entries.push(wgpu::BindGroupLayoutEntry {
+                        binding: b,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty: wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage { read_only: false },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                        count: None,
+                    });
+                }
+                let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some("kiln bind group layout"),
+                    entries: &entries,
+                });
+                let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some("kiln pipeline layout"),
+                    bind_group_layouts: &[Some(&bgl)],
+                    immediate_size: 0,
+                });
+                (bgl, pl)
+            })
+            .clone()
+    }
+
+    fn module(&mut self, shader: &'static str) -> Result<ShaderModule> {
+        if let Some(m) = self.modules.get(shader) {
+            return Ok(m.clone());
+        }
+        let source = shaders::ALL
+            .iter()
+            .find(|(name, _)| *name == shader)
+            .map(|(_, src)| *src)
+            .ok_or_else(|| Error::Unsupported(format!("no shader named {shader}")))?;
+        let device = &self.ctx.device;
+        let module = self.ctx.scoped(&format!("compiling {shader}"), || {
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(shader),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            })
+        })?;
+        self.modules.insert(shader, module.clone());
+        Ok(module)
+    }
+
+    fn pipeline(
+        &mut self,
+        shader: &'static str,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+        optim: bool,
+        storage: usize,
+    ) -> Result<(ComputePipeline, BindGroupLayout)> {
+        let key = format!("{shader}:{entry}:{constants:?}:{storage}");
+        let (bgl, pl) = self.layout(optim, storage);
+        if let Some(p) = self.pipelines.get(&key) {
+            return Ok((p.clone(), bgl));
+        }
+        let module = self.module(shader)?;
+        let device = &self.ctx.device;
+        let pipeline = self
+            .ctx
+            .scoped(&format!("creating pipeline {shader}:{entry}"), || {
+                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: Some(&pl),
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants,
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                })
+            })?;
+        self.pipelines.insert(key, pipeline.clone());
+        Ok((pipeline, bgl))
+    }
+
+    fn bind_group(
+        &self,
+        layout: &BindGroupLayout,
+        uniform: (&Buffer, u64, u64),
+        storage: &[(&Buffer, Slot)],
+    ) -> BindGroup {
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: uniform.0,
+                offset: uniform.1,
+                size: NonZeroU64::new(uniform.2),
+            }),
+        }];
+        for (i, (buffer, slot)) in storage.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset: (slot.offset * 4) as u64,
+                    size: NonZeroU64::new((slot.len.max(1) * 4) as u64),
+                }),
+            });
+        }
+        self.ctx
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout,
+                entries: &entries,
+            })
+    }
+
+    fn model(&self) -> Result<&ModelBuffers> {
+        self.model
+            .as_ref()
+            .ok_or_else(|| Error::Graph("no model on the GPU: call init_model first".into()))
+    }
+
+    /// The optimizer's dispatches over the whole arena: the two passes of the global norm
+    /// (used when clipping) and the fused update.
+    fn optimizer_dispatches(
+        &mut self,
+        optimizer: Option<Optimizer>,
+        m: &ModelBuffers,
+    ) -> Result<(Vec<Dispatch>, Option<Dispatch>)> {
+        let whole = |len: usize| Slot {
+            arena: ArenaKind::Params,
+            offset: 0,
+            len,
+        };
+        let size = m.size;
+        let partial_count = size.div_ceil(NORM_CHUNK as usize);
+        let state_len = |i: usize| if i < m.n_state { size } else { ALIGN };
+        let storage: Vec<(&Buffer, Slot)> = vec![
+            (&m.params, whole(size)),
+            (&m.grads, whole(size)),
+            (&m.state[0], whole(state_len(0))),
+            (&m.state[1], whole(state_len(1))),
+            (&m.partials, whole(partial_count.max(1))),
+            (&m.norm, whole(1)),
+        ];
+        let uniform = (&m.scalars, 0, std::mem::size_of::<StepScalars>() as u64);
+        let make = |this: &mut Self, entry: &'static str, groups: (u32, u32)| -> Result<Dispatch> {
+            let (pipeline, bgl) = this.pipeline("optim.wgsl", entry, &[], true, 6)?;
+            let bind_group = this.bind_group(&bgl, uniform, &storage);
+            Ok(Dispatch {
+                pipeline,
+                bind_group,
+                groups,
+            })
+        };
+        let partial_groups = {
+            let g = groups_1d(partial_count * kernels::WORKGROUP as usize)?;
+            (g.0, g.1)
+        };
+        let norm = vec![
+            make(self, "grad_norm_partial", partial_groups)?,
+            make(self, "grad_norm_final", (1, 1))?,
+        ];
+        let update = match optimizer {
+            Some(Optimizer::Sgd { .. }) => Some(make(self, "sgd_step", groups_1d(size)?)?),
+            Some(Optimizer::AdamW { .. }) => Some(make(self, "adamw_step", groups_1d(size)?)?),
+            None => None,
+        };
+        Ok((norm, update))
+    }
+
+    /// Records dispatches into one compute pass.
+    fn record<'a>(
+        pass: &mut wgpu::ComputePass<'_>,
+        dispatches: impl Iterator<Item = &'a Dispatch>,
+    ) {
+        for d in dispatches {
+            pass.set_pipeline(&d.pipeline);
+            pass.set_bind_group(0, &d.bind_group, &[]);
+            pass.dispatch_workgroups(d.groups.0, d.groups.1, 1);
+        }
+    }
+}
+
+impl Backend for WgpuBackend {
+    fn describe(&self) -> String {
+        format!("wgpu: {}", self.ctx.describe())
+    }
+
+    fn init_model(
+        &mut self,
+        layout: &ParamLayout,
+        params: &[f32],
+        optimizer: Option<Optimizer>,
+    ) -> Result<()> {
+        if params.len() != layout.size {
+            return Err(Error::Graph(format!(
+                "parameter arena has {} values, layout needs {}",
+                params.len(),
+                layout.size
+            )));
+        }
+        let size = layout.size;
+        self.check_binding("the parameter arena", size)?;
+        let n_state = optimizer.map_or(0, |o| o.state_buffers());
+        let state_len = |i: usize| if i < n_state { size } else { ALIGN };
+        let mut m = ModelBuffers {
+            params: self
+                .ctx
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("params"),
+                    contents: bytemuck::cast_slice(params),
+                    usage: storage_usage(),
+                }),
+            grads: self.buffer("grads", size),
+            state: [
+                self.buffer("optimizer state 0", state_len(0)),
+                self.buffer("optimizer state 1", state_len(1)),
+            ],
+            n_state,
+            partials: self.buffer("norm partials", size.div_ceil(NORM_CHUNK as usize)),
+            norm: self.buffer("norm", 1),
+            metrics: self.buffer("metrics", METRICS),
+            scalars: self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("step scalars"),
+                size: std::mem::size_of::<StepScalars>() as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            size,
+            norm_dispatches: Vec::new(),
+            update: None,
+        };
+        let (norm, update) = self.optimizer_dispatches(optimizer, &m)?;
+        m.norm_dispatches = norm;
+        m.update = update;
+        self.model = Some(m);
+        self.plans.clear();
+        self.ctx.check("initialising the model")
+    }
+
+    fn compile(&mut self, plan: &Plan, tail: Tail) -> Result<PlanId> {
+        let (params, grads, metrics) = {
+            let m = self.model()?;
+            (m.params.clone(), m.grads.clone(), m.metrics.clone())
+        };
+        if tail.update && self.model()?.update.is_none() {
+            return Err(Error::Config("a training plan needs an optimizer".into()));
+        }
+        self.check_binding("the activation arena", plan.activations_size)?;
+        let inputs = self.buffer("inputs", plan.inputs_size);
+        let activations = self.buffer("activations", plan.activations_size);
+        for (slot, v) in &plan.constants {
+            let data = vec![*v; slot.len];
+            self.ctx.queue.write_buffer(
+                &inputs,
+                (slot.offset * 4) as u64,
+                bytemuck::cast_slice(&data),
+            );
+        }
+        let mut launches: Vec<(Launch, Vec<Slot>)> = Vec::new();
+        for step in &plan.steps {
+            let mut slots = vec![step.output];
+            slots.extend(&step.inputs);
+            launches.push((kernels::launch(step)?, slots));
+        }
+        for &(slot, index, weight) in &tail.accumulate {
+            let metrics_slot = Slot {
+                arena: ArenaKind::Params,
+                offset: 0,
+                len: METRICS,
+            };
+            launches.push((
+                kernels::accumulate(index, weight)?,
+                vec![metrics_slot, slot],
+            ));
+        }
+        // One 256-byte-aligned uniform per launch, written once.
+        let mut dims_bytes = vec![0u8; launches.len().max(1) * UNIFORM_STRIDE as usize];
+        for (i, (l, _)) in launches.iter().enumerate() {
+            let at = i * UNIFORM_STRIDE as usize;
+            dims_bytes[at..at + std::mem::size_of::<Dims>()]
+                .copy_from_slice(bytemuck::bytes_of(&l.dims));
+        }
+        let dims = self
+            .ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("step dims"),
+                contents: &dims_bytes,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let accumulate_from = plan.steps.len();
+        let mut dispatches = Vec::with_capacity(launches.len());
+        for (i, (l, slots)) in launches.iter().enumerate() {
+            let (pipeline, bgl) =
+                self.pipeline(l.shader, l.entry, &l.constants, false, slots.len())?;
+            let storage: Vec<(&Buffer, Slot)> = slots
+                .iter()
+                .enumerate()
+                .map(|(k, s)| {
+                    let buffer = if i >= accumulate_from && k == 0 {
+                        &metrics
+                    } else {
+                        match s.arena {
+                            ArenaKind::Params => &params,
+                            ArenaKind::Grads => &grads,
+                            ArenaKind::Inputs => &inputs,
+                            ArenaKind::Activations => &activations,
+                        }
+                    };
+                    (buffer, *s)
+                })
+                .collect();
+            for (_, s) in &storage {
+                self.check_binding("a tensor", s.len)?;
+            }
+            let uniform = (
+                &dims,
+                i as u64 * UNIFORM_STRIDE,
+                std::mem::size_of::<Dims>() as u64,
+            );
+            let bind_group = self.ctx.scoped("creating bind groups", || {
+                self.bind_group(&bgl, uniform, &storage)
+            })?;
+            dispatches.push(Dispatch {
+                pipeline,
+                bind_group,
+                groups: l.groups,
+            });
+        }
+        self.plans.push(GpuPlan {
+            inputs,
+            activations,
+            _dims: dims,
+            dispatches,
+            update: tail.update,
+            plan_inputs: plan
+                .inputs
+                .iter()
+                .map(|(n, s, _)| (n.clone(), *s))
+                .collect(),
+        });
+        Ok(self.plans.len() - 1)
+    }
+
+    fn run(&mut self, id: PlanId, feeds: &[&[f32]], scalars: &StepScalars) -> Result<()> {
+        let m = self.model()?;
+        let p = self
+            .plans
+            .get(id)
+            .ok_or_else(|| Error::Graph(format!("no plan {id}")))?;
+        if feeds.len() != p.plan_inputs.len() {
+            return Err(Error::Graph(format!(
+                "plan takes {} inputs, got {}",
+                p.plan_inputs.len(),
+                feeds.len()
+            )));
+        }
+        for ((name, slot), feed) in p.plan_inputs.iter().zip(feeds) {
+            if feed.len() != slot.len {
+                return Err(Error::shape(
+                    format!("input '{name}'"),
+                    format!("expected {} values, got {}", slot.len, feed.len()),
+                ));
+            }
+            self.ctx.queue.write_buffer(
+                &p.inputs,
+                (slot.offset * 4) as u64,
+                bytemuck::cast_slice(feed),
+            );
+        }
+        self.ctx
+            .queue
+            .write_buffer(&m.scalars, 0, bytemuck::bytes_of(scalars));
+        let ctx = &self.ctx;
+        ctx.scoped("a training step", || {
+            let mut encoder = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("step"),
+                });
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("step"),
+                    timestamp_writes: None,
+                });
+                Self::record(&mut pass, p.dispatches.iter());
+                if p.update {
+                    if scalars.max_norm > 0.0 {
+                        Self::record(&mut pass, m.norm_dispatches.iter());
+                    }
+                    Self::record(&mut pass, m.update.iter());
+                }
+            }
+            ctx.queue.submit([encoder.finish()]);
+        })
+    }
+
+    fn read_metrics(&mut self) -> Result<[f32; METRICS]> {
+        let m = self.model()?;
+        let v = self.ctx.read(&m.metrics, 0, METRICS)?;
+        let mut out = [0.0; METRICS];
+        out.copy_from_slice(&v[..METRICS]);
+        Ok(out)
+    }
+
+    fn reset_metrics(&mut self) -> Result<()> {
+        let m = self.model()?;
+        self.ctx
+            .queue
+            .write_buffer(&m.metrics, 0, bytemuck::cast_slice(&[0.0f32; METRICS]));
+        Ok(())
+    }
+
+    fn read_params(&mut self) -> Result<Vec<f32>> {
+        let m = self.model()?;
+        self.ctx.read(&m.params, 0, m.size)
+    }
+
+    fn write_params(&mut self, params: &[f32]) -> Result<()> {
+        let m = self.model()?;
+        if params.len() != m.size {
+            return Err(Error::Graph(format!(
+                "parameter arena has {} values, got {}",
+                m.size,
+                params.len()
+            )));
+        }
+        self.ctx
+            .queue
+            .write_buffer(&m.params, 0, bytemuck::cast_slice(params));
+        Ok(())
+    }
+
+    fn read_grads(&mut self) -> Result<Vec<f32>> {
+        let m = self.model()?;
+        self.ctx.read(&m.grads, 0, m.size)
+    }
+
+    fn read_state(&mut self, index: usize) -> Result<Vec<f32>> {
+        let m = self.model()?;
+        let b = m
+            .state
+            .get(index)
+            .filter(|_| index < m.n_state)
+            .ok_or_else(|| Error::Graph(format!("no optimizer state buffer {index}")))?;
+        self.ctx.read(b, 0, m.size)
+    }
+
+    fn read_slot(&mut self, plan: PlanId, slot: Slot) -> Result<Vec<f32>> {
+        let m = self.model()?;
+        let p = self
+            .plans
+            .get(plan)
+            .ok_or_else(|| Error::Graph(format!("no plan {plan}")))?;
+        let buffer = match slot.arena {
+            ArenaKind::Params => &m.params,
+            ArenaKind::Grads => &m.grads,
+            ArenaKind::Inputs => &p.inputs,
+            ArenaKind::Activations => &p.activations,
+        };
+        self.ctx.read(buffer, slot.offset, slot.len)
+    }
+}

@@ -1,0 +1,193 @@
+//! The pipeline table: for each op, its WGSL entry point, its `override` constants, the
+//! dims uniform it reads and its dispatch size. The `match` is exhaustive, so an op added to
+//! [`Op`] without a kernel here does not compile.
+
+use crate::error::{Error, Result};
+use crate::graph::Step;
+use crate::op::Op;
+
+/// Threads per workgroup of every 1-D kernel.
+pub const WORKGROUP: u32 = 256;
+/// Output tile edge of the matmul kernel.
+pub const MATMUL_TILE: u32 = 64;
+/// Gradient elements summed by one workgroup of `grad_norm_partial`.
+pub const NORM_CHUNK: u32 = 4096;
+/// WebGPU's guaranteed maximum workgroups per dispatch dimension.
+pub const MAX_GROUPS: u32 = 65_535;
+
+/// The per-step uniform of graph-op kernels (`struct Dims` in the shaders).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Dims {
+    /// Integer parameters (sizes, indices).
+    pub d: [u32; 4],
+    /// Float parameters (slopes, factors, smoothing).
+    pub f: [f32; 4],
+}
+
+/// How one step is launched.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Launch {
+    /// Shader file (a key of `shaders::ALL`).
+    pub shader: &'static str,
+    /// Entry point.
+    pub entry: &'static str,
+    /// Pipeline-overridable constants.
+    pub constants: Vec<(&'static str, f64)>,
+    /// The uniform it reads.
+    pub dims: Dims,
+    /// Workgroups in x and y.
+    pub groups: (u32, u32),
+}
+
+/// Workgroups for `n` invocations of a 1-D kernel, folded into y past 65535 groups (the
+/// kernels index `gid.x + gid.y * nwg.x * 256`).
+pub fn groups_1d(n: usize) -> Result<(u32, u32)> {
+    let groups = n.div_ceil(WORKGROUP as usize);
+    let y = groups.div_ceil(MAX_GROUPS as usize).max(1);
+    let x = groups.min(MAX_GROUPS as usize).max(1);
+    if y > MAX_GROUPS as usize {
+        return Err(Error::Unsupported(format!(
+            "a 1-D dispatch of {n} invocations exceeds 65535 x 65535 workgroups"
+        )));
+    }
+    Ok((x as u32, y as u32))
+}
+
+fn u(v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::Unsupported(format!("dimension {v} exceeds u32")))
+}
+
+fn dims(d: [usize; 4], f: [f32; 4]) -> Result<Dims> {
+    Ok(Dims {
+        d: [u(d[0])?, u(d[1])?, u(d[2])?, u(d[3])?],
+        f,
+    })
+}
+
+/// The launch of one plan step.
+pub fn launch(step: &Step) -> Result<Launch> {
+    let n = step.shape.numel();
+    let in0 = &step.input_shapes[0];
+    let (rows, cols) = (in0.rows(), in0.last());
+    let simple = |shader, entry, d: Dims, count: usize| -> Result<Launch> {
+        Ok(Launch {
+            shader,
+            entry,
+            constants: vec![],
+            dims: d,
+            groups: groups_1d(count)?,
+        })
+    };
+    let single = |shader, entry, d: Dims| Launch {
+        shader,
+        entry,
+        constants: vec![],
+        dims: d,
+        groups: (1, 1),
+    };
+    let zf = [0.0; 4];
+    Ok(match step.op {
+        Op::MatMul { trans_a, trans_b } => {
+            let (m, k) = if trans_a {
+                (in0.0[1], in0.0[0])
+            } else {
+                (in0.0[0], in0.0[1])
+            };
+            let nn = step.shape.0[1];
+            let gx = nn.div_ceil(MATMUL_TILE as usize);
+            let gy = m.div_ceil(MATMUL_TILE as usize);
+            if gx > MAX_GROUPS as usize || gy > MAX_GROUPS as usize {
+                return Err(Error::Unsupported(format!(
+                    "matmul of {m}x{nn} exceeds 65535 tiles in one dimension"
+                )));
+            }
+            Launch {
+                shader: "matmul.wgsl",
+                entry: "matmul",
+                constants: vec![
+                    ("TRANS_A", f64::from(u8::from(trans_a))),
+                    ("TRANS_B", f64::from(u8::from(trans_b))),
+                ],
+                dims: dims([m, nn, k, 0], zf)?,
+                groups: (gx as u32, gy as u32),
+            }
+        }
+        Op::BiasAdd => simple(
+            "elementwise.wgsl",
+            "bias_add",
+            dims([n, cols, 0, 0], zf)?,
+            n,
+        )?,
+        Op::BiasGrad => simple(
+            "elementwise.wgsl",
+            "bias_grad",
+            dims([rows, cols, 0, 0], zf)?,
+            cols,
+        )?,
+        Op::Add => simple("elementwise.wgsl", "add", dims([n, 0, 0, 0], zf)?, n)?,
+        Op::Scale(f) => simple(
+            "elementwise.wgsl",
+            "scale",
+            dims([n, 0, 0, 0], [f, 0.0, 0.0, 0.0])?,
+            n,
+        )?,
+        Op::Broadcast(f) => simple(
+            "elementwise.wgsl",
+            "broadcast",
+            dims([n, 0, 0, 0], [f, 0.0, 0.0, 0.0])?,
+            n,
+        )?,
+        Op::Activation(a) | Op::ActivationGrad(a) => Launch {
+            shader: "activation.wgsl",
+            entry: if matches!(step.op, Op::Activation(_)) {
+                "activation"
+            } else {
+                "activation_grad"
+            },
+            constants: vec![("KIND", f64::from(a.code()))],
+            dims: dims([n, 0, 0, 0], [a.slope(), 0.0, 0.0, 0.0])?,
+            groups: groups_1d(n)?,
+        },
+        Op::Softmax => simple(
+            "softmax.wgsl",
+            "softmax",
+            dims([rows, cols, 0, 0], zf)?,
+            rows,
+        )?,
+        Op::SoftmaxGrad => simple(
+            "softmax.wgsl",
+            "softmax_grad",
+            dims([rows, cols, 0, 0], zf)?,
+            rows,
+        )?,
+        Op::SoftmaxCrossEntropy { label_smoothing } => single(
+            "loss.wgsl",
+            "cross_entropy",
+            dims([rows, cols, 0, 0], [label_smoothing, 0.0, 0.0, 0.0])?,
+        ),
+        Op::SoftmaxCrossEntropyGrad { label_smoothing } => simple(
+            "loss.wgsl",
+            "cross_entropy_grad",
+            dims([rows, cols, 0, 0], [label_smoothing, 0.0, 0.0, 0.0])?,
+            rows,
+        )?,
+        Op::Mse => single("loss.wgsl", "mse", dims([in0.numel(), 0, 0, 0], zf)?),
+        Op::MseGrad => simple("loss.wgsl", "mse_grad", dims([n, 0, 0, 0], zf)?, n)?,
+        Op::Sum => single("reduce.wgsl", "sum", dims([in0.numel(), 0, 0, 0], zf)?),
+        Op::Mean => single("reduce.wgsl", "mean", dims([in0.numel(), 0, 0, 0], zf)?),
+        Op::Argmax => simple("reduce.wgsl", "argmax", dims([rows, cols, 0, 0], zf)?, rows)?,
+        Op::Correct => single("reduce.wgsl", "correct", dims([rows, cols, 0, 0], zf)?),
+    })
+}
+
+/// The launch that adds `weight · src[0]` to metric accumulator `index`.
+pub fn accumulate(index: usize, weight: f32) -> Result<Launch> {
+    Ok(Launch {
+        shader: "reduce.wgsl",
+        entry: "accumulate",
+        constants: vec![],
+        dims: dims([index, 0, 0, 0], [weight, 0.0, 0.0, 0.0])?,
+        groups: (1, 1),
+    })
+}

@@ -1,0 +1,9 @@
+//! The wgpu backend: WGSL kernels dispatched from static plans, one submit per step.
+
+mod context;
+mod executor;
+pub mod kernels;
+pub mod shaders;
+
+pub use context::{choose_adapter, enumerate_adapters, AdapterPolicy, GpuContext};
+pub use executor::WgpuBackend;

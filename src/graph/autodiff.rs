@@ -1,0 +1,153 @@
+//! Reverse-mode differentiation: one gradient rule per op, each emitting ops of the same
+//! closed set, so backward passes are planned and executed like forward ones.
+
+use std::collections::HashMap;
+
+use super::{Graph, NodeKind, ValueId};
+use crate::error::{Error, Result};
+use crate::op::Op;
+
+/// Appends to `graph` the nodes computing d`loss`/d`p` for every parameter `p`, and returns
+/// `(param, gradient)` pairs in parameter order. Parameters that do not reach the loss are
+/// left out. Each returned gradient is a node of its own (never shared with another
+/// parameter or another value), so the planner can place it in the gradient arena.
+pub fn gradients(graph: &mut Graph, loss: ValueId) -> Result<Vec<(ValueId, ValueId)>> {
+    if graph.shape(loss).numel() != 1 {
+        return Err(Error::Graph(format!(
+            "the loss must be a scalar, got shape {}",
+            graph.shape(loss)
+        )));
+    }
+    graph.set_label("backward");
+    let seed = graph.constant(1.0, graph.shape(loss).clone());
+    let mut grads: HashMap<ValueId, ValueId> = HashMap::new();
+    grads.insert(loss, seed);
+
+    for id in (0..=loss).rev() {
+        let Some(&dy) = grads.get(&id) else { continue };
+        let node = graph.node(id).clone();
+        let NodeKind::Op(op) = node.kind else {
+            continue;
+        };
+        let contributions = rule(graph, op, &node.inputs, id, dy)?;
+        for (input, g) in contributions {
+            let total = match grads.get(&input) {
+                Some(&prev) => graph.op(Op::Add, &[prev, g])?,
+                None => g,
+            };
+            grads.insert(input, total);
+        }
+    }
+
+    let mut out = Vec::new();
+    let mut owned: HashMap<ValueId, ValueId> = HashMap::new();
+    let params: Vec<ValueId> = graph.params().iter().map(|p| p.0).collect();
+    for p in params {
+        let Some(&g) = grads.get(&p) else { continue };
+        // A gradient that is another value's too (a pass-through) gets a copy of its own.
+        let shared = !matches!(graph.node(g).kind, NodeKind::Op(_))
+            || owned.contains_key(&g)
+            || grads.iter().any(|(&v, &gv)| gv == g && v != p);
+        let g = if shared {
+            graph.op(Op::Scale(1.0), &[g])?
+        } else {
+            g
+        };
+        owned.insert(g, p);
+        out.push((p, g));
+    }
+    Ok(out)
+}
+
+/// The gradient rule of one op: given the output gradient `dy`, the contributions to the
+/// gradients of its differentiable inputs.
+fn rule(
+    g: &mut Graph,
+    op: Op,
+    inputs: &[ValueId],
+    out: ValueId,
+    dy: ValueId,
+) -> Result<Vec<(ValueId, ValueId)>> {
+    let x = inputs.first().copied().unwrap_or(out);
+    Ok(match op {
+        Op::MatMul { trans_a, trans_b } => {
+            let (a, b) = (inputs[0], inputs[1]);
+            let da = if trans_a {
+                g.op(
+                    Op::MatMul {
+                        trans_a: trans_b,
+                        trans_b: true,
+                    },
+                    &[b, dy],
+                )?
+            } else {
+                g.op(
+                    Op::MatMul {
+                        trans_a: false,
+                        trans_b: !trans_b,
+                    },
+                    &[dy, b],
+                )?
+            };
+            let db = if trans_b {
+                g.op(
+                    Op::MatMul {
+                        trans_a: true,
+                        trans_b: trans_a,
+                    },
+                    &[dy, a],
+                )?
+            } else {
+                g.op(
+                    Op::MatMul {
+                        trans_a: !trans_a,
+                        trans_b: false,
+                    },
+                    &[a, dy],
+                )?
+            };
+            vec![(a, da), (b, db)]
+        }
+        Op::BiasAdd => {
+            let db = g.op(Op::BiasGrad, &[dy])?;
+            vec![(x, dy), (inputs[1], db)]
+        }
+        Op::Add => vec![(inputs[0], dy), (inputs[1], dy)],
+        Op::Scale(f) => vec![(x, g.op(Op::Scale(f), &[dy])?)],
+        Op::Activation(a) => vec![(x, g.op(Op::ActivationGrad(a), &[x, dy])?)],
+        Op::Softmax => vec![(x, g.op(Op::SoftmaxGrad, &[out, dy])?)],
+        Op::SoftmaxCrossEntropy { label_smoothing } => {
+            let d = g.op(
+                Op::SoftmaxCrossEntropyGrad { label_smoothing },
+                &[x, inputs[1], dy],
+            )?;
+            vec![(x, d)]
+        }
+        Op::Mse => vec![(x, g.op(Op::MseGrad, &[x, inputs[1], dy])?)],
+        Op::Sum | Op::Mean => {
+            let shape = g.shape(x).clone();
+            let factor = if op == Op::Mean {
+                1.0 / shape.numel() as f32
+            } else {
+                1.0
+            };
+            vec![(
+                x,
+                g.op_with_shape(Op::Broadcast(factor), &[dy], Some(&shape))?,
+            )]
+        }
+        Op::BiasGrad
+        | Op::ActivationGrad(_)
+        | Op::SoftmaxGrad
+        | Op::SoftmaxCrossEntropyGrad { .. }
+        | Op::MseGrad
+        | Op::Broadcast(_)
+        | Op::Argmax
+        | Op::Correct => {
+            return Err(Error::Unsupported(format!(
+                "second-order gradients: {} has no gradient rule",
+                op.name()
+            )))
+        }
+    })
+}

@@ -1,0 +1,162 @@
+//! The static graph: built once from a model spec, differentiated once, planned once.
+
+mod autodiff;
+mod interpret;
+mod plan;
+
+pub use autodiff::gradients;
+pub use interpret::interpret;
+pub use plan::{ArenaKind, ParamEntry, ParamLayout, Plan, Slot, Step, ALIGN};
+
+use crate::error::{Error, Result};
+use crate::nn::Init;
+use crate::op::Op;
+use crate::shape::Shape;
+
+/// Index of a node, which is also the id of the one value it produces.
+pub type ValueId = usize;
+
+/// What a node is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NodeKind {
+    /// Data fed each step (a batch of images, its labels), by name.
+    Input(String),
+    /// A trainable parameter, by its PyTorch state_dict name, with its initialiser.
+    Param {
+        /// The state_dict name, e.g. `0.weight`.
+        name: String,
+        /// How its values are initialised.
+        init: Init,
+    },
+    /// A constant filled with one value (the seed gradient of the loss).
+    Constant(f32),
+    /// An op applied to earlier values.
+    Op(Op),
+}
+
+/// One node: its kind, its inputs and the shape of its output.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// What the node computes.
+    pub kind: NodeKind,
+    /// The values it reads, in the op's input order.
+    pub inputs: Vec<ValueId>,
+    /// The shape of the value it produces.
+    pub shape: Shape,
+    /// The layer that created it, for error messages and `--detect-anomaly`-style reports.
+    pub label: String,
+}
+
+/// A directed acyclic graph in topological order: a node's inputs always come before it.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    nodes: Vec<Node>,
+    label: String,
+}
+
+impl Graph {
+    /// An empty graph.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The nodes, in topological order.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// One node.
+    pub fn node(&self, id: ValueId) -> &Node {
+        &self.nodes[id]
+    }
+
+    /// The shape of a value.
+    pub fn shape(&self, id: ValueId) -> &Shape {
+        &self.nodes[id].shape
+    }
+
+    /// Sets the label given to the nodes added from now on (the layer being built).
+    pub fn set_label(&mut self, label: impl Into<String>) {
+        self.label = label.into();
+    }
+
+    fn push(&mut self, kind: NodeKind, inputs: Vec<ValueId>, shape: Shape) -> ValueId {
+        self.nodes.push(Node {
+            kind,
+            inputs,
+            shape,
+            label: self.label.clone(),
+        });
+        self.nodes.len() - 1
+    }
+
+    /// A named input fed each step.
+    pub fn input(&mut self, name: &str, shape: Shape) -> ValueId {
+        self.push(NodeKind::Input(name.to_string()), vec![], shape)
+    }
+
+    /// A trainable parameter.
+    pub fn param(&mut self, name: &str, shape: Shape, init: Init) -> ValueId {
+        self.push(
+            NodeKind::Param {
+                name: name.to_string(),
+                init,
+            },
+            vec![],
+            shape,
+        )
+    }
+
+    /// A constant tensor with every element equal to `value`.
+    pub fn constant(&mut self, value: f32, shape: Shape) -> ValueId {
+        self.push(NodeKind::Constant(value), vec![], shape)
+    }
+
+    /// Applies an op; the output shape is inferred and checked.
+    pub fn op(&mut self, op: Op, inputs: &[ValueId]) -> Result<ValueId> {
+        self.op_with_shape(op, inputs, None)
+    }
+
+    /// Applies an op whose output shape is not a function of its inputs (`Broadcast`).
+    pub fn op_with_shape(
+        &mut self,
+        op: Op,
+        inputs: &[ValueId],
+        target: Option<&Shape>,
+    ) -> Result<ValueId> {
+        if let Some(&bad) = inputs.iter().find(|&&i| i >= self.nodes.len()) {
+            return Err(Error::Graph(format!(
+                "{} reads unknown value {bad}",
+                op.name()
+            )));
+        }
+        let shapes: Vec<&Shape> = inputs.iter().map(|&i| &self.nodes[i].shape).collect();
+        let shape = op.output_shape(&shapes, target).map_err(|e| match e {
+            Error::Shape { context, detail } if !self.label.is_empty() => Error::Shape {
+                context: format!("{} ({context})", self.label),
+                detail,
+            },
+            other => other,
+        })?;
+        Ok(self.push(NodeKind::Op(op), inputs.to_vec(), shape))
+    }
+
+    /// The parameters, in creation order: (value id, name, shape, init).
+    pub fn params(&self) -> Vec<(ValueId, &str, &Shape, Init)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| match &n.kind {
+                NodeKind::Param { name, init } => Some((i, name.as_str(), &n.shape, *init)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The value id of a named input.
+    pub fn find_input(&self, name: &str) -> Option<ValueId> {
+        self.nodes
+            .iter()
+            .position(|n| matches!(&n.kind, NodeKind::Input(s) if s == name))
+    }
+}

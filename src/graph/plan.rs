@@ -1,0 +1,379 @@
+//! The planner: dead-code elimination, execution order, buffer liveness and reuse, and the
+//! flat arenas every value lives in. A plan is data only; both backends execute it.
+
+use std::collections::HashMap;
+
+use super::{Graph, NodeKind, ValueId};
+use crate::error::{Error, Result};
+use crate::op::Op;
+use crate::shape::Shape;
+
+/// Every slot starts on a multiple of this many f32 (256 bytes): the largest
+/// `min_storage_buffer_offset_alignment` WebGPU allows, so each slot can be bound directly.
+pub const ALIGN: usize = 64;
+
+fn align(n: usize) -> usize {
+    n.div_ceil(ALIGN) * ALIGN
+}
+
+/// The flat buffers values live in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ArenaKind {
+    /// Trainable parameters (shared by every plan of a model).
+    Params,
+    /// Their gradients, at the same offsets as the parameters.
+    Grads,
+    /// Per-step inputs and constants of one plan.
+    Inputs,
+    /// Intermediate values of one plan, reused as their lifetimes end.
+    Activations,
+}
+
+impl ArenaKind {
+    /// A dense index (0..4) for tables of arenas.
+    pub fn index(self) -> usize {
+        match self {
+            ArenaKind::Params => 0,
+            ArenaKind::Grads => 1,
+            ArenaKind::Inputs => 2,
+            ArenaKind::Activations => 3,
+        }
+    }
+}
+
+/// Where a value lives: an arena and a range of f32 in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Slot {
+    /// The arena.
+    pub arena: ArenaKind,
+    /// First element.
+    pub offset: usize,
+    /// Number of elements.
+    pub len: usize,
+}
+
+impl Slot {
+    /// The element range in its arena.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.len
+    }
+}
+
+/// One parameter's place in the parameter (and gradient) arena.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamEntry {
+    /// Its PyTorch state_dict name.
+    pub name: String,
+    /// Its shape.
+    pub shape: Shape,
+    /// Its first element in the arena.
+    pub offset: usize,
+}
+
+impl ParamEntry {
+    /// Its slot in the given arena (`Params` or `Grads`).
+    pub fn slot(&self, arena: ArenaKind) -> Slot {
+        Slot {
+            arena,
+            offset: self.offset,
+            len: self.shape.numel(),
+        }
+    }
+}
+
+/// The layout of the parameter arena, shared by the gradient arena and each optimizer
+/// state buffer (so one dispatch updates everything with one index).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ParamLayout {
+    /// The parameters in graph order.
+    pub entries: Vec<ParamEntry>,
+    /// The arena's length in f32, padding included.
+    pub size: usize,
+}
+
+impl ParamLayout {
+    /// Lays out the parameters of a graph in creation order.
+    pub fn of(graph: &Graph) -> Self {
+        let mut entries = Vec::new();
+        let mut size = 0;
+        for (_, name, shape, _) in graph.params() {
+            entries.push(ParamEntry {
+                name: name.to_string(),
+                shape: shape.clone(),
+                offset: size,
+            });
+            size += align(shape.numel());
+        }
+        ParamLayout {
+            entries,
+            size: size.max(ALIGN),
+        }
+    }
+
+    /// The entry of a named parameter.
+    pub fn get(&self, name: &str) -> Option<&ParamEntry> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+
+    /// Number of real (unpadded) parameter values.
+    pub fn numel(&self) -> usize {
+        self.entries.iter().map(|e| e.shape.numel()).sum()
+    }
+}
+
+/// One kernel launch: an op, where its inputs are, where its output goes.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// The op.
+    pub op: Op,
+    /// Input slots, in the op's order.
+    pub inputs: Vec<Slot>,
+    /// Input shapes, in the op's order.
+    pub input_shapes: Vec<Shape>,
+    /// The output slot (never overlapping an input).
+    pub output: Slot,
+    /// The output shape.
+    pub shape: Shape,
+    /// The graph node this step computes.
+    pub node: ValueId,
+}
+
+/// An executable plan: steps in order over flat arenas.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Kernel launches in execution order.
+    pub steps: Vec<Step>,
+    /// Named inputs fed each step: (name, slot, shape).
+    pub inputs: Vec<(String, Slot, Shape)>,
+    /// Constants written once into the input arena.
+    pub constants: Vec<(Slot, f32)>,
+    /// Where each requested output ends up.
+    pub outputs: Vec<(ValueId, Slot)>,
+    /// Length of the input arena in f32.
+    pub inputs_size: usize,
+    /// Length of the activation arena in f32 (after reuse).
+    pub activations_size: usize,
+}
+
+impl Plan {
+    /// Plans the nodes needed for `outputs` and for the gradients in `param_grads`
+    /// (`(param, gradient)` pairs from [`super::gradients`]), which are written straight
+    /// into the gradient arena at their parameter's offset.
+    pub fn build(
+        graph: &Graph,
+        layout: &ParamLayout,
+        outputs: &[ValueId],
+        param_grads: &[(ValueId, ValueId)],
+    ) -> Result<Plan> {
+        let nodes = graph.nodes();
+        let param_slot: HashMap<ValueId, &ParamEntry> = graph
+            .params()
+            .iter()
+            .zip(&layout.entries)
+            .map(|((id, _, _, _), e)| (*id, e))
+            .collect();
+
+        // Which nodes are needed: a backwards sweep from the roots.
+        let mut needed = vec![false; nodes.len()];
+        for &r in outputs.iter().chain(param_grads.iter().map(|(_, g)| g)) {
+            needed[r] = true;
+        }
+        for id in (0..nodes.len()).rev() {
+            if needed[id] {
+                for &i in &nodes[id].inputs {
+                    needed[i] = true;
+                }
+            }
+        }
+
+        // Last use of each value, in node order; roots live to the end.
+        let mut last_use = vec![0usize; nodes.len()];
+        for (id, n) in nodes.iter().enumerate() {
+            if needed[id] {
+                for &i in &n.inputs {
+                    last_use[i] = last_use[i].max(id);
+                }
+            }
+        }
+        for &r in outputs {
+            last_use[r] = usize::MAX;
+        }
+
+        let mut pinned: HashMap<ValueId, Slot> = HashMap::new();
+        for &(p, g) in param_grads {
+            let entry = param_slot
+                .get(&p)
+                .ok_or_else(|| Error::Graph(format!("value {p} is not a parameter")))?;
+            if pinned
+                .insert(g, entry.slot(super::ArenaKind::Grads))
+                .is_some()
+            {
+                return Err(Error::Graph(format!("gradient value {g} is pinned twice")));
+            }
+        }
+
+        let mut slots: HashMap<ValueId, Slot> = HashMap::new();
+        let mut inputs = Vec::new();
+        let mut constants = Vec::new();
+        let mut inputs_size = 0;
+        let mut free = FreeList::default();
+        let mut steps = Vec::new();
+
+        for (id, n) in nodes.iter().enumerate() {
+            if !needed[id] {
+                continue;
+            }
+            let len = n.shape.numel();
+            match &n.kind {
+                NodeKind::Param { .. } => {
+                    let e = param_slot
+                        .get(&id)
+                        .ok_or_else(|| Error::Graph(format!("parameter {id} not in layout")))?;
+                    slots.insert(id, e.slot(ArenaKind::Params));
+                }
+                NodeKind::Input(_) | NodeKind::Constant(_) => {
+                    let slot = Slot {
+                        arena: ArenaKind::Inputs,
+                        offset: inputs_size,
+                        len,
+                    };
+                    inputs_size += align(len);
+                    slots.insert(id, slot);
+                    match &n.kind {
+                        NodeKind::Constant(v) => constants.push((slot, *v)),
+                        NodeKind::Input(name) => inputs.push((name.clone(), slot, n.shape.clone())),
+                        _ => {}
+                    }
+                }
+                NodeKind::Op(op) => {
+                    let output = match pinned.get(&id) {
+                        Some(s) => *s,
+                        None => Slot {
+                            arena: ArenaKind::Activations,
+                            offset: free.alloc(align(len)),
+                            len,
+                        },
+                    };
+                    let in_slots: Vec<Slot> = n.inputs.iter().map(|i| slots[i]).collect();
+                    steps.push(Step {
+                        op: *op,
+                        inputs: in_slots,
+                        input_shapes: n.inputs.iter().map(|&i| nodes[i].shape.clone()).collect(),
+                        output,
+                        shape: n.shape.clone(),
+                        node: id,
+                    });
+                    slots.insert(id, output);
+                    // Inputs whose last reader is this step are free for later steps
+                    // (after the output was placed, so an output never aliases an input).
+                    let mut seen = Vec::new();
+                    for &i in &n.inputs {
+                        if last_use[i] == id && !seen.contains(&i) {
+                            seen.push(i);
+                            let s = slots[&i];
+                            if s.arena == ArenaKind::Activations {
+                                free.release(s.offset, align(s.len));
+                            }
+                        }
+                    }
+                    // A value nobody reads (and not a root) is freed at once.
+                    if last_use[id] == 0 && output.arena == ArenaKind::Activations {
+                        free.release(output.offset, align(len));
+                    }
+                }
+            }
+        }
+
+        let outputs = outputs.iter().map(|&o| (o, slots[&o])).collect();
+        Ok(Plan {
+            steps,
+            inputs,
+            constants,
+            outputs,
+            inputs_size: inputs_size.max(ALIGN),
+            activations_size: free.high_water.max(ALIGN),
+        })
+    }
+
+    /// The slot of a named input.
+    pub fn input_slot(&self, name: &str) -> Option<Slot> {
+        self.inputs
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, s, _)| *s)
+    }
+
+    /// The slot of a requested output.
+    pub fn output_slot(&self, value: ValueId) -> Option<Slot> {
+        self.outputs
+            .iter()
+            .find(|(v, _)| *v == value)
+            .map(|(_, s)| *s)
+    }
+}
+
+/// First-fit allocator over one arena, merging neighbours on release.
+#[derive(Default)]
+struct FreeList {
+    /// Free (offset, len) ranges, sorted by offset.
+    holes: Vec<(usize, usize)>,
+    high_water: usize,
+}
+
+impl FreeList {
+    fn alloc(&mut self, len: usize) -> usize {
+        if let Some(i) = self.holes.iter().position(|&(_, l)| l >= len) {
+            let (off, l) = self.holes[i];
+            if l == len {
+                self.holes.remove(i);
+            } else {
+                self.holes[i] = (off + len, l - len);
+            }
+            return off;
+        }
+        // Grow, absorbing a hole that ends at the high-water mark.
+        if let Some(&(off, l)) = self.holes.last() {
+            if off + l == self.high_water {
+                self.holes.pop();
+                self.high_water = off + len;
+                return off;
+            }
+        }
+        let off = self.high_water;
+        self.high_water += len;
+        off
+    }
+
+    fn release(&mut self, offset: usize, len: usize) {
+        let i = self.holes.partition_point(|&(o, _)| o < offset);
+        self.holes.insert(i, (offset, len));
+        // Merge with the right neighbour, then the left.
+        if i + 1 < self.holes.len() && self.holes[i].0 + self.holes[i].1 == self.holes[i + 1].0 {
+            self.holes[i].1 += self.holes[i + 1].1;
+            self.holes.remove(i + 1);
+        }
+        if i > 0 && self.holes[i - 1].0 + self.holes[i - 1].1 == self.holes[i].0 {
+            self.holes[i - 1].1 += self.holes[i].1;
+            self.holes.remove(i);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_list_reuses_and_merges() {
+        let mut f = FreeList::default();
+        let a = f.alloc(64);
+        let b = f.alloc(128);
+        let c = f.alloc(64);
+        assert_eq!((a, b, c), (0, 64, 192));
+        f.release(a, 64);
+        f.release(b, 128);
+        assert_eq!(f.holes, vec![(0, 192)]);
+        assert_eq!(f.alloc(192), 0);
+        assert_eq!(f.high_water, 256);
+    }
+}

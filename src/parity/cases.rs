@@ -1,0 +1,155 @@
+//! The op table shared by `kiln parity`, the parity tests and the gradient checks.
+
+use crate::op::{Activation, Op};
+use crate::rng::Philox;
+use crate::shape::Shape;
+
+/// What values an input of a case holds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InputKind {
+    /// Uniform in (−range, range).
+    Real(f32),
+    /// Class indices in [0, classes).
+    Labels(usize),
+}
+
+/// One op on one set of input shapes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpCase {
+    /// The op.
+    pub op: Op,
+    /// Input shapes and kinds, in the op's order.
+    pub inputs: Vec<(Shape, InputKind)>,
+    /// The output shape for ops that need one given (`Broadcast`).
+    pub target: Option<Shape>,
+}
+
+impl OpCase {
+    fn new(op: Op, inputs: Vec<(Shape, InputKind)>) -> Self {
+        OpCase {
+            op,
+            inputs,
+            target: None,
+        }
+    }
+
+    /// "[a, b] x [c, d]" for reports.
+    pub fn shapes(&self) -> String {
+        let s: Vec<String> = self.inputs.iter().map(|(s, _)| s.to_string()).collect();
+        s.join(" x ")
+    }
+
+    /// Deterministic inputs for this case from `seed`.
+    pub fn make_inputs(&self, seed: u64) -> Vec<Vec<f32>> {
+        self.inputs
+            .iter()
+            .enumerate()
+            .map(|(i, (shape, kind))| {
+                let mut rng = Philox::new(seed, i as u32);
+                (0..shape.numel())
+                    .map(|_| match kind {
+                        InputKind::Real(r) => rng.uniform(-r, *r),
+                        InputKind::Labels(c) => rng.below(*c as u32) as f32,
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+fn real(d: &[usize]) -> (Shape, InputKind) {
+    (Shape::new(d), InputKind::Real(1.0))
+}
+
+fn wide(d: &[usize]) -> (Shape, InputKind) {
+    (Shape::new(d), InputKind::Real(4.0))
+}
+
+fn labels(n: usize, classes: usize) -> (Shape, InputKind) {
+    (Shape::new(&[n]), InputKind::Labels(classes))
+}
+
+const ACTIVATIONS: [Activation; 5] = [
+    Activation::Relu,
+    Activation::LeakyRelu(0.1),
+    Activation::Sigmoid,
+    Activation::Tanh,
+    Activation::Gelu,
+];
+
+/// Every op of [`Op`] with shapes that exercise edges: size 1, odd sizes, sizes that are
+/// not multiples of the workgroup (256) or tile (64) sizes.
+pub fn cases() -> Vec<OpCase> {
+    let mut c = Vec::new();
+    for (m, n, k) in [
+        (1, 1, 1),
+        (7, 13, 5),
+        (65, 33, 130),
+        (128, 10, 128),
+        (3, 300, 70),
+    ] {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let a = if ta { [k, m] } else { [m, k] };
+            let b = if tb { [n, k] } else { [k, n] };
+            c.push(OpCase::new(
+                Op::MatMul {
+                    trans_a: ta,
+                    trans_b: tb,
+                },
+                vec![real(&a), real(&b)],
+            ));
+        }
+    }
+    for (r, k) in [(1, 1), (5, 7), (300, 129)] {
+        c.push(OpCase::new(Op::BiasAdd, vec![real(&[r, k]), real(&[k])]));
+        c.push(OpCase::new(Op::BiasGrad, vec![real(&[r, k])]));
+    }
+    for n in [1, 1000, 70_001] {
+        c.push(OpCase::new(Op::Add, vec![real(&[n]), real(&[n])]));
+        c.push(OpCase::new(Op::Scale(-0.75), vec![real(&[n])]));
+        c.push(OpCase::new(Op::Sum, vec![real(&[n])]));
+        c.push(OpCase::new(Op::Mean, vec![real(&[n])]));
+        let mut b = OpCase::new(Op::Broadcast(0.5), vec![real(&[1])]);
+        b.target = Some(Shape::new(&[n]));
+        c.push(b);
+    }
+    for a in ACTIVATIONS {
+        for d in [&[1][..], &[777], &[3, 1029]] {
+            c.push(OpCase::new(Op::Activation(a), vec![wide(d)]));
+            c.push(OpCase::new(Op::ActivationGrad(a), vec![wide(d), real(d)]));
+        }
+    }
+    for (r, k) in [(1, 1), (5, 10), (33, 300)] {
+        c.push(OpCase::new(Op::Softmax, vec![wide(&[r, k])]));
+        c.push(OpCase::new(
+            Op::SoftmaxGrad,
+            vec![real(&[r, k]), real(&[r, k])],
+        ));
+        c.push(OpCase::new(Op::Argmax, vec![real(&[r, k])]));
+        c.push(OpCase::new(Op::Correct, vec![real(&[r, k]), labels(r, k)]));
+    }
+    for smoothing in [0.0, 0.1] {
+        for (r, k) in [(1, 2), (4, 10), (129, 37)] {
+            c.push(OpCase::new(
+                Op::SoftmaxCrossEntropy {
+                    label_smoothing: smoothing,
+                },
+                vec![wide(&[r, k]), labels(r, k)],
+            ));
+            c.push(OpCase::new(
+                Op::SoftmaxCrossEntropyGrad {
+                    label_smoothing: smoothing,
+                },
+                vec![wide(&[r, k]), labels(r, k), real(&[1])],
+            ));
+        }
+    }
+    for n in [1, 2000] {
+        c.push(OpCase::new(Op::Mse, vec![real(&[n]), real(&[n])]));
+        c.push(OpCase::new(
+            Op::MseGrad,
+            vec![real(&[n]), real(&[n]), real(&[1])],
+        ));
+    }
+    c
+}

@@ -1,0 +1,168 @@
+//! Running one case on a backend and judging it against the f64 reference.
+
+use super::cases::OpCase;
+use crate::backend::cpu::run_op;
+use crate::backend::{Backend, Tail};
+use crate::error::{Error, Result};
+use crate::graph::{Graph, ParamLayout, Plan};
+use crate::op::{Op, Tolerance};
+use crate::optim::StepScalars;
+
+/// One element that broke its bound.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mismatch {
+    /// Flat index.
+    pub index: usize,
+    /// What the backend produced.
+    pub got: f32,
+    /// The f64 reference.
+    pub expected: f64,
+    /// The allowed absolute error there.
+    pub bound: f64,
+}
+
+/// The outcome of one case.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CaseResult {
+    /// Op name.
+    pub op: String,
+    /// Input shapes.
+    pub shapes: String,
+    /// Largest |got − ref|.
+    pub max_abs: f64,
+    /// Largest |got − ref| / |ref| over elements with |ref| > 0.
+    pub max_rel: f64,
+    /// Largest error as a fraction of its bound (≤ 1 passes).
+    pub worst_ratio: f64,
+    /// The first few mismatches (empty when it passed).
+    pub mismatches: Vec<Mismatch>,
+}
+
+impl CaseResult {
+    /// Whether every element is within its bound.
+    pub fn passed(&self) -> bool {
+        self.mismatches.is_empty()
+    }
+}
+
+/// Number of terms a reduction op sums per output (the K of the error bound).
+fn terms(case: &OpCase) -> usize {
+    let s = &case.inputs[0].0;
+    match case.op {
+        Op::MatMul { trans_a, .. } => {
+            if trans_a {
+                s.0[0]
+            } else {
+                s.0[1]
+            }
+        }
+        Op::BiasGrad => s.rows(),
+        Op::SoftmaxGrad => s.last(),
+        Op::SoftmaxCrossEntropy { .. } => s.numel() + s.rows(),
+        _ => s.numel(),
+    }
+}
+
+/// Compares `got` with the f64 reference of `case` on `inputs`; keeps the first 5 mismatches.
+pub fn check(case: &OpCase, inputs: &[Vec<f32>], got: &[f32]) -> Result<CaseResult> {
+    let in64: Vec<Vec<f64>> = inputs
+        .iter()
+        .map(|v| v.iter().map(|&x| f64::from(x)).collect())
+        .collect();
+    let abs64: Vec<Vec<f64>> = in64
+        .iter()
+        .map(|v| v.iter().map(|x| x.abs()).collect())
+        .collect();
+    let shapes: Vec<_> = case.inputs.iter().map(|(s, _)| s.clone()).collect();
+    let out_shape = case
+        .op
+        .output_shape(&shapes.iter().collect::<Vec<_>>(), case.target.as_ref())?;
+    let reference = eval64(case.op, &in64, &shapes, &out_shape)?;
+    if got.len() != reference.len() {
+        return Err(Error::shape(
+            case.op.name(),
+            format!("got {} values, expected {}", got.len(), reference.len()),
+        ));
+    }
+    let tolerance = case.op.tolerance();
+    let magnitude = match tolerance {
+        Tolerance::Reduction => eval64(case.op, &abs64, &shapes, &out_shape)?,
+        _ => Vec::new(),
+    };
+    let k = terms(case) as f64;
+    let eps32 = f64::from(f32::EPSILON);
+    let max_ref = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let mut r = CaseResult {
+        op: case.op.name(),
+        shapes: case.shapes(),
+        max_abs: 0.0,
+        max_rel: 0.0,
+        worst_ratio: 0.0,
+        mismatches: Vec::new(),
+    };
+    for (i, (&g, &e)) in got.iter().zip(&reference).enumerate() {
+        let err = (f64::from(g) - e).abs();
+        let bound = match tolerance {
+            Tolerance::Exact => 0.0,
+            Tolerance::Relative(rtol) => rtol * e.abs().max(0.01 * max_ref),
+            // Plus the rounding of the f32 result itself.
+            Tolerance::Reduction => 2.0 * k * eps32 * magnitude[i].abs() + eps32 * e.abs(),
+        };
+        let bad = !(err <= bound) || !g.is_finite() != !e.is_finite();
+        r.max_abs = r.max_abs.max(err);
+        if e != 0.0 {
+            r.max_rel = r.max_rel.max(err / e.abs());
+        }
+        if bound > 0.0 {
+            r.worst_ratio = r.worst_ratio.max(err / bound);
+        } else if err > 0.0 {
+            r.worst_ratio = f64::INFINITY;
+        }
+        if bad && r.mismatches.len() < 5 {
+            r.mismatches.push(Mismatch {
+                index: i,
+                got: g,
+                expected: e,
+                bound,
+            });
+        }
+    }
+    Ok(r)
+}
+
+fn eval64(
+    op: Op,
+    inputs: &[Vec<f64>],
+    shapes: &[crate::shape::Shape],
+    out_shape: &crate::shape::Shape,
+) -> Result<Vec<f64>> {
+    let ins: Vec<&[f64]> = inputs.iter().map(|v| v.as_slice()).collect();
+    let mut out = vec![0.0f64; out_shape.numel()];
+    run_op(&op, &ins, shapes, &mut out, out_shape)?;
+    Ok(out)
+}
+
+/// Runs one case on `backend` through the planner and executor (one-op plan) and judges it.
+pub fn run_case(backend: &mut dyn Backend, case: &OpCase, seed: u64) -> Result<CaseResult> {
+    let inputs = case.make_inputs(seed);
+    let mut g = Graph::new();
+    let ids: Vec<_> = case
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, (s, _))| g.input(&format!("in{i}"), s.clone()))
+        .collect();
+    let out = g.op_with_shape(case.op, &ids, case.target.as_ref())?;
+    let layout = ParamLayout::of(&g);
+    let plan = Plan::build(&g, &layout, &[out], &[])?;
+    backend.init_model(&layout, &vec![0.0; layout.size], None)?;
+    let id = backend.compile(&plan, Tail::default())?;
+    // The plan lists inputs in node order, which is the order they were created in.
+    let feeds: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
+    backend.run(id, &feeds, &StepScalars::default())?;
+    let slot = plan
+        .output_slot(out)
+        .ok_or_else(|| Error::Graph("planned output missing".into()))?;
+    let got = backend.read_slot(id, slot)?;
+    check(case, &inputs, &got)
+}

@@ -1,0 +1,9 @@
+//! Parity checking: the shared op table (every op, several shapes including 1, odd sizes and
+//! non-multiples of the tile sizes) run on a backend and compared against the f64
+//! reference under DESIGN.md's tolerance policy.
+
+mod cases;
+mod compare;
+
+pub use cases::{cases, InputKind, OpCase};
+pub use compare::{check, run_case, CaseResult, Mismatch};

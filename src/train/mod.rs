@@ -1,0 +1,6 @@
+//! The training loop: static plans per (mode, batch size) over resident parameters, one
+//! backend run per batch, metrics read back every few steps only.
+
+mod trainer;
+
+pub use trainer::{EpochReport, Event, TrainConfig, Trainer};

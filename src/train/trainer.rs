@@ -1,0 +1,448 @@
+//! The trainer: builds the training and evaluation plans of a model, feeds batches and
+//! reads back metrics.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::backend::{Backend, PlanId, Tail, METRIC_CORRECT, METRIC_LOSS};
+use crate::data::{Batcher, Dataset};
+use crate::error::{Error, Result};
+use crate::graph::{gradients, Graph, ParamLayout, Plan};
+use crate::nn::Model;
+use crate::op::Op;
+use crate::optim::{Optimizer, StepScalars};
+use crate::shape::Shape;
+
+/// Everything a training run is configured by.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Epochs over the training set.
+    pub epochs: usize,
+    /// Mini-batch size (the last batch of an epoch may be smaller).
+    pub batch_size: usize,
+    /// Learning rate.
+    pub lr: f32,
+    /// Seed for initialisation and shuffling.
+    pub seed: u64,
+    /// The optimizer.
+    pub optimizer: Optimizer,
+    /// Global L2-norm gradient clipping threshold.
+    pub clip_norm: Option<f32>,
+    /// Label smoothing of the cross-entropy loss.
+    pub label_smoothing: f32,
+    /// Shuffle the training set each epoch.
+    pub shuffle: bool,
+    /// Read the running loss back every this many steps (for progress display).
+    pub log_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 5,
+            batch_size: 128,
+            lr: 1e-3,
+            seed: 0,
+            optimizer: Optimizer::adamw(),
+            clip_norm: None,
+            label_smoothing: 0.0,
+            shuffle: true,
+            log_every: 20,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every value against its domain.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.batch_size == 0 {
+            return bad("batch size must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!(
+                "learning rate must be positive and finite, got {}",
+                self.lr
+            ));
+        }
+        if let Some(c) = self.clip_norm {
+            if !(c.is_finite() && c > 0.0) {
+                return bad(format!("clip norm must be positive and finite, got {c}"));
+            }
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad(format!(
+                "label smoothing must be in [0, 1), got {}",
+                self.label_smoothing
+            ));
+        }
+        self.optimizer.validate()
+    }
+}
+
+/// Progress of a run, for display.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// An epoch started.
+    EpochStart {
+        /// Epoch number, from 1.
+        epoch: usize,
+        /// Batches in it.
+        batches: usize,
+    },
+    /// A batch finished; `loss` is the mean training loss of the epoch so far when it was
+    /// read back on this batch.
+    Batch {
+        /// Batches done in this epoch.
+        done: usize,
+        /// Mean loss so far, when read back.
+        loss: Option<f32>,
+        /// Training images per second so far in this epoch.
+        images_per_s: f64,
+    },
+    /// An epoch finished and was evaluated.
+    EpochEnd(EpochReport),
+}
+
+/// What one epoch achieved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochReport {
+    /// Epoch number, from 1.
+    pub epoch: usize,
+    /// Mean training loss over its batches.
+    pub train_loss: f32,
+    /// Training accuracy (on the fly, in training mode).
+    pub train_accuracy: f32,
+    /// Test loss.
+    pub test_loss: f32,
+    /// Test accuracy.
+    pub test_accuracy: f32,
+    /// Training throughput (images per second of training, evaluation excluded).
+    pub images_per_s: f64,
+    /// Seconds spent training in this epoch.
+    pub seconds: f64,
+}
+
+/// A compiled plan and its batch size.
+#[derive(Clone, Copy, Debug)]
+struct Compiled {
+    id: PlanId,
+}
+
+/// Trains a model on a backend.
+pub struct Trainer {
+    backend: Box<dyn Backend>,
+    model: Model,
+    layout: ParamLayout,
+    config: TrainConfig,
+    features: usize,
+    classes: usize,
+    plans: HashMap<(bool, usize), Compiled>,
+    step: u32,
+    images: Vec<f32>,
+    labels: Vec<f32>,
+}
+
+impl Trainer {
+    /// Parses the model, initialises its parameters (seeded, as PyTorch's defaults) and
+    /// makes them resident on the backend.
+    pub fn new(mut backend: Box<dyn Backend>, spec: &str, config: &TrainConfig) -> Result<Self> {
+        config.validate()?;
+        let model = Model::parse(spec)?;
+        let features = model.input_features()?;
+        let graph = forward_graph(&model, 1, features, config.label_smoothing)?;
+        let classes = graph.logits_width;
+        let layout = ParamLayout::of(&graph.graph);
+        let mut params = vec![0.0f32; layout.size];
+        for (k, ((_, _, _, init), entry)) in
+            graph.graph.params().iter().zip(&layout.entries).enumerate()
+        {
+            let n = entry.shape.numel();
+            init.fill(
+                &mut params[entry.offset..entry.offset + n],
+                config.seed,
+                k as u32,
+            );
+        }
+        backend.init_model(&layout, &params, Some(config.optimizer))?;
+        Ok(Trainer {
+            backend,
+            model,
+            layout,
+            config: config.clone(),
+            features,
+            classes,
+            plans: HashMap::new(),
+            step: 0,
+            images: Vec::new(),
+            labels: Vec::new(),
+        })
+    }
+
+    /// The backend's description.
+    pub fn describe(&self) -> String {
+        self.backend.describe()
+    }
+
+    /// The parameter layout (names, shapes, offsets).
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Number of optimizer steps taken.
+    pub fn steps(&self) -> u32 {
+        self.step
+    }
+
+    /// Reads the parameter arena back.
+    pub fn params(&mut self) -> Result<Vec<f32>> {
+        self.backend.read_params()
+    }
+
+    /// The backend, for inspection in tests and tools.
+    pub fn backend_mut(&mut self) -> &mut dyn Backend {
+        self.backend.as_mut()
+    }
+
+    fn check_data(&self, data: &Dataset) -> Result<()> {
+        if data.features() != self.features {
+            return Err(Error::shape(
+                format!("dataset '{}'", data.name),
+                format!(
+                    "images of {}x{} = {} values do not fit the model's input of {} features",
+                    data.rows,
+                    data.cols,
+                    data.features(),
+                    self.features
+                ),
+            ));
+        }
+        if data.classes > self.classes {
+            return Err(Error::shape(
+                format!("dataset '{}'", data.name),
+                format!(
+                    "{} classes but the model has {} outputs",
+                    data.classes, self.classes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn plan(&mut self, training: bool, batch: usize) -> Result<Compiled> {
+        if let Some(c) = self.plans.get(&(training, batch)) {
+            return Ok(*c);
+        }
+        let fg = forward_graph(
+            &self.model,
+            batch,
+            self.features,
+            self.config.label_smoothing,
+        )?;
+        let mut graph = fg.graph;
+        let grads = if training {
+            gradients(&mut graph, fg.loss)?
+        } else {
+            Vec::new()
+        };
+        let plan = Plan::build(&graph, &self.layout, &[fg.loss, fg.correct], &grads)?;
+        let slot = |v| {
+            plan.output_slot(v)
+                .ok_or_else(|| Error::Graph("planned output missing".into()))
+        };
+        let tail = Tail {
+            // The loss is a batch mean: weighted by the batch size, the accumulator holds the
+            // sum over images, so a partial last batch counts for what it is.
+            accumulate: vec![
+                (slot(fg.loss)?, METRIC_LOSS, batch as f32),
+                (slot(fg.correct)?, METRIC_CORRECT, 1.0),
+            ],
+            update: training,
+        };
+        let id = self.backend.compile(&plan, tail)?;
+        let c = Compiled { id };
+        self.plans.insert((training, batch), c);
+        Ok(c)
+    }
+
+    /// One optimizer step on a batch given as `pixel/255` images `[n, features]` and f32 class
+    /// indices `[n]`. The loss and correct count are added to the backend's accumulators.
+    pub fn train_batch(&mut self, images: &[f32], labels: &[f32]) -> Result<()> {
+        let n = labels.len();
+        if n == 0 || images.len() != n * self.features {
+            return Err(Error::shape(
+                "train_batch",
+                format!(
+                    "{} image values for {n} labels of {} features",
+                    images.len(),
+                    self.features
+                ),
+            ));
+        }
+        if let Some(bad) = labels
+            .iter()
+            .find(|&&l| !(l >= 0.0 && (l as usize) < self.classes && l.fract() == 0.0))
+        {
+            return Err(Error::Config(format!(
+                "label {bad} is not a class index below {}",
+                self.classes
+            )));
+        }
+        let c = self.plan(true, n)?;
+        self.step += 1;
+        let scalars = self.scalars();
+        self.backend.run(c.id, &[images, labels], &scalars)
+    }
+
+    /// One training step on a batch already in `self.images` / `self.labels`.
+    fn train_step(&mut self, batch: usize) -> Result<()> {
+        let c = self.plan(true, batch)?;
+        self.step += 1;
+        let scalars = self.scalars();
+        self.backend
+            .run(c.id, &[&self.images, &self.labels], &scalars)
+    }
+
+    fn scalars(&self) -> StepScalars {
+        let mut s = self.config.optimizer.scalars(
+            self.config.lr,
+            self.step,
+            self.config.clip_norm,
+            self.layout.size,
+        );
+        s.seed_lo = self.config.seed as u32;
+        s.seed_hi = (self.config.seed >> 32) as u32;
+        s
+    }
+
+    /// Trains for `config.epochs` epochs, evaluating on `test` after each.
+    pub fn fit(
+        &mut self,
+        train: &Dataset,
+        test: &Dataset,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<Vec<EpochReport>> {
+        self.check_data(train)?;
+        self.check_data(test)?;
+        let mut reports = Vec::new();
+        let mut batcher = Batcher::new(
+            train,
+            self.config.batch_size,
+            self.config.shuffle,
+            self.config.seed,
+        )?;
+        for epoch in 1..=self.config.epochs {
+            batcher.start_epoch(epoch - 1);
+            let batches = batcher.batches_per_epoch();
+            on_event(&Event::EpochStart { epoch, batches });
+            self.backend.reset_metrics()?;
+            let start = Instant::now();
+            let mut done = 0;
+            let mut seen = 0usize;
+            let (mut images, mut labels) = (
+                std::mem::take(&mut self.images),
+                std::mem::take(&mut self.labels),
+            );
+            while let Some(n) = batcher.next_batch(&mut images, &mut labels) {
+                self.images = images;
+                self.labels = labels;
+                let r = self.train_step(n);
+                images = std::mem::take(&mut self.images);
+                labels = std::mem::take(&mut self.labels);
+                r?;
+                done += 1;
+                seen += n;
+                let loss = if done % self.config.log_every.max(1) == 0 || done == batches {
+                    Some(self.backend.read_metrics()?[METRIC_LOSS] / seen as f32)
+                } else {
+                    None
+                };
+                let images_per_s = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                on_event(&Event::Batch {
+                    done,
+                    loss,
+                    images_per_s,
+                });
+            }
+            self.images = images;
+            self.labels = labels;
+            let m = self.backend.read_metrics()?;
+            let seconds = start.elapsed().as_secs_f64();
+            let (test_loss, test_accuracy) = self.evaluate(test)?;
+            let report = EpochReport {
+                epoch,
+                train_loss: m[METRIC_LOSS] / seen.max(1) as f32,
+                train_accuracy: m[METRIC_CORRECT] / seen.max(1) as f32,
+                test_loss,
+                test_accuracy,
+                images_per_s: seen as f64 / seconds.max(1e-9),
+                seconds,
+            };
+            on_event(&Event::EpochEnd(report.clone()));
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
+    /// Mean loss per image and accuracy on a dataset, in evaluation mode.
+    pub fn evaluate(&mut self, data: &Dataset) -> Result<(f32, f32)> {
+        self.check_data(data)?;
+        let mut batcher = Batcher::new(data, self.config.batch_size, false, 0)?;
+        let scalars = self.scalars();
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
+        self.backend.reset_metrics()?;
+        while let Some(n) = batcher.next_batch(&mut images, &mut labels) {
+            let c = self.plan(false, n)?;
+            self.backend.run(c.id, &[&images, &labels], &scalars)?;
+        }
+        let m = self.backend.read_metrics()?;
+        self.backend.reset_metrics()?;
+        let n = data.len as f32;
+        Ok((m[METRIC_LOSS] / n, m[METRIC_CORRECT] / n))
+    }
+}
+
+/// The forward graph of a model with its loss and metrics.
+struct ForwardGraph {
+    graph: Graph,
+    loss: crate::graph::ValueId,
+    correct: crate::graph::ValueId,
+    logits_width: usize,
+}
+
+fn forward_graph(
+    model: &Model,
+    batch: usize,
+    features: usize,
+    smoothing: f32,
+) -> Result<ForwardGraph> {
+    let mut g = Graph::new();
+    let x = g.input("x", Shape::new(&[batch, features]));
+    let labels = g.input("labels", Shape::new(&[batch]));
+    let logits = model.build(&mut g, x)?;
+    let shape = g.shape(logits).clone();
+    if shape.rank() != 2 {
+        return Err(Error::shape(
+            "model output",
+            format!("logits must be [batch, classes], got {shape}"),
+        ));
+    }
+    let loss = g.op(
+        Op::SoftmaxCrossEntropy {
+            label_smoothing: smoothing,
+        },
+        &[logits, labels],
+    )?;
+    let correct = g.op(Op::Correct, &[logits, labels])?;
+    Ok(ForwardGraph {
+        logits_width: shape.last(),
+        graph: g,
+        loss,
+        correct,
+    })
+}

@@ -1,0 +1,70 @@
+//! The command-line program: clear errors, never a panic.
+
+use std::process::Command;
+
+fn kiln(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn gpu_backend_without_adapter_is_a_clear_error() {
+    let (code, text) = kiln(
+        &["train", "--backend", "gpu", "--epochs", "1"],
+        &[("WGPU_ADAPTER_NAME", "no-such-adapter-xyz")],
+    );
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("no wgpu adapter found"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+}
+
+#[test]
+fn auto_falls_back_to_cpu_in_one_line() {
+    let (code, text) = kiln(
+        &["train", "--epochs", "1", "--limit", "256"],
+        &[("WGPU_ADAPTER_NAME", "no-such-adapter-xyz")],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("training on the CPU backend"), "{text}");
+    assert!(text.contains("test acc"), "{text}");
+}
+
+#[test]
+fn bad_model_spec_points_at_the_layer() {
+    let (code, text) = kiln(
+        &[
+            "train",
+            "--backend",
+            "cpu",
+            "--model",
+            "linear(784,64),relu,linear(60,10)",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("layer 2 'linear(60,10)'"), "{text}");
+}
+
+#[test]
+fn bad_hyperparameters_are_rejected() {
+    for args in [
+        &["train", "--backend", "cpu", "--batch-size", "0"][..],
+        &["train", "--backend", "cpu", "--lr=-1"],
+        &["train", "--backend", "cpu", "--betas", "0.9"],
+        &["train", "--backend", "cpu", "--optimizer", "lion"],
+    ] {
+        let (code, text) = kiln(args, &[]);
+        assert_eq!(code, 1, "{args:?}: {text}");
+        assert!(text.contains("error"), "{args:?}: {text}");
+    }
+}

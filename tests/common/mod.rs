@@ -1,0 +1,28 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code)]
+
+use kiln::backend::wgpu::{AdapterPolicy, WgpuBackend};
+
+/// A wgpu backend on any adapter (lavapipe in CI). With `CI` set, a missing adapter fails
+/// the test; elsewhere the test says loudly that it skipped.
+pub fn gpu() -> Option<WgpuBackend> {
+    match WgpuBackend::new(AdapterPolicy::AllowSoftware) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            if std::env::var_os("CI").is_some() {
+                panic!("CI is set but no wgpu adapter is available: {e}");
+            }
+            eprintln!("\n*** SKIPPED: no wgpu adapter ({e}); install mesa-vulkan-drivers ***\n");
+            None
+        }
+    }
+}
+
+/// Largest |a − b| over two equally long slices.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+}

@@ -1,0 +1,80 @@
+//! Every op of the shared table, forward and backward, on the CPU backend and on wgpu,
+//! against the f64 reference (DESIGN.md's tolerance policy).
+
+mod common;
+
+use kiln::backend::cpu::CpuBackend;
+use kiln::backend::Backend;
+use kiln::parity::{cases, run_case};
+
+fn run_all(backend: &mut dyn Backend, name: &str) {
+    let mut failures = Vec::new();
+    let all = cases();
+    for (i, case) in all.iter().enumerate() {
+        let r = run_case(backend, case, 1000 + i as u64)
+            .unwrap_or_else(|e| panic!("{name}: {} {}: {e}", case.op.name(), case.shapes()));
+        if !r.passed() {
+            failures.push(format!(
+                "{} {}: max abs {:.3e}, worst/bound {:.2}, first mismatches {:?}",
+                r.op, r.shapes, r.max_abs, r.worst_ratio, r.mismatches
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{name}: {} of {} cases failed:\n{}",
+        failures.len(),
+        all.len(),
+        failures.join("\n")
+    );
+    eprintln!("{name}: {} cases passed", all.len());
+}
+
+#[test]
+fn cpu_backend_matches_f64_reference() {
+    run_all(&mut CpuBackend::new(), "cpu");
+}
+
+#[test]
+fn gpu_backend_matches_f64_reference() {
+    let Some(mut gpu) = common::gpu() else { return };
+    run_all(&mut gpu, "gpu");
+}
+
+#[test]
+fn table_covers_every_op_variant() {
+    let names: std::collections::BTreeSet<String> = cases().iter().map(|c| c.op.name()).collect();
+    for expected in [
+        "matmul",
+        "matmul_ta",
+        "matmul_tb",
+        "matmul_ta_tb",
+        "bias_add",
+        "bias_grad",
+        "add",
+        "scale",
+        "relu",
+        "leaky_relu",
+        "sigmoid",
+        "tanh",
+        "gelu",
+        "relu_grad",
+        "leaky_relu_grad",
+        "sigmoid_grad",
+        "tanh_grad",
+        "gelu_grad",
+        "softmax",
+        "softmax_grad",
+        "cross_entropy",
+        "cross_entropy_grad",
+        "mse",
+        "mse_grad",
+        "sum",
+        "mean",
+        "broadcast",
+        "argmax",
+        "correct",
+    ] {
+        assert!(names.contains(expected), "no parity case for {expected}");
+    }
+}

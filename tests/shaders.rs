@@ -1,0 +1,445 @@
+//! Static checks of the WGSL kernels in `shaders/`: every file parses and validates under
+//! naga (the front end wgpu itself uses), has the entry points the executor looks up, and
+//! follows the binding conventions the executor relies on. Needs no GPU, and only naga
+//! and std, so it runs while the rest of the crate is in flux.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+use naga::{AddressSpace, Module, Scalar, ScalarKind, ShaderStage, StorageAccess, TypeInner};
+
+/// File → the entry points the executor dispatches from it.
+const ENTRY_POINTS: &[(&str, &[&str])] = &[
+    ("matmul.wgsl", &["matmul"]),
+    (
+        "elementwise.wgsl",
+        &["bias_add", "bias_grad", "add", "scale", "broadcast"],
+    ),
+    ("activation.wgsl", &["activation", "activation_grad"]),
+    ("softmax.wgsl", &["softmax", "softmax_grad"]),
+    (
+        "loss.wgsl",
+        &["cross_entropy", "cross_entropy_grad", "mse", "mse_grad"],
+    ),
+    (
+        "reduce.wgsl",
+        &["sum", "mean", "argmax", "correct", "accumulate"],
+    ),
+    (
+        "optim.wgsl",
+        &[
+            "grad_norm_partial",
+            "grad_norm_final",
+            "sgd_step",
+            "adamw_step",
+        ],
+    ),
+    ("philox.wgsl", &["philox_fill"]),
+];
+
+/// Files whose kernels follow the graph-op convention (Dims uniform, then out, in0..in2).
+const GRAPH_OP_FILES: &[&str] = &[
+    "matmul.wgsl",
+    "elementwise.wgsl",
+    "activation.wgsl",
+    "softmax.wgsl",
+    "loss.wgsl",
+    "reduce.wgsl",
+];
+
+/// The pipeline-overridable constants the executor sets, per file.
+const OVERRIDES: &[(&str, &[&str])] = &[
+    ("matmul.wgsl", &["TRANS_A", "TRANS_B"]),
+    ("activation.wgsl", &["KIND"]),
+];
+
+/// `StepScalars` of src/optim/mod.rs, in order: (name, is_float).
+const STEP_SCALARS: &[(&str, bool)] = &[
+    ("lr", true),
+    ("weight_decay", true),
+    ("momentum", true),
+    ("dampening", true),
+    ("beta1", true),
+    ("beta2", true),
+    ("eps", true),
+    ("bias_correction1", true),
+    ("bias_correction2_sqrt", true),
+    ("max_norm", true),
+    ("nesterov", false),
+    ("step", false),
+    ("len", false),
+    ("seed_lo", false),
+    ("seed_hi", false),
+    ("pad", false),
+];
+
+fn shader_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("shaders")
+}
+
+/// Every `.wgsl` file in `shaders/`, by file name.
+fn shader_sources() -> BTreeMap<String, String> {
+    let dir = shader_dir();
+    let entries =
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
+    let mut sources = BTreeMap::new();
+    for entry in entries {
+        let path = entry
+            .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+            .path();
+        if path.extension().and_then(|e| e.to_str()) != Some("wgsl") {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_else(|| panic!("non-UTF-8 shader file name {}", path.display()))
+            .to_string();
+        let source = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        sources.insert(name, source);
+    }
+    sources
+}
+
+/// Parses and validates one file, panicking with naga's rendered diagnostic.
+fn load(name: &str, source: &str) -> Module {
+    let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| {
+        panic!(
+            "{name} does not parse:\n{}",
+            e.emit_to_string_with_path(source, name)
+        )
+    });
+    Validator::new(ValidationFlags::all(), Capabilities::default())
+        .validate(&module)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{name} does not validate:\n{}",
+                e.emit_to_string_with_path(source, name)
+            )
+        });
+    module
+}
+
+fn load_file(name: &str) -> Module {
+    let sources = shader_sources();
+    let source = sources
+        .get(name)
+        .unwrap_or_else(|| panic!("shaders/{name} is missing"));
+    load(name, source)
+}
+
+#[test]
+fn every_shader_parses_and_validates() {
+    let sources = shader_sources();
+    assert!(
+        !sources.is_empty(),
+        "no .wgsl files in {}",
+        shader_dir().display()
+    );
+    for (name, source) in &sources {
+        load(name, source);
+    }
+}
+
+#[test]
+fn every_shader_file_is_expected_and_present() {
+    let sources = shader_sources();
+    let expected: Vec<&str> = ENTRY_POINTS.iter().map(|(f, _)| *f).collect();
+    for name in sources.keys() {
+        assert!(
+            expected.contains(&name.as_str()),
+            "shaders/{name} is not in this test's ENTRY_POINTS table"
+        );
+    }
+    for name in expected {
+        assert!(sources.contains_key(name), "shaders/{name} is missing");
+    }
+}
+
+#[test]
+fn expected_entry_points_exist_as_compute_shaders() {
+    let sources = shader_sources();
+    for (file, entries) in ENTRY_POINTS {
+        let source = sources
+            .get(*file)
+            .unwrap_or_else(|| panic!("shaders/{file} is missing"));
+        let module = load(file, source);
+        for entry in *entries {
+            let ep = module
+                .entry_points
+                .iter()
+                .find(|ep| ep.name == *entry)
+                .unwrap_or_else(|| {
+                    let found: Vec<&str> = module
+                        .entry_points
+                        .iter()
+                        .map(|e| e.name.as_str())
+                        .collect();
+                    panic!("{file} has no entry point `{entry}` (found {found:?})")
+                });
+            assert_eq!(
+                ep.stage,
+                ShaderStage::Compute,
+                "{file}: `{entry}` is not @compute"
+            );
+        }
+    }
+}
+
+#[test]
+fn workgroup_sizes_match_the_dispatch_conventions() {
+    for (file, entries) in ENTRY_POINTS {
+        let module = load_file(file);
+        for entry in *entries {
+            let Some(ep) = module.entry_points.iter().find(|ep| ep.name == *entry) else {
+                continue; // reported by expected_entry_points_exist_as_compute_shaders
+            };
+            let expected = match *entry {
+                "matmul" => [16, 16, 1],
+                "accumulate" => [1, 1, 1],
+                _ => [256, 1, 1],
+            };
+            assert_eq!(ep.workgroup_size, expected, "{file}: `{entry}`");
+        }
+    }
+}
+
+/// wgpu rejects a buffer bound read-only and read-write in one dispatch, and arenas bind
+/// slices of one buffer as both inputs and outputs.
+#[test]
+fn storage_buffers_are_read_write() {
+    for (name, source) in &shader_sources() {
+        let module = load(name, source);
+        for (_, var) in module.global_variables.iter() {
+            if let AddressSpace::Storage { access } = var.space {
+                assert!(
+                    access.contains(StorageAccess::LOAD | StorageAccess::STORE),
+                    "{name}: storage buffer `{}` is not read_write",
+                    var.name.as_deref().unwrap_or("?")
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn graph_op_kernels_follow_the_binding_convention() {
+    let expected = [(0, "dims"), (1, "out"), (2, "in0"), (3, "in1"), (4, "in2")];
+    for file in GRAPH_OP_FILES {
+        let module = load_file(file);
+        for (_, var) in module.global_variables.iter() {
+            let Some(binding) = &var.binding else {
+                continue;
+            };
+            let name = var.name.as_deref().unwrap_or("?");
+            assert_eq!(binding.group, 0, "{file}: `{name}` is not in group 0");
+            let want = expected
+                .iter()
+                .find(|(b, _)| *b == binding.binding)
+                .map(|(_, n)| *n);
+            assert_eq!(
+                want,
+                Some(name),
+                "{file}: binding {} is `{name}`",
+                binding.binding
+            );
+            let ty = &module.types[var.ty];
+            match binding.binding {
+                0 => {
+                    assert_eq!(
+                        var.space,
+                        AddressSpace::Uniform,
+                        "{file}: `dims` is not uniform"
+                    );
+                    let TypeInner::Struct { members, span } = &ty.inner else {
+                        panic!("{file}: `dims` is not a struct");
+                    };
+                    assert_eq!(*span, 32, "{file}: Dims is not 32 bytes");
+                    let names: Vec<&str> = members
+                        .iter()
+                        .map(|m| m.name.as_deref().unwrap_or("?"))
+                        .collect();
+                    assert_eq!(
+                        names,
+                        ["d0", "d1", "d2", "d3", "f0", "f1", "f2", "f3"],
+                        "{file}"
+                    );
+                    for (i, m) in members.iter().enumerate() {
+                        let want = if i < 4 { Scalar::U32 } else { Scalar::F32 };
+                        assert_eq!(
+                            module.types[m.ty].inner,
+                            TypeInner::Scalar(want),
+                            "{file}: Dims.{}",
+                            m.name.as_deref().unwrap_or("?")
+                        );
+                        assert_eq!(m.offset, 4 * i as u32, "{file}: Dims member {i}");
+                    }
+                }
+                _ => assert!(
+                    matches!(ty.inner, TypeInner::Array { base, .. }
+                        if module.types[base].inner == TypeInner::Scalar(Scalar::F32)),
+                    "{file}: `{name}` is not array<f32>"
+                ),
+            }
+        }
+    }
+}
+
+#[test]
+fn override_constants_exist() {
+    for (file, names) in OVERRIDES {
+        let module = load_file(file);
+        for name in *names {
+            assert!(
+                module
+                    .overrides
+                    .iter()
+                    .any(|(_, o)| o.name.as_deref() == Some(*name)),
+                "{file} has no `override {name}`"
+            );
+        }
+    }
+}
+
+/// The field names of `pub struct StepScalars` in src/optim/mod.rs, read from its text.
+fn rust_step_scalars() -> Vec<(String, String)> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/optim/mod.rs");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let start = text
+        .find("pub struct StepScalars {")
+        .unwrap_or_else(|| panic!("no `pub struct StepScalars` in {}", path.display()));
+    let body = &text[start..];
+    let body = &body[body.find('{').map_or(0, |i| i + 1)..body.find('}').unwrap_or(body.len())];
+    body.lines()
+        .map(str::trim)
+        .filter_map(|l| l.strip_prefix("pub "))
+        .filter_map(|l| {
+            let (name, ty) = l.split_once(':')?;
+            Some((
+                name.trim().to_string(),
+                ty.trim().trim_end_matches(',').to_string(),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn step_scalars_layout_matches_the_rust_struct() {
+    let module = load_file("optim.wgsl");
+    let (_, ty) = module
+        .types
+        .iter()
+        .find(|(_, t)| t.name.as_deref() == Some("StepScalars"))
+        .expect("optim.wgsl has no struct StepScalars");
+    let TypeInner::Struct { members, span } = &ty.inner else {
+        panic!("StepScalars is not a struct");
+    };
+    let got: Vec<(&str, u32, Option<ScalarKind>)> = members
+        .iter()
+        .map(|m| {
+            let kind = match module.types[m.ty].inner {
+                TypeInner::Scalar(s) if s.width == 4 => Some(s.kind),
+                _ => None,
+            };
+            (m.name.as_deref().unwrap_or("?"), m.offset, kind)
+        })
+        .collect();
+    let want: Vec<(&str, u32, Option<ScalarKind>)> = STEP_SCALARS
+        .iter()
+        .enumerate()
+        .map(|(i, &(name, float))| {
+            let kind = if float {
+                ScalarKind::Float
+            } else {
+                ScalarKind::Uint
+            };
+            (name, 4 * i as u32, Some(kind))
+        })
+        .collect();
+    assert_eq!(got, want, "StepScalars members (name, offset, kind)");
+    assert_eq!(*span, 64, "StepScalars is not 64 bytes");
+
+    // The table above must itself follow the Rust struct, which is what the host uploads.
+    let rust: Vec<(String, String)> = rust_step_scalars();
+    let table: Vec<(String, String)> = STEP_SCALARS
+        .iter()
+        .map(|&(n, f)| (n.to_string(), if f { "f32" } else { "u32" }.to_string()))
+        .collect();
+    assert_eq!(rust, table, "StepScalars in src/optim/mod.rs changed");
+
+    let (_, var) = module
+        .global_variables
+        .iter()
+        .find(|(_, v)| v.name.as_deref() == Some("s"))
+        .expect("optim.wgsl has no `s` uniform");
+    assert_eq!(var.space, AddressSpace::Uniform);
+    assert_eq!(
+        var.binding.as_ref().map(|b| (b.group, b.binding)),
+        Some((0, 0))
+    );
+    assert_eq!(module.types[var.ty].name.as_deref(), Some("StepScalars"));
+}
+
+#[test]
+fn optim_bindings() {
+    let module = load_file("optim.wgsl");
+    let expected = [
+        (1, "params"),
+        (2, "grads"),
+        (3, "state0"),
+        (4, "state1"),
+        (5, "partials"),
+        (6, "norm"),
+    ];
+    for (binding, name) in expected {
+        let found = module
+            .global_variables
+            .iter()
+            .find(|(_, v)| v.binding.as_ref().map(|b| (b.group, b.binding)) == Some((0, binding)));
+        let (_, var) = found.unwrap_or_else(|| panic!("optim.wgsl: nothing at binding {binding}"));
+        assert_eq!(
+            var.name.as_deref(),
+            Some(name),
+            "optim.wgsl binding {binding}"
+        );
+    }
+}
+
+#[test]
+fn philox_declares_its_functions_and_bindings() {
+    let module = load_file("philox.wgsl");
+    for name in ["philox4x32_10", "uniform_from_bits"] {
+        assert!(
+            module
+                .functions
+                .iter()
+                .any(|(_, f)| f.name.as_deref() == Some(name)),
+            "philox.wgsl has no fn {name}"
+        );
+    }
+    let at = |binding: u32| {
+        module
+            .global_variables
+            .iter()
+            .find(|(_, v)| v.binding.as_ref().map(|b| (b.group, b.binding)) == Some((0, binding)))
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("philox.wgsl: nothing at binding {binding}"))
+    };
+    let dims = at(0);
+    assert_eq!(dims.name.as_deref(), Some("dims"));
+    assert_eq!(dims.space, AddressSpace::Uniform);
+    let TypeInner::Struct { span, .. } = module.types[dims.ty].inner else {
+        panic!("philox.wgsl: `dims` is not a struct");
+    };
+    assert_eq!(span, 32, "philox.wgsl: dims must be the 32 bytes of Dims");
+    let bits = at(1);
+    assert_eq!(bits.name.as_deref(), Some("bits"));
+    assert!(
+        matches!(module.types[bits.ty].inner, TypeInner::Array { base, .. }
+            if module.types[base].inner == TypeInner::Scalar(Scalar::U32)),
+        "philox.wgsl: `bits` is not array<u32>"
+    );
+}
