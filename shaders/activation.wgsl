@@ -180,7 +180,10 @@ fn derivative(x: f32) -> f32 {
 
 // out = f(in0)
 @compute @workgroup_size(256)
-fn activation(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn activation(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let i = gid.x + gid.y * nwg.x * 256u;
     if (i >= dims.d0) {
         return;
@@ -190,7 +193,10 @@ fn activation(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 
 // out = dy · f'(x), with x = in0 (the activation's input) and dy = in1.
 @compute @workgroup_size(256)
-fn activation_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn activation_grad(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let i = gid.x + gid.y * nwg.x * 256u;
     if (i >= dims.d0) {
         return;

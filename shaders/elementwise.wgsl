@@ -22,7 +22,10 @@ struct Dims {
 
 // d0 = n, d1 = cols: out[i] = x[i] + b[i % cols].
 @compute @workgroup_size(256)
-fn bias_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn bias_add(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let i = gid.x + gid.y * nwg.x * 256u;
     if (i >= dims.d0) {
         return;
@@ -34,7 +37,10 @@ fn bias_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 // keeps the CPU's order of additions, and neighbouring invocations read neighbouring
 // addresses, so the loads stay coalesced without a tree.
 @compute @workgroup_size(256)
-fn bias_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn bias_grad(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let c = gid.x + gid.y * nwg.x * 256u;
     let cols = dims.d1;
     if (c >= cols) {
@@ -49,7 +55,10 @@ fn bias_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 
 // d0 = n.
 @compute @workgroup_size(256)
-fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn add(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let i = gid.x + gid.y * nwg.x * 256u;
     if (i >= dims.d0) {
         return;
@@ -59,7 +68,10 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
 
 // d0 = n, f0 = factor.
 @compute @workgroup_size(256)
-fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn scale(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let i = gid.x + gid.y * nwg.x * 256u;
     if (i >= dims.d0) {
         return;
@@ -69,7 +81,10 @@ fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 
 // d0 = n, f0 = factor: the gradient of Sum/Mean, a [1] value spread over the input's shape.
 @compute @workgroup_size(256)
-fn broadcast(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn broadcast(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let i = gid.x + gid.y * nwg.x * 256u;
     if (i >= dims.d0) {
         return;

@@ -91,7 +91,10 @@ fn cross_entropy(@builtin(local_invocation_index) t: u32) {
 // out = (softmax(x) − q)·dloss/rows with q = (1−ε)·onehot(label) + ε/C; one invocation per
 // row. d0 = rows, d1 = cols, f0 = ε; in0 logits, in1 labels, in2 dloss [1].
 @compute @workgroup_size(256)
-fn cross_entropy_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn cross_entropy_grad(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let r = gid.x + gid.y * nwg.x * 256u;
     let rows = dims.d0;
     let cols = dims.d1;
@@ -127,7 +130,10 @@ fn mse(@builtin(local_invocation_index) t: u32) {
 
 // out = (p − t)·2·dloss/n; d0 = n; in0 predictions, in1 targets, in2 dloss [1].
 @compute @workgroup_size(256)
-fn mse_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn mse_grad(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let i = gid.x + gid.y * nwg.x * 256u;
     let n = dims.d0;
     if (i >= n) {

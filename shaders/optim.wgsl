@@ -112,7 +112,10 @@ fn clip_coefficient() -> f32 {
 // state0 (the momentum buffer) is touched only when momentum != 0, but it is still part
 // of the pipeline's layout: bind any buffer there when momentum is 0.
 @compute @workgroup_size(256)
-fn sgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn sgd_step(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let i = gid.x + gid.y * nwg.x * 256u;
     if (i >= s.len) {
         return;
@@ -140,7 +143,10 @@ fn sgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 // corrections come from the host, computed in f64 as PyTorch computes them in Python.
 // state0 = m, state1 = v.
 @compute @workgroup_size(256)
-fn adamw_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn adamw_step(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let i = gid.x + gid.y * nwg.x * 256u;
     if (i >= s.len) {
         return;

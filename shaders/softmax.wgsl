@@ -22,7 +22,10 @@ struct Dims {
 
 // out = softmax(in0) per row, max-subtracted for stability.
 @compute @workgroup_size(256)
-fn softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn softmax(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let r = gid.x + gid.y * nwg.x * 256u;
     let cols = dims.d1;
     if (r >= dims.d0 || cols == 0u) {
@@ -48,7 +51,10 @@ fn softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 
 // out = y · (dy − Σ_c dy·y) per row, with y = in0 (the softmax output) and dy = in1.
 @compute @workgroup_size(256)
-fn softmax_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn softmax_grad(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let r = gid.x + gid.y * nwg.x * 256u;
     let cols = dims.d1;
     if (r >= dims.d0) {

@@ -106,6 +106,110 @@ pub enum Op {
     Argmax,
     /// `(logits [B, C], labels [B]) → [1]`: how many rows have argmax == label.
     Correct,
+    /// The same values under another shape (the node's); planned as an alias, no kernel.
+    Reshape,
+    /// `x [N, C, H, W] → [N·OH·OW, C·KH·KW]`: the patches a convolution multiplies.
+    Im2Col(ConvGeom),
+    /// The adjoint of [`Op::Im2Col`]: patch columns summed back onto `[N, C, H, W]`.
+    Col2Im(ConvGeom),
+    /// `[N·H·W, C] → [N, C, H, W]` (matmul rows to channels-first).
+    RowsToNchw(Nchw),
+    /// `[N, C, H, W] → [N·H·W, C]`.
+    NchwToRows(Nchw),
+    /// Max over each window, first maximum on ties.
+    MaxPool(PoolGeom),
+    /// `(x, dy) → dx`: each window's gradient routed to its (recomputed) arg-max.
+    MaxPoolGrad(PoolGeom),
+    /// Mean over each window.
+    AvgPool(PoolGeom),
+    /// `dy → dx`: each window's gradient spread evenly over it.
+    AvgPoolGrad(PoolGeom),
+    /// `x [N, C, S] → [2, C]`: per-channel mean and biased variance.
+    BatchNormStats(Channels),
+    /// `(x, stats [2, C], gamma [C], beta [C]) → (x − mean)/sqrt(var + eps)·gamma + beta`.
+    BatchNormApply(Channels),
+    /// `(x, stats, gamma, dy) → dx` through the batch statistics (training mode).
+    BatchNormGrad(Channels),
+    /// `(x, stats, dy) → [C]`: Σ dy·x̂ per channel (gamma's gradient).
+    BatchNormGammaGrad(Channels),
+    /// `dy [N, C, S] → [C]`: Σ dy per channel (beta's gradient).
+    ChannelSum(Channels),
+    /// `stats [2, C] →` running statistics updated in place with `momentum`, the variance
+    /// made unbiased by `count / (count − 1)`: `(1 − m)·running + m·batch`.
+    BatchNormRunning {
+        /// Channels.
+        c: usize,
+        /// PyTorch's momentum (weight of the new batch).
+        momentum: f32,
+        /// Values per channel in the batch (N·S).
+        count: usize,
+    },
+    /// `(x [rows, cols], gamma [cols], beta [cols]) →` each row normalised over its cols.
+    LayerNorm {
+        /// Added to the variance.
+        eps: f32,
+    },
+    /// `(x, gamma, dy) → dx`.
+    LayerNormGrad {
+        /// Added to the variance.
+        eps: f32,
+    },
+    /// `(x, dy) → [cols]`: Σ over rows of dy·x̂ (gamma's gradient).
+    LayerNormGammaGrad {
+        /// Added to the variance.
+        eps: f32,
+    },
+    /// Inverted dropout: elements kept with probability 1 − p and scaled by 1/(1 − p); the
+    /// mask comes from Philox keyed by (seed, layer, step) with the element index as counter.
+    Dropout(DropoutSpec),
+    /// `dy → dx` with the same mask, regenerated rather than stored.
+    DropoutGrad(DropoutSpec),
+}
+
+/// A channels-first tensor's dimensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Nchw {
+    /// Batch.
+    pub n: usize,
+    /// Channels.
+    pub c: usize,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+}
+
+/// How batch-norm ops see their input: C channels of S values each per sample
+/// (S = H·W for batchnorm2d, 1 for batchnorm1d), and eps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Channels {
+    /// Channels.
+    pub c: usize,
+    /// Values per channel per sample.
+    pub s: usize,
+    /// Added to the variance.
+    pub eps: f32,
+}
+
+/// Which dropout layer and how much it drops.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DropoutSpec {
+    /// Probability of zeroing an element.
+    pub p: f32,
+    /// The layer's index (part of the random stream's counter).
+    pub layer: u32,
+}
+
+impl DropoutSpec {
+    /// The factor kept elements are multiplied by, 1/(1 − p), rounded to f32 once on the
+    /// host so both backends use the same value (0 when p = 1: everything is dropped).
+    pub fn scale(&self) -> f32 {
+        if self.p >= 1.0 {
+            0.0
+        } else {
+            1.0 / (1.0 - self.p)
+        }
+    }
 }
 
 /// How closely a backend must agree with the f64 reference (DESIGN.md's policy).
@@ -113,7 +217,8 @@ pub enum Op {
 pub enum Tolerance {
     /// Integers (indices, counts): bit-exact.
     Exact,
-    /// Element-wise: |got − ref| ≤ rtol · max(|ref|, 1e-3·scale) where scale is the largest |ref|.
+    /// Element-wise: |got − ref| ≤ rtol · max(|ref|, 0.01·scale) where scale is the largest
+    /// |ref| of the output (so values that cancel to near zero are judged at the output's scale).
     Relative(f64),
     /// Reductions over K terms: |got − ref| ≤ 2·K·ε₃₂·m, m the same op on |inputs| in f64.
     Reduction,
@@ -131,7 +236,26 @@ impl Op {
             | Op::SoftmaxCrossEntropy { .. }
             | Op::Mse
             | Op::Correct => 2,
-            Op::SoftmaxCrossEntropyGrad { .. } | Op::MseGrad => 3,
+            Op::SoftmaxCrossEntropyGrad { .. }
+            | Op::MseGrad
+            | Op::BatchNormGammaGrad(_)
+            | Op::LayerNorm { .. }
+            | Op::LayerNormGrad { .. } => 3,
+            Op::BatchNormApply(_) | Op::BatchNormGrad(_) => 4,
+            Op::MaxPoolGrad(_) | Op::LayerNormGammaGrad { .. } => 2,
+            Op::Reshape
+            | Op::Im2Col(_)
+            | Op::Col2Im(_)
+            | Op::RowsToNchw(_)
+            | Op::NchwToRows(_)
+            | Op::MaxPool(_)
+            | Op::AvgPool(_)
+            | Op::AvgPoolGrad(_)
+            | Op::BatchNormStats(_)
+            | Op::ChannelSum(_)
+            | Op::BatchNormRunning { .. }
+            | Op::Dropout(_)
+            | Op::DropoutGrad(_) => 1,
             Op::BiasGrad
             | Op::Scale(_)
             | Op::Activation(_)
@@ -168,6 +292,26 @@ impl Op {
             Op::Broadcast(_) => "broadcast".into(),
             Op::Argmax => "argmax".into(),
             Op::Correct => "correct".into(),
+            Op::Reshape => "reshape".into(),
+            Op::Im2Col(_) => "im2col".into(),
+            Op::Col2Im(_) => "col2im".into(),
+            Op::RowsToNchw(_) => "rows_to_nchw".into(),
+            Op::NchwToRows(_) => "nchw_to_rows".into(),
+            Op::MaxPool(_) => "max_pool".into(),
+            Op::MaxPoolGrad(_) => "max_pool_grad".into(),
+            Op::AvgPool(_) => "avg_pool".into(),
+            Op::AvgPoolGrad(_) => "avg_pool_grad".into(),
+            Op::BatchNormStats(_) => "batch_norm_stats".into(),
+            Op::BatchNormApply(_) => "batch_norm_apply".into(),
+            Op::BatchNormGrad(_) => "batch_norm_grad".into(),
+            Op::BatchNormGammaGrad(_) => "batch_norm_gamma_grad".into(),
+            Op::ChannelSum(_) => "channel_sum".into(),
+            Op::BatchNormRunning { .. } => "batch_norm_running".into(),
+            Op::LayerNorm { .. } => "layer_norm".into(),
+            Op::LayerNormGrad { .. } => "layer_norm_grad".into(),
+            Op::LayerNormGammaGrad { .. } => "layer_norm_gamma_grad".into(),
+            Op::Dropout(_) => "dropout".into(),
+            Op::DropoutGrad(_) => "dropout_grad".into(),
         }
     }
 
@@ -177,6 +321,28 @@ impl Op {
             Op::MatMul { .. } | Op::BiasAdd | Op::Add => &[0, 1],
             Op::Scale(_) | Op::Activation(_) | Op::Softmax | Op::Sum | Op::Mean => &[0],
             Op::SoftmaxCrossEntropy { .. } | Op::Mse => &[0],
+            Op::Reshape
+            | Op::Im2Col(_)
+            | Op::Col2Im(_)
+            | Op::RowsToNchw(_)
+            | Op::NchwToRows(_)
+            | Op::MaxPool(_)
+            | Op::AvgPool(_)
+            | Op::Dropout(_) => &[0],
+            // The statistics input is a function of x (training mode): its path is part
+            // of BatchNormGrad, not a separate gradient.
+            Op::BatchNormApply(_) => &[0, 2, 3],
+            Op::LayerNorm { .. } => &[0, 1, 2],
+            Op::MaxPoolGrad(_)
+            | Op::AvgPoolGrad(_)
+            | Op::BatchNormStats(_)
+            | Op::BatchNormGrad(_)
+            | Op::BatchNormGammaGrad(_)
+            | Op::ChannelSum(_)
+            | Op::BatchNormRunning { .. }
+            | Op::LayerNormGrad { .. }
+            | Op::LayerNormGammaGrad { .. }
+            | Op::DropoutGrad(_) => &[],
             Op::BiasGrad
             | Op::ActivationGrad(_)
             | Op::SoftmaxGrad
@@ -191,7 +357,30 @@ impl Op {
     /// The tolerance policy for this op's output.
     pub fn tolerance(&self) -> Tolerance {
         match self {
-            Op::Argmax | Op::Correct => Tolerance::Exact,
+            Op::Argmax
+            | Op::Correct
+            | Op::Reshape
+            | Op::Im2Col(_)
+            | Op::RowsToNchw(_)
+            | Op::NchwToRows(_)
+            | Op::MaxPool(_) => Tolerance::Exact,
+            Op::Col2Im(_)
+            | Op::MaxPoolGrad(_)
+            | Op::AvgPool(_)
+            | Op::AvgPoolGrad(_)
+            | Op::BatchNormStats(_)
+            | Op::BatchNormGammaGrad(_)
+            | Op::ChannelSum(_)
+            | Op::LayerNormGammaGrad { .. } => Tolerance::Reduction,
+            Op::BatchNormRunning { .. } | Op::Dropout(_) | Op::DropoutGrad(_) => {
+                Tolerance::Relative(1e-5)
+            }
+            // Normalised values pass through a subtraction of the mean and a reciprocal
+            // square root: relative to the output's scale, 1e-4 as for exp/log.
+            Op::BatchNormApply(_)
+            | Op::BatchNormGrad(_)
+            | Op::LayerNorm { .. }
+            | Op::LayerNormGrad { .. } => Tolerance::Relative(1e-4),
             Op::MatMul { .. }
             | Op::BiasGrad
             | Op::Sum
@@ -297,8 +486,127 @@ impl Op {
                 }
                 Ok(Shape::new(&[inputs[0].0[0]]))
             }
+            Op::Reshape => {
+                let t =
+                    target.ok_or_else(|| Error::Graph("reshape needs a target shape".into()))?;
+                if t.numel() != inputs[0].numel() {
+                    return mismatch(format!("cannot view {} as {t}", inputs[0]));
+                }
+                Ok(t.clone())
+            }
+            Op::Im2Col(g) => {
+                expect_numel(self, inputs[0], g.n * g.c * g.h * g.w)?;
+                if g.h + 2 * g.ph < g.kh || g.w + 2 * g.pw < g.kw || g.sh == 0 || g.sw == 0 {
+                    return mismatch(format!(
+                        "kernel {}x{} does not fit input {}x{} padded by {}x{}",
+                        g.kh, g.kw, g.h, g.w, g.ph, g.pw
+                    ));
+                }
+                Ok(Shape::new(&[g.n * g.oh() * g.ow(), g.patch()]))
+            }
+            Op::Col2Im(g) => {
+                expect_numel(self, inputs[0], g.n * g.oh() * g.ow() * g.patch())?;
+                Ok(Shape::new(&[g.n, g.c, g.h, g.w]))
+            }
+            Op::RowsToNchw(d) => {
+                expect_numel(self, inputs[0], d.n * d.c * d.h * d.w)?;
+                Ok(Shape::new(&[d.n, d.c, d.h, d.w]))
+            }
+            Op::NchwToRows(d) => {
+                expect_numel(self, inputs[0], d.n * d.c * d.h * d.w)?;
+                Ok(Shape::new(&[d.n * d.h * d.w, d.c]))
+            }
+            Op::MaxPool(g) | Op::AvgPool(g) => {
+                expect_numel(self, inputs[0], g.n * g.c * g.h * g.w)?;
+                if g.h < g.kh || g.w < g.kw || g.sh == 0 || g.sw == 0 {
+                    return mismatch(format!(
+                        "window {}x{} does not fit input {}x{}",
+                        g.kh, g.kw, g.h, g.w
+                    ));
+                }
+                Ok(Shape::new(&[g.n, g.c, g.oh(), g.ow()]))
+            }
+            Op::MaxPoolGrad(g) => {
+                expect_numel(self, inputs[0], g.n * g.c * g.h * g.w)?;
+                expect_numel(self, inputs[1], g.n * g.c * g.oh() * g.ow())?;
+                Ok(inputs[0].clone())
+            }
+            Op::AvgPoolGrad(g) => {
+                expect_numel(self, inputs[0], g.n * g.c * g.oh() * g.ow())?;
+                Ok(Shape::new(&[g.n, g.c, g.h, g.w]))
+            }
+            Op::BatchNormStats(ch) => {
+                check_channels(self, inputs[0], ch)?;
+                Ok(Shape::new(&[2, ch.c]))
+            }
+            Op::BatchNormApply(ch) | Op::BatchNormGrad(ch) => {
+                check_channels(self, inputs[0], ch)?;
+                expect_numel(self, inputs[1], 2 * ch.c)?;
+                expect_numel(self, inputs[2], ch.c)?;
+                // The fourth input is beta [C] for Apply and dy (like x) for Grad.
+                let fourth = match self {
+                    Op::BatchNormApply(_) => ch.c,
+                    _ => inputs[0].numel(),
+                };
+                expect_numel(self, inputs[3], fourth)?;
+                Ok(inputs[0].clone())
+            }
+            Op::BatchNormGammaGrad(ch) => {
+                check_channels(self, inputs[0], ch)?;
+                expect_numel(self, inputs[1], 2 * ch.c)?;
+                expect_numel(self, inputs[2], inputs[0].numel())?;
+                Ok(Shape::new(&[ch.c]))
+            }
+            Op::ChannelSum(ch) => {
+                check_channels(self, inputs[0], ch)?;
+                Ok(Shape::new(&[ch.c]))
+            }
+            Op::BatchNormRunning { c, .. } => {
+                expect_numel(self, inputs[0], 2 * c)?;
+                Ok(Shape::new(&[2, *c]))
+            }
+            Op::LayerNorm { .. } | Op::LayerNormGrad { .. } => {
+                let cols = inputs[0].last();
+                expect_numel(self, inputs[1], cols)?;
+                let third = if matches!(self, Op::LayerNorm { .. }) {
+                    cols
+                } else {
+                    inputs[0].numel()
+                };
+                expect_numel(self, inputs[2], third)?;
+                Ok(inputs[0].clone())
+            }
+            Op::LayerNormGammaGrad { .. } => {
+                expect_numel(self, inputs[1], inputs[0].numel())?;
+                Ok(Shape::new(&[inputs[0].last()]))
+            }
+            Op::Dropout(_) | Op::DropoutGrad(_) => Ok(inputs[0].clone()),
         }
     }
+}
+
+fn expect_numel(op: &Op, s: &Shape, n: usize) -> Result<()> {
+    if s.numel() != n {
+        return Err(Error::shape(
+            op.name(),
+            format!("expected {n} elements, got {s}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_channels(op: &Op, x: &Shape, ch: &Channels) -> Result<()> {
+    let per = ch.c * ch.s;
+    if x.rank() < 2 || x.0[1] != ch.c || per == 0 || x.numel() % per != 0 {
+        return Err(Error::shape(
+            op.name(),
+            format!(
+                "expected [N, {}, ...] with {} values per channel, got {x}",
+                ch.c, ch.s
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_labels(op: &Op, logits: &Shape, labels: &Shape) -> Result<()> {
@@ -333,5 +641,82 @@ mod tests {
         };
         let err = op.output_shape(&[&a, &b], None);
         assert!(matches!(err, Err(Error::Shape { .. })));
+    }
+}
+
+/// Geometry of a 2-D convolution over NCHW input (PyTorch's `Conv2d` arguments and the
+/// input size), shared by `Im2Col` and `Col2Im`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConvGeom {
+    /// Batch size.
+    pub n: usize,
+    /// Input channels.
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Vertical stride.
+    pub sh: usize,
+    /// Horizontal stride.
+    pub sw: usize,
+    /// Zero padding on top and bottom.
+    pub ph: usize,
+    /// Zero padding left and right.
+    pub pw: usize,
+}
+
+impl ConvGeom {
+    /// Output height: (h + 2·ph − kh) / sh + 1.
+    pub fn oh(&self) -> usize {
+        (self.h + 2 * self.ph).saturating_sub(self.kh) / self.sh.max(1) + 1
+    }
+
+    /// Output width: (w + 2·pw − kw) / sw + 1.
+    pub fn ow(&self) -> usize {
+        (self.w + 2 * self.pw).saturating_sub(self.kw) / self.sw.max(1) + 1
+    }
+
+    /// Columns of the im2col matrix: c·kh·kw.
+    pub fn patch(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+}
+
+/// Geometry of a 2-D pooling window over NCHW input (no padding, floor mode, as PyTorch's
+/// `MaxPool2d(k, stride)` / `AvgPool2d(k, stride)` defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PoolGeom {
+    /// Batch size.
+    pub n: usize,
+    /// Channels.
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Window height.
+    pub kh: usize,
+    /// Window width.
+    pub kw: usize,
+    /// Vertical stride.
+    pub sh: usize,
+    /// Horizontal stride.
+    pub sw: usize,
+}
+
+impl PoolGeom {
+    /// Output height: (h − kh) / sh + 1.
+    pub fn oh(&self) -> usize {
+        self.h.saturating_sub(self.kh) / self.sh.max(1) + 1
+    }
+
+    /// Output width: (w − kw) / sw + 1.
+    pub fn ow(&self) -> usize {
+        self.w.saturating_sub(self.kw) / self.sw.max(1) + 1
     }
 }

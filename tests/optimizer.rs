@@ -38,7 +38,12 @@ fn ten_steps(backend: &mut dyn Backend, optimizer: Optimizer, clip: Option<f32>)
         })
         .collect();
     backend
-        .init_model(&layout, &params, Some(optimizer))
+        .init_model(
+            &layout,
+            &params,
+            &vec![0.0; layout.buffers_size],
+            Some(optimizer),
+        )
         .unwrap();
     let id = backend
         .compile(

@@ -36,6 +36,24 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
         ],
     ),
     ("philox.wgsl", &["philox_fill"]),
+    (
+        "conv.wgsl",
+        &["im2col", "col2im", "rows_to_nchw", "nchw_to_rows"],
+    ),
+    (
+        "norm.wgsl",
+        &[
+            "batch_norm_stats",
+            "batch_norm_apply",
+            "batch_norm_grad",
+            "batch_norm_gamma_grad",
+            "channel_sum",
+            "batch_norm_running",
+            "layer_norm",
+            "layer_norm_grad",
+            "layer_norm_gamma_grad",
+        ],
+    ),
 ];
 
 /// Files whose kernels follow the graph-op convention (Dims uniform, then out, in0..in2).

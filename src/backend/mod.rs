@@ -10,6 +10,15 @@ pub use select::{select_backend, BackendChoice};
 use crate::error::Result;
 use crate::graph::{ParamLayout, Plan, Slot};
 use crate::optim::{Optimizer, StepScalars};
+use crate::rng::StepRng;
+
+/// The randomness a run's scalars describe (seed and step), as the kernels see it.
+pub fn step_rng(s: &StepScalars) -> StepRng {
+    StepRng {
+        seed: u64::from(s.seed_lo) | u64::from(s.seed_hi) << 32,
+        step: s.step,
+    }
+}
 
 /// Number of f32 metric accumulators a backend keeps.
 pub const METRICS: usize = 4;
@@ -37,12 +46,14 @@ pub trait Backend {
     /// A one-line description (device name, backend, type).
     fn describe(&self) -> String;
 
-    /// Allocates the parameter, gradient and optimizer-state arenas for a model and writes
-    /// the initial parameters (`params.len() == layout.size`). State starts at zero.
+    /// Allocates the parameter, gradient, buffer and optimizer-state arenas for a model and
+    /// writes the initial parameters (`params.len() == layout.size`) and buffers
+    /// (`buffers.len() == layout.buffers_size`). Gradients and optimizer state start at zero.
     fn init_model(
         &mut self,
         layout: &ParamLayout,
         params: &[f32],
+        buffers: &[f32],
         optimizer: Option<Optimizer>,
     ) -> Result<()>;
 
@@ -64,6 +75,9 @@ pub trait Backend {
 
     /// Overwrites the parameter arena.
     fn write_params(&mut self, params: &[f32]) -> Result<()>;
+
+    /// Reads the buffer arena (batch-norm running statistics).
+    fn read_buffers(&mut self) -> Result<Vec<f32>>;
 
     /// Reads the gradient arena.
     fn read_grads(&mut self) -> Result<Vec<f32>>;

@@ -45,7 +45,7 @@ pub fn gradients(graph: &mut Graph, loss: ValueId) -> Result<Vec<(ValueId, Value
     for p in params {
         let Some(&g) = grads.get(&p) else { continue };
         // A gradient that is another value's too (a pass-through) gets a copy of its own.
-        let shared = !matches!(graph.node(g).kind, NodeKind::Op(_))
+        let shared = !matches!(graph.node(g).kind, NodeKind::Op(op) if op != Op::Reshape)
             || owned.contains_key(&g)
             || grads.iter().any(|(&v, &gv)| gv == g && v != p);
         let g = if shared {
@@ -136,7 +136,52 @@ fn rule(
                 g.op_with_shape(Op::Broadcast(factor), &[dy], Some(&shape))?,
             )]
         }
-        Op::BiasGrad
+        Op::Reshape => {
+            let shape = g.shape(x).clone();
+            vec![(x, g.reshape(dy, shape)?)]
+        }
+        Op::Im2Col(geom) => vec![(x, g.op(Op::Col2Im(geom), &[dy])?)],
+        Op::Col2Im(geom) => vec![(x, g.op(Op::Im2Col(geom), &[dy])?)],
+        Op::RowsToNchw(d) => vec![(x, g.op(Op::NchwToRows(d), &[dy])?)],
+        Op::NchwToRows(d) => vec![(x, g.op(Op::RowsToNchw(d), &[dy])?)],
+        Op::MaxPool(geom) => vec![(x, g.op(Op::MaxPoolGrad(geom), &[x, dy])?)],
+        Op::AvgPool(geom) => vec![(x, g.op(Op::AvgPoolGrad(geom), &[dy])?)],
+        Op::BatchNormApply(ch) => {
+            let (stats, gamma, beta) = (inputs[1], inputs[2], inputs[3]);
+            // The rule differentiates through the batch statistics, so they must be this
+            // input's own (training mode); eval-mode graphs are not differentiated.
+            let own = g.node(stats).kind == NodeKind::Op(Op::BatchNormStats(ch))
+                && g.node(stats).inputs == [x];
+            if !own {
+                return Err(Error::Unsupported(
+                    "gradient of batch norm with statistics other than its input's (eval mode)"
+                        .into(),
+                ));
+            }
+            let dx = g.op(Op::BatchNormGrad(ch), &[x, stats, gamma, dy])?;
+            let dgamma = g.op(Op::BatchNormGammaGrad(ch), &[x, stats, dy])?;
+            let dbeta = g.op(Op::ChannelSum(ch), &[dy])?;
+            vec![(x, dx), (gamma, dgamma), (beta, dbeta)]
+        }
+        Op::LayerNorm { eps } => {
+            let (gamma, beta) = (inputs[1], inputs[2]);
+            let dx = g.op(Op::LayerNormGrad { eps }, &[x, gamma, dy])?;
+            let dgamma = g.op(Op::LayerNormGammaGrad { eps }, &[x, dy])?;
+            let dbeta = g.op(Op::BiasGrad, &[dy])?;
+            vec![(x, dx), (gamma, dgamma), (beta, dbeta)]
+        }
+        Op::Dropout(spec) => vec![(x, g.op(Op::DropoutGrad(spec), &[dy])?)],
+        Op::MaxPoolGrad(_)
+        | Op::AvgPoolGrad(_)
+        | Op::BatchNormStats(_)
+        | Op::BatchNormGrad(_)
+        | Op::BatchNormGammaGrad(_)
+        | Op::ChannelSum(_)
+        | Op::BatchNormRunning { .. }
+        | Op::LayerNormGrad { .. }
+        | Op::LayerNormGammaGrad { .. }
+        | Op::DropoutGrad(_)
+        | Op::BiasGrad
         | Op::ActivationGrad(_)
         | Op::SoftmaxGrad
         | Op::SoftmaxCrossEntropyGrad { .. }

@@ -4,17 +4,21 @@
 use super::{Graph, NodeKind, ValueId};
 use crate::backend::cpu::{run_op, Real};
 use crate::error::{Error, Result};
+use crate::rng::StepRng;
 
 /// Evaluates every node of `graph` given values for its inputs and parameters (`feed`
 /// returns the data of an input or parameter node). Returns all values, indexed by id.
+/// `rng` is the step's randomness (dropout masks). In-place updates (running statistics)
+/// produce the updated value as their node's value and leave the buffer's node as fed.
 pub fn interpret<T: Real>(
     graph: &Graph,
     feed: &dyn Fn(ValueId) -> Option<Vec<T>>,
+    rng: &StepRng,
 ) -> Result<Vec<Vec<T>>> {
     let mut values: Vec<Vec<T>> = Vec::with_capacity(graph.nodes().len());
     for (id, node) in graph.nodes().iter().enumerate() {
         let v = match &node.kind {
-            NodeKind::Input(_) | NodeKind::Param { .. } => {
+            NodeKind::Input(_) | NodeKind::Param { .. } | NodeKind::Buffer { .. } => {
                 let v =
                     feed(id).ok_or_else(|| Error::Graph(format!("no value fed for node {id}")))?;
                 if v.len() != node.shape.numel() {
@@ -33,8 +37,11 @@ pub fn interpret<T: Real>(
                     .iter()
                     .map(|&i| graph.shape(i).clone())
                     .collect();
-                let mut out = vec![T::zero(); node.shape.numel()];
-                run_op(op, &ins, &shapes, &mut out, &node.shape)?;
+                let mut out = match node.in_place {
+                    Some(target) => values[target].clone(),
+                    None => vec![T::zero(); node.shape.numel()],
+                };
+                run_op(op, &ins, &shapes, &mut out, &node.shape, rng)?;
                 out
             }
         };

@@ -28,6 +28,14 @@ pub enum NodeKind {
         /// How its values are initialised.
         init: Init,
     },
+    /// Persistent non-trainable state (batch-norm running statistics), by name.
+    Buffer {
+        /// Its name, e.g. `1.running_stats` (split into PyTorch's `running_mean` and
+        /// `running_var` when exported).
+        name: String,
+        /// Its initial values.
+        init: Init,
+    },
     /// A constant filled with one value (the seed gradient of the loss).
     Constant(f32),
     /// An op applied to earlier values.
@@ -45,6 +53,8 @@ pub struct Node {
     pub shape: Shape,
     /// The layer that created it, for error messages and `--detect-anomaly`-style reports.
     pub label: String,
+    /// For ops that update state in place: the buffer node whose storage is the output.
+    pub in_place: Option<ValueId>,
 }
 
 /// A directed acyclic graph in topological order: a node's inputs always come before it.
@@ -86,6 +96,7 @@ impl Graph {
             inputs,
             shape,
             label: self.label.clone(),
+            in_place: None,
         });
         self.nodes.len() - 1
     }
@@ -105,6 +116,48 @@ impl Graph {
             vec![],
             shape,
         )
+    }
+
+    /// A persistent non-trainable buffer.
+    pub fn buffer(&mut self, name: &str, shape: Shape, init: Init) -> ValueId {
+        self.push(
+            NodeKind::Buffer {
+                name: name.to_string(),
+                init,
+            },
+            vec![],
+            shape,
+        )
+    }
+
+    /// Applies an op that updates `target` (a buffer) in place, reading its old value.
+    pub fn op_in_place(&mut self, op: Op, inputs: &[ValueId], target: ValueId) -> Result<ValueId> {
+        if !matches!(
+            self.nodes.get(target).map(|n| &n.kind),
+            Some(NodeKind::Buffer { .. })
+        ) {
+            return Err(Error::Graph(format!(
+                "{} can only update a buffer in place",
+                op.name()
+            )));
+        }
+        let id = self.op(op, inputs)?;
+        if self.nodes[id].shape != self.nodes[target].shape {
+            return Err(Error::shape(
+                op.name(),
+                format!(
+                    "in-place output {} does not match buffer {}",
+                    self.nodes[id].shape, self.nodes[target].shape
+                ),
+            ));
+        }
+        self.nodes[id].in_place = Some(target);
+        Ok(id)
+    }
+
+    /// The same values viewed with another shape (no copy).
+    pub fn reshape(&mut self, x: ValueId, shape: Shape) -> Result<ValueId> {
+        self.op_with_shape(Op::Reshape, &[x], Some(&shape))
     }
 
     /// A constant tensor with every element equal to `value`.
@@ -148,6 +201,18 @@ impl Graph {
             .enumerate()
             .filter_map(|(i, n)| match &n.kind {
                 NodeKind::Param { name, init } => Some((i, name.as_str(), &n.shape, *init)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The buffers, in creation order: (value id, name, shape, init).
+    pub fn buffers(&self) -> Vec<(ValueId, &str, &Shape, Init)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| match &n.kind {
+                NodeKind::Buffer { name, init } => Some((i, name.as_str(), &n.shape, *init)),
                 _ => None,
             })
             .collect()

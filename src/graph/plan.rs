@@ -23,6 +23,8 @@ pub enum ArenaKind {
     Params,
     /// Their gradients, at the same offsets as the parameters.
     Grads,
+    /// Persistent non-trainable state (batch-norm running statistics).
+    Buffers,
     /// Per-step inputs and constants of one plan.
     Inputs,
     /// Intermediate values of one plan, reused as their lifetimes end.
@@ -30,13 +32,14 @@ pub enum ArenaKind {
 }
 
 impl ArenaKind {
-    /// A dense index (0..4) for tables of arenas.
+    /// A dense index (0..5) for tables of arenas.
     pub fn index(self) -> usize {
         match self {
             ArenaKind::Params => 0,
             ArenaKind::Grads => 1,
-            ArenaKind::Inputs => 2,
-            ArenaKind::Activations => 3,
+            ArenaKind::Buffers => 2,
+            ArenaKind::Inputs => 3,
+            ArenaKind::Activations => 4,
         }
     }
 }
@@ -89,24 +92,35 @@ pub struct ParamLayout {
     pub entries: Vec<ParamEntry>,
     /// The arena's length in f32, padding included.
     pub size: usize,
+    /// The buffers (non-trainable state) in graph order, in their own arena.
+    pub buffers: Vec<ParamEntry>,
+    /// The buffer arena's length in f32, padding included.
+    pub buffers_size: usize,
 }
 
 impl ParamLayout {
-    /// Lays out the parameters of a graph in creation order.
+    /// Lays out the parameters and buffers of a graph in creation order.
     pub fn of(graph: &Graph) -> Self {
-        let mut entries = Vec::new();
-        let mut size = 0;
-        for (_, name, shape, _) in graph.params() {
-            entries.push(ParamEntry {
-                name: name.to_string(),
-                shape: shape.clone(),
-                offset: size,
-            });
-            size += align(shape.numel());
-        }
+        let lay = |items: Vec<(ValueId, &str, &Shape, crate::nn::Init)>| {
+            let mut entries = Vec::new();
+            let mut size = 0;
+            for (_, name, shape, _) in items {
+                entries.push(ParamEntry {
+                    name: name.to_string(),
+                    shape: shape.clone(),
+                    offset: size,
+                });
+                size += align(shape.numel());
+            }
+            (entries, size.max(ALIGN))
+        };
+        let (entries, size) = lay(graph.params());
+        let (buffers, buffers_size) = lay(graph.buffers());
         ParamLayout {
             entries,
-            size: size.max(ALIGN),
+            size,
+            buffers,
+            buffers_size,
         }
     }
 
@@ -172,6 +186,13 @@ impl Plan {
             .zip(&layout.entries)
             .map(|((id, _, _, _), e)| (*id, e))
             .collect();
+        let buffer_slot: HashMap<ValueId, &ParamEntry> = graph
+            .buffers()
+            .iter()
+            .zip(&layout.buffers)
+            .map(|((id, _, _, _), e)| (*id, e))
+            .collect();
+        let is_alias = |id: ValueId| matches!(nodes[id].kind, NodeKind::Op(Op::Reshape));
 
         // Which nodes are needed: a backwards sweep from the roots.
         let mut needed = vec![false; nodes.len()];
@@ -182,6 +203,9 @@ impl Plan {
             if needed[id] {
                 for &i in &nodes[id].inputs {
                     needed[i] = true;
+                }
+                if let Some(t) = nodes[id].in_place {
+                    needed[t] = true;
                 }
             }
         }
@@ -197,6 +221,13 @@ impl Plan {
         }
         for &r in outputs {
             last_use[r] = usize::MAX;
+        }
+        // A reshape shares its input's storage: the input lives as long as its views.
+        for id in (0..nodes.len()).rev() {
+            if needed[id] && is_alias(id) {
+                let src = nodes[id].inputs[0];
+                last_use[src] = last_use[src].max(last_use[id]);
+            }
         }
 
         let mut pinned: HashMap<ValueId, Slot> = HashMap::new();
@@ -231,6 +262,16 @@ impl Plan {
                         .ok_or_else(|| Error::Graph(format!("parameter {id} not in layout")))?;
                     slots.insert(id, e.slot(ArenaKind::Params));
                 }
+                NodeKind::Buffer { .. } => {
+                    let e = buffer_slot
+                        .get(&id)
+                        .ok_or_else(|| Error::Graph(format!("buffer {id} not in layout")))?;
+                    slots.insert(id, e.slot(ArenaKind::Buffers));
+                }
+                NodeKind::Op(Op::Reshape) => {
+                    let src = slots[&n.inputs[0]];
+                    slots.insert(id, Slot { len, ..src });
+                }
                 NodeKind::Input(_) | NodeKind::Constant(_) => {
                     let slot = Slot {
                         arena: ArenaKind::Inputs,
@@ -246,9 +287,10 @@ impl Plan {
                     }
                 }
                 NodeKind::Op(op) => {
-                    let output = match pinned.get(&id) {
-                        Some(s) => *s,
-                        None => Slot {
+                    let output = match (pinned.get(&id), n.in_place) {
+                        (Some(s), _) => *s,
+                        (None, Some(target)) => slots[&target],
+                        (None, None) => Slot {
                             arena: ArenaKind::Activations,
                             offset: free.alloc(align(len)),
                             len,
@@ -268,9 +310,14 @@ impl Plan {
                     // (after the output was placed, so an output never aliases an input).
                     let mut seen = Vec::new();
                     for &i in &n.inputs {
-                        if last_use[i] == id && !seen.contains(&i) {
-                            seen.push(i);
-                            let s = slots[&i];
+                        // A view is freed through the value that owns its storage.
+                        let mut root = i;
+                        while is_alias(root) {
+                            root = nodes[root].inputs[0];
+                        }
+                        if last_use[root] == id && !seen.contains(&root) {
+                            seen.push(root);
+                            let s = slots[&root];
                             if s.arena == ArenaKind::Activations {
                                 free.release(s.offset, align(s.len));
                             }

@@ -18,6 +18,8 @@ pub enum Init {
     },
     /// Every element equal to this value (zeros, ones, constant).
     Constant(f32),
+    /// Batch-norm running statistics [2, C]: means 0, variances 1.
+    RunningStats,
 }
 
 impl Init {
@@ -28,6 +30,11 @@ impl Init {
             Init::Uniform { bound } => out.iter_mut().for_each(|v| *v = rng.uniform(-bound, bound)),
             Init::Normal { std } => out.iter_mut().for_each(|v| *v = std * rng.normal()),
             Init::Constant(c) => out.iter_mut().for_each(|v| *v = c),
+            Init::RunningStats => {
+                let half = out.len() / 2;
+                out[..half].iter_mut().for_each(|v| *v = 0.0);
+                out[half..].iter_mut().for_each(|v| *v = 1.0);
+            }
         }
     }
 }

@@ -1,28 +1,29 @@
 //! A model as a layer list, built into graph nodes with PyTorch's parameter names.
 
-use super::spec::{parse_spec, spec_error, LayerSpec, SpecArg};
+use super::layer::{layer_of, Layer};
+use super::spec::parse_spec;
 use super::Init;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, ValueId};
-use crate::op::{Activation, Op};
+use crate::op::{Channels, ConvGeom, DropoutSpec, Nchw, Op, PoolGeom};
 use crate::shape::Shape;
 
-/// One layer, with PyTorch's arguments.
+/// Training or evaluation: batch norm and dropout behave differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Batch statistics (and running-statistics updates), dropout active.
+    Train,
+    /// Running statistics, dropout is the identity.
+    Eval,
+}
+
+/// What building a model into a graph produced.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Layer {
-    /// `nn.Linear(in_features, out_features, bias=True)`.
-    Linear {
-        /// Input features.
-        in_features: usize,
-        /// Output features.
-        out_features: usize,
-        /// Whether it has a bias.
-        bias: bool,
-    },
-    /// An element-wise activation (`nn.ReLU`, `nn.LeakyReLU`, `nn.Sigmoid`, `nn.Tanh`, `nn.GELU`).
-    Activation(Activation),
-    /// `nn.Softmax(dim=-1)`.
-    Softmax,
+pub struct Built {
+    /// The model's output (logits).
+    pub output: ValueId,
+    /// In-place state updates (running statistics) that a training plan must run.
+    pub updates: Vec<ValueId>,
 }
 
 /// A parsed model: its layers and the spec they came from.
@@ -35,18 +36,6 @@ pub struct Model {
     /// Where each layer starts in `spec`.
     positions: Vec<usize>,
 }
-
-/// Layers that the CNN issue adds; named here so that specs using them get a clear error.
-const PLANNED: &[&str] = &[
-    "conv2d",
-    "maxpool2d",
-    "avgpool2d",
-    "batchnorm1d",
-    "batchnorm2d",
-    "layernorm",
-    "dropout",
-    "flatten",
-];
 
 impl Model {
     /// Parses a layer list or a preset name (`mlp`, `cnn`).
@@ -64,15 +53,17 @@ impl Model {
         })
     }
 
-    /// The number of input features (of the first linear layer).
-    pub fn input_features(&self) -> Result<usize> {
-        self.layers
-            .iter()
-            .find_map(|l| match l {
-                Layer::Linear { in_features, .. } => Some(*in_features),
-                _ => None,
-            })
-            .ok_or_else(|| Error::Config(format!("model '{}' has no linear layer", self.spec)))
+    /// Whether the first layer takes images ([N, C, H, W]) rather than feature vectors.
+    pub fn takes_images(&self) -> bool {
+        matches!(
+            self.layers.first(),
+            Some(
+                Layer::Conv2d { .. }
+                    | Layer::MaxPool2d { .. }
+                    | Layer::AvgPool2d { .. }
+                    | Layer::BatchNorm { dims: 2, .. }
+            )
+        )
     }
 
     /// The text of layer `i` as written in the spec.
@@ -86,35 +77,46 @@ impl Model {
         self.spec[start..end].trim().trim_end_matches(',').trim()
     }
 
-    /// Appends the layers to `g` reading `x` ([B, features]); returns the output value.
-    /// Parameters are named `{index}.weight` / `{index}.bias` as in `nn.Sequential`.
-    pub fn build(&self, g: &mut Graph, x: ValueId) -> Result<ValueId> {
-        let mut h = x;
+    /// Appends the layers to `g` reading `x`, a batch of samples of shape `sample`
+    /// ([channels, height, width]) given as [N, C·H·W]. Parameters are named
+    /// `{index}.weight` / `{index}.bias` as in `nn.Sequential`, initialised as PyTorch does.
+    pub fn build(
+        &self,
+        g: &mut Graph,
+        x: ValueId,
+        sample: [usize; 3],
+        mode: Mode,
+    ) -> Result<Built> {
+        let batch = g.shape(x).0[0];
+        let mut h = if self.takes_images() {
+            g.reshape(x, Shape::new(&[batch, sample[0], sample[1], sample[2]]))?
+        } else {
+            x
+        };
+        let mut updates = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
             let label = format!("layer {i} '{}'", self.layer_text(i));
             g.set_label(label.clone());
+            let s = g.shape(h).clone();
+            let misfit = |want: String| {
+                Error::shape(
+                    label.clone(),
+                    format!("expects {want} but the layer before gives {s}"),
+                )
+            };
             h = match *layer {
                 Layer::Linear {
                     in_features,
                     out_features,
                     bias,
                 } => {
-                    let s = g.shape(h).clone();
                     if s.rank() != 2 || s.last() != in_features {
-                        return Err(Error::shape(
-                            label,
-                            format!(
-                                "expects [batch, {in_features}] but the layer before gives {s}"
-                            ),
-                        ));
+                        return Err(misfit(format!("[batch, {in_features}]")));
                     }
-                    // nn.Linear's reset_parameters: kaiming_uniform(a=sqrt(5)) for the
-                    // weight and U(±1/sqrt(fan_in)) for the bias both give this bound.
-                    let bound = 1.0 / (in_features as f32).sqrt();
                     let w = g.param(
                         &format!("{i}.weight"),
                         Shape::new(&[out_features, in_features]),
-                        Init::Uniform { bound },
+                        fan_in_uniform(in_features),
                     );
                     let y = g.op(
                         Op::MatMul {
@@ -123,188 +125,211 @@ impl Model {
                         },
                         &[h, w],
                     )?;
-                    if bias {
-                        let b = g.param(
-                            &format!("{i}.bias"),
-                            Shape::new(&[out_features]),
-                            Init::Uniform { bound },
-                        );
-                        g.op(Op::BiasAdd, &[y, b])?
+                    self.bias(g, i, y, out_features, in_features, bias)?
+                }
+                Layer::Conv2d {
+                    in_channels,
+                    out_channels,
+                    kernel,
+                    stride,
+                    padding,
+                    bias,
+                } => {
+                    if s.rank() != 4 || s.0[1] != in_channels {
+                        return Err(misfit(format!("[batch, {in_channels}, height, width]")));
+                    }
+                    let geom = ConvGeom {
+                        n: s.0[0],
+                        c: in_channels,
+                        h: s.0[2],
+                        w: s.0[3],
+                        kh: kernel.0,
+                        kw: kernel.1,
+                        sh: stride.0,
+                        sw: stride.1,
+                        ph: padding.0,
+                        pw: padding.1,
+                    };
+                    if s.0[2] + 2 * padding.0 < kernel.0 || s.0[3] + 2 * padding.1 < kernel.1 {
+                        return Err(misfit(format!(
+                            "an image of at least {}x{} (kernel minus padding)",
+                            kernel.0.saturating_sub(2 * padding.0),
+                            kernel.1.saturating_sub(2 * padding.1)
+                        )));
+                    }
+                    let fan_in = geom.patch();
+                    let w = g.param(
+                        &format!("{i}.weight"),
+                        Shape::new(&[out_channels, in_channels, kernel.0, kernel.1]),
+                        fan_in_uniform(fan_in),
+                    );
+                    let w2 = g.reshape(w, Shape::new(&[out_channels, fan_in]))?;
+                    let cols = g.op(Op::Im2Col(geom), &[h])?;
+                    let rows = g.op(
+                        Op::MatMul {
+                            trans_a: false,
+                            trans_b: true,
+                        },
+                        &[cols, w2],
+                    )?;
+                    let rows = self.bias(g, i, rows, out_channels, fan_in, bias)?;
+                    let d = Nchw {
+                        n: geom.n,
+                        c: out_channels,
+                        h: geom.oh(),
+                        w: geom.ow(),
+                    };
+                    g.op(Op::RowsToNchw(d), &[rows])?
+                }
+                Layer::MaxPool2d { kernel, stride } | Layer::AvgPool2d { kernel, stride } => {
+                    if s.rank() != 4 || s.0[2] < kernel.0 || s.0[3] < kernel.1 {
+                        return Err(misfit(format!(
+                            "[batch, channels, >= {}, >= {}]",
+                            kernel.0, kernel.1
+                        )));
+                    }
+                    let geom = PoolGeom {
+                        n: s.0[0],
+                        c: s.0[1],
+                        h: s.0[2],
+                        w: s.0[3],
+                        kh: kernel.0,
+                        kw: kernel.1,
+                        sh: stride.0,
+                        sw: stride.1,
+                    };
+                    let op = if matches!(layer, Layer::MaxPool2d { .. }) {
+                        Op::MaxPool(geom)
                     } else {
-                        y
+                        Op::AvgPool(geom)
+                    };
+                    g.op(op, &[h])?
+                }
+                Layer::Flatten => {
+                    let rest = s.numel() / s.0[0].max(1);
+                    g.reshape(h, Shape::new(&[s.0[0], rest]))?
+                }
+                Layer::BatchNorm {
+                    num_features: c,
+                    eps,
+                    momentum,
+                    dims,
+                } => {
+                    let ok = s.rank() >= 2
+                        && s.0[1] == c
+                        && (if dims == 2 {
+                            s.rank() == 4
+                        } else {
+                            s.rank() <= 3
+                        });
+                    if !ok {
+                        let want = if dims == 2 {
+                            format!("[batch, {c}, height, width]")
+                        } else {
+                            format!("[batch, {c}] or [batch, {c}, length]")
+                        };
+                        return Err(misfit(want));
+                    }
+                    let ch = Channels {
+                        c,
+                        s: s.numel() / (s.0[0] * c),
+                        eps,
+                    };
+                    let gamma = g.param(
+                        &format!("{i}.weight"),
+                        Shape::new(&[c]),
+                        Init::Constant(1.0),
+                    );
+                    let beta = g.param(&format!("{i}.bias"), Shape::new(&[c]), Init::Constant(0.0));
+                    let running = g.buffer(
+                        &format!("{i}.running_stats"),
+                        Shape::new(&[2, c]),
+                        Init::RunningStats,
+                    );
+                    match mode {
+                        Mode::Train => {
+                            let stats = g.op(Op::BatchNormStats(ch), &[h])?;
+                            let count = s.numel() / c;
+                            updates.push(g.op_in_place(
+                                Op::BatchNormRunning { c, momentum, count },
+                                &[stats],
+                                running,
+                            )?);
+                            g.op(Op::BatchNormApply(ch), &[h, stats, gamma, beta])?
+                        }
+                        Mode::Eval => g.op(Op::BatchNormApply(ch), &[h, running, gamma, beta])?,
                     }
                 }
+                Layer::LayerNorm {
+                    normalized_shape: n,
+                    eps,
+                } => {
+                    if s.last() != n {
+                        return Err(misfit(format!("a last dimension of {n}")));
+                    }
+                    let gamma = g.param(
+                        &format!("{i}.weight"),
+                        Shape::new(&[n]),
+                        Init::Constant(1.0),
+                    );
+                    let beta = g.param(&format!("{i}.bias"), Shape::new(&[n]), Init::Constant(0.0));
+                    g.op(Op::LayerNorm { eps }, &[h, gamma, beta])?
+                }
+                Layer::Dropout { p } => match mode {
+                    Mode::Train if p > 0.0 => {
+                        g.op(Op::Dropout(DropoutSpec { p, layer: i as u32 }), &[h])?
+                    }
+                    _ => h,
+                },
                 Layer::Activation(a) => g.op(Op::Activation(a), &[h])?,
                 Layer::Softmax => g.op(Op::Softmax, &[h])?,
             };
         }
         g.set_label("");
-        Ok(h)
+        Ok(Built { output: h, updates })
+    }
+
+    /// Adds layer `i`'s bias (PyTorch's U(±1/sqrt(fan_in))) to `y` [rows, features].
+    fn bias(
+        &self,
+        g: &mut Graph,
+        i: usize,
+        y: ValueId,
+        features: usize,
+        fan_in: usize,
+        bias: bool,
+    ) -> Result<ValueId> {
+        if !bias {
+            return Ok(y);
+        }
+        let b = g.param(
+            &format!("{i}.bias"),
+            Shape::new(&[features]),
+            fan_in_uniform(fan_in),
+        );
+        g.op(Op::BiasAdd, &[y, b])
     }
 }
 
-fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
-    let args = Args { spec, layer: l };
-    let layer = match l.name.as_str() {
-        "linear" => {
-            args.allow(&["in_features", "out_features", "bias"])?;
-            Layer::Linear {
-                in_features: args.usize(0, "in_features")?,
-                out_features: args.usize(1, "out_features")?,
-                bias: args.bool_or(2, "bias", true)?,
-            }
-        }
-        "relu" => args.none(Layer::Activation(Activation::Relu))?,
-        "sigmoid" => args.none(Layer::Activation(Activation::Sigmoid))?,
-        "tanh" => args.none(Layer::Activation(Activation::Tanh))?,
-        "gelu" => args.none(Layer::Activation(Activation::Gelu))?,
-        "leaky_relu" | "leakyrelu" => {
-            args.allow(&["negative_slope"])?;
-            Layer::Activation(Activation::LeakyRelu(
-                args.f32_or(0, "negative_slope", 0.01)?,
-            ))
-        }
-        "softmax" => {
-            args.allow(&["dim"])?;
-            let dim = args.get(0, "dim").map(|a| a.value.as_str()).unwrap_or("-1");
-            if dim != "-1" && dim != "1" {
-                return Err(spec_error(spec, l.position, "softmax is over the last dimension (dim=-1)"));
-            }
-            Layer::Softmax
-        }
-        name if PLANNED.contains(&name) => {
-            return Err(Error::Unsupported(format!(
-                "layer '{name}' (at position {}) is not implemented yet: the CNN layers land with the CNN issue",
-                l.position
-            )))
-        }
-        name => {
-            return Err(spec_error(
-                spec,
-                l.position,
-                format!("unknown layer '{name}' (known: linear, relu, leaky_relu, sigmoid, tanh, gelu, softmax)"),
-            ))
-        }
-    };
-    Ok(layer)
-}
-
-/// Typed access to a layer's positional-or-keyword arguments.
-struct Args<'a> {
-    spec: &'a str,
-    layer: &'a LayerSpec,
-}
-
-impl Args<'_> {
-    fn err(&self, position: usize, message: String) -> Error {
-        spec_error(self.spec, position, message)
-    }
-
-    fn allow(&self, names: &[&str]) -> Result<()> {
-        let positional = self.layer.args.iter().filter(|a| a.name.is_none()).count();
-        if positional > names.len() {
-            return Err(self.err(
-                self.layer.position,
-                format!(
-                    "'{}' takes at most {} arguments",
-                    self.layer.name,
-                    names.len()
-                ),
-            ));
-        }
-        for a in &self.layer.args {
-            if let Some(n) = &a.name {
-                if !names.contains(&n.as_str()) {
-                    return Err(self.err(
-                        a.position,
-                        format!(
-                            "'{}' has no argument '{n}' (it takes {names:?})",
-                            self.layer.name
-                        ),
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn none(&self, layer: Layer) -> Result<Layer> {
-        self.allow(&[])?;
-        Ok(layer)
-    }
-
-    fn get(&self, index: usize, name: &str) -> Option<&SpecArg> {
-        self.layer
-            .args
-            .iter()
-            .find(|a| a.name.as_deref() == Some(name))
-            .or_else(|| {
-                self.layer
-                    .args
-                    .iter()
-                    .filter(|a| a.name.is_none())
-                    .nth(index)
-            })
-    }
-
-    fn usize(&self, index: usize, name: &str) -> Result<usize> {
-        let a = self.get(index, name).ok_or_else(|| {
-            self.err(
-                self.layer.position,
-                format!("'{}' needs '{name}'", self.layer.name),
-            )
-        })?;
-        match a.value.parse::<usize>() {
-            Ok(v) if v > 0 => Ok(v),
-            _ => Err(self.err(
-                a.position,
-                format!("'{name}' must be a positive integer, got '{}'", a.value),
-            )),
-        }
-    }
-
-    fn f32_or(&self, index: usize, name: &str, default: f32) -> Result<f32> {
-        match self.get(index, name) {
-            None => Ok(default),
-            Some(a) => a
-                .value
-                .parse::<f32>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .ok_or_else(|| {
-                    self.err(
-                        a.position,
-                        format!("'{name}' must be a number, got '{}'", a.value),
-                    )
-                }),
-        }
-    }
-
-    fn bool_or(&self, index: usize, name: &str, default: bool) -> Result<bool> {
-        match self.get(index, name) {
-            None => Ok(default),
-            Some(a) => match a.value.to_ascii_lowercase().as_str() {
-                "true" | "1" => Ok(true),
-                "false" | "0" => Ok(false),
-                v => Err(self.err(
-                    a.position,
-                    format!("'{name}' must be true or false, got '{v}'"),
-                )),
-            },
-        }
+/// PyTorch's default for `nn.Linear` and `nn.Conv2d`: kaiming_uniform(a = sqrt(5)) for the
+/// weight and U(±1/sqrt(fan_in)) for the bias both come to this bound.
+fn fan_in_uniform(fan_in: usize) -> Init {
+    Init::Uniform {
+        bound: 1.0 / (fan_in.max(1) as f32).sqrt(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::op::Activation;
 
     #[test]
     fn mlp_preset_has_pytorch_names_and_layouts() {
         let m = Model::parse("mlp").unwrap();
         let mut g = Graph::new();
         let x = g.input("x", Shape::new(&[4, 784]));
-        let y = m.build(&mut g, x).unwrap();
+        let y = m.build(&mut g, x, [1, 28, 28], Mode::Train).unwrap().output;
         assert_eq!(g.shape(y), &Shape::new(&[4, 10]));
         let names: Vec<(String, Shape)> = g
             .params()
@@ -329,7 +354,10 @@ mod tests {
         let m = Model::parse("linear(784,64),relu,linear(60,10)").unwrap();
         let mut g = Graph::new();
         let x = g.input("x", Shape::new(&[8, 784]));
-        let err = m.build(&mut g, x).unwrap_err().to_string();
+        let err = m
+            .build(&mut g, x, [1, 28, 28], Mode::Train)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("layer 2 'linear(60,10)'"), "{err}");
         assert!(err.contains("[8, 64]"), "{err}");
     }
@@ -350,7 +378,7 @@ mod tests {
         ));
         assert!(matches!(Model::parse("relu(3)"), Err(Error::Spec { .. })));
         assert!(matches!(Model::parse("swish"), Err(Error::Spec { .. })));
-        assert!(matches!(Model::parse("cnn"), Err(Error::Unsupported(_))));
+        assert!(Model::parse("cnn").is_ok());
         let m = Model::parse("linear(4,3,bias=False),leaky_relu(negative_slope=0.2)").unwrap();
         assert_eq!(
             m.layers,
@@ -363,5 +391,93 @@ mod tests {
                 Layer::Activation(Activation::LeakyRelu(0.2))
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod cnn_tests {
+    use super::*;
+
+    #[test]
+    fn cnn_preset_has_pytorch_names_and_shapes() {
+        let m = Model::parse("cnn").unwrap();
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::new(&[2, 784]));
+        let built = m.build(&mut g, x, [1, 28, 28], Mode::Train).unwrap();
+        assert_eq!(g.shape(built.output), &Shape::new(&[2, 10]));
+        assert_eq!(built.updates.len(), 2);
+        let names: Vec<(String, Vec<usize>)> = g
+            .params()
+            .iter()
+            .map(|(_, n, s, _)| (n.to_string(), s.0.clone()))
+            .collect();
+        let expect: Vec<(&str, Vec<usize>)> = vec![
+            ("0.weight", vec![32, 1, 3, 3]),
+            ("0.bias", vec![32]),
+            ("1.weight", vec![32]),
+            ("1.bias", vec![32]),
+            ("4.weight", vec![64, 32, 3, 3]),
+            ("4.bias", vec![64]),
+            ("5.weight", vec![64]),
+            ("5.bias", vec![64]),
+            ("10.weight", vec![128, 3136]),
+            ("10.bias", vec![128]),
+            ("12.weight", vec![10, 128]),
+            ("12.bias", vec![10]),
+        ];
+        let expect: Vec<(String, Vec<usize>)> = expect
+            .into_iter()
+            .map(|(n, s)| (n.to_string(), s))
+            .collect();
+        assert_eq!(names, expect);
+        let buffers: Vec<&str> = g.buffers().iter().map(|b| b.1).collect();
+        assert_eq!(buffers, vec!["1.running_stats", "5.running_stats"]);
+    }
+
+    #[test]
+    fn flatten_mismatch_names_layer_and_shapes() {
+        let spec = "conv2d(1,32,3,padding=1),batchnorm2d(32),relu,maxpool2d(2),\
+conv2d(32,64,3,padding=1),batchnorm2d(64),relu,maxpool2d(2),flatten,dropout(0.25),\
+linear(3000,128),relu,linear(128,10)";
+        let m = Model::parse(spec).unwrap();
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::new(&[128, 784]));
+        let err = m
+            .build(&mut g, x, [1, 28, 28], Mode::Train)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("layer 10 'linear(3000,128)'"), "{err}");
+        assert!(err.contains("[128, 3136]"), "{err}");
+    }
+
+    #[test]
+    fn conv_arguments_follow_pytorch() {
+        let m = Model::parse(
+            "conv2d(3,8,(3,5),stride=2,padding=(1,2),bias=false),maxpool2d(2,stride=1)",
+        )
+        .unwrap();
+        assert_eq!(
+            m.layers[0],
+            Layer::Conv2d {
+                in_channels: 3,
+                out_channels: 8,
+                kernel: (3, 5),
+                stride: (2, 2),
+                padding: (1, 2),
+                bias: false
+            }
+        );
+        assert_eq!(
+            m.layers[1],
+            Layer::MaxPool2d {
+                kernel: (2, 2),
+                stride: (1, 1)
+            }
+        );
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::new(&[1, 3 * 9 * 11]));
+        let y = m.build(&mut g, x, [3, 9, 11], Mode::Eval).unwrap().output;
+        // conv: (9+2-3)/2+1 = 5, (11+4-5)/2+1 = 6; pool 2 stride 1: 4 x 5.
+        assert_eq!(g.shape(y), &Shape::new(&[1, 8, 4, 5]));
     }
 }

@@ -1,6 +1,6 @@
 //! The op table shared by `kiln parity`, the parity tests and the gradient checks.
 
-use crate::op::{Activation, Op};
+use crate::op::{Activation, Channels, ConvGeom, DropoutSpec, Nchw, Op, PoolGeom};
 use crate::rng::Philox;
 use crate::shape::Shape;
 
@@ -11,6 +11,8 @@ pub enum InputKind {
     Real(f32),
     /// Class indices in [0, classes).
     Labels(usize),
+    /// Batch-norm statistics [2, C]: means in (−1, 1), variances in (0.1, 2).
+    Stats,
 }
 
 /// One op on one set of input shapes.
@@ -47,9 +49,11 @@ impl OpCase {
             .map(|(i, (shape, kind))| {
                 let mut rng = Philox::new(seed, i as u32);
                 (0..shape.numel())
-                    .map(|_| match kind {
+                    .map(|j| match kind {
                         InputKind::Real(r) => rng.uniform(-r, *r),
                         InputKind::Labels(c) => rng.below(*c as u32) as f32,
+                        InputKind::Stats if j < shape.numel() / 2 => rng.uniform(-1.0, 1.0),
+                        InputKind::Stats => rng.uniform(0.1, 2.0),
                     })
                     .collect()
             })
@@ -151,5 +155,131 @@ pub fn cases() -> Vec<OpCase> {
             vec![real(&[n]), real(&[n]), real(&[1])],
         ));
     }
+    conv_cases(&mut c);
+    pool_cases(&mut c);
+    norm_cases(&mut c);
+    for (p, d) in [(0.25, &[1][..]), (0.5, &[1001]), (0.1, &[3, 1029])] {
+        let spec = DropoutSpec { p, layer: 3 };
+        c.push(OpCase::new(Op::Dropout(spec), vec![real(d)]));
+        c.push(OpCase::new(Op::DropoutGrad(spec), vec![real(d)]));
+    }
     c
+}
+
+fn conv_cases(c: &mut Vec<OpCase>) {
+    let geoms = [
+        // n, c, h, w, kh, kw, sh, sw, ph, pw
+        [1, 1, 5, 5, 3, 3, 1, 1, 0, 0],
+        [2, 3, 7, 9, 3, 2, 2, 1, 1, 0],
+        [3, 5, 6, 6, 3, 3, 1, 1, 1, 1],
+        [1, 2, 8, 5, 5, 3, 3, 2, 2, 1],
+    ];
+    for [n, ch, h, w, kh, kw, sh, sw, ph, pw] in geoms {
+        let g = ConvGeom {
+            n,
+            c: ch,
+            h,
+            w,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+        };
+        c.push(OpCase::new(Op::Im2Col(g), vec![real(&[n, ch, h, w])]));
+        c.push(OpCase::new(
+            Op::Col2Im(g),
+            vec![real(&[n * g.oh() * g.ow(), g.patch()])],
+        ));
+    }
+    for [n, ch, h, w] in [[1, 1, 1, 1], [2, 5, 3, 7]] {
+        let d = Nchw { n, c: ch, h, w };
+        c.push(OpCase::new(Op::RowsToNchw(d), vec![real(&[n * h * w, ch])]));
+        c.push(OpCase::new(Op::NchwToRows(d), vec![real(&[n, ch, h, w])]));
+    }
+}
+
+fn pool_cases(c: &mut Vec<OpCase>) {
+    let geoms = [
+        // n, c, h, w, kh, kw, sh, sw
+        [1, 1, 4, 4, 2, 2, 2, 2],
+        [2, 3, 7, 5, 3, 3, 2, 2],
+        [1, 5, 6, 6, 2, 2, 3, 3],
+        [1, 2, 5, 6, 3, 2, 1, 1],
+    ];
+    for [n, ch, h, w, kh, kw, sh, sw] in geoms {
+        let g = PoolGeom {
+            n,
+            c: ch,
+            h,
+            w,
+            kh,
+            kw,
+            sh,
+            sw,
+        };
+        let x = real(&[n, ch, h, w]);
+        let dy = real(&[n, ch, g.oh(), g.ow()]);
+        c.push(OpCase::new(Op::MaxPool(g), vec![x.clone()]));
+        c.push(OpCase::new(Op::MaxPoolGrad(g), vec![x.clone(), dy.clone()]));
+        c.push(OpCase::new(Op::AvgPool(g), vec![x]));
+        c.push(OpCase::new(Op::AvgPoolGrad(g), vec![dy]));
+    }
+}
+
+fn norm_cases(c: &mut Vec<OpCase>) {
+    for (x, ch) in [
+        (&[1, 3, 5][..], 3),
+        (&[4, 5, 7], 5),
+        (&[16, 2], 2),
+        (&[8, 32, 14, 14], 32),
+    ] {
+        let n = x[0];
+        let s: usize = x[2..].iter().product();
+        let spec = Channels {
+            c: ch,
+            s,
+            eps: 1e-5,
+        };
+        let stats = (Shape::new(&[2, ch]), InputKind::Stats);
+        c.push(OpCase::new(Op::BatchNormStats(spec), vec![wide(x)]));
+        c.push(OpCase::new(
+            Op::BatchNormApply(spec),
+            vec![wide(x), stats.clone(), real(&[ch]), real(&[ch])],
+        ));
+        c.push(OpCase::new(
+            Op::BatchNormGrad(spec),
+            vec![wide(x), stats.clone(), real(&[ch]), real(x)],
+        ));
+        c.push(OpCase::new(
+            Op::BatchNormGammaGrad(spec),
+            vec![wide(x), stats.clone(), real(x)],
+        ));
+        c.push(OpCase::new(Op::ChannelSum(spec), vec![real(x)]));
+        c.push(OpCase::new(
+            Op::BatchNormRunning {
+                c: ch,
+                momentum: 0.1,
+                count: n * s,
+            },
+            vec![stats],
+        ));
+    }
+    for d in [&[1, 1][..], &[5, 7], &[33, 300], &[2, 3, 4, 5]] {
+        let cols = d[d.len() - 1];
+        let eps = 1e-5;
+        c.push(OpCase::new(
+            Op::LayerNorm { eps },
+            vec![wide(d), real(&[cols]), real(&[cols])],
+        ));
+        c.push(OpCase::new(
+            Op::LayerNormGrad { eps },
+            vec![wide(d), real(&[cols]), real(d)],
+        ));
+        c.push(OpCase::new(
+            Op::LayerNormGammaGrad { eps },
+            vec![wide(d), real(d)],
+        ));
+    }
 }

@@ -2,11 +2,40 @@
 
 use super::cases::OpCase;
 use crate::backend::cpu::run_op;
-use crate::backend::{Backend, Tail};
+use crate::backend::{step_rng, Backend, Tail};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, ParamLayout, Plan};
+use crate::nn::Init;
 use crate::op::{Op, Tolerance};
 use crate::optim::StepScalars;
+
+/// The step scalars of parity runs: a seed with both words set and a step past 1, so
+/// dropout masks exercise the whole counter and key.
+const PARITY_SCALARS: StepScalars = StepScalars {
+    lr: 0.0,
+    weight_decay: 0.0,
+    momentum: 0.0,
+    dampening: 0.0,
+    beta1: 0.0,
+    beta2: 0.0,
+    eps: 0.0,
+    bias_correction1: 1.0,
+    bias_correction2_sqrt: 1.0,
+    max_norm: 0.0,
+    nesterov: 0,
+    step: 3,
+    len: 0,
+    seed_lo: 0x89ab_cdef,
+    seed_hi: 0x0123_4567,
+    pad: 0,
+};
+
+/// The starting value of the buffer an in-place op updates.
+const RUNNING_INIT: Init = Init::RunningStats;
+
+fn is_in_place(op: &Op) -> bool {
+    matches!(op, Op::BatchNormRunning { .. })
+}
 
 /// One element that broke its bound.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,6 +88,13 @@ fn terms(case: &OpCase) -> usize {
         Op::BiasGrad => s.rows(),
         Op::SoftmaxGrad => s.last(),
         Op::SoftmaxCrossEntropy { .. } => s.numel() + s.rows(),
+        Op::Col2Im(g) => g.kh * g.kw,
+        Op::MaxPoolGrad(g) | Op::AvgPool(g) | Op::AvgPoolGrad(g) => g.kh * g.kw,
+        Op::BatchNormStats(ch) | Op::BatchNormGammaGrad(ch) | Op::ChannelSum(ch) => {
+            2 * s.numel() / ch.c.max(1)
+        }
+        // Each x̂ carries the rounding of its row's mean and variance (cols terms).
+        Op::LayerNormGammaGrad { .. } => 2 * s.rows() + s.last(),
         _ => s.numel(),
     }
 }
@@ -78,6 +114,7 @@ pub fn check(case: &OpCase, inputs: &[Vec<f32>], got: &[f32]) -> Result<CaseResu
         .op
         .output_shape(&shapes.iter().collect::<Vec<_>>(), case.target.as_ref())?;
     let reference = eval64(case.op, &in64, &shapes, &out_shape)?;
+    // In-place ops start from the buffer's initial value (see `run_case`).
     if got.len() != reference.len() {
         return Err(Error::shape(
             case.op.name(),
@@ -108,7 +145,9 @@ pub fn check(case: &OpCase, inputs: &[Vec<f32>], got: &[f32]) -> Result<CaseResu
             // Plus the rounding of the f32 result itself.
             Tolerance::Reduction => 2.0 * k * eps32 * magnitude[i].abs() + eps32 * e.abs(),
         };
-        let bad = !(err <= bound) || !g.is_finite() != !e.is_finite();
+        // NaN errors compare false, so they count as out of bounds.
+        let within = err <= bound;
+        let bad = !within || g.is_finite() != e.is_finite();
         r.max_abs = r.max_abs.max(err);
         if e != 0.0 {
             r.max_rel = r.max_rel.max(err / e.abs());
@@ -138,7 +177,19 @@ fn eval64(
 ) -> Result<Vec<f64>> {
     let ins: Vec<&[f64]> = inputs.iter().map(|v| v.as_slice()).collect();
     let mut out = vec![0.0f64; out_shape.numel()];
-    run_op(&op, &ins, shapes, &mut out, out_shape)?;
+    if is_in_place(&op) {
+        let mut init = vec![0.0f32; out.len()];
+        RUNNING_INIT.fill(&mut init, 0, 0);
+        out = init.iter().map(|&v| f64::from(v)).collect();
+    }
+    run_op(
+        &op,
+        &ins,
+        shapes,
+        &mut out,
+        out_shape,
+        &step_rng(&PARITY_SCALARS),
+    )?;
     Ok(out)
 }
 
@@ -152,14 +203,24 @@ pub fn run_case(backend: &mut dyn Backend, case: &OpCase, seed: u64) -> Result<C
         .enumerate()
         .map(|(i, (s, _))| g.input(&format!("in{i}"), s.clone()))
         .collect();
-    let out = g.op_with_shape(case.op, &ids, case.target.as_ref())?;
+    let out = if is_in_place(&case.op) {
+        let shape = case.op.output_shape(&[&case.inputs[0].0], None)?;
+        let target = g.buffer("running", shape, RUNNING_INIT);
+        g.op_in_place(case.op, &ids, target)?
+    } else {
+        g.op_with_shape(case.op, &ids, case.target.as_ref())?
+    };
     let layout = ParamLayout::of(&g);
     let plan = Plan::build(&g, &layout, &[out], &[])?;
-    backend.init_model(&layout, &vec![0.0; layout.size], None)?;
+    let mut buffers = vec![0.0; layout.buffers_size];
+    if let Some(e) = layout.buffers.first() {
+        RUNNING_INIT.fill(&mut buffers[e.offset..e.offset + e.shape.numel()], 0, 0);
+    }
+    backend.init_model(&layout, &vec![0.0; layout.size], &buffers, None)?;
     let id = backend.compile(&plan, Tail::default())?;
     // The plan lists inputs in node order, which is the order they were created in.
     let feeds: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
-    backend.run(id, &feeds, &StepScalars::default())?;
+    backend.run(id, &feeds, &PARITY_SCALARS)?;
     let slot = plan
         .output_slot(out)
         .ok_or_else(|| Error::Graph("planned output missing".into()))?;

@@ -7,8 +7,8 @@ use std::time::Instant;
 use crate::backend::{Backend, PlanId, Tail, METRIC_CORRECT, METRIC_LOSS};
 use crate::data::{Batcher, Dataset};
 use crate::error::{Error, Result};
-use crate::graph::{gradients, Graph, ParamLayout, Plan};
-use crate::nn::Model;
+use crate::graph::{gradients, Graph, ParamEntry, ParamLayout, Plan, ValueId};
+use crate::nn::{Init, Mode, Model};
 use crate::op::Op;
 use crate::optim::{Optimizer, StepScalars};
 use crate::shape::Shape;
@@ -34,6 +34,8 @@ pub struct TrainConfig {
     pub shuffle: bool,
     /// Read the running loss back every this many steps (for progress display).
     pub log_every: usize,
+    /// Shape of one input sample: [channels, height, width] (MNIST: [1, 28, 28]).
+    pub sample: [usize; 3],
 }
 
 impl Default for TrainConfig {
@@ -48,6 +50,7 @@ impl Default for TrainConfig {
             label_smoothing: 0.0,
             shuffle: true,
             log_every: 20,
+            sample: [1, 28, 28],
         }
     }
 }
@@ -149,22 +152,26 @@ impl Trainer {
     pub fn new(mut backend: Box<dyn Backend>, spec: &str, config: &TrainConfig) -> Result<Self> {
         config.validate()?;
         let model = Model::parse(spec)?;
-        let features = model.input_features()?;
-        let graph = forward_graph(&model, 1, features, config.label_smoothing)?;
+        let features = config.sample.iter().product();
+        let graph = forward_graph(&model, 1, config, Mode::Train)?;
         let classes = graph.logits_width;
         let layout = ParamLayout::of(&graph.graph);
-        let mut params = vec![0.0f32; layout.size];
-        for (k, ((_, _, _, init), entry)) in
-            graph.graph.params().iter().zip(&layout.entries).enumerate()
-        {
-            let n = entry.shape.numel();
-            init.fill(
-                &mut params[entry.offset..entry.offset + n],
-                config.seed,
-                k as u32,
-            );
-        }
-        backend.init_model(&layout, &params, Some(config.optimizer))?;
+        let params = initial_values(
+            &graph.graph.params(),
+            &layout.entries,
+            layout.size,
+            config.seed,
+            0,
+        );
+        // Buffers draw from streams of their own, so adding one leaves parameters unchanged.
+        let buffers = initial_values(
+            &graph.graph.buffers(),
+            &layout.buffers,
+            layout.buffers_size,
+            config.seed,
+            1 << 16,
+        );
+        backend.init_model(&layout, &params, &buffers, Some(config.optimizer))?;
         Ok(Trainer {
             backend,
             model,
@@ -214,10 +221,11 @@ impl Trainer {
             return Err(Error::shape(
                 format!("dataset '{}'", data.name),
                 format!(
-                    "images of {}x{} = {} values do not fit the model's input of {} features",
+                    "images of {}x{} = {} values do not fit the model's input {:?} ({} values)",
                     data.rows,
                     data.cols,
                     data.features(),
+                    self.config.sample,
                     self.features
                 ),
             ));
@@ -238,19 +246,17 @@ impl Trainer {
         if let Some(c) = self.plans.get(&(training, batch)) {
             return Ok(*c);
         }
-        let fg = forward_graph(
-            &self.model,
-            batch,
-            self.features,
-            self.config.label_smoothing,
-        )?;
+        let mode = if training { Mode::Train } else { Mode::Eval };
+        let fg = forward_graph(&self.model, batch, &self.config, mode)?;
         let mut graph = fg.graph;
         let grads = if training {
             gradients(&mut graph, fg.loss)?
         } else {
             Vec::new()
         };
-        let plan = Plan::build(&graph, &self.layout, &[fg.loss, fg.correct], &grads)?;
+        let mut outputs = vec![fg.loss, fg.correct];
+        outputs.extend(&fg.updates);
+        let plan = Plan::build(&graph, &self.layout, &outputs, &grads)?;
         let slot = |v| {
             plan.output_slot(v)
                 .ok_or_else(|| Error::Graph("planned output missing".into()))
@@ -407,24 +413,47 @@ impl Trainer {
     }
 }
 
+/// An arena filled by each entry's initialiser, entry k drawing from stream `stream0 + k`.
+fn initial_values(
+    items: &[(ValueId, &str, &Shape, Init)],
+    entries: &[ParamEntry],
+    size: usize,
+    seed: u64,
+    stream0: u32,
+) -> Vec<f32> {
+    let mut arena = vec![0.0f32; size];
+    for (k, ((_, _, _, init), entry)) in items.iter().zip(entries).enumerate() {
+        let n = entry.shape.numel();
+        init.fill(
+            &mut arena[entry.offset..entry.offset + n],
+            seed,
+            stream0 + k as u32,
+        );
+    }
+    arena
+}
+
 /// The forward graph of a model with its loss and metrics.
 struct ForwardGraph {
     graph: Graph,
-    loss: crate::graph::ValueId,
-    correct: crate::graph::ValueId,
+    loss: ValueId,
+    correct: ValueId,
+    updates: Vec<ValueId>,
     logits_width: usize,
 }
 
 fn forward_graph(
     model: &Model,
     batch: usize,
-    features: usize,
-    smoothing: f32,
+    config: &TrainConfig,
+    mode: Mode,
 ) -> Result<ForwardGraph> {
     let mut g = Graph::new();
+    let features = config.sample.iter().product();
     let x = g.input("x", Shape::new(&[batch, features]));
     let labels = g.input("labels", Shape::new(&[batch]));
-    let logits = model.build(&mut g, x)?;
+    let built = model.build(&mut g, x, config.sample, mode)?;
+    let logits = built.output;
     let shape = g.shape(logits).clone();
     if shape.rank() != 2 {
         return Err(Error::shape(
@@ -434,7 +463,7 @@ fn forward_graph(
     }
     let loss = g.op(
         Op::SoftmaxCrossEntropy {
-            label_smoothing: smoothing,
+            label_smoothing: config.label_smoothing,
         },
         &[logits, labels],
     )?;
@@ -444,5 +473,6 @@ fn forward_graph(
         graph: g,
         loss,
         correct,
+        updates: built.updates,
     })
 }

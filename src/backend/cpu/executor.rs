@@ -2,10 +2,11 @@
 //! out exactly as the GPU's buffers.
 
 use super::{adamw_step, grad_norm_sq, run_op, sgd_step};
-use crate::backend::{Backend, PlanId, Tail, METRICS};
+use crate::backend::{step_rng, Backend, PlanId, Tail, METRICS};
 use crate::error::{Error, Result};
 use crate::graph::{ArenaKind, ParamLayout, Plan, Slot, Step};
 use crate::optim::{Optimizer, StepScalars};
+use crate::rng::StepRng;
 
 struct CpuPlan {
     plan: Plan,
@@ -19,6 +20,7 @@ struct CpuPlan {
 pub struct CpuBackend {
     params: Vec<f32>,
     grads: Vec<f32>,
+    buffers: Vec<f32>,
     state: Vec<Vec<f32>>,
     optimizer: Option<Optimizer>,
     metrics: [f32; METRICS],
@@ -35,6 +37,7 @@ impl CpuBackend {
         match kind {
             ArenaKind::Params => &self.params,
             ArenaKind::Grads => &self.grads,
+            ArenaKind::Buffers => &self.buffers,
             ArenaKind::Inputs => &plan.inputs,
             ArenaKind::Activations => &plan.activations,
         }
@@ -43,7 +46,7 @@ impl CpuBackend {
 
 /// Runs one step: inputs borrowed from the arenas (indexed by [`ArenaKind::index`]),
 /// output written in place. The planner guarantees an output overlaps none of its inputs.
-fn execute_step(step: &Step, arenas: &mut [&mut Vec<f32>; 4]) -> Result<()> {
+fn execute_step(step: &Step, arenas: &mut [&mut Vec<f32>; 5], rng: &StepRng) -> Result<()> {
     let o = step.output.arena.index();
     let (left, right) = arenas.split_at_mut(o);
     let Some((out_vec, right)) = right.split_first_mut() else {
@@ -78,7 +81,7 @@ fn execute_step(step: &Step, arenas: &mut [&mut Vec<f32>; 4]) -> Result<()> {
         };
         ins.push(view.ok_or_else(|| out_of_bounds(step, s))?);
     }
-    run_op(&step.op, &ins, &step.input_shapes, out, &step.shape)
+    run_op(&step.op, &ins, &step.input_shapes, out, &step.shape, rng)
 }
 
 fn out_of_bounds(step: &Step, s: Slot) -> Error {
@@ -102,16 +105,20 @@ impl Backend for CpuBackend {
         &mut self,
         layout: &ParamLayout,
         params: &[f32],
+        buffers: &[f32],
         optimizer: Option<Optimizer>,
     ) -> Result<()> {
-        if params.len() != layout.size {
+        if params.len() != layout.size || buffers.len() != layout.buffers_size {
             return Err(Error::Graph(format!(
-                "parameter arena has {} values, layout needs {}",
+                "arenas of {} parameters and {} buffer values, layout needs {} and {}",
                 params.len(),
-                layout.size
+                buffers.len(),
+                layout.size,
+                layout.buffers_size
             )));
         }
         self.params = params.to_vec();
+        self.buffers = buffers.to_vec();
         self.grads = vec![0.0; layout.size];
         let n = optimizer.map_or(0, |o| o.state_buffers());
         self.state = vec![vec![0.0; layout.size]; n];
@@ -137,6 +144,7 @@ impl Backend for CpuBackend {
         let CpuBackend {
             params,
             grads,
+            buffers,
             state,
             optimizer,
             metrics,
@@ -167,9 +175,10 @@ impl Backend for CpuBackend {
             inputs,
             activations,
         } = cp;
-        let mut arenas: [&mut Vec<f32>; 4] = [params, grads, inputs, activations];
+        let mut arenas: [&mut Vec<f32>; 5] = [params, grads, buffers, inputs, activations];
+        let rng = step_rng(scalars);
         for step in &plan.steps {
-            execute_step(step, &mut arenas)?;
+            execute_step(step, &mut arenas, &rng)?;
         }
         for &(slot, index, weight) in &tail.accumulate {
             let value = arenas[slot.arena.index()]
@@ -181,7 +190,7 @@ impl Backend for CpuBackend {
         if !tail.update {
             return Ok(());
         }
-        let [params, grads, _, _] = arenas;
+        let [params, grads, _, _, _] = arenas;
         let norm_sq = if scalars.max_norm > 0.0 {
             grad_norm_sq(grads)
         } else {
@@ -229,6 +238,10 @@ impl Backend for CpuBackend {
 
     fn read_grads(&mut self) -> Result<Vec<f32>> {
         Ok(self.grads.clone())
+    }
+
+    fn read_buffers(&mut self) -> Result<Vec<f32>> {
+        Ok(self.buffers.clone())
     }
 
     fn read_state(&mut self, index: usize) -> Result<Vec<f32>> {

@@ -3,11 +3,15 @@
 //! the parity and gradcheck tests.
 
 mod activation;
+mod conv;
+mod dropout;
 mod elementwise;
 mod executor;
 mod loss;
 mod matmul;
+mod norm;
 mod optim;
+mod pool;
 mod reduce;
 mod softmax;
 
@@ -18,6 +22,7 @@ use num_traits::{Float, FromPrimitive, ToPrimitive};
 
 use crate::error::{Error, Result};
 use crate::op::Op;
+use crate::rng::StepRng;
 use crate::shape::Shape;
 
 /// The float types the reference kernels run in (f32 for training, f64 for references).
@@ -37,14 +42,16 @@ impl Real for f32 {}
 impl Real for f64 {}
 
 /// Runs one op's reference kernel: `inputs` in the op's order with their shapes, the output
-/// written in full to `out` (of `out_shape`). Lengths are checked against the shapes first,
-/// so the kernels below can index freely.
+/// written in full to `out` (of `out_shape`); `rng` is the step's randomness (dropout).
+/// Lengths are checked against the shapes first, so the kernels below can index freely.
+/// [`Op::BatchNormRunning`] updates `out` in place: it must hold the running statistics.
 pub fn run_op<T: Real>(
     op: &Op,
     inputs: &[&[T]],
     shapes: &[Shape],
     out: &mut [T],
     out_shape: &Shape,
+    rng: &StepRng,
 ) -> Result<()> {
     let lengths_ok = inputs.len() == op.arity()
         && shapes.len() == op.arity()
@@ -100,6 +107,55 @@ pub fn run_op<T: Real>(
         Op::Broadcast(f) => elementwise::fill(out, inputs[0][0] * T::of(f64::from(f))),
         Op::Argmax => reduce::argmax_rows(inputs[0], out, shapes[0].last()),
         Op::Correct => out[0] = reduce::correct(inputs[0], inputs[1], shapes[0].last()),
+        Op::Reshape => out.copy_from_slice(inputs[0]),
+        Op::Im2Col(g) => conv::im2col(inputs[0], out, &g),
+        Op::Col2Im(g) => conv::col2im(inputs[0], out, &g),
+        Op::RowsToNchw(d) => conv::rows_to_nchw(inputs[0], out, d.n, d.c, d.h * d.w),
+        Op::NchwToRows(d) => conv::nchw_to_rows(inputs[0], out, d.n, d.c, d.h * d.w),
+        Op::MaxPool(g) => pool::max_pool(inputs[0], out, &g),
+        Op::MaxPoolGrad(g) => pool::max_pool_grad(inputs[0], inputs[1], out, &g),
+        Op::AvgPool(g) => pool::avg_pool(inputs[0], out, &g),
+        Op::AvgPoolGrad(g) => pool::avg_pool_grad(inputs[0], out, &g),
+        Op::BatchNormStats(ch) => {
+            let n = shapes[0].numel() / (ch.c * ch.s);
+            norm::batch_norm_stats(inputs[0], out, n, ch.c, ch.s)
+        }
+        Op::BatchNormApply(ch) => {
+            let n = shapes[0].numel() / (ch.c * ch.s);
+            norm::batch_norm_apply(
+                inputs[0], inputs[1], inputs[2], inputs[3], out, n, ch.c, ch.s, ch.eps,
+            )
+        }
+        Op::BatchNormGrad(ch) => {
+            let n = shapes[0].numel() / (ch.c * ch.s);
+            norm::batch_norm_grad(
+                inputs[0], inputs[1], inputs[2], inputs[3], out, n, ch.c, ch.s, ch.eps,
+            )
+        }
+        Op::BatchNormGammaGrad(ch) => {
+            let n = shapes[0].numel() / (ch.c * ch.s);
+            norm::batch_norm_gamma_grad(inputs[0], inputs[1], inputs[2], out, n, ch.c, ch.s, ch.eps)
+        }
+        Op::ChannelSum(ch) => {
+            let n = shapes[0].numel() / (ch.c * ch.s);
+            norm::channel_sum(inputs[0], out, n, ch.c, ch.s)
+        }
+        Op::BatchNormRunning { c, momentum, count } => {
+            norm::batch_norm_running(inputs[0], out, c, momentum, count)
+        }
+        Op::LayerNorm { eps } => {
+            let (rows, cols) = (shapes[0].rows(), shapes[0].last());
+            norm::layer_norm(inputs[0], inputs[1], inputs[2], out, rows, cols, eps)
+        }
+        Op::LayerNormGrad { eps } => {
+            let (rows, cols) = (shapes[0].rows(), shapes[0].last());
+            norm::layer_norm_grad(inputs[0], inputs[1], inputs[2], out, rows, cols, eps)
+        }
+        Op::LayerNormGammaGrad { eps } => {
+            let (rows, cols) = (shapes[0].rows(), shapes[0].last());
+            norm::layer_norm_gamma_grad(inputs[0], inputs[1], out, rows, cols, eps)
+        }
+        Op::Dropout(spec) | Op::DropoutGrad(spec) => dropout::dropout(inputs[0], out, &spec, rng),
     }
     Ok(())
 }

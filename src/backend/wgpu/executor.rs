@@ -30,6 +30,8 @@ struct Dispatch {
 struct ModelBuffers {
     params: Buffer,
     grads: Buffer,
+    buffers: Buffer,
+    buffers_size: usize,
     /// Optimizer state; unused ones are small placeholders so the update kernels always
     /// have something bound.
     state: [Buffer; 2],
@@ -57,11 +59,25 @@ struct GpuPlan {
 pub struct WgpuBackend {
     ctx: GpuContext,
     modules: HashMap<&'static str, ShaderModule>,
-    layouts: HashMap<(bool, usize), (BindGroupLayout, PipelineLayout)>,
+    layouts: HashMap<(BindingKind, usize), (BindGroupLayout, PipelineLayout)>,
     pipelines: HashMap<String, ComputePipeline>,
     model: Option<ModelBuffers>,
     plans: Vec<GpuPlan>,
 }
+
+/// The bind-group shapes kernels use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum BindingKind {
+    /// Dims uniform at 0, storage at 1..=n.
+    Graph,
+    /// As `Graph`, plus the step scalars uniform at binding 7 (dropout).
+    GraphWithScalars,
+    /// Step scalars uniform at 0, storage at 1..=n (optimizer kernels).
+    Optim,
+}
+
+/// Binding of the step scalars in `BindingKind::GraphWithScalars` layouts.
+const SCALARS_BINDING: u32 = 7;
 
 fn storage_usage() -> wgpu::BufferUsages {
     wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
@@ -101,7 +117,7 @@ impl WgpuBackend {
 
     fn check_binding(&self, what: &str, floats: usize) -> Result<()> {
         let bytes = (floats * 4) as u64;
-        if bytes > u64::from(self.ctx.limits.max_storage_buffer_binding_size) {
+        if bytes > self.ctx.limits.max_storage_buffer_binding_size {
             return Err(Error::Unsupported(format!(
                 "{what} needs a binding of {bytes} bytes; this adapter allows {}",
                 self.ctx.limits.max_storage_buffer_binding_size
@@ -110,13 +126,13 @@ impl WgpuBackend {
         Ok(())
     }
 
-    fn layout(&mut self, optim: bool, storage: usize) -> (BindGroupLayout, PipelineLayout) {
+    fn layout(&mut self, kind: BindingKind, storage: usize) -> (BindGroupLayout, PipelineLayout) {
         let device = &self.ctx.device;
         self.layouts
-            .entry((optim, storage))
+            .entry((kind, storage))
             .or_insert_with(|| {
-                let mut entries = vec![wgpu::BindGroupLayoutEntry {
-                    binding: 0,
+                let uniform = |binding| wgpu::BindGroupLayoutEntry {
+                    binding,
                     visibility: wgpu::ShaderStages::COMPUTE,
                     ty: wgpu::BindingType::Buffer {
                         ty: wgpu::BufferBindingType::Uniform,
@@ -124,7 +140,11 @@ impl WgpuBackend {
                         min_binding_size: None,
                     },
                     count: None,
-                }];
+                };
+                let mut entries = vec![uniform(0)];
+                if kind == BindingKind::GraphWithScalars {
+                    entries.push(uniform(SCALARS_BINDING));
+                }
                 for b in 1..=storage as u32 {
                     entries.push(wgpu::BindGroupLayoutEntry {
                         binding: b,
@@ -176,11 +196,11 @@ impl WgpuBackend {
         shader: &'static str,
         entry: &'static str,
         constants: &[(&'static str, f64)],
-        optim: bool,
+        kind: BindingKind,
         storage: usize,
     ) -> Result<(ComputePipeline, BindGroupLayout)> {
-        let key = format!("{shader}:{entry}:{constants:?}:{storage}");
-        let (bgl, pl) = self.layout(optim, storage);
+        let key = format!("{shader}:{entry}:{constants:?}:{kind:?}:{storage}");
+        let (bgl, pl) = self.layout(kind, storage);
         if let Some(p) = self.pipelines.get(&key) {
             return Ok((p.clone(), bgl));
         }
@@ -210,6 +230,7 @@ impl WgpuBackend {
         layout: &BindGroupLayout,
         uniform: (&Buffer, u64, u64),
         storage: &[(&Buffer, Slot)],
+        scalars: Option<&Buffer>,
     ) -> BindGroup {
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
@@ -227,6 +248,12 @@ impl WgpuBackend {
                     offset: (slot.offset * 4) as u64,
                     size: NonZeroU64::new((slot.len.max(1) * 4) as u64),
                 }),
+            });
+        }
+        if let Some(buffer) = scalars {
+            entries.push(wgpu::BindGroupEntry {
+                binding: SCALARS_BINDING,
+                resource: buffer.as_entire_binding(),
             });
         }
         self.ctx
@@ -269,8 +296,8 @@ impl WgpuBackend {
         ];
         let uniform = (&m.scalars, 0, std::mem::size_of::<StepScalars>() as u64);
         let make = |this: &mut Self, entry: &'static str, groups: (u32, u32)| -> Result<Dispatch> {
-            let (pipeline, bgl) = this.pipeline("optim.wgsl", entry, &[], true, 6)?;
-            let bind_group = this.bind_group(&bgl, uniform, &storage);
+            let (pipeline, bgl) = this.pipeline("optim.wgsl", entry, &[], BindingKind::Optim, 6)?;
+            let bind_group = this.bind_group(&bgl, uniform, &storage, None);
             Ok(Dispatch {
                 pipeline,
                 bind_group,
@@ -315,13 +342,16 @@ impl Backend for WgpuBackend {
         &mut self,
         layout: &ParamLayout,
         params: &[f32],
+        buffers: &[f32],
         optimizer: Option<Optimizer>,
     ) -> Result<()> {
-        if params.len() != layout.size {
+        if params.len() != layout.size || buffers.len() != layout.buffers_size {
             return Err(Error::Graph(format!(
-                "parameter arena has {} values, layout needs {}",
+                "arenas of {} parameters and {} buffer values, layout needs {} and {}",
                 params.len(),
-                layout.size
+                buffers.len(),
+                layout.size,
+                layout.buffers_size
             )));
         }
         let size = layout.size;
@@ -338,6 +368,15 @@ impl Backend for WgpuBackend {
                     usage: storage_usage(),
                 }),
             grads: self.buffer("grads", size),
+            buffers: self
+                .ctx
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("buffers"),
+                    contents: bytemuck::cast_slice(buffers),
+                    usage: storage_usage(),
+                }),
+            buffers_size: layout.buffers_size,
             state: [
                 self.buffer("optimizer state 0", state_len(0)),
                 self.buffer("optimizer state 1", state_len(1)),
@@ -365,9 +404,15 @@ impl Backend for WgpuBackend {
     }
 
     fn compile(&mut self, plan: &Plan, tail: Tail) -> Result<PlanId> {
-        let (params, grads, metrics) = {
+        let (params, grads, buffers, metrics, scalars) = {
             let m = self.model()?;
-            (m.params.clone(), m.grads.clone(), m.metrics.clone())
+            (
+                m.params.clone(),
+                m.grads.clone(),
+                m.buffers.clone(),
+                m.metrics.clone(),
+                m.scalars.clone(),
+            )
         };
         if tail.update && self.model()?.update.is_none() {
             return Err(Error::Config("a training plan needs an optimizer".into()));
@@ -418,8 +463,13 @@ impl Backend for WgpuBackend {
         let accumulate_from = plan.steps.len();
         let mut dispatches = Vec::with_capacity(launches.len());
         for (i, (l, slots)) in launches.iter().enumerate() {
+            let kind = if l.needs_scalars {
+                BindingKind::GraphWithScalars
+            } else {
+                BindingKind::Graph
+            };
             let (pipeline, bgl) =
-                self.pipeline(l.shader, l.entry, &l.constants, false, slots.len())?;
+                self.pipeline(l.shader, l.entry, &l.constants, kind, slots.len())?;
             let storage: Vec<(&Buffer, Slot)> = slots
                 .iter()
                 .enumerate()
@@ -430,6 +480,7 @@ impl Backend for WgpuBackend {
                         match s.arena {
                             ArenaKind::Params => &params,
                             ArenaKind::Grads => &grads,
+                            ArenaKind::Buffers => &buffers,
                             ArenaKind::Inputs => &inputs,
                             ArenaKind::Activations => &activations,
                         }
@@ -445,8 +496,9 @@ impl Backend for WgpuBackend {
                 i as u64 * UNIFORM_STRIDE,
                 std::mem::size_of::<Dims>() as u64,
             );
+            let step_scalars = l.needs_scalars.then_some(&scalars);
             let bind_group = self.ctx.scoped("creating bind groups", || {
-                self.bind_group(&bgl, uniform, &storage)
+                self.bind_group(&bgl, uniform, &storage, step_scalars)
             })?;
             dispatches.push(Dispatch {
                 pipeline,
@@ -563,6 +615,11 @@ impl Backend for WgpuBackend {
         self.ctx.read(&m.grads, 0, m.size)
     }
 
+    fn read_buffers(&mut self) -> Result<Vec<f32>> {
+        let m = self.model()?;
+        self.ctx.read(&m.buffers, 0, m.buffers_size)
+    }
+
     fn read_state(&mut self, index: usize) -> Result<Vec<f32>> {
         let m = self.model()?;
         let b = m
@@ -582,6 +639,7 @@ impl Backend for WgpuBackend {
         let buffer = match slot.arena {
             ArenaKind::Params => &m.params,
             ArenaKind::Grads => &m.grads,
+            ArenaKind::Buffers => &m.buffers,
             ArenaKind::Inputs => &p.inputs,
             ArenaKind::Activations => &p.activations,
         };

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::graph::Step;
-use crate::op::Op;
+use crate::op::{ConvGeom, Op, PoolGeom};
 
 /// Threads per workgroup of every 1-D kernel.
 pub const WORKGROUP: u32 = 256;
@@ -15,7 +15,8 @@ pub const NORM_CHUNK: u32 = 4096;
 /// WebGPU's guaranteed maximum workgroups per dispatch dimension.
 pub const MAX_GROUPS: u32 = 65_535;
 
-/// The per-step uniform of graph-op kernels (`struct Dims` in the shaders).
+/// The per-step uniform of graph-op kernels (`struct Dims` in the shaders: `d0..d3`,
+/// `f0..f3`, then `e0..e7` for ops with more geometry, such as convolution).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Dims {
@@ -23,6 +24,8 @@ pub struct Dims {
     pub d: [u32; 4],
     /// Float parameters (slopes, factors, smoothing).
     pub f: [f32; 4],
+    /// More integer parameters.
+    pub e: [u32; 8],
 }
 
 /// How one step is launched.
@@ -38,6 +41,8 @@ pub struct Launch {
     pub dims: Dims,
     /// Workgroups in x and y.
     pub groups: (u32, u32),
+    /// Whether it also binds the step scalars (dropout's step and seed).
+    pub needs_scalars: bool,
 }
 
 /// Workgroups for `n` invocations of a 1-D kernel, folded into y past 65535 groups (the
@@ -59,10 +64,63 @@ fn u(v: usize) -> Result<u32> {
 }
 
 fn dims(d: [usize; 4], f: [f32; 4]) -> Result<Dims> {
+    dims_e(d, f, [0; 8])
+}
+
+fn dims_e(d: [usize; 4], f: [f32; 4], e: [usize; 8]) -> Result<Dims> {
+    let mut ee = [0u32; 8];
+    for (o, v) in ee.iter_mut().zip(e) {
+        *o = u(v)?;
+    }
     Ok(Dims {
         d: [u(d[0])?, u(d[1])?, u(d[2])?, u(d[3])?],
         f,
+        e: ee,
     })
+}
+
+/// A 1-D launch over `count` invocations.
+fn plain(shader: &'static str, entry: &'static str, d: Dims, count: usize) -> Result<Launch> {
+    Ok(Launch {
+        shader,
+        entry,
+        constants: vec![],
+        dims: d,
+        groups: groups_1d(count)?,
+        needs_scalars: false,
+    })
+}
+
+/// A launch of `groups` workgroups in x (folded into y past 65535).
+fn per_group(shader: &'static str, entry: &'static str, d: Dims, groups: usize) -> Result<Launch> {
+    let y = groups.div_ceil(MAX_GROUPS as usize).max(1);
+    let x = groups.clamp(1, MAX_GROUPS as usize);
+    Ok(Launch {
+        shader,
+        entry,
+        constants: vec![],
+        dims: d,
+        groups: (u(x)?, u(y)?),
+        needs_scalars: false,
+    })
+}
+
+/// Conv geometry in the layout of `shaders/conv.wgsl`.
+fn conv_dims(total: usize, g: &ConvGeom) -> Result<Dims> {
+    dims_e(
+        [total, g.c, g.h, g.w],
+        [0.0; 4],
+        [g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.oh(), g.ow()],
+    )
+}
+
+/// Pool geometry in the layout of `shaders/pool.wgsl`.
+fn pool_dims(total: usize, g: &PoolGeom) -> Result<Dims> {
+    dims_e(
+        [total, g.n * g.c, 0, 0],
+        [0.0; 4],
+        [g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.oh(), g.ow()],
+    )
 }
 
 /// The launch of one plan step.
@@ -70,21 +128,14 @@ pub fn launch(step: &Step) -> Result<Launch> {
     let n = step.shape.numel();
     let in0 = &step.input_shapes[0];
     let (rows, cols) = (in0.rows(), in0.last());
-    let simple = |shader, entry, d: Dims, count: usize| -> Result<Launch> {
-        Ok(Launch {
-            shader,
-            entry,
-            constants: vec![],
-            dims: d,
-            groups: groups_1d(count)?,
-        })
-    };
+    let simple = plain;
     let single = |shader, entry, d: Dims| Launch {
         shader,
         entry,
         constants: vec![],
         dims: d,
         groups: (1, 1),
+        needs_scalars: false,
     };
     let zf = [0.0; 4];
     Ok(match step.op {
@@ -111,6 +162,7 @@ pub fn launch(step: &Step) -> Result<Launch> {
                 ],
                 dims: dims([m, nn, k, 0], zf)?,
                 groups: (gx as u32, gy as u32),
+                needs_scalars: false,
             }
         }
         Op::BiasAdd => simple(
@@ -148,6 +200,7 @@ pub fn launch(step: &Step) -> Result<Launch> {
             constants: vec![("KIND", f64::from(a.code()))],
             dims: dims([n, 0, 0, 0], [a.slope(), 0.0, 0.0, 0.0])?,
             groups: groups_1d(n)?,
+            needs_scalars: false,
         },
         Op::Softmax => simple(
             "softmax.wgsl",
@@ -178,7 +231,97 @@ pub fn launch(step: &Step) -> Result<Launch> {
         Op::Mean => single("reduce.wgsl", "mean", dims([in0.numel(), 0, 0, 0], zf)?),
         Op::Argmax => simple("reduce.wgsl", "argmax", dims([rows, cols, 0, 0], zf)?, rows)?,
         Op::Correct => single("reduce.wgsl", "correct", dims([rows, cols, 0, 0], zf)?),
+        Op::Reshape => {
+            return Err(Error::Graph(
+                "reshape is planned as a view and has no kernel".into(),
+            ))
+        }
+        Op::Im2Col(g) => simple("conv.wgsl", "im2col", conv_dims(n, &g)?, n)?,
+        Op::Col2Im(g) => simple("conv.wgsl", "col2im", conv_dims(n, &g)?, n)?,
+        Op::RowsToNchw(d) => simple(
+            "conv.wgsl",
+            "rows_to_nchw",
+            dims([n, d.c, d.h * d.w, 0], zf)?,
+            n,
+        )?,
+        Op::NchwToRows(d) => simple(
+            "conv.wgsl",
+            "nchw_to_rows",
+            dims([n, d.c, d.h * d.w, 0], zf)?,
+            n,
+        )?,
+        Op::MaxPool(g) => simple("pool.wgsl", "max_pool", pool_dims(n, &g)?, n)?,
+        Op::MaxPoolGrad(g) => simple("pool.wgsl", "max_pool_grad", pool_dims(n, &g)?, n)?,
+        Op::AvgPool(g) => simple("pool.wgsl", "avg_pool", pool_dims(n, &g)?, n)?,
+        Op::AvgPoolGrad(g) => simple("pool.wgsl", "avg_pool_grad", pool_dims(n, &g)?, n)?,
+        Op::Dropout(spec) | Op::DropoutGrad(spec) => Launch {
+            shader: "dropout.wgsl",
+            entry: "dropout",
+            constants: vec![],
+            dims: dims(
+                [n, spec.layer as usize, 0, 0],
+                [spec.p, spec.scale(), 0.0, 0.0],
+            )?,
+            groups: groups_1d(n.div_ceil(4))?,
+            needs_scalars: true,
+        },
+        Op::BatchNormStats(_)
+        | Op::BatchNormApply(_)
+        | Op::BatchNormGrad(_)
+        | Op::BatchNormGammaGrad(_)
+        | Op::ChannelSum(_)
+        | Op::BatchNormRunning { .. }
+        | Op::LayerNorm { .. }
+        | Op::LayerNormGrad { .. }
+        | Op::LayerNormGammaGrad { .. } => norm_launch(step)?,
     })
+}
+
+/// Launches of the normalisation kernels (`shaders/norm.wgsl`): per-channel and per-row
+/// reductions run one workgroup per channel (row), element-wise ones one invocation each.
+fn norm_launch(step: &Step) -> Result<Launch> {
+    let x = &step.input_shapes[0];
+    let bn = |ch: &crate::op::Channels| -> Result<Dims> {
+        let n = x.numel() / (ch.c * ch.s).max(1);
+        dims([n, ch.c, ch.s, 0], [ch.eps, 0.0, 0.0, 0.0])
+    };
+    let (rows, cols) = (x.rows(), x.last());
+    let f = "norm.wgsl";
+    match step.op {
+        Op::BatchNormStats(ch) => per_group(f, "batch_norm_stats", bn(&ch)?, ch.c),
+        Op::BatchNormApply(ch) => plain(f, "batch_norm_apply", bn(&ch)?, x.numel()),
+        Op::BatchNormGrad(ch) => per_group(f, "batch_norm_grad", bn(&ch)?, ch.c),
+        Op::BatchNormGammaGrad(ch) => per_group(f, "batch_norm_gamma_grad", bn(&ch)?, ch.c),
+        Op::ChannelSum(ch) => per_group(f, "channel_sum", bn(&ch)?, ch.c),
+        Op::BatchNormRunning { c, momentum, count } => plain(
+            f,
+            "batch_norm_running",
+            dims([c, count, 0, 0], [momentum, 0.0, 0.0, 0.0])?,
+            c,
+        ),
+        Op::LayerNorm { eps } => per_group(
+            f,
+            "layer_norm",
+            dims([rows, cols, 0, 0], [eps, 0.0, 0.0, 0.0])?,
+            rows,
+        ),
+        Op::LayerNormGrad { eps } => per_group(
+            f,
+            "layer_norm_grad",
+            dims([rows, cols, 0, 0], [eps, 0.0, 0.0, 0.0])?,
+            rows,
+        ),
+        Op::LayerNormGammaGrad { eps } => plain(
+            f,
+            "layer_norm_gamma_grad",
+            dims([rows, cols, 0, 0], [eps, 0.0, 0.0, 0.0])?,
+            cols,
+        ),
+        other => Err(Error::Graph(format!(
+            "{} is not a normalisation op",
+            other.name()
+        ))),
+    }
 }
 
 /// The launch that adds `weight · src[0]` to metric accumulator `index`.
@@ -189,5 +332,6 @@ pub fn accumulate(index: usize, weight: f32) -> Result<Launch> {
         constants: vec![],
         dims: dims([index, 0, 0, 0], [weight, 0.0, 0.0, 0.0])?,
         groups: (1, 1),
+        needs_scalars: false,
     })
 }

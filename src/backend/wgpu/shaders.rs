@@ -27,7 +27,7 @@ pub const SOFTMAX: &str = include_str!("../../../shaders/softmax.wgsl");
 pub const LOSS: &str = include_str!("../../../shaders/loss.wgsl");
 
 /// `sum`, `mean`, `correct` (single workgroup), `argmax` (per row) and `accumulate`
-/// (one invocation, `out` bound to the metrics buffer).
+/// (one invocation: metric `d0` += `f0` · in0[0], `out` bound to the metrics buffer).
 pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 
 /// `grad_norm_partial`, `grad_norm_final`, `sgd_step`, `adamw_step`. Not the Dims
@@ -38,7 +38,31 @@ pub const OPTIM: &str = include_str!("../../../shaders/optim.wgsl");
 /// `philox_fill` and the `philox4x32_10` / `uniform_from_bits` functions, mirroring
 /// [`crate::rng::philox4x32_10`] and [`crate::rng::uniform_from_bits`]. `@binding(0)` the
 /// Dims bytes (f0..f2 carry raw words), `@binding(1)` an `array<u32>`.
-pub const PHILOX: &str = include_str!("../../../shaders/philox.wgsl");
+pub const PHILOX: &str = concat!(
+    include_str!("../../../shaders/philox_core.wgsl"),
+    include_str!("../../../shaders/philox.wgsl")
+);
+
+/// `dropout` (forward and backward), with the Philox functions prepended. Graph-op
+/// convention plus [`StepScalars`](crate::optim::StepScalars) at `@binding(7)` for the
+/// step and seed. Dims: d0 = n, d1 = layer, f0 = p, f1 = 1/(1−p); ceil(n/4) invocations.
+pub const DROPOUT: &str = concat!(
+    include_str!("../../../shaders/philox_core.wgsl"),
+    include_str!("../../../shaders/dropout.wgsl")
+);
+
+/// `im2col`, `col2im`, `rows_to_nchw`, `nchw_to_rows`: the data movement around the
+/// matmul that makes a convolution. Dims: d0 = invocations, then the geometry (see the file).
+pub const CONV: &str = include_str!("../../../shaders/conv.wgsl");
+
+/// `max_pool`, `max_pool_grad`, `avg_pool`, `avg_pool_grad`, one invocation per output
+/// element. Dims: d0 = invocations, e0..e7 = h, w, kh, kw, sh, sw, oh, ow.
+pub const POOL: &str = include_str!("../../../shaders/pool.wgsl");
+
+/// Batch norm (`batch_norm_stats`, `_apply`, `_grad`, `_gamma_grad`, `channel_sum`,
+/// `batch_norm_running`) and layer norm (`layer_norm`, `_grad`, `_gamma_grad`). Dims:
+/// d0..d2 = N, C, S (or rows, cols), f0 = eps or momentum; see the file for dispatches.
+pub const NORM: &str = include_str!("../../../shaders/norm.wgsl");
 
 /// Every shader file by name, for building all modules up front and for validation tests.
 pub const ALL: &[(&str, &str)] = &[
@@ -48,6 +72,10 @@ pub const ALL: &[(&str, &str)] = &[
     ("softmax.wgsl", SOFTMAX),
     ("loss.wgsl", LOSS),
     ("reduce.wgsl", REDUCE),
+    ("dropout.wgsl", DROPOUT),
+    ("conv.wgsl", CONV),
+    ("pool.wgsl", POOL),
+    ("norm.wgsl", NORM),
     ("optim.wgsl", OPTIM),
     ("philox.wgsl", PHILOX),
 ];

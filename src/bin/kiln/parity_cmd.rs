@@ -1,12 +1,76 @@
-//! `kiln parity` (wired up once the op table lands).
+//! `kiln parity`: the shared op table on the user's GPU against the f64 reference, as a table.
 
 use clap::Args;
 
+use kiln::backend::cpu::CpuBackend;
+use kiln::backend::wgpu::{AdapterPolicy, WgpuBackend};
+use kiln::backend::Backend;
+use kiln::parity::{cases, run_case};
+use kiln::{Error, Result};
+
 /// Arguments of `kiln parity`.
 #[derive(Args, Debug)]
-pub struct ParityArgs {}
+pub struct ParityArgs {
+    /// Check the CPU backend instead of the GPU.
+    #[arg(long)]
+    cpu: bool,
+    /// Only ops whose name contains this text.
+    #[arg(long)]
+    op: Option<String>,
+    /// Seed for the random inputs.
+    #[arg(long, default_value_t = 1000)]
+    seed: u64,
+}
 
-/// Runs `kiln parity`.
-pub fn run(_args: ParityArgs) -> kiln::Result<()> {
-    Err(kiln::Error::Unsupported("parity: in progress".into()))
+/// Runs `kiln parity`; fails when any case is out of tolerance.
+pub fn run(args: ParityArgs) -> Result<()> {
+    let mut backend: Box<dyn Backend> = if args.cpu {
+        Box::new(CpuBackend::new())
+    } else {
+        Box::new(WgpuBackend::new(AdapterPolicy::AllowSoftware)?)
+    };
+    println!("device: {}", backend.describe());
+    println!(
+        "{:<22} {:<28} {:>11} {:>11} {:>9}  result",
+        "op", "shapes", "max abs", "max rel", "err/tol"
+    );
+    let (mut passed, mut failed) = (0, 0);
+    for (i, case) in cases().iter().enumerate() {
+        if args
+            .op
+            .as_ref()
+            .is_some_and(|f| !case.op.name().contains(f.as_str()))
+        {
+            continue;
+        }
+        let r = run_case(backend.as_mut(), case, args.seed + i as u64)?;
+        println!(
+            "{:<22} {:<28} {:>11.3e} {:>11.3e} {:>9.3}  {}",
+            r.op,
+            r.shapes,
+            r.max_abs,
+            r.max_rel,
+            r.worst_ratio,
+            if r.passed() { "pass" } else { "FAIL" }
+        );
+        for m in &r.mismatches {
+            println!(
+                "    [{}] got {:e}, expected {:e} (allowed ±{:e})",
+                m.index, m.got, m.expected, m.bound
+            );
+        }
+        if r.passed() {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        return Err(Error::Gpu {
+            context: "parity".into(),
+            message: format!("{failed} op cases out of tolerance"),
+        });
+    }
+    Ok(())
 }

@@ -113,6 +113,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         optimizer: optimizer(&args)?,
         clip_norm: args.clip_norm,
         label_smoothing: args.label_smoothing,
+        sample: [1, train.rows, train.cols],
         ..TrainConfig::default()
     };
     let backend = select_backend(args.backend)?;

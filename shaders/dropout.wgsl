@@ -1,0 +1,71 @@
+// Inverted dropout, mirroring src/backend/cpu/dropout.rs. The executor prepends
+// philox_core.wgsl (WGSL has no includes). The mask is regenerated from (seed, layer, step,
+// element) in forward and backward alike, so it is never stored, and it is bit-identical to
+// the CPU's: the same Philox block, the same 24-bit uniform, the same f32 comparison.
+
+struct Dims {
+    d0: u32,
+    d1: u32,
+    d2: u32,
+    d3: u32,
+    f0: f32,
+    f1: f32,
+    f2: f32,
+    f3: f32,
+    e0: u32,
+    e1: u32,
+    e2: u32,
+    e3: u32,
+    e4: u32,
+    e5: u32,
+    e6: u32,
+    e7: u32,
+}
+
+// The step's scalars (src/optim/mod.rs StepScalars); dropout reads the step and the seed.
+struct StepScalars {
+    lr: f32,
+    weight_decay: f32,
+    momentum: f32,
+    dampening: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    bias_correction1: f32,
+    bias_correction2_sqrt: f32,
+    max_norm: f32,
+    nesterov: u32,
+    step: u32,
+    len: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in0: array<f32>;
+@group(0) @binding(7) var<uniform> scalars: StepScalars;
+
+// d0 = n, d1 = layer, f0 = p, f1 = scale = 1/(1-p) rounded once on the host. One invocation
+// per block of four elements (one Philox call gives four words); dispatch ceil(n/4)
+// invocations. Used for the forward pass and, on dy, for the backward pass.
+@compute @workgroup_size(256)
+fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let block = gid.x + gid.y * nwg.x * 256u;
+    let n = dims.d0;
+    if (block >= (n + 3u) / 4u) {
+        return;
+    }
+    let words = philox4x32_10(
+        vec4<u32>(block, dims.d1, scalars.step, 0u),
+        vec2<u32>(scalars.seed_lo, scalars.seed_hi),
+    );
+    for (var k = 0u; k < 4u; k = k + 1u) {
+        let i = block * 4u + k;
+        if (i < n) {
+            let keep = uniform_from_bits(words[k]) >= dims.f0;
+            out[i] = select(0.0, in0[i] * dims.f1, keep);
+        }
+    }
+}

@@ -1,0 +1,375 @@
+// Batch and layer normalisation, mirroring src/backend/cpu/norm.rs (same formulas; PyTorch
+// semantics: biased variance to normalise, unbiased for the running estimate).
+//
+// Batch norm sees x as [N, C, S] (S = H·W for NCHW, 1 for [N, C]); a channel's M = N·S
+// values sit at (n·C + k)·S + s. Stats are [2, C]: row 0 the means, row 1 the biased
+// variances. Layer norm normalises each row of [rows, cols] over its columns.
+//
+// Bindings follow the graph-op convention: 0 the Dims uniform, 1 the output, 2.. the op's
+// inputs in op order. Every storage buffer is read_write because the executor binds
+// slices of one arena buffer for inputs and outputs alike.
+//
+// Reductions run one workgroup of 256 per channel (or per row): each invocation sums a
+// strided slice (t, t+256, ...) in order, then a fixed-order tree in workgroup memory
+// combines them, so results are bit-identical from run to run (no atomics). The CPU sums
+// sequentially instead, so the two agree to rounding, not bit for bit. Variances are
+// two-pass: a second sweep over the data once the tree has shared the mean, since
+// E[x²] − mean² cancels catastrophically in f32.
+//
+// Per-channel and per-row kernels take their channel/row from the workgroup index
+// wid.x + wid.y·nwg.x, so a host may fold more than 65535 of them into y exactly as it
+// folds 1-D dispatches; workgroups past the end return at once (a uniform exit, before
+// any barrier).
+
+struct Dims {
+    d0: u32,
+    d1: u32,
+    d2: u32,
+    d3: u32,
+    f0: f32,
+    f1: f32,
+    f2: f32,
+    f3: f32,
+    e0: u32,
+    e1: u32,
+    e2: u32,
+    e3: u32,
+    e4: u32,
+    e5: u32,
+    e6: u32,
+    e7: u32,
+}
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in0: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in1: array<f32>;
+@group(0) @binding(4) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(5) var<storage, read_write> in3: array<f32>;
+
+const WG: u32 = 256u;
+
+var<workgroup> partial: array<f32, WG>;
+var<workgroup> partial2: array<vec2<f32>, WG>;
+
+// Sums every invocation's `v` in a fixed order; the result is valid in all invocations.
+// Must be reached in uniform control flow (it holds barriers).
+fn tree_sum(t: u32, v: f32) -> f32 {
+    partial[t] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride >> 1u) {
+        if (t < stride) {
+            partial[t] = partial[t] + partial[t + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    // A following tree overwrites partial[0]: every invocation must have read it first.
+    workgroupBarrier();
+    return total;
+}
+
+// Two sums in one tree (same order per component as tree_sum).
+fn tree_sum2(t: u32, v: vec2<f32>) -> vec2<f32> {
+    partial2[t] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride >> 1u) {
+        if (t < stride) {
+            partial2[t] = partial2[t] + partial2[t + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = partial2[0];
+    workgroupBarrier();
+    return total;
+}
+
+fn inv_std(variance: f32, eps: f32) -> f32 {
+    return 1.0 / sqrt(variance + eps);
+}
+
+// The flat index of the m-th value (m < N·S, n-major) of channel k; d1 = C, d2 = S.
+fn bn_index(m: u32, k: u32) -> u32 {
+    let s = dims.d2;
+    let n = m / s;
+    return (n * dims.d1 + k) * s + (m - n * s);
+}
+
+// The channel (or row) a per-channel (per-row) workgroup works on.
+fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.x + wid.y * nwg.x;
+}
+
+// Mean and 1/sqrt(biased var + eps) of row `r` of in0 ([rows, cols], cols = d1), two-pass.
+// Valid in all invocations; must be reached in uniform control flow.
+fn row_stats(t: u32, r: u32, eps: f32) -> vec2<f32> {
+    let cols = dims.d1;
+    let base = r * cols;
+    var acc = 0.0;
+    for (var j = t; j < cols; j += WG) {
+        acc = acc + in0[base + j];
+    }
+    let mean = tree_sum(t, acc) / f32(cols);
+    var acc2 = 0.0;
+    for (var j = t; j < cols; j += WG) {
+        let d = in0[base + j] - mean;
+        acc2 = acc2 + d * d;
+    }
+    let variance = tree_sum(t, acc2) / f32(cols);
+    return vec2<f32>(mean, inv_std(variance, eps));
+}
+
+// out [2, C] = per-channel (mean, biased variance) of in0 = x [N, C, S].
+// Dims: d0 = N, d1 = C, d2 = S.
+// Dispatch: C workgroups ((C, 1, 1); fold into y past 65535), one per channel.
+@compute @workgroup_size(256)
+fn batch_norm_stats(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let k = group_index(wid, nwg);
+    let c = dims.d1;
+    if (k >= c) {
+        return;
+    }
+    let count = dims.d0 * dims.d2;
+    var acc = 0.0;
+    for (var m = t; m < count; m += WG) {
+        acc = acc + in0[bn_index(m, k)];
+    }
+    let mean = tree_sum(t, acc) / f32(count);
+    var acc2 = 0.0;
+    for (var m = t; m < count; m += WG) {
+        let d = in0[bn_index(m, k)] - mean;
+        acc2 = acc2 + d * d;
+    }
+    let variance = tree_sum(t, acc2) / f32(count);
+    if (t == 0u) {
+        out[k] = mean;
+        out[c + k] = variance;
+    }
+}
+
+// out = (x − mean)·(1/sqrt(var + eps))·gamma + beta per channel, from in0 = x [N, C, S],
+// in1 = stats [2, C] (batch or running), in2 = gamma [C], in3 = beta [C].
+// Dims: d0 = N, d1 = C, d2 = S, f0 = eps.
+// Dispatch: N·C·S invocations (1-D).
+@compute @workgroup_size(256)
+fn batch_norm_apply(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let c = dims.d1;
+    if (i >= dims.d0 * c * dims.d2) {
+        return;
+    }
+    let k = (i / dims.d2) % c;
+    out[i] = (in0[i] - in1[k]) * inv_std(in1[c + k], dims.f0) * in2[k] + in3[k];
+}
+
+// out = dx [N, C, S], the gradient through the batch statistics:
+// dx = gamma·invstd/M · (M·dy − Σdy − x̂·Σ(dy·x̂)), from in0 = x, in1 = stats [2, C]
+// (batch_norm_stats of x), in2 = gamma [C], in3 = dy [N, C, S].
+// Dims: d0 = N, d1 = C, d2 = S, f0 = eps.
+// Dispatch: C workgroups ((C, 1, 1); fold into y past 65535), one per channel: the
+// workgroup reduces its channel's two sums, then writes the channel's dx.
+@compute @workgroup_size(256)
+fn batch_norm_grad(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let k = group_index(wid, nwg);
+    let c = dims.d1;
+    if (k >= c) {
+        return;
+    }
+    let count = dims.d0 * dims.d2;
+    let mean = in1[k];
+    let istd = inv_std(in1[c + k], dims.f0);
+    var acc = vec2<f32>(0.0, 0.0);
+    for (var m = t; m < count; m += WG) {
+        let i = bn_index(m, k);
+        let g = in3[i];
+        acc = acc + vec2<f32>(g, g * ((in0[i] - mean) * istd));
+    }
+    let sums = tree_sum2(t, acc);
+    let fcount = f32(count);
+    let scale = in2[k] * istd / fcount;
+    for (var m = t; m < count; m += WG) {
+        let i = bn_index(m, k);
+        let xhat = (in0[i] - mean) * istd;
+        out[i] = scale * (fcount * in3[i] - sums.x - xhat * sums.y);
+    }
+}
+
+// out [C] = Σ dy·x̂ per channel (gamma's gradient), from in0 = x [N, C, S],
+// in1 = stats [2, C], in2 = dy [N, C, S].
+// Dims: d0 = N, d1 = C, d2 = S, f0 = eps.
+// Dispatch: C workgroups ((C, 1, 1); fold into y past 65535), one per channel.
+@compute @workgroup_size(256)
+fn batch_norm_gamma_grad(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let k = group_index(wid, nwg);
+    let c = dims.d1;
+    if (k >= c) {
+        return;
+    }
+    let count = dims.d0 * dims.d2;
+    let mean = in1[k];
+    let istd = inv_std(in1[c + k], dims.f0);
+    var acc = 0.0;
+    for (var m = t; m < count; m += WG) {
+        let i = bn_index(m, k);
+        acc = acc + in2[i] * ((in0[i] - mean) * istd);
+    }
+    let total = tree_sum(t, acc);
+    if (t == 0u) {
+        out[k] = total;
+    }
+}
+
+// out [C] = Σ dy per channel over N and S (beta's gradient), from in0 = dy [N, C, S].
+// Dims: d0 = N, d1 = C, d2 = S.
+// Dispatch: C workgroups ((C, 1, 1); fold into y past 65535), one per channel.
+@compute @workgroup_size(256)
+fn channel_sum(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let k = group_index(wid, nwg);
+    if (k >= dims.d1) {
+        return;
+    }
+    let count = dims.d0 * dims.d2;
+    var acc = 0.0;
+    for (var m = t; m < count; m += WG) {
+        acc = acc + in0[bn_index(m, k)];
+    }
+    let total = tree_sum(t, acc);
+    if (t == 0u) {
+        out[k] = total;
+    }
+}
+
+// Updates out = running [2, C] (mean row, variance row) IN PLACE from in0 = batch stats
+// [2, C] of `count` values per channel: mean ← (1 − m)·mean + m·batch_mean,
+// var ← (1 − m)·var + m·batch_var·count/(count − 1); with count = 1 the biased variance is
+// kept (PyTorch refuses such a batch in training; dividing by zero would store NaN).
+// Dims: d0 = C, d1 = count (= N·S), f0 = momentum.
+// Dispatch: C invocations (1-D).
+@compute @workgroup_size(256)
+fn batch_norm_running(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let k = gid.x + gid.y * nwg.x * 256u;
+    let c = dims.d0;
+    if (k >= c) {
+        return;
+    }
+    let m = dims.f0;
+    let keep = 1.0 - m;
+    let count = dims.d1;
+    var bessel = 1.0;
+    if (count > 1u) {
+        bessel = f32(count) / f32(count - 1u);
+    }
+    out[k] = keep * out[k] + m * in0[k];
+    out[c + k] = keep * out[c + k] + m * (in0[c + k] * bessel);
+}
+
+// out = layer norm of each row of in0 = x [rows, cols]: (x − mean)·invstd·gamma + beta,
+// in1 = gamma [cols], in2 = beta [cols].
+// Dims: d0 = rows, d1 = cols, f0 = eps.
+// Dispatch: rows workgroups ((rows, 1, 1); fold into y past 65535), one per row.
+@compute @workgroup_size(256)
+fn layer_norm(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = group_index(wid, nwg);
+    if (r >= dims.d0) {
+        return;
+    }
+    let cols = dims.d1;
+    let stats = row_stats(t, r, dims.f0);
+    let base = r * cols;
+    for (var j = t; j < cols; j += WG) {
+        out[base + j] = (in0[base + j] - stats.x) * stats.y * in1[j] + in2[j];
+    }
+}
+
+// out = dx [rows, cols] of layer norm, the row statistics recomputed from in0 = x:
+// with g = dy·gamma, dx = invstd·(g − mean(g) − x̂·mean(g·x̂)); in1 = gamma [cols],
+// in2 = dy [rows, cols].
+// Dims: d0 = rows, d1 = cols, f0 = eps.
+// Dispatch: rows workgroups ((rows, 1, 1); fold into y past 65535), one per row.
+@compute @workgroup_size(256)
+fn layer_norm_grad(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = group_index(wid, nwg);
+    if (r >= dims.d0) {
+        return;
+    }
+    let cols = dims.d1;
+    let stats = row_stats(t, r, dims.f0);
+    let mean = stats.x;
+    let istd = stats.y;
+    let base = r * cols;
+    var acc = vec2<f32>(0.0, 0.0);
+    for (var j = t; j < cols; j += WG) {
+        let g = in2[base + j] * in1[j];
+        acc = acc + vec2<f32>(g, g * ((in0[base + j] - mean) * istd));
+    }
+    let means = tree_sum2(t, acc) / f32(cols);
+    for (var j = t; j < cols; j += WG) {
+        let xhat = (in0[base + j] - mean) * istd;
+        out[base + j] = istd * (in2[base + j] * in1[j] - means.x - xhat * means.y);
+    }
+}
+
+// out [cols] = Σ over rows of dy·x̂ (layer norm's gamma gradient), from in0 = x
+// [rows, cols], in1 = dy [rows, cols]; each column sums its rows in order, as the CPU does.
+// Dims: d0 = rows, d1 = cols, f0 = eps.
+// Dispatch: cols invocations (1-D, as any 1-D kernel, folded into y past 65535 groups).
+// Nothing is kept from the forward pass, so each workgroup (256 columns) re-derives every
+// row's statistics with all its invocations, by the very tree layer_norm uses; the rows
+// are then a sequential loop, each invocation adding its column's term. That costs
+// ceil(cols/256) reads of x, not the rows·cols² of an invocation re-deriving them alone.
+@compute @workgroup_size(256)
+fn layer_norm_gamma_grad(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let cols = dims.d1;
+    let first = group_index(wid, nwg) * WG;
+    // Uniform per workgroup, so the exit happens before any barrier for all or none.
+    if (first >= cols) {
+        return;
+    }
+    let j = first + t;
+    let inside = j < cols;
+    var acc = 0.0;
+    for (var r = 0u; r < dims.d0; r++) {
+        let stats = row_stats(t, r, dims.f0);
+        if (inside) {
+            let i = r * cols + j;
+            acc = acc + in1[i] * ((in0[i] - stats.x) * stats.y);
+        }
+    }
+    if (inside) {
+        out[j] = acc;
+    }
+}

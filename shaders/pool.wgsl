@@ -1,0 +1,197 @@
+// Max and average pooling (no padding, floor mode), mirroring src/backend/cpu/pool.rs.
+//
+// Bindings follow the graph-op convention: 0 the Dims uniform, 1 the output, 2.. the op's
+// inputs in op order. Every storage buffer is read_write because the executor binds
+// slices of one arena buffer for inputs and outputs alike.
+//
+// All four entry points read the same geometry, so the host fills one Dims for a pooling
+// layer and only d0 changes between them:
+//   d0 = invocations (n·c·oh·ow for the forward kernels, n·c·h·w for the gradients)
+//   e0 = h, e1 = w, e2 = kh, e3 = kw, e4 = sh, e5 = sw, e6 = oh, e7 = ow
+// with oh = (h − kh) / sh + 1 and ow = (w − kw) / sw + 1 (h ≥ kh, w ≥ kw, sh, sw ≥ 1).
+// d1..d3 and f0..f3 are unused.
+//
+// The gradients run in gather form, one invocation per input pixel visiting the windows
+// that contain it in a fixed order, so they need no atomics and add in the CPU's order.
+
+struct Dims {
+    d0: u32,
+    d1: u32,
+    d2: u32,
+    d3: u32,
+    f0: f32,
+    f1: f32,
+    f2: f32,
+    f3: f32,
+    e0: u32,
+    e1: u32,
+    e2: u32,
+    e3: u32,
+    e4: u32,
+    e5: u32,
+    e6: u32,
+    e7: u32,
+}
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in0: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in1: array<f32>;
+
+// By bits, because shader compilers may assume floats are never NaN and fold `v != v`.
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// Index into in0 of the maximum of window (oy, ox) of the plane starting at `base`.
+// Only a strictly greater value replaces the running best, so ties keep the first in
+// row-then-column order (PyTorch's choice); NaN beats every number and, once held, is kept,
+// so a window holding NaN yields its first NaN. `best_nan` guards the comparison because a
+// compare against NaN cannot be trusted under fast-math.
+fn window_argmax(base: u32, oy: u32, ox: u32) -> u32 {
+    let w = dims.e1;
+    let top = base + oy * dims.e4 * w + ox * dims.e5;
+    var best = top;
+    var best_v = in0[top];
+    var best_nan = is_nan(best_v);
+    for (var ky = 0u; ky < dims.e2; ky++) {
+        let row = top + ky * w;
+        for (var kx = 0u; kx < dims.e3; kx++) {
+            let v = in0[row + kx];
+            let v_nan = is_nan(v);
+            if (!best_nan && (v_nan || v > best_v)) {
+                best = row + kx;
+                best_v = v;
+                best_nan = v_nan;
+            }
+        }
+    }
+    return best;
+}
+
+// First window along an axis that contains input position i: ceil((i + 1 − k) / s),
+// or 0 while i + 1 ≤ k (where the u32 subtraction would wrap).
+fn first_cover(i: u32, k: u32, s: u32) -> u32 {
+    if (i + 1u <= k) {
+        return 0u;
+    }
+    return (i + 1u - k + s - 1u) / s;
+}
+
+// One past the last window containing i: i / s + 1, clipped to the number of windows.
+fn end_cover(i: u32, s: u32, outs: u32) -> u32 {
+    return min(i / s + 1u, outs);
+}
+
+// out [N, C, OH, OW] = max of each window of in0 = x [N, C, H, W].
+// Reads d0 = n·c·oh·ow, e0..e7. Bindings: out, in0 = x. Dispatch n·c·oh·ow invocations.
+@compute @workgroup_size(256)
+fn max_pool(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= dims.d0) {
+        return;
+    }
+    let ohw = dims.e6 * dims.e7;
+    let p = i / ohw;
+    let r = i % ohw;
+    out[i] = in0[window_argmax(p * dims.e0 * dims.e1, r / dims.e7, r % dims.e7)];
+}
+
+// out = dx [N, C, H, W]: each pixel sums dy over the windows (rows, then columns) whose
+// argmax, recomputed from x, it is.
+// Reads d0 = n·c·h·w, e0..e7. Bindings: out, in0 = x, in1 = dy [N, C, OH, OW].
+// Dispatch n·c·h·w invocations.
+@compute @workgroup_size(256)
+fn max_pool_grad(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= dims.d0) {
+        return;
+    }
+    let h = dims.e0;
+    let w = dims.e1;
+    let ow = dims.e7;
+    let hw = h * w;
+    let p = i / hw;
+    let r = i % hw;
+    let y = r / w;
+    let x = r % w;
+    let base = p * hw;
+    let dbase = p * dims.e6 * ow;
+    let oy_end = end_cover(y, dims.e4, dims.e6);
+    let ox_lo = first_cover(x, dims.e3, dims.e5);
+    let ox_end = end_cover(x, dims.e5, ow);
+    var acc = 0.0;
+    for (var oy = first_cover(y, dims.e2, dims.e4); oy < oy_end; oy++) {
+        for (var ox = ox_lo; ox < ox_end; ox++) {
+            if (window_argmax(base, oy, ox) == i) {
+                acc = acc + in1[dbase + oy * ow + ox];
+            }
+        }
+    }
+    out[i] = acc;
+}
+
+// out [N, C, OH, OW] = sum of each window of in0 = x (rows, then columns) / (kh·kw).
+// Reads d0 = n·c·oh·ow, e0..e7. Bindings: out, in0 = x. Dispatch n·c·oh·ow invocations.
+@compute @workgroup_size(256)
+fn avg_pool(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= dims.d0) {
+        return;
+    }
+    let w = dims.e1;
+    let ohw = dims.e6 * dims.e7;
+    let p = i / ohw;
+    let r = i % ohw;
+    let top = p * dims.e0 * w + (r / dims.e7) * dims.e4 * w + (r % dims.e7) * dims.e5;
+    var acc = 0.0;
+    for (var ky = 0u; ky < dims.e2; ky++) {
+        let row = top + ky * w;
+        for (var kx = 0u; kx < dims.e3; kx++) {
+            acc = acc + in0[row + kx];
+        }
+    }
+    out[i] = acc / f32(dims.e2 * dims.e3);
+}
+
+// out = dx [N, C, H, W]: each pixel sums dy over the windows containing it (rows, then
+// columns) and divides by kh·kw once at the end, as the CPU does.
+// Reads d0 = n·c·h·w, e0..e7. Bindings: out, in0 = dy [N, C, OH, OW].
+// Dispatch n·c·h·w invocations.
+@compute @workgroup_size(256)
+fn avg_pool_grad(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= dims.d0) {
+        return;
+    }
+    let w = dims.e1;
+    let ow = dims.e7;
+    let hw = dims.e0 * w;
+    let p = i / hw;
+    let r = i % hw;
+    let y = r / w;
+    let x = r % w;
+    let dbase = p * dims.e6 * ow;
+    let oy_end = end_cover(y, dims.e4, dims.e6);
+    let ox_lo = first_cover(x, dims.e3, dims.e5);
+    let ox_end = end_cover(x, dims.e5, ow);
+    var acc = 0.0;
+    for (var oy = first_cover(y, dims.e2, dims.e4); oy < oy_end; oy++) {
+        for (var ox = ox_lo; ox < ox_end; ox++) {
+            acc = acc + in0[dbase + oy * ow + ox];
+        }
+    }
+    out[i] = acc / f32(dims.e2 * dims.e3);
+}

@@ -1,0 +1,76 @@
+//! Inverted dropout with a regenerated Philox mask (mirrored by `shaders/dropout.wgsl`).
+
+use super::Real;
+use crate::op::DropoutSpec;
+use crate::rng::StepRng;
+
+/// `out = x · mask · scale` (also the gradient: dx = dy · mask · scale). Elements are taken
+/// four at a time, one Philox block each.
+pub fn dropout<T: Real>(x: &[T], out: &mut [T], spec: &DropoutSpec, rng: &StepRng) {
+    let scale = T::of(f64::from(spec.scale()));
+    for (block, (xs, os)) in x.chunks(4).zip(out.chunks_mut(4)).enumerate() {
+        let u = rng.block(spec.layer, block as u32);
+        for (k, (o, &v)) in os.iter_mut().zip(xs).enumerate() {
+            *o = if u[k] >= spec.p { v * scale } else { T::zero() };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_fraction_is_within_four_sigma() {
+        let spec = DropoutSpec { p: 0.3, layer: 2 };
+        let rng = StepRng { seed: 42, step: 7 };
+        let n = 100_000;
+        let x = vec![1.0f32; n];
+        let mut y = vec![0.0f32; n];
+        dropout(&x, &mut y, &spec, &rng);
+        let kept = y.iter().filter(|&&v| v != 0.0).count() as f64;
+        let sigma = (n as f64 * 0.3 * 0.7).sqrt();
+        assert!((kept - 0.7 * n as f64).abs() < 4.0 * sigma, "kept {kept}");
+        assert!(y.iter().all(|&v| v == 0.0 || v == spec.scale()));
+    }
+
+    #[test]
+    fn masks_depend_on_step_layer_and_seed_only() {
+        let spec = DropoutSpec { p: 0.5, layer: 0 };
+        let x: Vec<f32> = (0..64).map(|i| i as f32 + 1.0).collect();
+        let run = |seed, step, layer| {
+            let mut y = vec![0.0f32; 64];
+            dropout(
+                &x,
+                &mut y,
+                &DropoutSpec { layer, ..spec },
+                &StepRng { seed, step },
+            );
+            y
+        };
+        assert_eq!(run(1, 1, 0), run(1, 1, 0));
+        assert_ne!(run(1, 1, 0), run(1, 2, 0));
+        assert_ne!(run(1, 1, 0), run(1, 1, 1));
+        assert_ne!(run(1, 1, 0), run(2, 1, 0));
+    }
+
+    #[test]
+    fn p_zero_is_identity_and_p_one_drops_everything() {
+        let x = vec![1.5f32; 10];
+        let mut y = vec![0.0f32; 10];
+        dropout(
+            &x,
+            &mut y,
+            &DropoutSpec { p: 0.0, layer: 0 },
+            &StepRng::default(),
+        );
+        assert_eq!(y, x);
+        dropout(
+            &x,
+            &mut y,
+            &DropoutSpec { p: 1.0, layer: 0 },
+            &StepRng::default(),
+        );
+        assert!(y.iter().all(|&v| v == 0.0));
+    }
+}

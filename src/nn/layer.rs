@@ -1,0 +1,202 @@
+//! The layers a model spec can name, with PyTorch's arguments and defaults.
+
+use super::args::Args;
+use super::spec::{spec_error, LayerSpec};
+use crate::error::Result;
+use crate::op::Activation;
+
+/// One layer, with PyTorch's arguments.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Layer {
+    /// `nn.Linear(in_features, out_features, bias=True)`.
+    Linear {
+        /// Input features.
+        in_features: usize,
+        /// Output features.
+        out_features: usize,
+        /// Whether it has a bias.
+        bias: bool,
+    },
+    /// `nn.Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True)`.
+    Conv2d {
+        /// Input channels.
+        in_channels: usize,
+        /// Output channels.
+        out_channels: usize,
+        /// Kernel (height, width).
+        kernel: (usize, usize),
+        /// Stride (vertical, horizontal).
+        stride: (usize, usize),
+        /// Zero padding (vertical, horizontal).
+        padding: (usize, usize),
+        /// Whether it has a bias.
+        bias: bool,
+    },
+    /// `nn.MaxPool2d(kernel_size, stride=kernel_size)`.
+    MaxPool2d {
+        /// Window (height, width).
+        kernel: (usize, usize),
+        /// Stride (vertical, horizontal).
+        stride: (usize, usize),
+    },
+    /// `nn.AvgPool2d(kernel_size, stride=kernel_size)`.
+    AvgPool2d {
+        /// Window (height, width).
+        kernel: (usize, usize),
+        /// Stride (vertical, horizontal).
+        stride: (usize, usize),
+    },
+    /// `nn.Flatten()`: [N, ...] to [N, rest].
+    Flatten,
+    /// `nn.BatchNorm1d(num_features)` on [N, C] or [N, C, L], `nn.BatchNorm2d` on [N, C, H, W].
+    BatchNorm {
+        /// Channels.
+        num_features: usize,
+        /// Added to the variance.
+        eps: f32,
+        /// Weight of the new batch in the running statistics.
+        momentum: f32,
+        /// 2 for BatchNorm2d (4-D input), 1 for BatchNorm1d.
+        dims: usize,
+    },
+    /// `nn.LayerNorm(normalized_shape)` over the last dimension.
+    LayerNorm {
+        /// Size of the last dimension.
+        normalized_shape: usize,
+        /// Added to the variance.
+        eps: f32,
+    },
+    /// `nn.Dropout(p=0.5)`.
+    Dropout {
+        /// Probability of zeroing an element.
+        p: f32,
+    },
+    /// An element-wise activation (`nn.ReLU`, `nn.LeakyReLU`, `nn.Sigmoid`, `nn.Tanh`, `nn.GELU`).
+    Activation(Activation),
+    /// `nn.Softmax(dim=-1)`.
+    Softmax,
+}
+
+const KNOWN: &str = "linear, conv2d, maxpool2d, avgpool2d, flatten, batchnorm1d, batchnorm2d, \
+layernorm, dropout, relu, leaky_relu, sigmoid, tanh, gelu, softmax";
+
+/// The layer a spec entry names, its arguments checked.
+pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
+    let args = Args { spec, layer: l };
+    let plain = |layer| -> Result<Layer> {
+        args.allow(&[])?;
+        Ok(layer)
+    };
+    let positive = |v: (usize, usize), name: &str| -> Result<(usize, usize)> {
+        if v.0 == 0 || v.1 == 0 {
+            return Err(spec_error(
+                spec,
+                l.position,
+                format!("'{name}' must be positive"),
+            ));
+        }
+        Ok(v)
+    };
+    let layer = match l.name.as_str() {
+        "linear" => {
+            args.allow(&["in_features", "out_features", "bias"])?;
+            Layer::Linear {
+                in_features: args.usize(0, "in_features")?,
+                out_features: args.usize(1, "out_features")?,
+                bias: args.bool_or(2, "bias", true)?,
+            }
+        }
+        "conv2d" => {
+            args.allow(&[
+                "in_channels",
+                "out_channels",
+                "kernel_size",
+                "stride",
+                "padding",
+                "bias",
+            ])?;
+            Layer::Conv2d {
+                in_channels: args.usize(0, "in_channels")?,
+                out_channels: args.usize(1, "out_channels")?,
+                kernel: positive(args.pair_or(2, "kernel_size", None)?, "kernel_size")?,
+                stride: positive(args.pair_or(3, "stride", Some(1))?, "stride")?,
+                padding: args.pair_or(4, "padding", Some(0))?,
+                bias: args.bool_or(5, "bias", true)?,
+            }
+        }
+        "maxpool2d" | "avgpool2d" => {
+            args.allow(&["kernel_size", "stride"])?;
+            let kernel = positive(args.pair_or(0, "kernel_size", None)?, "kernel_size")?;
+            let stride = match args.get(1, "stride") {
+                Some(_) => positive(args.pair_or(1, "stride", None)?, "stride")?,
+                None => kernel,
+            };
+            if l.name == "maxpool2d" {
+                Layer::MaxPool2d { kernel, stride }
+            } else {
+                Layer::AvgPool2d { kernel, stride }
+            }
+        }
+        "flatten" => plain(Layer::Flatten)?,
+        "batchnorm1d" | "batchnorm2d" => {
+            args.allow(&["num_features", "eps", "momentum"])?;
+            Layer::BatchNorm {
+                num_features: args.usize(0, "num_features")?,
+                eps: args.f32_or(1, "eps", 1e-5)?,
+                momentum: args.f32_or(2, "momentum", 0.1)?,
+                dims: if l.name == "batchnorm2d" { 2 } else { 1 },
+            }
+        }
+        "layernorm" => {
+            args.allow(&["normalized_shape", "eps"])?;
+            Layer::LayerNorm {
+                normalized_shape: args.usize(0, "normalized_shape")?,
+                eps: args.f32_or(1, "eps", 1e-5)?,
+            }
+        }
+        "dropout" => {
+            args.allow(&["p"])?;
+            let p = args.f32_or(0, "p", 0.5)?;
+            if !(0.0..=1.0).contains(&p) {
+                return Err(spec_error(
+                    spec,
+                    l.position,
+                    format!("dropout p must be in [0, 1], got {p}"),
+                ));
+            }
+            Layer::Dropout { p }
+        }
+        "relu" => plain(Layer::Activation(Activation::Relu))?,
+        "sigmoid" => plain(Layer::Activation(Activation::Sigmoid))?,
+        "tanh" => plain(Layer::Activation(Activation::Tanh))?,
+        "gelu" => plain(Layer::Activation(Activation::Gelu))?,
+        "leaky_relu" | "leakyrelu" => {
+            args.allow(&["negative_slope"])?;
+            Layer::Activation(Activation::LeakyRelu(args.f32_or(
+                0,
+                "negative_slope",
+                0.01,
+            )?))
+        }
+        "softmax" => {
+            args.allow(&["dim"])?;
+            let dim = args.get(0, "dim").map(|a| a.value.as_str()).unwrap_or("-1");
+            if dim != "-1" && dim != "1" {
+                return Err(spec_error(
+                    spec,
+                    l.position,
+                    "softmax is over the last dimension (dim=-1)",
+                ));
+            }
+            Layer::Softmax
+        }
+        name => {
+            return Err(spec_error(
+                spec,
+                l.position,
+                format!("unknown layer '{name}' (known: {KNOWN})"),
+            ))
+        }
+    };
+    Ok(layer)
+}
