@@ -496,7 +496,9 @@ impl Op {
             }
             Op::Im2Col(g) => {
                 expect_numel(self, inputs[0], g.n * g.c * g.h * g.w)?;
-                if g.h + 2 * g.ph < g.kh || g.w + 2 * g.pw < g.kw || g.sh == 0 || g.sw == 0 {
+                let empty = g.kh == 0 || g.kw == 0;
+                if empty || g.h + 2 * g.ph < g.kh || g.w + 2 * g.pw < g.kw || g.sh == 0 || g.sw == 0
+                {
                     return mismatch(format!(
                         "kernel {}x{} does not fit input {}x{} padded by {}x{}",
                         g.kh, g.kw, g.h, g.w, g.ph, g.pw
@@ -517,21 +519,18 @@ impl Op {
                 Ok(Shape::new(&[d.n * d.h * d.w, d.c]))
             }
             Op::MaxPool(g) | Op::AvgPool(g) => {
+                check_window(self, g)?;
                 expect_numel(self, inputs[0], g.n * g.c * g.h * g.w)?;
-                if g.h < g.kh || g.w < g.kw || g.sh == 0 || g.sw == 0 {
-                    return mismatch(format!(
-                        "window {}x{} does not fit input {}x{}",
-                        g.kh, g.kw, g.h, g.w
-                    ));
-                }
                 Ok(Shape::new(&[g.n, g.c, g.oh(), g.ow()]))
             }
             Op::MaxPoolGrad(g) => {
+                check_window(self, g)?;
                 expect_numel(self, inputs[0], g.n * g.c * g.h * g.w)?;
                 expect_numel(self, inputs[1], g.n * g.c * g.oh() * g.ow())?;
                 Ok(inputs[0].clone())
             }
             Op::AvgPoolGrad(g) => {
+                check_window(self, g)?;
                 expect_numel(self, inputs[0], g.n * g.c * g.oh() * g.ow())?;
                 Ok(Shape::new(&[g.n, g.c, g.h, g.w]))
             }
@@ -590,6 +589,19 @@ fn expect_numel(op: &Op, s: &Shape, n: usize) -> Result<()> {
         return Err(Error::shape(
             op.name(),
             format!("expected {n} elements, got {s}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_window(op: &Op, g: &PoolGeom) -> Result<()> {
+    if g.kh == 0 || g.kw == 0 || g.sh == 0 || g.sw == 0 || g.h < g.kh || g.w < g.kw {
+        return Err(Error::shape(
+            op.name(),
+            format!(
+                "window {}x{} with stride {}x{} does not fit input {}x{}",
+                g.kh, g.kw, g.sh, g.sw, g.h, g.w
+            ),
         ));
     }
     Ok(())

@@ -36,6 +36,8 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
         ],
     ),
     ("philox.wgsl", &["philox_fill"]),
+    ("philox_core.wgsl", &[]),
+    ("dropout.wgsl", &["dropout"]),
     (
         "conv.wgsl",
         &["im2col", "col2im", "rows_to_nchw", "nchw_to_rows"],
@@ -54,9 +56,14 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "layer_norm_gamma_grad",
         ],
     ),
+    (
+        "pool.wgsl",
+        &["max_pool", "max_pool_grad", "avg_pool", "avg_pool_grad"],
+    ),
 ];
 
-/// Files whose kernels follow the graph-op convention (Dims uniform, then out, in0..in2).
+/// Files whose kernels follow the graph-op convention (Dims uniform, then out, in0..in3;
+/// dropout adds the step scalars at binding 7).
 const GRAPH_OP_FILES: &[&str] = &[
     "matmul.wgsl",
     "elementwise.wgsl",
@@ -64,7 +71,14 @@ const GRAPH_OP_FILES: &[&str] = &[
     "softmax.wgsl",
     "loss.wgsl",
     "reduce.wgsl",
+    "conv.wgsl",
+    "pool.wgsl",
+    "norm.wgsl",
+    "dropout.wgsl",
 ];
+
+/// Files the executor builds with `philox_core.wgsl` prepended (WGSL has no includes).
+const NEEDS_PHILOX: &[&str] = &["philox.wgsl", "dropout.wgsl"];
 
 /// The pipeline-overridable constants the executor sets, per file.
 const OVERRIDES: &[(&str, &[&str])] = &[
@@ -117,6 +131,12 @@ fn shader_sources() -> BTreeMap<String, String> {
         let source = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         sources.insert(name, source);
+    }
+    let core = sources.get("philox_core.wgsl").cloned().unwrap_or_default();
+    for name in NEEDS_PHILOX {
+        if let Some(s) = sources.get_mut(*name) {
+            *s = format!("{core}{s}");
+        }
     }
     sources
 }
@@ -244,7 +264,15 @@ fn storage_buffers_are_read_write() {
 
 #[test]
 fn graph_op_kernels_follow_the_binding_convention() {
-    let expected = [(0, "dims"), (1, "out"), (2, "in0"), (3, "in1"), (4, "in2")];
+    let expected = [
+        (0, "dims"),
+        (1, "out"),
+        (2, "in0"),
+        (3, "in1"),
+        (4, "in2"),
+        (5, "in3"),
+        (7, "scalars"),
+    ];
     for file in GRAPH_OP_FILES {
         let module = load_file(file);
         for (_, var) in module.global_variables.iter() {
@@ -274,18 +302,24 @@ fn graph_op_kernels_follow_the_binding_convention() {
                     let TypeInner::Struct { members, span } = &ty.inner else {
                         panic!("{file}: `dims` is not a struct");
                     };
-                    assert_eq!(*span, 32, "{file}: Dims is not 32 bytes");
+                    // 32 bytes, or 64 with e0..e7 for ops with more geometry; the host
+                    // always writes 64.
+                    assert!(*span == 32 || *span == 64, "{file}: Dims is {span} bytes");
                     let names: Vec<&str> = members
                         .iter()
                         .map(|m| m.name.as_deref().unwrap_or("?"))
                         .collect();
-                    assert_eq!(
-                        names,
-                        ["d0", "d1", "d2", "d3", "f0", "f1", "f2", "f3"],
-                        "{file}"
-                    );
+                    let full = [
+                        "d0", "d1", "d2", "d3", "f0", "f1", "f2", "f3", "e0", "e1", "e2", "e3",
+                        "e4", "e5", "e6", "e7",
+                    ];
+                    assert_eq!(names, full[..members.len()], "{file}");
                     for (i, m) in members.iter().enumerate() {
-                        let want = if i < 4 { Scalar::U32 } else { Scalar::F32 };
+                        let want = if (4..8).contains(&i) {
+                            Scalar::F32
+                        } else {
+                            Scalar::U32
+                        };
                         assert_eq!(
                             module.types[m.ty].inner,
                             TypeInner::Scalar(want),
@@ -295,6 +329,11 @@ fn graph_op_kernels_follow_the_binding_convention() {
                         assert_eq!(m.offset, 4 * i as u32, "{file}: Dims member {i}");
                     }
                 }
+                7 => assert_eq!(
+                    ty.name.as_deref(),
+                    Some("StepScalars"),
+                    "{file}: binding 7 is not the step scalars"
+                ),
                 _ => assert!(
                     matches!(ty.inner, TypeInner::Array { base, .. }
                         if module.types[base].inner == TypeInner::Scalar(Scalar::F32)),

@@ -5,7 +5,7 @@
 //! `nchw_to_rows` → matmuls → `col2im`. These four kernels only move (and, in `col2im`,
 //! sum) values; all the arithmetic is in the matmul.
 
-use super::Real;
+use super::{for_each_sample, Real};
 use crate::op::ConvGeom;
 
 /// Unfolds `x` `[N, C, H, W]` into `out` `[N·OH·OW, C·KH·KW]`: row `(n·OH + oy)·OW + ox`,
@@ -17,8 +17,9 @@ pub fn im2col<T: Real>(x: &[T], out: &mut [T], g: &ConvGeom) {
         return;
     }
     let plane = g.h * g.w;
-    let mut rows = out.chunks_exact_mut(patch);
-    for n in 0..g.n {
+    let per_sample = oh * ow * patch;
+    for_each_sample(out, per_sample, |n, sample| {
+        let mut rows = sample.chunks_exact_mut(patch);
         for oy in 0..oh {
             for ox in 0..ow {
                 let Some(row) = rows.next() else {
@@ -52,7 +53,7 @@ pub fn im2col<T: Real>(x: &[T], out: &mut [T], g: &ConvGeom) {
                 }
             }
         }
-    }
+    });
 }
 
 /// The adjoint of [`im2col`]: `out[n, c, y, x]` (`[N, C, H, W]`) is the sum of every entry
@@ -66,8 +67,8 @@ pub fn col2im<T: Real>(cols: &[T], out: &mut [T], g: &ConvGeom) {
     let (oh, ow, patch) = (g.oh(), g.ow(), g.patch());
     // A stride of 0 is not a valid geometry; max(1) only keeps this from dividing by zero.
     let (sh, sw) = (g.sh.max(1), g.sw.max(1));
-    let mut i = 0;
-    for n in 0..g.n {
+    for_each_sample(out, g.c * g.h * g.w, |n, sample| {
+        let mut i = 0;
         for c in 0..g.c {
             for y in 0..g.h {
                 // The first (ky, oy) with oy·sh + ky == y + ph and oy < OH, ky smallest.
@@ -104,42 +105,44 @@ pub fn col2im<T: Real>(cols: &[T], out: &mut [T], g: &ConvGeom) {
                         oy -= 1;
                         ky += sh;
                     }
-                    out[i] = acc;
+                    sample[i] = acc;
                     i += 1;
                 }
             }
         }
-    }
+    });
 }
 
 /// `rows` `[N·HW, C]` (one row per output pixel, as the matmul writes it) to `out`
 /// `[N, C, HW]`: `out[(n·C + ch)·HW + p] = rows[(n·HW + p)·C + ch]`.
 pub fn rows_to_nchw<T: Real>(rows: &[T], out: &mut [T], n: usize, c: usize, hw: usize) {
-    let mut i = 0;
-    for b in 0..n {
+    let _ = n;
+    for_each_sample(out, c * hw, |b, sample| {
         let src = &rows[b * hw * c..][..hw * c];
+        let mut i = 0;
         for ch in 0..c {
             for p in 0..hw {
-                out[i] = src[p * c + ch];
+                sample[i] = src[p * c + ch];
                 i += 1;
             }
         }
-    }
+    });
 }
 
 /// The inverse of [`rows_to_nchw`]: `x` `[N, C, HW]` to `out` `[N·HW, C]`,
 /// `out[(n·HW + p)·C + ch] = x[(n·C + ch)·HW + p]`.
 pub fn nchw_to_rows<T: Real>(x: &[T], out: &mut [T], n: usize, c: usize, hw: usize) {
-    let mut i = 0;
-    for b in 0..n {
+    let _ = n;
+    for_each_sample(out, c * hw, |b, sample| {
         let src = &x[b * c * hw..][..c * hw];
+        let mut i = 0;
         for p in 0..hw {
             for ch in 0..c {
-                out[i] = src[ch * hw + p];
+                sample[i] = src[ch * hw + p];
                 i += 1;
             }
         }
-    }
+    });
 }
 
 #[cfg(test)]

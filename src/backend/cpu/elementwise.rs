@@ -5,8 +5,10 @@ use super::Real;
 /// `out[r, c] = x[r, c] + b[c]`.
 pub fn bias_add<T: Real>(x: &[T], b: &[T], out: &mut [T]) {
     let cols = b.len();
-    for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
-        *o = v + b[i % cols];
+    for (orow, xrow) in out.chunks_mut(cols).zip(x.chunks(cols)) {
+        for ((o, &v), &bv) in orow.iter_mut().zip(xrow).zip(b) {
+            *o = v + bv;
+        }
     }
 }
 

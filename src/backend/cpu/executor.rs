@@ -178,7 +178,16 @@ impl Backend for CpuBackend {
         let mut arenas: [&mut Vec<f32>; 5] = [params, grads, buffers, inputs, activations];
         let rng = step_rng(scalars);
         for step in &plan.steps {
+            let t = std::time::Instant::now();
             execute_step(step, &mut arenas, &rng)?;
+            if std::env::var_os("KILN_PROF").is_some() {
+                eprintln!(
+                    "PROF {} {:?} {}",
+                    step.op.name(),
+                    step.shape,
+                    t.elapsed().as_micros()
+                );
+            }
         }
         for &(slot, index, weight) in &tail.accumulate {
             let value = arenas[slot.arena.index()]

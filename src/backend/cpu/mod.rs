@@ -41,6 +41,30 @@ pub trait Real:
 impl Real for f32 {}
 impl Real for f64 {}
 
+/// Runs `f(sample index, sample's slice of out)` for each `per_sample`-long chunk of `out`,
+/// on all cores when the work is large enough to pay for it. Samples write disjoint
+/// chunks and each is computed in the same order either way, so results do not depend on
+/// the thread count.
+pub(crate) fn for_each_sample<T: Real>(
+    out: &mut [T],
+    per_sample: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    use rayon::prelude::*;
+    if per_sample == 0 {
+        return;
+    }
+    if out.len() >= 1 << 15 {
+        out.par_chunks_mut(per_sample)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    } else {
+        out.chunks_mut(per_sample)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    }
+}
+
 /// Runs one op's reference kernel: `inputs` in the op's order with their shapes, the output
 /// written in full to `out` (of `out_shape`); `rng` is the step's randomness (dropout).
 /// Lengths are checked against the shapes first, so the kernels below can index freely.

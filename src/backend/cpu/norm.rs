@@ -562,14 +562,10 @@ mod tests {
             channel_sum(&w, &mut dbeta, n, c, s);
 
             let what = format!("n={n} c={c} s={s}");
-            for i in 0..x.len() {
+            for (i, &ana) in dx.iter().enumerate() {
                 let (g, b) = (gamma.clone(), beta.clone());
                 let num = central_difference(&mut x, i, &|x| bn_objective(x, &g, &b, &w, n, c, s));
-                assert!(
-                    close(dx[i], num, 1e-6),
-                    "{what}: dx[{i}] {} vs {num}",
-                    dx[i]
-                );
+                assert!(close(ana, num, 1e-6), "{what}: dx[{i}] {ana} vs {num}");
             }
             for k in 0..c {
                 let (xs, b) = (x.clone(), beta.clone());
@@ -696,14 +692,10 @@ mod tests {
                 .collect();
 
             let what = format!("rows={rows} cols={cols}");
-            for i in 0..x.len() {
+            for (i, &ana) in dx.iter().enumerate() {
                 let (g, b) = (gamma.clone(), beta.clone());
                 let num = central_difference(&mut x, i, &|x| ln_objective(x, &g, &b, &w, rows));
-                assert!(
-                    close(dx[i], num, 1e-6),
-                    "{what}: dx[{i}] {} vs {num}",
-                    dx[i]
-                );
+                assert!(close(ana, num, 1e-6), "{what}: dx[{i}] {ana} vs {num}");
             }
             for j in 0..cols {
                 let (xs, b) = (x.clone(), beta.clone());

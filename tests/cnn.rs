@@ -1,0 +1,116 @@
+//! The CNN preset end to end: the same loss curve on both backends, batch-norm running
+//! statistics equal after training steps, evaluation using them.
+
+mod common;
+
+use kiln::backend::cpu::CpuBackend;
+use kiln::backend::{Backend, METRIC_LOSS};
+use kiln::data::{self, Batcher};
+use kiln::optim::Optimizer;
+use kiln::train::{TrainConfig, Trainer};
+
+/// Losses of `steps` training steps of `spec` on the first batches of the embedded set,
+/// then the trainer for inspection.
+fn run(
+    backend: Box<dyn Backend>,
+    spec: &str,
+    optimizer: Optimizer,
+    batch: usize,
+    steps: usize,
+) -> (Vec<f32>, Trainer) {
+    let (train, _) = data::embedded().unwrap();
+    let config = TrainConfig {
+        batch_size: batch,
+        seed: 3,
+        lr: 1e-4,
+        optimizer,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(backend, spec, &config).unwrap();
+    let mut batcher = Batcher::new(&train, batch, false, 0).unwrap();
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    let mut losses = Vec::new();
+    for _ in 0..steps {
+        batcher.next_batch(&mut x, &mut y).unwrap();
+        trainer.backend_mut().reset_metrics().unwrap();
+        trainer.train_batch(&x, &y).unwrap();
+        losses.push(trainer.backend_mut().read_metrics().unwrap()[METRIC_LOSS] / batch as f32);
+    }
+    (losses, trainer)
+}
+
+#[test]
+fn cnn_preset_loss_curve_is_the_same_on_both_backends() {
+    let Some(gpu) = common::gpu() else { return };
+    let (cpu_loss, _) = run(
+        Box::new(CpuBackend::new()),
+        "cnn",
+        Optimizer::adamw(),
+        16,
+        10,
+    );
+    let (gpu_loss, _) = run(Box::new(gpu), "cnn", Optimizer::adamw(), 16, 10);
+    // The conv biases feed batch norm, so their true gradient is 0 and what each backend
+    // computes is rounding noise; AdamW's first steps move a weight by about lr·sign(g)
+    // whatever |g| is, so those biases (which do not change the output) drift apart by up to
+    // lr per step and the curves agree to ~1e-4, not to f32 rounding. SGD agrees to 1e-6.
+    for (i, (c, g)) in cpu_loss.iter().zip(&gpu_loss).enumerate() {
+        assert!(
+            (c - g).abs() <= 1e-3 * c.abs().max(1.0),
+            "step {i}: cpu {c} gpu {g}"
+        );
+    }
+    assert!(cpu_loss[9] < cpu_loss[0], "loss did not fall: {cpu_loss:?}");
+}
+
+#[test]
+fn batch_norm_running_statistics_match_and_are_used_in_eval() {
+    let Some(gpu) = common::gpu() else { return };
+    // SGD, not AdamW: weights fed by features that are constant over the batch (the blank
+    // borders of the images) have a true gradient of 0 behind batch norm, and AdamW would
+    // turn each backend's rounding noise there into steps of ±lr (see the test above).
+    let spec = "conv2d(1,4,3,stride=2,bias=false),batchnorm2d(4),relu,flatten,\
+linear(676,10,bias=false),batchnorm1d(10)";
+    let sgd = Optimizer::sgd(0.9);
+    let (_, mut cpu) = run(Box::new(CpuBackend::new()), spec, sgd, 8, 3);
+    let (_, mut dev) = run(Box::new(gpu), spec, sgd, 8, 3);
+    let cpu_buf = cpu.backend_mut().read_buffers().unwrap();
+    let dev_buf = dev.backend_mut().read_buffers().unwrap();
+    // After 3 steps from (0, 1) with momentum 0.1 the statistics have moved.
+    let layout = cpu.layout().clone();
+    for e in &layout.buffers {
+        let c = e.shape.0[1];
+        let (mean, var) = (
+            &cpu_buf[e.offset..e.offset + c],
+            &cpu_buf[e.offset + c..e.offset + 2 * c],
+        );
+        assert!(
+            mean.iter().any(|&m| m != 0.0),
+            "{}: running mean never updated",
+            e.name
+        );
+        assert!(
+            var.iter().any(|&v| v != 1.0),
+            "{}: running var never updated",
+            e.name
+        );
+    }
+    // Three AdamW steps and three running updates: 5x the 1e-5 element-wise bound,
+    // relative to the statistics' scale.
+    let d = common::max_abs_diff(&cpu_buf, &dev_buf);
+    let scale = cpu_buf.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(
+        d <= 5e-5 * scale,
+        "running statistics differ by {d} (scale {scale})"
+    );
+    // Evaluation reads the running statistics: both backends agree, and the loss differs
+    // from what a fresh model (statistics 0 and 1) gives.
+    let (_, test) = data::embedded().unwrap();
+    let test = test.take(64).unwrap();
+    let (cpu_eval, _) = cpu.evaluate(&test).unwrap();
+    let (dev_eval, _) = dev.evaluate(&test).unwrap();
+    assert!(
+        (cpu_eval - dev_eval).abs() < 1e-3 * cpu_eval.max(1.0),
+        "eval {cpu_eval} vs {dev_eval}"
+    );
+}
