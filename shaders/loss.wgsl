@@ -142,3 +142,195 @@ fn mse_grad(
     let scale = 2.0 * in2[0] / f32(n);
     out[i] = (in0[i] - in1[i]) * scale;
 }
+
+// The losses below mirror the CPU's `mean_loss` (forward: single workgroup, d0 = n, in0
+// predictions or logits, in1 targets) and `mean_loss_grad` (one invocation per element,
+// in2 dloss [1]); f0 is β or δ where the loss has one.
+
+// sign(d) with sign(0) = 0, as torch.sign.
+fn sign0(d: f32) -> f32 {
+    if (d > 0.0) {
+        return 1.0;
+    } else if (d < 0.0) {
+        return -1.0;
+    }
+    return 0.0;
+}
+
+// max(x, 0) − x·t + ln(1 + e^(−|x|)). The exponent is never positive (WGSL may assume no
+// infinities), and 1 + e^(−|x|) lies in (1, 2] where log's error is absolute.
+fn bce_term(x: f32, t: f32) -> f32 {
+    let relu = select(0.0, x, x > 0.0);
+    return relu - x * t + log(1.0 + exp(-abs(x)));
+}
+
+// 1/(1 + e^(−x)) from e^(−|x|), so the exponential never overflows.
+fn stable_sigmoid(x: f32) -> f32 {
+    let e = exp(-abs(x));
+    if (x >= 0.0) {
+        return 1.0 / (1.0 + e);
+    }
+    return e / (1.0 + e);
+}
+
+// β = 0 never takes the quadratic branch (no division by zero): the L1 loss.
+fn smooth_l1_term(d: f32, beta: f32) -> f32 {
+    let z = abs(d);
+    if (z < beta) {
+        return 0.5 * z * z / beta;
+    }
+    return z - 0.5 * beta;
+}
+
+// ±1 outside (−β, β), d/β inside; d = 0 with β = 0 gets sign(0) = 0.
+fn smooth_l1_slope(d: f32, beta: f32) -> f32 {
+    if (d < -beta) {
+        return -1.0;
+    } else if (d > beta) {
+        return 1.0;
+    } else if (beta > 0.0) {
+        return d / beta;
+    }
+    return 0.0;
+}
+
+fn huber_term(d: f32, delta: f32) -> f32 {
+    let z = abs(d);
+    if (z < delta) {
+        return 0.5 * z * z;
+    }
+    return delta * (z - 0.5 * delta);
+}
+
+// d clamped to [−δ, δ].
+fn huber_slope(d: f32, delta: f32) -> f32 {
+    if (d < -delta) {
+        return -delta;
+    } else if (d > delta) {
+        return delta;
+    }
+    return d;
+}
+
+// The flat element index of a 1-D launch folded into y past 65535 workgroups.
+fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * 256u;
+}
+
+// out[0] = mean of bce_term: PyTorch's binary_cross_entropy_with_logits. Single workgroup.
+@compute @workgroup_size(256)
+fn bce_with_logits(@builtin(local_invocation_index) t: u32) {
+    let n = dims.d0;
+    var total = 0.0;
+    for (var i = t; i < n; i += WG) {
+        total = total + bce_term(in0[i], in1[i]);
+    }
+    let sum = tree_sum(t, total);
+    if (t == 0u) {
+        out[0] = sum / f32(n);
+    }
+}
+
+// out = (sigmoid(x) − t)·dloss/n.
+@compute @workgroup_size(256)
+fn bce_with_logits_grad(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = flat_index(gid, nwg);
+    let n = dims.d0;
+    if (i >= n) {
+        return;
+    }
+    let scale = in2[0] / f32(n);
+    out[i] = (stable_sigmoid(in0[i]) - in1[i]) * scale;
+}
+
+// out[0] = mean of |p − t|. Single workgroup.
+@compute @workgroup_size(256)
+fn l1(@builtin(local_invocation_index) t: u32) {
+    let n = dims.d0;
+    var total = 0.0;
+    for (var i = t; i < n; i += WG) {
+        total = total + abs(in0[i] - in1[i]);
+    }
+    let sum = tree_sum(t, total);
+    if (t == 0u) {
+        out[0] = sum / f32(n);
+    }
+}
+
+// out = sign(p − t)·dloss/n.
+@compute @workgroup_size(256)
+fn l1_grad(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = flat_index(gid, nwg);
+    let n = dims.d0;
+    if (i >= n) {
+        return;
+    }
+    let scale = in2[0] / f32(n);
+    out[i] = sign0(in0[i] - in1[i]) * scale;
+}
+
+// out[0] = mean of smooth_l1_term with β = f0. Single workgroup.
+@compute @workgroup_size(256)
+fn smooth_l1(@builtin(local_invocation_index) t: u32) {
+    let n = dims.d0;
+    let beta = dims.f0;
+    var total = 0.0;
+    for (var i = t; i < n; i += WG) {
+        total = total + smooth_l1_term(in0[i] - in1[i], beta);
+    }
+    let sum = tree_sum(t, total);
+    if (t == 0u) {
+        out[0] = sum / f32(n);
+    }
+}
+
+// out = smooth_l1_slope(p − t)·dloss/n with β = f0.
+@compute @workgroup_size(256)
+fn smooth_l1_grad(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = flat_index(gid, nwg);
+    let n = dims.d0;
+    if (i >= n) {
+        return;
+    }
+    let scale = in2[0] / f32(n);
+    out[i] = smooth_l1_slope(in0[i] - in1[i], dims.f0) * scale;
+}
+
+// out[0] = mean of huber_term with δ = f0. Single workgroup.
+@compute @workgroup_size(256)
+fn huber(@builtin(local_invocation_index) t: u32) {
+    let n = dims.d0;
+    let delta = dims.f0;
+    var total = 0.0;
+    for (var i = t; i < n; i += WG) {
+        total = total + huber_term(in0[i] - in1[i], delta);
+    }
+    let sum = tree_sum(t, total);
+    if (t == 0u) {
+        out[0] = sum / f32(n);
+    }
+}
+
+// out = huber_slope(p − t)·dloss/n with δ = f0.
+@compute @workgroup_size(256)
+fn huber_grad(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = flat_index(gid, nwg);
+    let n = dims.d0;
+    if (i >= n) {
+        return;
+    }
+    let scale = in2[0] / f32(n);
+    out[i] = huber_slope(in0[i] - in1[i], dims.f0) * scale;
+}

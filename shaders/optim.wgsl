@@ -6,10 +6,11 @@
 // so clipping costs no extra pass over the gradients.
 //
 // Order of a clipped step: grad_norm_partial (one workgroup per 4096 gradients), then
-// grad_norm_final (one workgroup), then sgd_step or adamw_step (one invocation per
+// grad_norm_final (one workgroup), then the optimizer's *_step (one invocation per
 // parameter). The norm is summed in a fixed order, so it is bit-identical from run to run.
+// Gradients are first clipped by value (clip_value > 0), then scaled by the norm's factor.
 
-// Field for field the Rust `StepScalars` (#[repr(C)], 64 bytes): tests/shaders.rs checks
+// Field for field the Rust `StepScalars` (#[repr(C)], 96 bytes): tests/shaders.rs checks
 // the names and offsets.
 struct StepScalars {
     lr: f32,
@@ -28,19 +29,30 @@ struct StepScalars {
     seed_lo: u32,
     seed_hi: u32,
     pad: u32,
+    alpha: f32,
+    lr_decay: f32,
+    clip_value: f32,
+    decoupled: u32,
+    amsgrad: u32,
+    centered: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> s: StepScalars;
 @group(0) @binding(1) var<storage, read_write> params: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grads: array<f32>;
-// SGD: the momentum buffer. AdamW: the first moment m.
+// Optimizer state, as src/optim/optimizer.rs `uses_state` lists it. SGD: state0 momentum.
+// Adam: state0 m, state1 v, state2 max v. Adagrad: state0 Σg². RMSprop: state0 square
+// average, state1 gradient average, state2 momentum. Adadelta: state0 square average,
+// state1 accumulated update. Unused ones are bound to small placeholders.
 @group(0) @binding(3) var<storage, read_write> state0: array<f32>;
-// AdamW: the second moment v.
 @group(0) @binding(4) var<storage, read_write> state1: array<f32>;
+@group(0) @binding(5) var<storage, read_write> state2: array<f32>;
 // One Σg² per 4096-gradient chunk, written by grad_norm_partial.
-@group(0) @binding(5) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(6) var<storage, read_write> partials: array<f32>;
 // norm[0] = Σg² over the whole arena (the squared norm), written by grad_norm_final.
-@group(0) @binding(6) var<storage, read_write> norm: array<f32>;
+@group(0) @binding(7) var<storage, read_write> norm: array<f32>;
 
 const WG: u32 = 256u;
 // Gradients per grad_norm_partial workgroup (16 per invocation).
@@ -62,6 +74,14 @@ fn tree_sum(t: u32, v: f32) -> f32 {
     return partial[0];
 }
 
+// clip_grad_value_: g clamped to [−clip_value, clip_value] when clip_value > 0.
+fn clip_value(g: f32) -> f32 {
+    if (s.clip_value > 0.0) {
+        return clamp(g, -s.clip_value, s.clip_value);
+    }
+    return g;
+}
+
 // partials[w] = Σ g² over gradients [w·4096, w·4096 + 4096) ∩ [0, len), w the workgroup's
 // index in a possibly 2-D grid.
 @compute @workgroup_size(256)
@@ -75,7 +95,7 @@ fn grad_norm_partial(
     let end = min(start + CHUNK, s.len);
     var acc = 0.0;
     for (var i = start + t; i < end; i += WG) {
-        let g = grads[i];
+        let g = clip_value(grads[i]);
         acc = acc + g * g;
     }
     let total = tree_sum(t, acc);
@@ -108,21 +128,26 @@ fn clip_coefficient() -> f32 {
     return min(s.max_norm / (sqrt(norm[0]) + 1e-6), 1.0);
 }
 
-// torch.optim.SGD: coupled weight decay, momentum with dampening, optional Nesterov.
-// state0 (the momentum buffer) is touched only when momentum != 0, but it is still part
-// of the pipeline's layout: bind any buffer there when momentum is 0.
-@compute @workgroup_size(256)
-fn sgd_step(
-    @builtin(global_invocation_id) gid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
+// The element this invocation updates, or len when it has none.
+fn element(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     let i = gid.x + gid.y * nwg.x * 256u;
+    return select(s.len, i, i < s.len);
+}
+
+// The clipped gradient of element i.
+fn gradient(i: u32) -> f32 {
+    return clip_value(grads[i]) * clip_coefficient();
+}
+
+// torch.optim.SGD: coupled weight decay, momentum with dampening, optional Nesterov.
+@compute @workgroup_size(256)
+fn sgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
     if (i >= s.len) {
         return;
     }
-    let clip = clip_coefficient();
     let p = params[i];
-    var d = grads[i] * clip + s.weight_decay * p;
+    var d = gradient(i) + s.weight_decay * p;
     if (s.momentum != 0.0) {
         // The first step seeds the buffer with d itself, as PyTorch does (no dampening).
         var b = d;
@@ -139,28 +164,90 @@ fn sgd_step(
     params[i] = p - s.lr * d;
 }
 
-// torch.optim.AdamW (decoupled weight decay) in PyTorch's order of operations; the bias
-// corrections come from the host, computed in f64 as PyTorch computes them in Python.
-// state0 = m, state1 = v.
+// torch.optim.Adam (coupled L2) and AdamW (decoupled decay), with AMSGrad, in PyTorch's
+// order of operations; the bias corrections come from the host, computed in f64 as
+// PyTorch computes them in Python.
 @compute @workgroup_size(256)
-fn adamw_step(
-    @builtin(global_invocation_id) gid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let i = gid.x + gid.y * nwg.x * 256u;
+fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
     if (i >= s.len) {
         return;
     }
-    let clip = clip_coefficient();
-    let step_size = s.lr / s.bias_correction1;
-    let g = grads[i] * clip;
-    let p = params[i] * (1.0 - s.lr * s.weight_decay);
+    var p = params[i];
+    var g = gradient(i);
+    if (s.decoupled != 0u) {
+        p = p * (1.0 - s.lr * s.weight_decay);
+    } else {
+        g = g + s.weight_decay * p;
+    }
     let m_old = state0[i];
     // m + (1−β1)(g − m) is torch's lerp form of β1·m + (1−β1)·g.
     let m = m_old + (1.0 - s.beta1) * (g - m_old);
     let v = s.beta2 * state1[i] + (1.0 - s.beta2) * g * g;
     state0[i] = m;
     state1[i] = v;
-    let denom = sqrt(v) / s.bias_correction2_sqrt + s.eps;
-    params[i] = p - step_size * m / denom;
+    var second = v;
+    if (s.amsgrad != 0u) {
+        second = max(state2[i], v);
+        state2[i] = second;
+    }
+    let denom = sqrt(second) / s.bias_correction2_sqrt + s.eps;
+    params[i] = p - (s.lr / s.bias_correction1) * m / denom;
+}
+
+// torch.optim.Adagrad; the host has already decayed lr by 1/(1 + (t − 1)·lr_decay).
+@compute @workgroup_size(256)
+fn adagrad_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i >= s.len) {
+        return;
+    }
+    let p = params[i];
+    let g = gradient(i) + s.weight_decay * p;
+    let sum = state0[i] + g * g;
+    state0[i] = sum;
+    params[i] = p - s.lr * g / (sqrt(sum) + s.eps);
+}
+
+// torch.optim.RMSprop, optionally centred and with momentum.
+@compute @workgroup_size(256)
+fn rmsprop_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i >= s.len) {
+        return;
+    }
+    let p = params[i];
+    let g = gradient(i) + s.weight_decay * p;
+    let sq = s.alpha * state0[i] + (1.0 - s.alpha) * g * g;
+    state0[i] = sq;
+    var avg = sqrt(sq) + s.eps;
+    if (s.centered != 0u) {
+        let ga_old = state1[i];
+        let ga = ga_old + (1.0 - s.alpha) * (g - ga_old);
+        state1[i] = ga;
+        avg = sqrt(sq - ga * ga) + s.eps;
+    }
+    if (s.momentum > 0.0) {
+        let b = s.momentum * state2[i] + g / avg;
+        state2[i] = b;
+        params[i] = p - s.lr * b;
+    } else {
+        params[i] = p - s.lr * g / avg;
+    }
+}
+
+// torch.optim.Adadelta (rho in `alpha`).
+@compute @workgroup_size(256)
+fn adadelta_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i >= s.len) {
+        return;
+    }
+    let p = params[i];
+    let g = gradient(i) + s.weight_decay * p;
+    let sq = s.alpha * state0[i] + (1.0 - s.alpha) * g * g;
+    state0[i] = sq;
+    let delta = sqrt(state1[i] + s.eps) / sqrt(sq + s.eps) * g;
+    state1[i] = s.alpha * state1[i] + (1.0 - s.alpha) * delta * delta;
+    params[i] = p - s.lr * delta;
 }

@@ -96,6 +96,38 @@ pub enum Op {
     Mse,
     /// `(pred, target, dloss [1]) → dpred = 2 (pred − target) · dloss / n`.
     MseGrad,
+    /// `(logits, targets) → [1]`: PyTorch's `binary_cross_entropy_with_logits`, mean of
+    /// max(x, 0) − x·t + ln(1 + e^(−|x|)).
+    BceWithLogits,
+    /// `(logits, targets, dloss [1]) → (sigmoid(x) − t) · dloss / n`: the gradient of
+    /// [`Op::BceWithLogits`].
+    BceWithLogitsGrad,
+    /// `(pred, target) → [1]`: mean |pred − target| (`l1_loss`).
+    L1,
+    /// `(pred, target, dloss [1]) → sign(pred − target) · dloss / n`, sign(0) = 0.
+    L1Grad,
+    /// `(pred, target) → [1]`: PyTorch's `smooth_l1_loss`, mean of 0.5·d²/β where |d| < β
+    /// and |d| − 0.5·β elsewhere (β = 0 is the L1 loss).
+    SmoothL1 {
+        /// β ≥ 0, where the loss turns from quadratic to linear.
+        beta: f32,
+    },
+    /// `(pred, target, dloss [1]) → dpred`: d/β inside, sign(d) outside, times dloss / n.
+    SmoothL1Grad {
+        /// β ≥ 0, where the loss turns from quadratic to linear.
+        beta: f32,
+    },
+    /// `(pred, target) → [1]`: PyTorch's `huber_loss`, mean of 0.5·d² where |d| < δ and
+    /// δ·(|d| − 0.5·δ) elsewhere.
+    Huber {
+        /// δ > 0, where the loss turns from quadratic to linear.
+        delta: f32,
+    },
+    /// `(pred, target, dloss [1]) → dpred`: d inside, δ·sign(d) outside, times dloss / n.
+    HuberGrad {
+        /// δ > 0, where the loss turns from quadratic to linear.
+        delta: f32,
+    },
     /// `x → [1]`: sum of all elements.
     Sum,
     /// `x → [1]`: mean of all elements.
@@ -235,9 +267,17 @@ impl Op {
             | Op::SoftmaxGrad
             | Op::SoftmaxCrossEntropy { .. }
             | Op::Mse
+            | Op::BceWithLogits
+            | Op::L1
+            | Op::SmoothL1 { .. }
+            | Op::Huber { .. }
             | Op::Correct => 2,
             Op::SoftmaxCrossEntropyGrad { .. }
             | Op::MseGrad
+            | Op::BceWithLogitsGrad
+            | Op::L1Grad
+            | Op::SmoothL1Grad { .. }
+            | Op::HuberGrad { .. }
             | Op::BatchNormGammaGrad(_)
             | Op::LayerNorm { .. }
             | Op::LayerNormGrad { .. } => 3,
@@ -287,6 +327,14 @@ impl Op {
             Op::SoftmaxCrossEntropyGrad { .. } => "cross_entropy_grad".into(),
             Op::Mse => "mse".into(),
             Op::MseGrad => "mse_grad".into(),
+            Op::BceWithLogits => "bce_with_logits".into(),
+            Op::BceWithLogitsGrad => "bce_with_logits_grad".into(),
+            Op::L1 => "l1".into(),
+            Op::L1Grad => "l1_grad".into(),
+            Op::SmoothL1 { .. } => "smooth_l1".into(),
+            Op::SmoothL1Grad { .. } => "smooth_l1_grad".into(),
+            Op::Huber { .. } => "huber".into(),
+            Op::HuberGrad { .. } => "huber_grad".into(),
             Op::Sum => "sum".into(),
             Op::Mean => "mean".into(),
             Op::Broadcast(_) => "broadcast".into(),
@@ -320,7 +368,12 @@ impl Op {
         match self {
             Op::MatMul { .. } | Op::BiasAdd | Op::Add => &[0, 1],
             Op::Scale(_) | Op::Activation(_) | Op::Softmax | Op::Sum | Op::Mean => &[0],
-            Op::SoftmaxCrossEntropy { .. } | Op::Mse => &[0],
+            Op::SoftmaxCrossEntropy { .. }
+            | Op::Mse
+            | Op::BceWithLogits
+            | Op::L1
+            | Op::SmoothL1 { .. }
+            | Op::Huber { .. } => &[0],
             Op::Reshape
             | Op::Im2Col(_)
             | Op::Col2Im(_)
@@ -348,6 +401,10 @@ impl Op {
             | Op::SoftmaxGrad
             | Op::SoftmaxCrossEntropyGrad { .. }
             | Op::MseGrad
+            | Op::BceWithLogitsGrad
+            | Op::L1Grad
+            | Op::SmoothL1Grad { .. }
+            | Op::HuberGrad { .. }
             | Op::Broadcast(_)
             | Op::Argmax
             | Op::Correct => &[],
@@ -386,6 +443,10 @@ impl Op {
             | Op::Sum
             | Op::Mean
             | Op::Mse
+            | Op::BceWithLogits
+            | Op::L1
+            | Op::SmoothL1 { .. }
+            | Op::Huber { .. }
             | Op::SoftmaxGrad
             | Op::SoftmaxCrossEntropy { .. } => Tolerance::Reduction,
             Op::Activation(Activation::Relu | Activation::LeakyRelu(_))
@@ -394,11 +455,15 @@ impl Op {
             | Op::Add
             | Op::Scale(_)
             | Op::Broadcast(_)
-            | Op::MseGrad => Tolerance::Relative(1e-5),
+            | Op::MseGrad
+            | Op::L1Grad
+            | Op::SmoothL1Grad { .. }
+            | Op::HuberGrad { .. } => Tolerance::Relative(1e-5),
             Op::Activation(_)
             | Op::ActivationGrad(_)
             | Op::Softmax
-            | Op::SoftmaxCrossEntropyGrad { .. } => Tolerance::Relative(1e-4),
+            | Op::SoftmaxCrossEntropyGrad { .. }
+            | Op::BceWithLogitsGrad => Tolerance::Relative(1e-4),
         }
     }
 
@@ -466,11 +531,21 @@ impl Op {
                 check_labels(self, inputs[0], inputs[1])?;
                 Ok(inputs[0].clone())
             }
-            Op::Mse | Op::MseGrad => {
+            Op::Mse
+            | Op::MseGrad
+            | Op::BceWithLogits
+            | Op::BceWithLogitsGrad
+            | Op::L1
+            | Op::L1Grad
+            | Op::SmoothL1 { .. }
+            | Op::SmoothL1Grad { .. }
+            | Op::Huber { .. }
+            | Op::HuberGrad { .. } => {
+                check_threshold(self)?;
                 if inputs[0].numel() != inputs[1].numel() {
                     return mismatch(format!("prediction {} vs target {}", inputs[0], inputs[1]));
                 }
-                Ok(if *self == Op::Mse {
+                Ok(if self.arity() == 2 {
                     Shape::scalar()
                 } else {
                     inputs[0].clone()
@@ -609,7 +684,7 @@ fn check_window(op: &Op, g: &PoolGeom) -> Result<()> {
 
 fn check_channels(op: &Op, x: &Shape, ch: &Channels) -> Result<()> {
     let per = ch.c * ch.s;
-    if x.rank() < 2 || x.0[1] != ch.c || per == 0 || x.numel() % per != 0 {
+    if x.rank() < 2 || x.0[1] != ch.c || per == 0 || !x.numel().is_multiple_of(per) {
         return Err(Error::shape(
             op.name(),
             format!(
@@ -617,6 +692,23 @@ fn check_channels(op: &Op, x: &Shape, ch: &Channels) -> Result<()> {
                 ch.c, ch.s
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Rejects the thresholds PyTorch rejects (a negative β, a non-positive δ), and NaN, for
+/// which neither branch of the loss is meaningful.
+fn check_threshold(op: &Op) -> Result<()> {
+    let (value, ok, rule) = match *op {
+        Op::SmoothL1 { beta } | Op::SmoothL1Grad { beta } => (beta, beta >= 0.0, "beta >= 0"),
+        Op::Huber { delta } | Op::HuberGrad { delta } => (delta, delta > 0.0, "delta > 0"),
+        _ => return Ok(()),
+    };
+    if !ok {
+        return Err(Error::Config(format!(
+            "{} needs {rule}, got {value}",
+            op.name()
+        )));
     }
     Ok(())
 }

@@ -8,13 +8,13 @@ use kiln::backend::{Backend, Tail};
 use kiln::graph::{gradients, Graph, ParamLayout, Plan};
 use kiln::nn::Init;
 use kiln::op::Op;
-use kiln::optim::Optimizer;
+use kiln::optim::{Clip, Optimizer};
 use kiln::rng::Philox;
 use kiln::shape::Shape;
 
 /// Runs 10 steps of `optimizer` on loss = mse(p, x) (gradient 2(p − x)/n) on a backend and
 /// returns the parameters and state buffers.
-fn ten_steps(backend: &mut dyn Backend, optimizer: Optimizer, clip: Option<f32>) -> Vec<Vec<f32>> {
+fn ten_steps(backend: &mut dyn Backend, optimizer: Optimizer, clip: Clip) -> Vec<Vec<f32>> {
     let n = 10_000;
     let mut g = Graph::new();
     let p = g.param("p", Shape::new(&[n]), Init::Constant(0.0));
@@ -56,11 +56,17 @@ fn ten_steps(backend: &mut dyn Backend, optimizer: Optimizer, clip: Option<f32>)
         .unwrap();
     for step in 1..=10 {
         let s = optimizer.scalars(0.05, step, clip, layout.size);
+        // The step counter reaches the kernels exactly.
+        assert_eq!(s.step, step);
         backend.run(id, &[&target], &s).unwrap();
     }
     let mut out = vec![backend.read_params().unwrap()];
-    for i in 0..optimizer.state_buffers() {
-        out.push(backend.read_state(i).unwrap());
+    for i in 0..3 {
+        if optimizer.uses_state(i) {
+            out.push(backend.read_state(i).unwrap());
+        } else {
+            assert!(backend.read_state(i).is_err(), "state {i} should not exist");
+        }
     }
     out
 }
@@ -87,6 +93,37 @@ fn optimizers() -> Vec<(&'static str, Optimizer)> {
             },
         ),
         ("adamw", Optimizer::adamw()),
+        (
+            "adam amsgrad l2",
+            Optimizer::Adam {
+                betas: (0.9, 0.999),
+                eps: 1e-8,
+                weight_decay: 0.01,
+                amsgrad: true,
+                decoupled: false,
+            },
+        ),
+        (
+            "adagrad",
+            Optimizer::Adagrad {
+                lr_decay: 0.01,
+                weight_decay: 0.001,
+                initial_accumulator_value: 0.1,
+                eps: 1e-10,
+            },
+        ),
+        ("rmsprop", Optimizer::rmsprop()),
+        (
+            "rmsprop centered momentum",
+            Optimizer::RmsProp {
+                alpha: 0.99,
+                eps: 1e-8,
+                weight_decay: 0.01,
+                momentum: 0.9,
+                centered: true,
+            },
+        ),
+        ("adadelta", Optimizer::adadelta()),
     ]
 }
 
@@ -94,7 +131,18 @@ fn optimizers() -> Vec<(&'static str, Optimizer)> {
 fn gpu_optimizers_match_cpu_after_ten_steps() {
     let Some(mut gpu) = common::gpu() else { return };
     for (name, opt) in optimizers() {
-        for clip in [None, Some(0.01)] {
+        let clips = [
+            Clip::default(),
+            Clip {
+                max_norm: Some(0.01),
+                max_value: None,
+            },
+            Clip {
+                max_norm: Some(0.01),
+                max_value: Some(1e-4),
+            },
+        ];
+        for clip in clips {
             let cpu = ten_steps(&mut CpuBackend::new(), opt, clip);
             let gpu_out = ten_steps(&mut gpu, opt, clip);
             for (k, (c, g)) in cpu.iter().zip(&gpu_out).enumerate() {
@@ -114,7 +162,14 @@ fn gpu_optimizers_match_cpu_after_ten_steps() {
 fn clipping_changes_the_trajectory_on_cpu() {
     // A sanity check that the clip path is live: a tiny max_norm must slow the descent.
     let opt = Optimizer::sgd(0.0);
-    let free = ten_steps(&mut CpuBackend::new(), opt, None);
-    let clipped = ten_steps(&mut CpuBackend::new(), opt, Some(1e-3));
+    let free = ten_steps(&mut CpuBackend::new(), opt, Clip::default());
+    let clipped = ten_steps(
+        &mut CpuBackend::new(),
+        opt,
+        Clip {
+            max_norm: Some(1e-3),
+            max_value: None,
+        },
+    );
     assert!(common::max_abs_diff(&free[0], &clipped[0]) > 1e-4);
 }

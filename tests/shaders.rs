@@ -20,7 +20,20 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
     ("softmax.wgsl", &["softmax", "softmax_grad"]),
     (
         "loss.wgsl",
-        &["cross_entropy", "cross_entropy_grad", "mse", "mse_grad"],
+        &[
+            "cross_entropy",
+            "cross_entropy_grad",
+            "mse",
+            "mse_grad",
+            "bce_with_logits",
+            "bce_with_logits_grad",
+            "l1",
+            "l1_grad",
+            "smooth_l1",
+            "smooth_l1_grad",
+            "huber",
+            "huber_grad",
+        ],
     ),
     (
         "reduce.wgsl",
@@ -32,7 +45,10 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "grad_norm_partial",
             "grad_norm_final",
             "sgd_step",
-            "adamw_step",
+            "adam_step",
+            "adagrad_step",
+            "rmsprop_step",
+            "adadelta_step",
         ],
     ),
     ("philox.wgsl", &["philox_fill"]),
@@ -86,7 +102,7 @@ const OVERRIDES: &[(&str, &[&str])] = &[
     ("activation.wgsl", &["KIND"]),
 ];
 
-/// `StepScalars` of src/optim/mod.rs, in order: (name, is_float).
+/// `StepScalars` of src/optim/scalars.rs, in order: (name, is_float).
 const STEP_SCALARS: &[(&str, bool)] = &[
     ("lr", true),
     ("weight_decay", true),
@@ -104,6 +120,14 @@ const STEP_SCALARS: &[(&str, bool)] = &[
     ("seed_lo", false),
     ("seed_hi", false),
     ("pad", false),
+    ("alpha", true),
+    ("lr_decay", true),
+    ("clip_value", true),
+    ("decoupled", false),
+    ("amsgrad", false),
+    ("centered", false),
+    ("pad1", false),
+    ("pad2", false),
 ];
 
 fn shader_dir() -> PathBuf {
@@ -360,9 +384,9 @@ fn override_constants_exist() {
     }
 }
 
-/// The field names of `pub struct StepScalars` in src/optim/mod.rs, read from its text.
+/// The field names of `pub struct StepScalars` in src/optim/scalars.rs, read from its text.
 fn rust_step_scalars() -> Vec<(String, String)> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/optim/mod.rs");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/optim/scalars.rs");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let start = text
@@ -417,7 +441,7 @@ fn step_scalars_layout_matches_the_rust_struct() {
         })
         .collect();
     assert_eq!(got, want, "StepScalars members (name, offset, kind)");
-    assert_eq!(*span, 64, "StepScalars is not 64 bytes");
+    assert_eq!(*span, 96, "StepScalars is not 96 bytes");
 
     // The table above must itself follow the Rust struct, which is what the host uploads.
     let rust: Vec<(String, String)> = rust_step_scalars();
@@ -425,7 +449,7 @@ fn step_scalars_layout_matches_the_rust_struct() {
         .iter()
         .map(|&(n, f)| (n.to_string(), if f { "f32" } else { "u32" }.to_string()))
         .collect();
-    assert_eq!(rust, table, "StepScalars in src/optim/mod.rs changed");
+    assert_eq!(rust, table, "StepScalars in src/optim/scalars.rs changed");
 
     let (_, var) = module
         .global_variables
@@ -448,8 +472,9 @@ fn optim_bindings() {
         (2, "grads"),
         (3, "state0"),
         (4, "state1"),
-        (5, "partials"),
-        (6, "norm"),
+        (5, "state2"),
+        (6, "partials"),
+        (7, "norm"),
     ];
     for (binding, name) in expected {
         let found = module

@@ -6,7 +6,7 @@ mod common;
 use kiln::backend::cpu::CpuBackend;
 use kiln::backend::{Backend, METRIC_LOSS};
 use kiln::data::{self, Batcher};
-use kiln::optim::Optimizer;
+use kiln::optim::{Clip, Optimizer};
 use kiln::train::{TrainConfig, Trainer};
 
 /// Per-step losses of `steps` training steps on the first batches of the embedded set.
@@ -35,7 +35,10 @@ fn mlp_loss_curve_is_the_same_on_both_backends() {
     let Some(gpu) = common::gpu() else { return };
     let config = TrainConfig {
         batch_size: 64,
-        clip_norm: Some(1.0),
+        clip: Clip {
+            max_norm: Some(1.0),
+            max_value: None,
+        },
         ..TrainConfig::default()
     };
     let (cpu_loss, cpu_params) = loss_curve(Box::new(CpuBackend::new()), &config, 20);

@@ -124,6 +124,10 @@ fn rule(
             vec![(x, d)]
         }
         Op::Mse => vec![(x, g.op(Op::MseGrad, &[x, inputs[1], dy])?)],
+        Op::BceWithLogits => vec![(x, g.op(Op::BceWithLogitsGrad, &[x, inputs[1], dy])?)],
+        Op::L1 => vec![(x, g.op(Op::L1Grad, &[x, inputs[1], dy])?)],
+        Op::SmoothL1 { beta } => vec![(x, g.op(Op::SmoothL1Grad { beta }, &[x, inputs[1], dy])?)],
+        Op::Huber { delta } => vec![(x, g.op(Op::HuberGrad { delta }, &[x, inputs[1], dy])?)],
         Op::Sum | Op::Mean => {
             let shape = g.shape(x).clone();
             let factor = if op == Op::Mean {
@@ -186,6 +190,10 @@ fn rule(
         | Op::SoftmaxGrad
         | Op::SoftmaxCrossEntropyGrad { .. }
         | Op::MseGrad
+        | Op::BceWithLogitsGrad
+        | Op::L1Grad
+        | Op::SmoothL1Grad { .. }
+        | Op::HuberGrad { .. }
         | Op::Broadcast(_)
         | Op::Argmax
         | Op::Correct => {

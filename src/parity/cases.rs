@@ -11,6 +11,8 @@ pub enum InputKind {
     Real(f32),
     /// Class indices in [0, classes).
     Labels(usize),
+    /// Uniform in [0, 1): probabilities, such as binary cross-entropy targets.
+    Unit,
     /// Batch-norm statistics [2, C]: means in (−1, 1), variances in (0.1, 2).
     Stats,
 }
@@ -52,6 +54,7 @@ impl OpCase {
                     .map(|j| match kind {
                         InputKind::Real(r) => rng.uniform(-r, *r),
                         InputKind::Labels(c) => rng.below(*c as u32) as f32,
+                        InputKind::Unit => rng.uniform(0.0, 1.0),
                         InputKind::Stats if j < shape.numel() / 2 => rng.uniform(-1.0, 1.0),
                         InputKind::Stats => rng.uniform(0.1, 2.0),
                     })
@@ -67,6 +70,10 @@ fn real(d: &[usize]) -> (Shape, InputKind) {
 
 fn wide(d: &[usize]) -> (Shape, InputKind) {
     (Shape::new(d), InputKind::Real(4.0))
+}
+
+fn unit(d: &[usize]) -> (Shape, InputKind) {
+    (Shape::new(d), InputKind::Unit)
 }
 
 fn labels(n: usize, classes: usize) -> (Shape, InputKind) {
@@ -155,6 +162,7 @@ pub fn cases() -> Vec<OpCase> {
             vec![real(&[n]), real(&[n]), real(&[1])],
         ));
     }
+    regression_loss_cases(&mut c);
     conv_cases(&mut c);
     pool_cases(&mut c);
     norm_cases(&mut c);
@@ -164,6 +172,38 @@ pub fn cases() -> Vec<OpCase> {
         c.push(OpCase::new(Op::DropoutGrad(spec), vec![real(d)]));
     }
     c
+}
+
+/// The losses of `(pred, target)` pairs other than MSE. Predictions and targets in (−1, 1)
+/// give differences in (−2, 2), so at 7 and 2000 elements some fall on each side of every
+/// threshold; β = 0 is smooth L1's L1 limit.
+fn regression_loss_cases(c: &mut Vec<OpCase>) {
+    for n in [1, 7, 2000] {
+        let d = [n];
+        // Logits in (−4, 4) reach both the linear tails and the curved middle of softplus.
+        push_loss(
+            c,
+            Op::BceWithLogits,
+            Op::BceWithLogitsGrad,
+            wide(&d),
+            unit(&d),
+        );
+        push_loss(c, Op::L1, Op::L1Grad, real(&d), real(&d));
+        for beta in [1.0, 0.5, 0.0] {
+            let (op, grad) = (Op::SmoothL1 { beta }, Op::SmoothL1Grad { beta });
+            push_loss(c, op, grad, real(&d), real(&d));
+        }
+        for delta in [1.0, 0.3] {
+            let (op, grad) = (Op::Huber { delta }, Op::HuberGrad { delta });
+            push_loss(c, op, grad, real(&d), real(&d));
+        }
+    }
+}
+
+/// A loss on `(x, t)` and its gradient op on `(x, t, dloss [1])`.
+fn push_loss(c: &mut Vec<OpCase>, op: Op, grad: Op, x: (Shape, InputKind), t: (Shape, InputKind)) {
+    c.push(OpCase::new(op, vec![x.clone(), t.clone()]));
+    c.push(OpCase::new(grad, vec![x, t, real(&[1])]));
 }
 
 fn conv_cases(c: &mut Vec<OpCase>) {

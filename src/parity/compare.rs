@@ -28,6 +28,14 @@ const PARITY_SCALARS: StepScalars = StepScalars {
     seed_lo: 0x89ab_cdef,
     seed_hi: 0x0123_4567,
     pad: 0,
+    alpha: 0.0,
+    lr_decay: 0.0,
+    clip_value: 0.0,
+    decoupled: 0,
+    amsgrad: 0,
+    centered: 0,
+    pad1: 0,
+    pad2: 0,
 };
 
 /// The starting value of the buffer an in-place op updates.

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::graph::{gradients, Graph, ParamEntry, ParamLayout, Plan, ValueId};
 use crate::nn::{Init, Mode, Model};
 use crate::op::Op;
-use crate::optim::{Optimizer, StepScalars};
+use crate::optim::{Clip, Optimizer, StepScalars};
 use crate::shape::Shape;
 
 /// Everything a training run is configured by.
@@ -26,8 +26,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// The optimizer.
     pub optimizer: Optimizer,
-    /// Global L2-norm gradient clipping threshold.
-    pub clip_norm: Option<f32>,
+    /// Gradient clipping (by value, then by global L2 norm), inside the optimizer dispatch.
+    pub clip: Clip,
     /// Label smoothing of the cross-entropy loss.
     pub label_smoothing: f32,
     /// Shuffle the training set each epoch.
@@ -46,7 +46,7 @@ impl Default for TrainConfig {
             lr: 1e-3,
             seed: 0,
             optimizer: Optimizer::adamw(),
-            clip_norm: None,
+            clip: Clip::default(),
             label_smoothing: 0.0,
             shuffle: true,
             log_every: 20,
@@ -68,9 +68,14 @@ impl TrainConfig {
                 self.lr
             ));
         }
-        if let Some(c) = self.clip_norm {
-            if !(c.is_finite() && c > 0.0) {
-                return bad(format!("clip norm must be positive and finite, got {c}"));
+        for (name, v) in [
+            ("clip norm", self.clip.max_norm),
+            ("clip value", self.clip.max_value),
+        ] {
+            if let Some(c) = v {
+                if !(c.is_finite() && c > 0.0) {
+                    return bad(format!("{name} must be positive and finite, got {c}"));
+                }
             }
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
@@ -318,7 +323,7 @@ impl Trainer {
         let mut s = self.config.optimizer.scalars(
             self.config.lr,
             self.step,
-            self.config.clip_norm,
+            self.config.clip,
             self.layout.size,
         );
         s.seed_lo = self.config.seed as u32;

@@ -1,7 +1,7 @@
 //! The CPU executor: runs each plan step's reference kernel in order over Vec arenas laid
 //! out exactly as the GPU's buffers.
 
-use super::{adamw_step, grad_norm_sq, run_op, sgd_step};
+use super::{grad_norm_sq, optimizer_step, run_op};
 use crate::backend::{step_rng, Backend, PlanId, Tail, METRICS};
 use crate::error::{Error, Result};
 use crate::graph::{ArenaKind, ParamLayout, Plan, Slot, Step};
@@ -21,16 +21,23 @@ pub struct CpuBackend {
     params: Vec<f32>,
     grads: Vec<f32>,
     buffers: Vec<f32>,
-    state: Vec<Vec<f32>>,
+    /// Optimizer state buffers by index; unused ones are empty.
+    state: [Vec<f32>; 3],
     optimizer: Option<Optimizer>,
     metrics: [f32; METRICS],
     plans: Vec<CpuPlan>,
+    /// Print each step's op, shape and microseconds to stderr (`KILN_PROFILE=1`).
+    profile: bool,
 }
 
 impl CpuBackend {
-    /// A backend with no model yet.
+    /// A backend with no model yet. With `KILN_PROFILE` set in the environment, every
+    /// step prints `kiln-profile <op> <shape> <microseconds>` to stderr.
     pub fn new() -> Self {
-        Self::default()
+        CpuBackend {
+            profile: std::env::var_os("KILN_PROFILE").is_some(),
+            ..Self::default()
+        }
     }
 
     fn arena<'a>(&'a self, plan: &'a CpuPlan, kind: ArenaKind) -> &'a [f32] {
@@ -120,8 +127,10 @@ impl Backend for CpuBackend {
         self.params = params.to_vec();
         self.buffers = buffers.to_vec();
         self.grads = vec![0.0; layout.size];
-        let n = optimizer.map_or(0, |o| o.state_buffers());
-        self.state = vec![vec![0.0; layout.size]; n];
+        self.state = std::array::from_fn(|i| match optimizer {
+            Some(o) if o.uses_state(i) => vec![o.initial_state(i); layout.size],
+            _ => Vec::new(),
+        });
         self.optimizer = optimizer;
         Ok(())
     }
@@ -149,7 +158,9 @@ impl Backend for CpuBackend {
             optimizer,
             metrics,
             plans,
+            profile,
         } = self;
+        let profile = *profile;
         let cp = plans
             .get_mut(id)
             .ok_or_else(|| Error::Graph(format!("no plan {id}")))?;
@@ -178,11 +189,11 @@ impl Backend for CpuBackend {
         let mut arenas: [&mut Vec<f32>; 5] = [params, grads, buffers, inputs, activations];
         let rng = step_rng(scalars);
         for step in &plan.steps {
-            let t = std::time::Instant::now();
+            let start = profile.then(std::time::Instant::now);
             execute_step(step, &mut arenas, &rng)?;
-            if std::env::var_os("KILN_PROF").is_some() {
+            if let Some(t) = start {
                 eprintln!(
-                    "PROF {} {:?} {}",
+                    "kiln-profile {} {} {}",
                     step.op.name(),
                     step.shape,
                     t.elapsed().as_micros()
@@ -201,22 +212,14 @@ impl Backend for CpuBackend {
         }
         let [params, grads, _, _, _] = arenas;
         let norm_sq = if scalars.max_norm > 0.0 {
-            grad_norm_sq(grads)
+            grad_norm_sq(grads, scalars)
         } else {
             0.0
         };
-        match (optimizer, state.as_mut_slice()) {
-            (Some(Optimizer::Sgd { .. }), []) => sgd_step(params, grads, &mut [], scalars, norm_sq),
-            (Some(Optimizer::Sgd { .. }), [buf]) => sgd_step(params, grads, buf, scalars, norm_sq),
-            (Some(Optimizer::AdamW { .. }), [m, v]) => {
-                adamw_step(params, grads, m, v, scalars, norm_sq)
-            }
-            _ => {
-                return Err(Error::Config(
-                    "a training plan ran without a matching optimizer".into(),
-                ))
-            }
-        }
+        let optimizer = optimizer.as_ref().ok_or_else(|| {
+            Error::Config("a training plan ran on a model without an optimizer".into())
+        })?;
+        optimizer_step(optimizer, params, grads, state, scalars, norm_sq);
         Ok(())
     }
 
@@ -256,6 +259,7 @@ impl Backend for CpuBackend {
     fn read_state(&mut self, index: usize) -> Result<Vec<f32>> {
         self.state
             .get(index)
+            .filter(|s| !s.is_empty())
             .cloned()
             .ok_or_else(|| Error::Graph(format!("no optimizer state buffer {index}")))
     }

@@ -16,7 +16,7 @@ mod reduce;
 mod softmax;
 
 pub use executor::CpuBackend;
-pub use optim::{adamw_step, grad_norm_sq, sgd_step};
+pub use optim::{grad_norm_sq, optimizer_step};
 
 use num_traits::{Float, FromPrimitive, ToPrimitive};
 
@@ -126,6 +126,18 @@ pub fn run_op<T: Real>(
         ),
         Op::Mse => out[0] = loss::mse(inputs[0], inputs[1]),
         Op::MseGrad => loss::mse_grad(inputs[0], inputs[1], inputs[2][0], out),
+        Op::BceWithLogits => out[0] = loss::bce_with_logits(inputs[0], inputs[1]),
+        Op::BceWithLogitsGrad => {
+            loss::bce_with_logits_grad(inputs[0], inputs[1], inputs[2][0], out)
+        }
+        Op::L1 => out[0] = loss::l1(inputs[0], inputs[1]),
+        Op::L1Grad => loss::l1_grad(inputs[0], inputs[1], inputs[2][0], out),
+        Op::SmoothL1 { beta } => out[0] = loss::smooth_l1(inputs[0], inputs[1], beta),
+        Op::SmoothL1Grad { beta } => {
+            loss::smooth_l1_grad(inputs[0], inputs[1], inputs[2][0], out, beta)
+        }
+        Op::Huber { delta } => out[0] = loss::huber(inputs[0], inputs[1], delta),
+        Op::HuberGrad { delta } => loss::huber_grad(inputs[0], inputs[1], inputs[2][0], out, delta),
         Op::Sum => out[0] = reduce::sum(inputs[0]),
         Op::Mean => out[0] = reduce::sum(inputs[0]) / T::of(inputs[0].len() as f64),
         Op::Broadcast(f) => elementwise::fill(out, inputs[0][0] * T::of(f64::from(f))),

@@ -1,154 +1,345 @@
 //! Fused optimizer updates over the flat parameter arena (mirrored by
-//! `shaders/optim.wgsl`): the gradient is scaled by the clipping coefficient on the fly.
+//! `shaders/optim.wgsl`): each gradient is clipped by value and scaled by the global-norm
+//! clipping coefficient on the fly, then one loop applies torch.optim's update.
 
-use crate::optim::{clip_coefficient, StepScalars};
+use crate::optim::{clip_coefficient, clip_value, Optimizer, StepScalars};
 
-/// Σ g² over the gradient arena, accumulated in f64 (the GPU's fixed-order tree sum agrees
-/// within the reduction tolerance).
-pub fn grad_norm_sq(grads: &[f32]) -> f32 {
+/// Σ g² over the gradient arena (after clipping by value), accumulated in f64; the GPU's
+/// fixed-order tree sum agrees within the reduction tolerance.
+pub fn grad_norm_sq(grads: &[f32], s: &StepScalars) -> f32 {
     grads
         .iter()
-        .map(|&g| f64::from(g) * f64::from(g))
+        .map(|&g| {
+            let g = f64::from(clip_value(g, s.clip_value));
+            g * g
+        })
         .sum::<f64>() as f32
 }
 
-/// torch.optim.SGD over the arena. `buf` is the momentum buffer (empty when momentum is 0).
-pub fn sgd_step(params: &mut [f32], grads: &[f32], buf: &mut [f32], s: &StepScalars, norm_sq: f32) {
-    let clip = clip_coefficient(norm_sq, s.max_norm);
-    for i in 0..params.len() {
-        let p = params[i];
-        let mut d = grads[i] * clip + s.weight_decay * p;
-        if s.momentum != 0.0 {
-            let b = if s.step <= 1 {
-                d
-            } else {
-                s.momentum * buf[i] + (1.0 - s.dampening) * d
-            };
-            buf[i] = b;
-            d = if s.nesterov != 0 {
-                d + s.momentum * b
-            } else {
-                b
-            };
-        }
-        params[i] = p - s.lr * d;
-    }
-}
-
-/// torch.optim.AdamW over the arena, in PyTorch's order of operations.
-pub fn adamw_step(
+/// One step of `optimizer` over the arena. `states` are its state buffers by index (see
+/// [`Optimizer::uses_state`]); unused ones may be empty.
+pub fn optimizer_step(
+    optimizer: &Optimizer,
     params: &mut [f32],
     grads: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
+    states: &mut [Vec<f32>; 3],
     s: &StepScalars,
     norm_sq: f32,
 ) {
     let clip = clip_coefficient(norm_sq, s.max_norm);
-    let step_size = s.lr / s.bias_correction1;
-    for i in 0..params.len() {
-        let g = grads[i] * clip;
-        let p = params[i] * (1.0 - s.lr * s.weight_decay);
-        let mi = m[i] + (1.0 - s.beta1) * (g - m[i]);
-        let vi = s.beta2 * v[i] + (1.0 - s.beta2) * g * g;
-        m[i] = mi;
-        v[i] = vi;
-        let denom = vi.sqrt() / s.bias_correction2_sqrt + s.eps;
-        params[i] = p - step_size * mi / denom;
+    let grad = |i: usize| clip_value(grads[i], s.clip_value) * clip;
+    let [s0, s1, s2] = states;
+    match optimizer {
+        Optimizer::Sgd { .. } => {
+            for (i, p) in params.iter_mut().enumerate() {
+                *p = sgd(*p, grad(i), s0.get_mut(i), s);
+            }
+        }
+        Optimizer::Adam { .. } => {
+            for (i, p) in params.iter_mut().enumerate() {
+                *p = adam(*p, grad(i), &mut s0[i], &mut s1[i], s2.get_mut(i), s);
+            }
+        }
+        Optimizer::Adagrad { .. } => {
+            for (i, p) in params.iter_mut().enumerate() {
+                let g = grad(i) + s.weight_decay * *p;
+                s0[i] += g * g;
+                *p -= s.lr * g / (s0[i].sqrt() + s.eps);
+            }
+        }
+        Optimizer::RmsProp { .. } => {
+            for (i, p) in params.iter_mut().enumerate() {
+                *p = rmsprop(*p, grad(i), &mut s0[i], s1.get_mut(i), s2.get_mut(i), s);
+            }
+        }
+        Optimizer::Adadelta { .. } => {
+            for (i, p) in params.iter_mut().enumerate() {
+                let g = grad(i) + s.weight_decay * *p;
+                let sq = s.alpha * s0[i] + (1.0 - s.alpha) * g * g;
+                s0[i] = sq;
+                let delta = (s1[i] + s.eps).sqrt() / (sq + s.eps).sqrt() * g;
+                s1[i] = s.alpha * s1[i] + (1.0 - s.alpha) * delta * delta;
+                *p -= s.lr * delta;
+            }
+        }
+    }
+}
+
+/// torch.optim.SGD for one element; `buf` is the momentum buffer (None when momentum is 0).
+fn sgd(p: f32, g: f32, buf: Option<&mut f32>, s: &StepScalars) -> f32 {
+    let mut d = g + s.weight_decay * p;
+    if let (true, Some(buf)) = (s.momentum != 0.0, buf) {
+        // The first step seeds the buffer with d itself, as PyTorch does (no dampening).
+        let b = if s.step <= 1 {
+            d
+        } else {
+            s.momentum * *buf + (1.0 - s.dampening) * d
+        };
+        *buf = b;
+        d = if s.nesterov != 0 {
+            d + s.momentum * b
+        } else {
+            b
+        };
+    }
+    p - s.lr * d
+}
+
+/// torch.optim.Adam / AdamW for one element, in PyTorch's order of operations.
+fn adam(p: f32, g: f32, m: &mut f32, v: &mut f32, vmax: Option<&mut f32>, s: &StepScalars) -> f32 {
+    let (p, g) = if s.decoupled != 0 {
+        (p * (1.0 - s.lr * s.weight_decay), g)
+    } else {
+        (p, g + s.weight_decay * p)
+    };
+    // m + (1−β1)(g − m) is torch's lerp form of β1·m + (1−β1)·g.
+    *m += (1.0 - s.beta1) * (g - *m);
+    *v = s.beta2 * *v + (1.0 - s.beta2) * g * g;
+    let second = match (s.amsgrad != 0, vmax) {
+        (true, Some(vmax)) => {
+            *vmax = vmax.max(*v);
+            *vmax
+        }
+        _ => *v,
+    };
+    let denom = second.sqrt() / s.bias_correction2_sqrt + s.eps;
+    p - (s.lr / s.bias_correction1) * *m / denom
+}
+
+/// torch.optim.RMSprop for one element.
+fn rmsprop(
+    p: f32,
+    g: f32,
+    square_avg: &mut f32,
+    grad_avg: Option<&mut f32>,
+    buf: Option<&mut f32>,
+    s: &StepScalars,
+) -> f32 {
+    let g = g + s.weight_decay * p;
+    *square_avg = s.alpha * *square_avg + (1.0 - s.alpha) * g * g;
+    let avg = match (s.centered != 0, grad_avg) {
+        (true, Some(ga)) => {
+            *ga += (1.0 - s.alpha) * (g - *ga);
+            (*square_avg - *ga * *ga).sqrt() + s.eps
+        }
+        _ => square_avg.sqrt() + s.eps,
+    };
+    match (s.momentum > 0.0, buf) {
+        (true, Some(b)) => {
+            *b = s.momentum * *b + g / avg;
+            p - s.lr * *b
+        }
+        _ => p - s.lr * g / avg,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::optim::Optimizer;
+    use crate::optim::Clip;
 
-    /// w = 1, loss = w²/2 so grad = w; lr 0.01, momentum 0.9: 0.99, then 0.9711.
-    #[test]
-    fn sgd_momentum_hand_derived() {
-        let opt = Optimizer::sgd(0.9);
-        let (mut w, mut buf) = (vec![1.0f32], vec![0.0f32]);
-        let mut expect = [0.99f32, 0.9711].into_iter();
-        for step in 1..=2 {
-            let g = vec![w[0]];
-            sgd_step(&mut w, &g, &mut buf, &opt.scalars(0.01, step, None, 1), 0.0);
-            let e = expect.next().unwrap_or(0.0);
-            assert!((w[0] - e).abs() < 1e-6, "step {step}: {} vs {e}", w[0]);
+    /// Runs `opt` on a scalar w from 1 with the gradients `grads(w, step)` and returns the
+    /// trajectory.
+    fn trajectory(
+        opt: Optimizer,
+        lr: f32,
+        steps: u32,
+        grads: impl Fn(f32, u32) -> f32,
+    ) -> Vec<f32> {
+        let mut w = vec![1.0f32];
+        let mut states = [vec![opt.initial_state(0)], vec![0.0], vec![0.0]];
+        let mut out = Vec::new();
+        for step in 1..=steps {
+            let g = vec![grads(w[0], step)];
+            let s = opt.scalars(lr, step, Clip::default(), 1);
+            optimizer_step(&opt, &mut w, &g, &mut states, &s, 0.0);
+            out.push(w[0]);
+        }
+        out
+    }
+
+    fn assert_close(got: &[f32], want: &[f64], tol: f64) {
+        for (k, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (f64::from(*g) - w).abs() < tol,
+                "step {}: {g} vs {w}",
+                k + 1
+            );
         }
     }
 
-    /// Nesterov: d = g + μ·buf. Step 1: buf = 1, d = 1.9, w = 0.981.
-    /// Step 2: g = 0.981, buf = 0.9 + 0.981 = 1.881, d = 0.981 + 1.6929 = 2.6739, w = 0.954261.
+    /// loss = w²/2, so grad = w.
+    fn quadratic(w: f32, _: u32) -> f32 {
+        w
+    }
+
+    #[test]
+    fn sgd_momentum_hand_derived() {
+        // lr 0.01, momentum 0.9: 0.99, then 0.99 − 0.01·(0.9·1 + 0.99) = 0.9711.
+        let t = trajectory(Optimizer::sgd(0.9), 0.01, 2, quadratic);
+        assert_close(&t, &[0.99, 0.9711], 1e-6);
+    }
+
     #[test]
     fn sgd_nesterov_hand_derived() {
+        // Step 1: buf = 1, d = 1 + 0.9 = 1.9, w = 0.981. Step 2: g = 0.981,
+        // buf = 0.9 + 0.981 = 1.881, d = 0.981 + 1.6929 = 2.6739, w = 0.954261.
         let opt = Optimizer::Sgd {
             momentum: 0.9,
             dampening: 0.0,
             nesterov: true,
             weight_decay: 0.0,
         };
-        let (mut w, mut buf) = (vec![1.0f32], vec![0.0f32]);
-        for (step, e) in [(1, 0.981f32), (2, 0.954_261)] {
-            let g = vec![w[0]];
-            sgd_step(&mut w, &g, &mut buf, &opt.scalars(0.01, step, None, 1), 0.0);
-            assert!((w[0] - e).abs() < 1e-6, "step {step}: {} vs {e}", w[0]);
-        }
+        assert_close(
+            &trajectory(opt, 0.01, 2, quadratic),
+            &[0.981, 0.954_261],
+            1e-6,
+        );
     }
 
-    /// AdamW's first step moves every weight by lr·sign(g) (m̂/sqrt(v̂) = ±1) after decay:
-    /// w = 1·(1 − 0.01·0.1) − 0.01 = 0.989. Second step, g = 0.989:
-    /// m = 0.1·1·0.9 + 0.1·0.989 = 0.1889, v = 0.001·0.999 + 0.001·0.978121 = 0.001977121,
-    /// m̂ = 0.1889/0.19, v̂ = 0.001977121/0.001999, w = 0.989·0.999 − 0.01·m̂/(sqrt(v̂)+1e-8).
     #[test]
     fn adamw_hand_derived() {
-        let opt = Optimizer::AdamW {
+        // Step 1 moves by lr·sign(g) after the decay: 1·(1 − 0.01·0.1) − 0.01 = 0.989.
+        // Step 2, g = 0.989: m = 0.1 + 0.1·(0.989 − 0.1) = 0.1889,
+        // v = 0.999·0.001 + 0.001·0.989² = 0.001977121, bias corrections 0.19, 0.001999.
+        let opt = Optimizer::Adam {
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay: 0.1,
+            amsgrad: false,
+            decoupled: true,
         };
-        let (mut w, mut m, mut v) = (vec![1.0f32], vec![0.0f32], vec![0.0f32]);
-        let g = vec![w[0]];
-        adamw_step(
-            &mut w,
-            &g,
-            &mut m,
-            &mut v,
-            &opt.scalars(0.01, 1, None, 1),
-            0.0,
-        );
-        assert!((w[0] - 0.989).abs() < 1e-6, "step 1: {}", w[0]);
-        let g = vec![w[0]];
-        adamw_step(
-            &mut w,
-            &g,
-            &mut m,
-            &mut v,
-            &opt.scalars(0.01, 2, None, 1),
-            0.0,
-        );
         let mhat = 0.1889f64 / 0.19;
         let vhat = 0.001_977_121f64 / 0.001_999;
-        let e = 0.989 * 0.999 - 0.01 * mhat / (vhat.sqrt() + 1e-8);
+        let w2 = 0.989 * 0.999 - 0.01 * mhat / (vhat.sqrt() + 1e-8);
+        assert_close(&trajectory(opt, 0.01, 2, quadratic), &[0.989, w2], 2e-6);
+    }
+
+    #[test]
+    fn adam_with_coupled_decay_hand_derived() {
+        // Coupled L2: g = w + 0.1·w = 1.1 at step 1, so m̂/sqrt(v̂) = 1 again: w = 0.99.
+        // Step 2: g = 1.1·0.99 = 1.089, m = 0.11 + 0.1·(1.089 − 0.11) = 0.2079,
+        // v = 0.999·0.00121 + 0.001·1.089² = 0.00239469...
+        let opt = Optimizer::Adam {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.1,
+            amsgrad: false,
+            decoupled: false,
+        };
+        let v2 = 0.999 * 0.00121 + 0.001 * 1.089f64 * 1.089;
+        let w2 = 0.99 - 0.01 * (0.2079 / 0.19) / ((v2 / 0.001_999).sqrt() + 1e-8);
+        assert_close(&trajectory(opt, 0.01, 2, quadratic), &[0.99, w2], 2e-6);
+    }
+
+    #[test]
+    fn amsgrad_keeps_the_largest_second_moment() {
+        // Gradients 1 then 0: v falls from 0.001 to 0.000999, AMSGrad keeps 0.001.
+        // m2 = 0.1 + 0.1·(0 − 0.1) = 0.09; w2 = 0.99 − 0.01·(0.09/0.19)/(sqrt(0.001/0.001999)).
+        let opt = Optimizer::Adam {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            amsgrad: true,
+            decoupled: false,
+        };
+        let grads = |_: f32, step: u32| if step == 1 { 1.0 } else { 0.0 };
+        let w2 = 0.99 - 0.01 * (0.09 / 0.19) / ((0.001f64 / 0.001_999).sqrt() + 1e-8);
+        assert_close(&trajectory(opt, 0.01, 2, grads), &[0.99, w2], 2e-6);
+        let plain = trajectory(Optimizer::adam(), 0.01, 2, grads);
         assert!(
-            (f64::from(w[0]) - e).abs() < 2e-6,
-            "step 2: {} vs {e}",
-            w[0]
+            (plain[1] - w2 as f32).abs() > 1e-6,
+            "AMSGrad made no difference"
+        );
+    }
+
+    #[test]
+    fn adagrad_hand_derived() {
+        // lr 0.1: sum = 1, w = 0.9; g = 0.9, sum = 1.81, w = 0.9 − 0.09/sqrt(1.81).
+        let w2 = 0.9 - 0.09 / 1.81f64.sqrt();
+        assert_close(
+            &trajectory(Optimizer::adagrad(), 0.1, 2, quadratic),
+            &[0.9, w2],
+            1e-6,
+        );
+    }
+
+    #[test]
+    fn rmsprop_variants_hand_derived() {
+        // Plain: sq = 0.01, w = 1 − 0.01/0.1 = 0.9; g = 0.9: sq = 0.0099 + 0.0081 = 0.018,
+        // w = 0.9 − 0.009/sqrt(0.018).
+        let w2 = 0.9 - 0.009 / 0.018f64.sqrt();
+        assert_close(
+            &trajectory(Optimizer::rmsprop(), 0.01, 2, quadratic),
+            &[0.9, w2],
+            1e-6,
+        );
+        // Centred: grad_avg = 0.01, avg = sqrt(0.01 − 0.0001), w = 1 − 0.01/sqrt(0.0099).
+        let centered = Optimizer::RmsProp {
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            centered: true,
+        };
+        let w1 = 1.0 - 0.01 / 0.0099f64.sqrt();
+        assert_close(&trajectory(centered, 0.01, 1, quadratic), &[w1], 1e-6);
+        // Momentum 0.9: buf = 10, w = 0.9; buf = 9 + 0.9/sqrt(0.018), w = 0.9 − 0.01·buf.
+        let momentum = Optimizer::RmsProp {
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.9,
+            centered: false,
+        };
+        let w2 = 0.9 - 0.01 * (9.0 + 0.9 / 0.018f64.sqrt());
+        assert_close(&trajectory(momentum, 0.01, 2, quadratic), &[0.9, w2], 1e-6);
+    }
+
+    #[test]
+    fn adadelta_hand_derived() {
+        // lr 1, rho 0.9, eps 1e-6: sq = 0.1, delta = sqrt(1e-6)/sqrt(0.1 + 1e-6),
+        // w = 1 − delta; acc = 0.1·delta². Step 2 with g = w1.
+        let d1 = (1e-6f64).sqrt() / (0.1f64 + 1e-6).sqrt();
+        let w1 = 1.0 - d1;
+        let acc = 0.1 * d1 * d1;
+        let sq = 0.9 * 0.1 + 0.1 * w1 * w1;
+        let d2 = (acc + 1e-6).sqrt() / (sq + 1e-6).sqrt() * w1;
+        assert_close(
+            &trajectory(Optimizer::adadelta(), 1.0, 2, quadratic),
+            &[w1, w1 - d2],
+            1e-6,
         );
     }
 
     /// Clipping scales the gradient to norm max_norm: with g = (3, 4), norm 5, max 1, plain
-    /// SGD lr 1 moves w by g/5·(5/(5+1e-6)).
+    /// SGD lr 1 moves w by g/5·(5/(5+1e-6)); below the threshold nothing changes.
     #[test]
-    fn clipping_scales_to_max_norm() {
+    fn clipping_by_norm_and_by_value() {
         let opt = Optimizer::sgd(0.0);
-        let mut w = vec![0.0f32, 0.0];
         let g = vec![3.0f32, 4.0];
-        let n = grad_norm_sq(&g);
-        sgd_step(&mut w, &g, &mut [], &opt.scalars(1.0, 1, Some(1.0), 2), n);
+        let run = |clip: Clip| {
+            let mut w = vec![0.0f32, 0.0];
+            let s = opt.scalars(1.0, 1, clip, 2);
+            let n = grad_norm_sq(&g, &s);
+            optimizer_step(&opt, &mut w, &g, &mut [vec![], vec![], vec![]], &s, n);
+            w
+        };
+        let w = run(Clip {
+            max_norm: Some(1.0),
+            max_value: None,
+        });
         let norm = (w[0] * w[0] + w[1] * w[1]).sqrt();
         assert!((norm - 1.0).abs() < 1e-6, "clipped norm {norm}");
-        let mut w2 = vec![0.0f32, 0.0];
-        sgd_step(&mut w2, &g, &mut [], &opt.scalars(1.0, 1, Some(10.0), 2), n);
-        assert_eq!(w2, vec![-3.0, -4.0]);
+        let w = run(Clip {
+            max_norm: Some(10.0),
+            max_value: None,
+        });
+        assert_eq!(w, vec![-3.0, -4.0]);
+        let w = run(Clip {
+            max_norm: None,
+            max_value: Some(3.5),
+        });
+        assert_eq!(w, vec![-3.0, -3.5]);
     }
 }

@@ -9,7 +9,7 @@
 
 use std::ops::Range;
 
-use super::Real;
+use super::{for_each_sample, Real};
 use crate::op::PoolGeom;
 
 /// The windows along one axis that contain input position `i`: those `o` with
@@ -57,44 +57,38 @@ fn window_argmax<T: Real>(
 pub fn max_pool<T: Real>(x: &[T], out: &mut [T], g: &PoolGeom) {
     let (oh, ow, hw) = (g.oh(), g.ow(), g.h * g.w);
     let (sh, sw) = (g.sh.max(1), g.sw.max(1));
-    for p in 0..g.n * g.c {
+    for_each_sample(out, oh * ow, |p, o| {
         let plane = &x[p * hw..(p + 1) * hw];
-        let o = &mut out[p * oh * ow..(p + 1) * oh * ow];
         for oy in 0..oh {
             for ox in 0..ow {
                 o[oy * ow + ox] = plane[window_argmax(plane, g, sh, sw, oy, ox)];
             }
         }
-    }
+    });
 }
 
 /// Gradient of [`max_pool`]: `out` = dx [N, C, H, W]. Each window routes its `dy` to its
 /// argmax (recomputed from `x` by the same first-max rule); a pixel that is the argmax of
 /// several overlapping windows receives the sum, added in window order (rows, then
 /// columns); a pixel that is no window's argmax gets 0.
+///
+/// The shader gathers (one invocation per pixel); this loop scatters (one argmax per
+/// window instead of one per covering window and pixel). Each pixel still receives its
+/// windows' gradients in window order, starting from 0, so the sums are bit-identical.
 pub fn max_pool_grad<T: Real>(x: &[T], dy: &[T], out: &mut [T], g: &PoolGeom) {
     let (oh, ow, hw) = (g.oh(), g.ow(), g.h * g.w);
     let (sh, sw) = (g.sh.max(1), g.sw.max(1));
-    for p in 0..g.n * g.c {
+    for_each_sample(out, hw, |p, dx| {
         let plane = &x[p * hw..(p + 1) * hw];
         let d = &dy[p * oh * ow..(p + 1) * oh * ow];
-        let dx = &mut out[p * hw..(p + 1) * hw];
-        for y in 0..g.h {
-            let oys = covering(y, g.kh, sh, oh);
-            for xx in 0..g.w {
-                let here = y * g.w + xx;
-                let mut acc = T::zero();
-                for oy in oys.clone() {
-                    for ox in covering(xx, g.kw, sw, ow) {
-                        if window_argmax(plane, g, sh, sw, oy, ox) == here {
-                            acc = acc + d[oy * ow + ox];
-                        }
-                    }
-                }
-                dx[here] = acc;
+        dx.iter_mut().for_each(|v| *v = T::zero());
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let at = window_argmax(plane, g, sh, sw, oy, ox);
+                dx[at] = dx[at] + d[oy * ow + ox];
             }
         }
-    }
+    });
 }
 
 /// Average pooling: `out` [N, C, OH, OW] is the sum of each window (rows, then columns)
@@ -103,9 +97,8 @@ pub fn avg_pool<T: Real>(x: &[T], out: &mut [T], g: &PoolGeom) {
     let (oh, ow, hw) = (g.oh(), g.ow(), g.h * g.w);
     let (sh, sw) = (g.sh.max(1), g.sw.max(1));
     let area = T::of((g.kh * g.kw) as f64);
-    for p in 0..g.n * g.c {
+    for_each_sample(out, oh * ow, |p, o| {
         let plane = &x[p * hw..(p + 1) * hw];
-        let o = &mut out[p * oh * ow..(p + 1) * oh * ow];
         for oy in 0..oh {
             for ox in 0..ow {
                 let top = oy * sh * g.w + ox * sw;
@@ -119,7 +112,7 @@ pub fn avg_pool<T: Real>(x: &[T], out: &mut [T], g: &PoolGeom) {
                 o[oy * ow + ox] = acc / area;
             }
         }
-    }
+    });
 }
 
 /// Gradient of [`avg_pool`]: `out` = dx [N, C, H, W], each pixel the sum of `dy` over the
@@ -129,9 +122,8 @@ pub fn avg_pool_grad<T: Real>(dy: &[T], out: &mut [T], g: &PoolGeom) {
     let (oh, ow, hw) = (g.oh(), g.ow(), g.h * g.w);
     let (sh, sw) = (g.sh.max(1), g.sw.max(1));
     let area = T::of((g.kh * g.kw) as f64);
-    for p in 0..g.n * g.c {
+    for_each_sample(out, hw, |p, dx| {
         let d = &dy[p * oh * ow..(p + 1) * oh * ow];
-        let dx = &mut out[p * hw..(p + 1) * hw];
         for y in 0..g.h {
             let oys = covering(y, g.kh, sh, oh);
             for xx in 0..g.w {
@@ -144,7 +136,7 @@ pub fn avg_pool_grad<T: Real>(dy: &[T], out: &mut [T], g: &PoolGeom) {
                 dx[y * g.w + xx] = acc / area;
             }
         }
-    }
+    });
 }
 
 #[cfg(test)]

@@ -34,8 +34,10 @@ struct ModelBuffers {
     buffers_size: usize,
     /// Optimizer state; unused ones are small placeholders so the update kernels always
     /// have something bound.
-    state: [Buffer; 2],
-    n_state: usize,
+    state: [Buffer; 3],
+    /// The lengths bound for each state buffer: the arena's for used ones.
+    state_len: [usize; 3],
+    optimizer: Option<Optimizer>,
     partials: Buffer,
     norm: Buffer,
     metrics: Buffer,
@@ -117,14 +119,17 @@ impl WgpuBackend {
     ) -> Result<Vec<u32>> {
         let (pipeline, bgl) =
             self.pipeline("philox.wgsl", "philox_fill", &[], BindingKind::Graph, 1)?;
-        let mut dims = Dims::default();
-        dims.d = [blocks, counter[0], counter[1], counter[2]];
-        dims.f = [
-            f32::from_bits(key[0]),
-            f32::from_bits(key[1]),
-            f32::from_bits(counter[3]),
-            0.0,
-        ];
+        // The shader reads the f words as raw bits (key and the last counter word).
+        let dims = Dims {
+            d: [blocks, counter[0], counter[1], counter[2]],
+            f: [
+                f32::from_bits(key[0]),
+                f32::from_bits(key[1]),
+                f32::from_bits(counter[3]),
+                0.0,
+            ],
+            e: [0; 8],
+        };
         let device = &self.ctx.device;
         let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("philox dims"),
@@ -348,18 +353,18 @@ impl WgpuBackend {
         };
         let size = m.size;
         let partial_count = size.div_ceil(NORM_CHUNK as usize);
-        let state_len = |i: usize| if i < m.n_state { size } else { ALIGN };
         let storage: Vec<(&Buffer, Slot)> = vec![
             (&m.params, whole(size)),
             (&m.grads, whole(size)),
-            (&m.state[0], whole(state_len(0))),
-            (&m.state[1], whole(state_len(1))),
+            (&m.state[0], whole(m.state_len[0])),
+            (&m.state[1], whole(m.state_len[1])),
+            (&m.state[2], whole(m.state_len[2])),
             (&m.partials, whole(partial_count.max(1))),
             (&m.norm, whole(1)),
         ];
         let uniform = (&m.scalars, 0, std::mem::size_of::<StepScalars>() as u64);
         let make = |this: &mut Self, entry: &'static str, groups: (u32, u32)| -> Result<Dispatch> {
-            let (pipeline, bgl) = this.pipeline("optim.wgsl", entry, &[], BindingKind::Optim, 6)?;
+            let (pipeline, bgl) = this.pipeline("optim.wgsl", entry, &[], BindingKind::Optim, 7)?;
             let bind_group = this.bind_group(&bgl, uniform, &storage, None);
             Ok(Dispatch {
                 pipeline,
@@ -376,8 +381,7 @@ impl WgpuBackend {
             make(self, "grad_norm_final", (1, 1))?,
         ];
         let update = match optimizer {
-            Some(Optimizer::Sgd { .. }) => Some(make(self, "sgd_step", groups_1d(size)?)?),
-            Some(Optimizer::AdamW { .. }) => Some(make(self, "adamw_step", groups_1d(size)?)?),
+            Some(o) => Some(make(self, o.kernel(), groups_1d(size)?)?),
             None => None,
         };
         Ok((norm, update))
@@ -419,8 +423,24 @@ impl Backend for WgpuBackend {
         }
         let size = layout.size;
         self.check_binding("the parameter arena", size)?;
-        let n_state = optimizer.map_or(0, |o| o.state_buffers());
-        let state_len = |i: usize| if i < n_state { size } else { ALIGN };
+        let state_len: [usize; 3] = std::array::from_fn(|i| match optimizer {
+            Some(o) if o.uses_state(i) => size,
+            _ => ALIGN,
+        });
+        let state: [Buffer; 3] = std::array::from_fn(|i| {
+            let init = optimizer.map_or(0.0, |o| o.initial_state(i));
+            if init == 0.0 {
+                self.buffer("optimizer state", state_len[i])
+            } else {
+                self.ctx
+                    .device
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("optimizer state"),
+                        contents: bytemuck::cast_slice(&vec![init; state_len[i]]),
+                        usage: storage_usage(),
+                    })
+            }
+        });
         let mut m = ModelBuffers {
             params: self
                 .ctx
@@ -440,11 +460,9 @@ impl Backend for WgpuBackend {
                     usage: storage_usage(),
                 }),
             buffers_size: layout.buffers_size,
-            state: [
-                self.buffer("optimizer state 0", state_len(0)),
-                self.buffer("optimizer state 1", state_len(1)),
-            ],
-            n_state,
+            state,
+            state_len,
+            optimizer,
             partials: self.buffer("norm partials", size.div_ceil(NORM_CHUNK as usize)),
             norm: self.buffer("norm", 1),
             metrics: self.buffer("metrics", METRICS),
@@ -688,7 +706,7 @@ impl Backend for WgpuBackend {
         let b = m
             .state
             .get(index)
-            .filter(|_| index < m.n_state)
+            .filter(|_| m.optimizer.is_some_and(|o| o.uses_state(index)))
             .ok_or_else(|| Error::Graph(format!("no optimizer state buffer {index}")))?;
         self.ctx.read(b, 0, m.size)
     }

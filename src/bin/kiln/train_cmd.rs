@@ -6,7 +6,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use kiln::backend::{select_backend, BackendChoice};
-use kiln::optim::Optimizer;
+use kiln::optim::{Clip, Optimizer};
 use kiln::train::{Event, TrainConfig, Trainer};
 use kiln::{data, Error, Result};
 
@@ -29,36 +29,58 @@ pub struct TrainArgs {
     /// Mini-batch size.
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f32,
-    /// Seed for initialisation and shuffling.
+    /// Learning rate (default: the optimizer's torch.optim default).
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Seed for initialisation, shuffling and dropout.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// sgd or adamw.
+    /// sgd, adam, adamw, adagrad, rmsprop or adadelta (torch.optim's defaults for each).
     #[arg(long, default_value = "adamw")]
     optimizer: String,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.0)]
-    momentum: f32,
+    /// Momentum (sgd, rmsprop).
+    #[arg(long)]
+    momentum: Option<f32>,
     /// SGD dampening.
-    #[arg(long, default_value_t = 0.0)]
-    dampening: f32,
+    #[arg(long)]
+    dampening: Option<f32>,
     /// SGD Nesterov momentum.
     #[arg(long)]
     nesterov: bool,
-    /// AdamW betas, "b1,b2".
-    #[arg(long, default_value = "0.9,0.999")]
-    betas: String,
-    /// AdamW epsilon.
-    #[arg(long, default_value_t = 1e-8)]
-    eps: f32,
-    /// Weight decay (decoupled for AdamW, default 0.01; L2 for SGD, default 0).
+    /// Adam/AdamW betas, "b1,b2".
+    #[arg(long)]
+    betas: Option<String>,
+    /// Epsilon added to the denominator (adam, adamw, adagrad, rmsprop, adadelta).
+    #[arg(long)]
+    eps: Option<f32>,
+    /// Weight decay: decoupled for adamw (default 0.01), an L2 term in the gradient for
+    /// the others (default 0).
     #[arg(long)]
     weight_decay: Option<f32>,
-    /// Clip gradients to this global L2 norm.
+    /// Adam/AdamW AMSGrad.
+    #[arg(long)]
+    amsgrad: bool,
+    /// Adagrad learning-rate decay.
+    #[arg(long)]
+    lr_decay: Option<f32>,
+    /// Adagrad initial accumulator value.
+    #[arg(long)]
+    initial_accumulator_value: Option<f32>,
+    /// RMSprop smoothing constant.
+    #[arg(long)]
+    alpha: Option<f32>,
+    /// Centred RMSprop.
+    #[arg(long)]
+    centered: bool,
+    /// Adadelta smoothing constant.
+    #[arg(long)]
+    rho: Option<f32>,
+    /// Clip gradients to this global L2 norm (after any --clip-value).
     #[arg(long)]
     clip_norm: Option<f32>,
+    /// Clamp every gradient element to [-v, v].
+    #[arg(long)]
+    clip_value: Option<f32>,
     /// Cross-entropy label smoothing.
     #[arg(long, default_value_t = 0.0)]
     label_smoothing: f32,
@@ -77,23 +99,113 @@ fn parse_betas(text: &str) -> Result<(f32, f32)> {
     }
 }
 
+/// The optimizer named by `--optimizer` with torch.optim's defaults, overridden by the
+/// flags given; a flag the optimizer does not take is an error rather than ignored.
 fn optimizer(args: &TrainArgs) -> Result<Optimizer> {
-    match args.optimizer.to_ascii_lowercase().as_str() {
-        "sgd" => Ok(Optimizer::Sgd {
-            momentum: args.momentum,
-            dampening: args.dampening,
-            nesterov: args.nesterov,
-            weight_decay: args.weight_decay.unwrap_or(0.0),
-        }),
-        "adamw" => Ok(Optimizer::AdamW {
-            betas: parse_betas(&args.betas)?,
-            eps: args.eps,
-            weight_decay: args.weight_decay.unwrap_or(0.01),
-        }),
-        other => Err(Error::Config(format!(
-            "unknown optimizer '{other}' (sgd, adamw)"
-        ))),
+    let mut opt = Optimizer::by_name(&args.optimizer)?;
+    let mut used: Vec<&str> = Vec::new();
+    match &mut opt {
+        Optimizer::Sgd {
+            momentum,
+            dampening,
+            nesterov,
+            weight_decay,
+        } => {
+            set(momentum, args.momentum, "--momentum", &mut used);
+            set(dampening, args.dampening, "--dampening", &mut used);
+            set(weight_decay, args.weight_decay, "--weight-decay", &mut used);
+            *nesterov = args.nesterov;
+            used.push("--nesterov");
+        }
+        Optimizer::Adam {
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            ..
+        } => {
+            if let Some(b) = &args.betas {
+                *betas = parse_betas(b)?;
+            }
+            used.push("--betas");
+            set(eps, args.eps, "--eps", &mut used);
+            set(weight_decay, args.weight_decay, "--weight-decay", &mut used);
+            *amsgrad = args.amsgrad;
+            used.push("--amsgrad");
+        }
+        Optimizer::Adagrad {
+            lr_decay,
+            weight_decay,
+            initial_accumulator_value,
+            eps,
+        } => {
+            set(lr_decay, args.lr_decay, "--lr-decay", &mut used);
+            set(weight_decay, args.weight_decay, "--weight-decay", &mut used);
+            set(
+                initial_accumulator_value,
+                args.initial_accumulator_value,
+                "--initial-accumulator-value",
+                &mut used,
+            );
+            set(eps, args.eps, "--eps", &mut used);
+        }
+        Optimizer::RmsProp {
+            alpha,
+            eps,
+            weight_decay,
+            momentum,
+            centered,
+        } => {
+            set(alpha, args.alpha, "--alpha", &mut used);
+            set(eps, args.eps, "--eps", &mut used);
+            set(weight_decay, args.weight_decay, "--weight-decay", &mut used);
+            set(momentum, args.momentum, "--momentum", &mut used);
+            *centered = args.centered;
+            used.push("--centered");
+        }
+        Optimizer::Adadelta {
+            rho,
+            eps,
+            weight_decay,
+        } => {
+            set(rho, args.rho, "--rho", &mut used);
+            set(eps, args.eps, "--eps", &mut used);
+            set(weight_decay, args.weight_decay, "--weight-decay", &mut used);
+        }
     }
+    let given = [
+        ("--momentum", args.momentum.is_some()),
+        ("--dampening", args.dampening.is_some()),
+        ("--nesterov", args.nesterov),
+        ("--betas", args.betas.is_some()),
+        ("--eps", args.eps.is_some()),
+        ("--weight-decay", args.weight_decay.is_some()),
+        ("--amsgrad", args.amsgrad),
+        ("--lr-decay", args.lr_decay.is_some()),
+        (
+            "--initial-accumulator-value",
+            args.initial_accumulator_value.is_some(),
+        ),
+        ("--alpha", args.alpha.is_some()),
+        ("--centered", args.centered),
+        ("--rho", args.rho.is_some()),
+    ];
+    if let Some((flag, _)) = given.iter().find(|(f, g)| *g && !used.contains(f)) {
+        return Err(Error::Config(format!(
+            "{flag} does not apply to --optimizer {}",
+            args.optimizer
+        )));
+    }
+    opt.validate()?;
+    Ok(opt)
+}
+
+/// Overrides a default with a flag's value and records that the optimizer takes the flag.
+fn set<'a>(field: &mut f32, value: Option<f32>, flag: &'a str, used: &mut Vec<&'a str>) {
+    if let Some(v) = value {
+        *field = v;
+    }
+    used.push(flag);
 }
 
 /// Runs `kiln train`.
@@ -105,13 +217,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let Some(n) = args.limit {
         train = train.take(n)?;
     }
+    let optimizer = optimizer(&args)?;
     let config = TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
-        lr: args.lr,
+        lr: args.lr.unwrap_or(optimizer.default_lr()),
         seed: args.seed,
-        optimizer: optimizer(&args)?,
-        clip_norm: args.clip_norm,
+        optimizer,
+        clip: Clip {
+            max_norm: args.clip_norm,
+            max_value: args.clip_value,
+        },
         label_smoothing: args.label_smoothing,
         sample: [1, train.rows, train.cols],
         ..TrainConfig::default()

@@ -1,0 +1,424 @@
+//! The optimizers of torch.optim, as configuration: their hyperparameters, defaults,
+//! argument checks and the per-step scalars their fused kernels read.
+
+use bytemuck::Zeroable;
+
+use super::scalars::StepScalars;
+use crate::error::{Error, Result};
+
+/// An optimizer with torch.optim's update rule, defaults and argument checks. The learning
+/// rate is given per step, so schedules need no rebuild.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    /// torch.optim.SGD.
+    Sgd {
+        /// Momentum factor (0 disables the buffer).
+        momentum: f32,
+        /// Dampening of the momentum.
+        dampening: f32,
+        /// Nesterov momentum.
+        nesterov: bool,
+        /// Coupled L2 weight decay (added to the gradient).
+        weight_decay: f32,
+    },
+    /// torch.optim.Adam (weight decay as a coupled L2 term) and torch.optim.AdamW
+    /// (decoupled weight decay).
+    Adam {
+        /// Coefficients of the running averages of the gradient and its square.
+        betas: (f32, f32),
+        /// Added to the denominator.
+        eps: f32,
+        /// Weight decay.
+        weight_decay: f32,
+        /// Keep the maximum of the second moments (AMSGrad).
+        amsgrad: bool,
+        /// AdamW's decoupled decay (p ← p·(1 − lr·wd)) instead of Adam's L2 term.
+        decoupled: bool,
+    },
+    /// torch.optim.Adagrad.
+    Adagrad {
+        /// Learning-rate decay: lr / (1 + (t − 1)·lr_decay).
+        lr_decay: f32,
+        /// Coupled L2 weight decay.
+        weight_decay: f32,
+        /// Starting value of the sum of squares.
+        initial_accumulator_value: f32,
+        /// Added to the denominator.
+        eps: f32,
+    },
+    /// torch.optim.RMSprop.
+    RmsProp {
+        /// Smoothing constant of the squared-gradient average.
+        alpha: f32,
+        /// Added to the denominator.
+        eps: f32,
+        /// Coupled L2 weight decay.
+        weight_decay: f32,
+        /// Momentum factor (0 disables the buffer).
+        momentum: f32,
+        /// Normalise by the centred second moment (an estimate of the variance).
+        centered: bool,
+    },
+    /// torch.optim.Adadelta.
+    Adadelta {
+        /// Smoothing constant of the running averages.
+        rho: f32,
+        /// Added inside the square roots.
+        eps: f32,
+        /// Coupled L2 weight decay.
+        weight_decay: f32,
+    },
+}
+
+/// Gradient clipping applied inside the optimizer dispatch: first by value
+/// (`clip_grad_value_`), then by global L2 norm (`clip_grad_norm_`) of the clipped values.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Clip {
+    /// Global L2-norm threshold.
+    pub max_norm: Option<f32>,
+    /// Element-wise threshold: gradients are clamped to [−v, v].
+    pub max_value: Option<f32>,
+}
+
+/// The optimizer names the command line accepts.
+pub const OPTIMIZER_NAMES: &str = "sgd, adam, adamw, adagrad, rmsprop, adadelta";
+
+impl Optimizer {
+    /// torch.optim.AdamW's defaults: betas (0.9, 0.999), eps 1e-8, weight decay 0.01.
+    pub fn adamw() -> Self {
+        Optimizer::Adam {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.01,
+            amsgrad: false,
+            decoupled: true,
+        }
+    }
+
+    /// torch.optim.Adam's defaults: betas (0.9, 0.999), eps 1e-8, no weight decay.
+    pub fn adam() -> Self {
+        Optimizer::Adam {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            amsgrad: false,
+            decoupled: false,
+        }
+    }
+
+    /// SGD with momentum and no decay.
+    pub fn sgd(momentum: f32) -> Self {
+        Optimizer::Sgd {
+            momentum,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+
+    /// torch.optim.Adagrad's defaults (eps 1e-10).
+    pub fn adagrad() -> Self {
+        Optimizer::Adagrad {
+            lr_decay: 0.0,
+            weight_decay: 0.0,
+            initial_accumulator_value: 0.0,
+            eps: 1e-10,
+        }
+    }
+
+    /// torch.optim.RMSprop's defaults (alpha 0.99, eps 1e-8).
+    pub fn rmsprop() -> Self {
+        Optimizer::RmsProp {
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            centered: false,
+        }
+    }
+
+    /// torch.optim.Adadelta's defaults (rho 0.9, eps 1e-6).
+    pub fn adadelta() -> Self {
+        Optimizer::Adadelta {
+            rho: 0.9,
+            eps: 1e-6,
+            weight_decay: 0.0,
+        }
+    }
+
+    /// The optimizer with torch.optim's defaults for a name in [`OPTIMIZER_NAMES`].
+    pub fn by_name(name: &str) -> Result<Self> {
+        Ok(match name.to_ascii_lowercase().as_str() {
+            "sgd" => Optimizer::sgd(0.0),
+            "adam" => Optimizer::adam(),
+            "adamw" => Optimizer::adamw(),
+            "adagrad" => Optimizer::adagrad(),
+            "rmsprop" => Optimizer::rmsprop(),
+            "adadelta" => Optimizer::adadelta(),
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown optimizer '{other}' ({OPTIMIZER_NAMES})"
+                )))
+            }
+        })
+    }
+
+    /// torch.optim's default learning rate for this optimizer.
+    pub fn default_lr(&self) -> f32 {
+        match self {
+            Optimizer::Sgd { .. } | Optimizer::Adam { .. } => 1e-3,
+            Optimizer::Adagrad { .. } | Optimizer::RmsProp { .. } => 1e-2,
+            Optimizer::Adadelta { .. } => 1.0,
+        }
+    }
+
+    /// The name of the kernel entry point in `shaders/optim.wgsl`.
+    pub fn kernel(&self) -> &'static str {
+        match self {
+            Optimizer::Sgd { .. } => "sgd_step",
+            Optimizer::Adam { .. } => "adam_step",
+            Optimizer::Adagrad { .. } => "adagrad_step",
+            Optimizer::RmsProp { .. } => "rmsprop_step",
+            Optimizer::Adadelta { .. } => "adadelta_step",
+        }
+    }
+
+    /// Whether state buffer `index` (0..3, each the size of the parameter arena) is used.
+    /// SGD: 0 momentum. Adam: 0 m, 1 v, 2 max v (AMSGrad). Adagrad: 0 sum of squares.
+    /// RMSprop: 0 square average, 1 gradient average (centred), 2 momentum.
+    /// Adadelta: 0 square average, 1 accumulated update.
+    pub fn uses_state(&self, index: usize) -> bool {
+        match *self {
+            Optimizer::Sgd { momentum, .. } => index == 0 && momentum != 0.0,
+            Optimizer::Adam { amsgrad, .. } => index < 2 || (index == 2 && amsgrad),
+            Optimizer::Adagrad { .. } => index == 0,
+            Optimizer::RmsProp {
+                momentum, centered, ..
+            } => index == 0 || (index == 1 && centered) || (index == 2 && momentum != 0.0),
+            Optimizer::Adadelta { .. } => index < 2,
+        }
+    }
+
+    /// The value state buffer `index` starts from (Adagrad's initial accumulator; else 0).
+    pub fn initial_state(&self, index: usize) -> f32 {
+        match *self {
+            Optimizer::Adagrad {
+                initial_accumulator_value,
+                ..
+            } if index == 0 => initial_accumulator_value,
+            _ => 0.0,
+        }
+    }
+
+    /// Checks the hyperparameters as torch.optim's constructors do.
+    pub fn validate(&self) -> Result<()> {
+        let name = self.kernel().trim_end_matches("_step");
+        let check = |what: &str, v: f32, ok: bool| -> Result<()> {
+            if ok && v.is_finite() {
+                Ok(())
+            } else {
+                Err(Error::Config(format!("{name}: invalid {what} {v}")))
+            }
+        };
+        match *self {
+            Optimizer::Sgd {
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay,
+            } => {
+                check("momentum", momentum, momentum >= 0.0)?;
+                check("weight decay", weight_decay, weight_decay >= 0.0)?;
+                if nesterov && (momentum <= 0.0 || dampening != 0.0) {
+                    return Err(Error::Config(
+                        "sgd: nesterov needs momentum > 0 and zero dampening".into(),
+                    ));
+                }
+            }
+            Optimizer::Adam {
+                betas,
+                eps,
+                weight_decay,
+                ..
+            } => {
+                check("beta1", betas.0, (0.0..1.0).contains(&betas.0))?;
+                check("beta2", betas.1, (0.0..1.0).contains(&betas.1))?;
+                check("eps", eps, eps >= 0.0)?;
+                check("weight decay", weight_decay, weight_decay >= 0.0)?;
+            }
+            Optimizer::Adagrad {
+                lr_decay,
+                weight_decay,
+                initial_accumulator_value,
+                eps,
+            } => {
+                check("lr decay", lr_decay, lr_decay >= 0.0)?;
+                check("weight decay", weight_decay, weight_decay >= 0.0)?;
+                check(
+                    "initial accumulator value",
+                    initial_accumulator_value,
+                    initial_accumulator_value >= 0.0,
+                )?;
+                check("eps", eps, eps >= 0.0)?;
+            }
+            Optimizer::RmsProp {
+                alpha,
+                eps,
+                weight_decay,
+                momentum,
+                ..
+            } => {
+                check("alpha", alpha, alpha >= 0.0)?;
+                check("eps", eps, eps >= 0.0)?;
+                check("weight decay", weight_decay, weight_decay >= 0.0)?;
+                check("momentum", momentum, momentum >= 0.0)?;
+            }
+            Optimizer::Adadelta {
+                rho,
+                eps,
+                weight_decay,
+            } => {
+                check("rho", rho, (0.0..=1.0).contains(&rho))?;
+                check("eps", eps, eps >= 0.0)?;
+                check("weight decay", weight_decay, weight_decay >= 0.0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The scalars of update number `step` (from 1) at learning rate `lr`.
+    pub fn scalars(&self, lr: f32, step: u32, clip: Clip, len: usize) -> StepScalars {
+        let mut s = StepScalars {
+            lr,
+            step,
+            len: len as u32,
+            max_norm: clip.max_norm.unwrap_or(0.0),
+            clip_value: clip.max_value.unwrap_or(0.0),
+            ..StepScalars::zeroed()
+        };
+        match *self {
+            Optimizer::Sgd {
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay,
+            } => {
+                s.momentum = momentum;
+                s.dampening = dampening;
+                s.nesterov = u32::from(nesterov);
+                s.weight_decay = weight_decay;
+            }
+            Optimizer::Adam {
+                betas,
+                eps,
+                weight_decay,
+                amsgrad,
+                decoupled,
+            } => {
+                s.beta1 = betas.0;
+                s.beta2 = betas.1;
+                s.eps = eps;
+                s.weight_decay = weight_decay;
+                s.amsgrad = u32::from(amsgrad);
+                s.decoupled = u32::from(decoupled);
+                // Computed in f64 on the host, as PyTorch computes them in Python floats.
+                let t = f64::from(step);
+                s.bias_correction1 = (1.0 - as_decimal(betas.0).powf(t)) as f32;
+                s.bias_correction2_sqrt = (1.0 - as_decimal(betas.1).powf(t)).sqrt() as f32;
+            }
+            Optimizer::Adagrad {
+                lr_decay,
+                weight_decay,
+                eps,
+                ..
+            } => {
+                s.weight_decay = weight_decay;
+                s.eps = eps;
+                s.lr_decay = lr_decay;
+                // clr = lr / (1 + (t − 1)·lr_decay), in f64 as PyTorch's Python arithmetic.
+                let clr = f64::from(lr) / (1.0 + (f64::from(step) - 1.0) * as_decimal(lr_decay));
+                s.lr = clr as f32;
+            }
+            Optimizer::RmsProp {
+                alpha,
+                eps,
+                weight_decay,
+                momentum,
+                centered,
+            } => {
+                s.alpha = alpha;
+                s.eps = eps;
+                s.weight_decay = weight_decay;
+                s.momentum = momentum;
+                s.centered = u32::from(centered);
+            }
+            Optimizer::Adadelta {
+                rho,
+                eps,
+                weight_decay,
+            } => {
+                s.alpha = rho;
+                s.eps = eps;
+                s.weight_decay = weight_decay;
+            }
+        }
+        s
+    }
+}
+
+/// The f64 of the shortest decimal that reads back as `v`: 0.999f32 becomes 0.999, the
+/// Python float a PyTorch user wrote, not 0.99900001287. Bias corrections 1 − β^t are
+/// sensitive to that difference.
+fn as_decimal(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(f64::from(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adam_bias_corrections() {
+        let s = Optimizer::adamw().scalars(1e-3, 2, Clip::default(), 64);
+        assert!((s.bias_correction1 - 0.19).abs() < 1e-7);
+        let want = (1.0f64 - 0.999f64 * 0.999).sqrt() as f32;
+        assert!((s.bias_correction2_sqrt - want).abs() < 1e-7);
+    }
+
+    #[test]
+    fn adagrad_decays_the_learning_rate() {
+        let opt = Optimizer::Adagrad {
+            lr_decay: 0.5,
+            weight_decay: 0.0,
+            initial_accumulator_value: 0.0,
+            eps: 1e-10,
+        };
+        // 0.1 / (1 + 2·0.5) at step 3.
+        assert!((opt.scalars(0.1, 3, Clip::default(), 1).lr - 0.05).abs() < 1e-9);
+    }
+
+    #[test]
+    fn names_and_defaults_follow_torch() {
+        for (name, lr) in [
+            ("sgd", 1e-3),
+            ("adam", 1e-3),
+            ("adamw", 1e-3),
+            ("adagrad", 1e-2),
+            ("rmsprop", 1e-2),
+            ("adadelta", 1.0),
+        ] {
+            let o = Optimizer::by_name(name).unwrap();
+            assert_eq!(o.default_lr(), lr, "{name}");
+            assert!(o.validate().is_ok(), "{name}");
+        }
+        assert!(Optimizer::by_name("lion").is_err());
+        let bad = Optimizer::Adam {
+            betas: (1.0, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            amsgrad: false,
+            decoupled: false,
+        };
+        assert!(bad.validate().is_err());
+    }
+}
