@@ -79,6 +79,9 @@ pub trait Backend {
     /// Reads the buffer arena (batch-norm running statistics).
     fn read_buffers(&mut self) -> Result<Vec<f32>>;
 
+    /// Overwrites the buffer arena.
+    fn write_buffers(&mut self, buffers: &[f32]) -> Result<()>;
+
     /// Reads the gradient arena.
     fn read_grads(&mut self) -> Result<Vec<f32>>;
 

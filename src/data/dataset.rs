@@ -1,6 +1,7 @@
 //! An in-memory image-classification dataset: u8 images and u8 class labels.
 
 use crate::error::{Error, Result};
+use crate::rng::Philox;
 
 use super::idx::parse_idx;
 
@@ -169,6 +170,49 @@ impl Dataset {
         })
     }
 
+    /// The items at `indices`, in that order, as a new dataset named `name`.
+    fn subset(&self, indices: &[usize], name: String) -> Dataset {
+        let f = self.features();
+        let mut images = Vec::with_capacity(indices.len() * f);
+        for &i in indices {
+            images.extend_from_slice(&self.images[i * f..(i + 1) * f]);
+        }
+        Dataset {
+            name,
+            images,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            len: indices.len(),
+            rows: self.rows,
+            cols: self.cols,
+            classes: self.classes,
+        }
+    }
+
+    /// Holds out a random `fraction` of the items (as `torch.utils.data.random_split` with a
+    /// seeded generator): returns (train, validation). Both parts must be non-empty.
+    pub fn split(&self, fraction: f32, seed: u64) -> Result<(Dataset, Dataset)> {
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(Error::Config(format!(
+                "validation fraction must be in (0, 1), got {fraction}"
+            )));
+        }
+        let n_val = ((self.len as f64) * f64::from(fraction)).round() as usize;
+        if n_val == 0 || n_val >= self.len {
+            return Err(Error::Config(format!(
+                "holding out {fraction} of {} items leaves an empty part",
+                self.len
+            )));
+        }
+        let mut order: Vec<usize> = (0..self.len).collect();
+        // Stream u32::MAX keeps the split independent of the per-epoch shuffles.
+        Philox::new(seed, u32::MAX).shuffle(&mut order);
+        let (val, train) = order.split_at(n_val);
+        Ok((
+            self.subset(train, format!("{} (train part)", self.name)),
+            self.subset(val, format!("{} (validation part)", self.name)),
+        ))
+    }
+
     /// The pixels of item `i`, or `None` past the end.
     pub fn image(&self, i: usize) -> Option<&[u8]> {
         let f = self.features();
@@ -219,6 +263,23 @@ mod tests {
     fn small_pair() -> (Vec<u8>, Vec<u8>) {
         let pixels: Vec<u8> = (0..12).collect();
         (idx_bytes(&[3, 2, 2], &pixels), idx_bytes(&[3], &[0, 9, 4]))
+    }
+
+    #[test]
+    fn split_partitions_the_items_reproducibly() {
+        let labels: Vec<u8> = (0..10).collect();
+        let images: Vec<u8> = (0..10).flat_map(|i| [i, i, i, i]).collect();
+        let d = Dataset::new("d", images, labels, 2, 2, 10).unwrap();
+        let (train, val) = d.split(0.3, 7).unwrap();
+        assert_eq!((train.len, val.len), (7, 3));
+        let mut all: Vec<u8> = train.labels.iter().chain(&val.labels).copied().collect();
+        all.sort();
+        assert_eq!(all, (0..10).collect::<Vec<u8>>());
+        // Images travel with their labels.
+        assert_eq!(&val.images[..4], &[val.labels[0]; 4]);
+        assert_eq!(d.split(0.3, 7).unwrap().1.labels, val.labels);
+        assert!(d.split(0.0, 7).is_err());
+        assert!(d.split(0.01, 7).is_err());
     }
 
     #[test]

@@ -430,8 +430,8 @@ impl fmt::Display for Init {
         match *self {
             Init::Uniform { bound } => write!(f, "uniform:a={},b={bound}", -bound),
             Init::Normal { std } => write!(f, "normal:std={std}"),
-            Init::Constant(v) if v == 0.0 => f.write_str("zeros"),
-            Init::Constant(v) if v == 1.0 => f.write_str("ones"),
+            Init::Constant(0.0) => f.write_str("zeros"),
+            Init::Constant(1.0) => f.write_str("ones"),
             Init::Constant(v) => write!(f, "constant:value={v}"),
             Init::RunningStats => f.write_str("running_stats"),
             Init::UniformRange { low, high } => write!(f, "uniform:a={low},b={high}"),

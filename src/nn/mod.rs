@@ -7,7 +7,9 @@ mod layer;
 mod model;
 mod spec;
 
-pub use init::Init;
+pub use init::{
+    fan_in_and_fan_out, parse_init, Distribution, FanMode, Init, InitScheme, Nonlinearity,
+};
 pub use layer::Layer;
 pub use model::{Built, Mode, Model};
 pub use spec::{parse_spec, LayerSpec, SpecArg};

@@ -3,6 +3,7 @@
 
 mod optimizer;
 mod scalars;
+pub mod schedule;
 
 pub use optimizer::{Clip, Optimizer, OPTIMIZER_NAMES};
 pub use scalars::StepScalars;

@@ -1,6 +1,8 @@
 //! The training loop: static plans per (mode, batch size) over resident parameters, one
 //! backend run per batch, metrics read back every few steps only.
 
+mod early_stop;
 mod trainer;
 
+pub use early_stop::{EarlyStopping, Monitor, Tracker, Verdict};
 pub use trainer::{EpochReport, Event, TrainConfig, Trainer};

@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use super::early_stop::{EarlyStopping, Tracker, Verdict};
 use crate::backend::{Backend, PlanId, Tail, METRIC_CORRECT, METRIC_LOSS};
 use crate::data::{Batcher, Dataset};
 use crate::error::{Error, Result};
 use crate::graph::{gradients, Graph, ParamEntry, ParamLayout, Plan, ValueId};
-use crate::nn::{Init, Mode, Model};
+use crate::nn::{Init, InitScheme, Mode, Model};
 use crate::op::Op;
 use crate::optim::{Clip, Optimizer, StepScalars};
 use crate::shape::Shape;
@@ -36,6 +37,15 @@ pub struct TrainConfig {
     pub log_every: usize,
     /// Shape of one input sample: [channels, height, width] (MNIST: [1, 28, 28]).
     pub sample: [usize; 3],
+    /// Fraction of the training set held out for validation.
+    pub val_split: Option<f32>,
+    /// Stop when the validation metric stops improving (needs `val_split`).
+    pub early_stopping: Option<EarlyStopping>,
+    /// Initialisation of the weights (rank ≥ 2) of linear and conv layers; `Default`
+    /// keeps PyTorch's per-layer defaults.
+    pub init: InitScheme,
+    /// Per-parameter initialisers by state_dict name, which take precedence.
+    pub init_overrides: Vec<(String, Init)>,
 }
 
 impl Default for TrainConfig {
@@ -51,6 +61,10 @@ impl Default for TrainConfig {
             shuffle: true,
             log_every: 20,
             sample: [1, 28, 28],
+            val_split: None,
+            early_stopping: None,
+            init: InitScheme::Default,
+            init_overrides: Vec::new(),
         }
     }
 }
@@ -110,6 +124,15 @@ pub enum Event {
     },
     /// An epoch finished and was evaluated.
     EpochEnd(EpochReport),
+    /// Early stopping restored the weights of `epoch`, which score this on the test set.
+    Restored {
+        /// The epoch whose weights were restored.
+        epoch: usize,
+        /// Test loss with them.
+        test_loss: f32,
+        /// Test accuracy with them.
+        test_accuracy: f32,
+    },
 }
 
 /// What one epoch achieved.
@@ -121,6 +144,10 @@ pub struct EpochReport {
     pub train_loss: f32,
     /// Training accuracy (on the fly, in training mode).
     pub train_accuracy: f32,
+    /// Validation loss, with a validation split.
+    pub val_loss: Option<f32>,
+    /// Validation accuracy, with a validation split.
+    pub val_accuracy: Option<f32>,
     /// Test loss.
     pub test_loss: f32,
     /// Test accuracy.
@@ -147,8 +174,6 @@ pub struct Trainer {
     classes: usize,
     plans: HashMap<(bool, usize), Compiled>,
     step: u32,
-    images: Vec<f32>,
-    labels: Vec<f32>,
 }
 
 impl Trainer {
@@ -165,17 +190,17 @@ impl Trainer {
             &graph.graph.params(),
             &layout.entries,
             layout.size,
-            config.seed,
+            config,
             0,
-        );
+        )?;
         // Buffers draw from streams of their own, so adding one leaves parameters unchanged.
         let buffers = initial_values(
             &graph.graph.buffers(),
             &layout.buffers,
             layout.buffers_size,
-            config.seed,
+            config,
             1 << 16,
-        );
+        )?;
         backend.init_model(&layout, &params, &buffers, Some(config.optimizer))?;
         Ok(Trainer {
             backend,
@@ -186,8 +211,6 @@ impl Trainer {
             classes,
             plans: HashMap::new(),
             step: 0,
-            images: Vec::new(),
-            labels: Vec::new(),
         })
     }
 
@@ -310,15 +333,6 @@ impl Trainer {
         self.backend.run(c.id, &[images, labels], &scalars)
     }
 
-    /// One training step on a batch already in `self.images` / `self.labels`.
-    fn train_step(&mut self, batch: usize) -> Result<()> {
-        let c = self.plan(true, batch)?;
-        self.step += 1;
-        let scalars = self.scalars();
-        self.backend
-            .run(c.id, &[&self.images, &self.labels], &scalars)
-    }
-
     fn scalars(&self) -> StepScalars {
         let mut s = self.config.optimizer.scalars(
             self.config.lr,
@@ -331,7 +345,10 @@ impl Trainer {
         s
     }
 
-    /// Trains for `config.epochs` epochs, evaluating on `test` after each.
+    /// Trains for `config.epochs` epochs, evaluating on `test` after each. With
+    /// `config.val_split`, that fraction of `train` is held out and evaluated each epoch;
+    /// with `config.early_stopping` as well, training stops when the monitored validation
+    /// metric has not improved for `patience` epochs, and the best weights are restored.
     pub fn fit(
         &mut self,
         train: &Dataset,
@@ -340,6 +357,24 @@ impl Trainer {
     ) -> Result<Vec<EpochReport>> {
         self.check_data(train)?;
         self.check_data(test)?;
+        let split;
+        let (train, val) = match self.config.val_split {
+            Some(f) => {
+                split = train.split(f, self.config.seed)?;
+                (&split.0, Some(&split.1))
+            }
+            None => (train, None),
+        };
+        let mut tracker = match (self.config.early_stopping, val) {
+            (Some(rule), Some(_)) => Some(Tracker::new(rule)),
+            (Some(_), None) => {
+                return Err(Error::Config(
+                    "early stopping needs a validation split (--val-split)".into(),
+                ))
+            }
+            _ => None,
+        };
+        let mut best: Option<(usize, Vec<f32>, Vec<f32>)> = None;
         let mut reports = Vec::new();
         let mut batcher = Batcher::new(
             train,
@@ -347,25 +382,16 @@ impl Trainer {
             self.config.shuffle,
             self.config.seed,
         )?;
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
         for epoch in 1..=self.config.epochs {
             batcher.start_epoch(epoch - 1);
             let batches = batcher.batches_per_epoch();
             on_event(&Event::EpochStart { epoch, batches });
             self.backend.reset_metrics()?;
             let start = Instant::now();
-            let mut done = 0;
-            let mut seen = 0usize;
-            let (mut images, mut labels) = (
-                std::mem::take(&mut self.images),
-                std::mem::take(&mut self.labels),
-            );
+            let (mut done, mut seen) = (0usize, 0usize);
             while let Some(n) = batcher.next_batch(&mut images, &mut labels) {
-                self.images = images;
-                self.labels = labels;
-                let r = self.train_step(n);
-                images = std::mem::take(&mut self.images);
-                labels = std::mem::take(&mut self.labels);
-                r?;
+                self.train_batch(&images, &labels)?;
                 done += 1;
                 seen += n;
                 let loss = if done % self.config.log_every.max(1) == 0 || done == batches {
@@ -380,15 +406,19 @@ impl Trainer {
                     images_per_s,
                 });
             }
-            self.images = images;
-            self.labels = labels;
             let m = self.backend.read_metrics()?;
             let seconds = start.elapsed().as_secs_f64();
+            let validation = match val {
+                Some(v) => Some(self.evaluate(v)?),
+                None => None,
+            };
             let (test_loss, test_accuracy) = self.evaluate(test)?;
             let report = EpochReport {
                 epoch,
                 train_loss: m[METRIC_LOSS] / seen.max(1) as f32,
                 train_accuracy: m[METRIC_CORRECT] / seen.max(1) as f32,
+                val_loss: validation.map(|v| v.0),
+                val_accuracy: validation.map(|v| v.1),
                 test_loss,
                 test_accuracy,
                 images_per_s: seen as f64 / seconds.max(1e-9),
@@ -396,6 +426,31 @@ impl Trainer {
             };
             on_event(&Event::EpochEnd(report.clone()));
             reports.push(report);
+            if let (Some(t), Some((vl, va))) = (tracker.as_mut(), validation) {
+                match t.observe(vl, va) {
+                    Verdict::Improved => {
+                        best = Some((
+                            epoch,
+                            self.backend.read_params()?,
+                            self.backend.read_buffers()?,
+                        ));
+                    }
+                    Verdict::Wait => {}
+                    Verdict::Stop => break,
+                }
+            }
+        }
+        if let Some((epoch, params, buffers)) = best {
+            if epoch != reports.len() {
+                self.backend.write_params(&params)?;
+                self.backend.write_buffers(&buffers)?;
+                let (test_loss, test_accuracy) = self.evaluate(test)?;
+                on_event(&Event::Restored {
+                    epoch,
+                    test_loss,
+                    test_accuracy,
+                });
+            }
         }
         Ok(reports)
     }
@@ -418,24 +473,33 @@ impl Trainer {
     }
 }
 
-/// An arena filled by each entry's initialiser, entry k drawing from stream `stream0 + k`.
+/// An arena filled by each entry's initialiser, entry k drawing from stream `stream0 + k`:
+/// a per-parameter override from `config.init_overrides` if there is one, else
+/// `config.init` for weights (tensors of rank 2 and more), else the layer's PyTorch default.
 fn initial_values(
     items: &[(ValueId, &str, &Shape, Init)],
     entries: &[ParamEntry],
     size: usize,
-    seed: u64,
+    config: &TrainConfig,
     stream0: u32,
-) -> Vec<f32> {
+) -> Result<Vec<f32>> {
     let mut arena = vec![0.0f32; size];
-    for (k, ((_, _, _, init), entry)) in items.iter().zip(entries).enumerate() {
+    for (k, ((_, name, shape, layer_default), entry)) in items.iter().zip(entries).enumerate() {
+        let init = match config.init_overrides.iter().find(|(n, _)| n == name) {
+            Some((_, init)) => *init,
+            None if shape.rank() >= 2 => config.init.or_layer_default(*layer_default),
+            None => *layer_default,
+        };
         let n = entry.shape.numel();
-        init.fill(
+        init.fill_shaped(
             &mut arena[entry.offset..entry.offset + n],
-            seed,
+            shape.dims(),
+            config.seed,
             stream0 + k as u32,
-        );
+        )
+        .map_err(|e| Error::Config(format!("initialising {name}: {e}")))?;
     }
-    arena
+    Ok(arena)
 }
 
 /// The forward graph of a model with its loss and metrics.

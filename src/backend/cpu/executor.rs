@@ -256,6 +256,18 @@ impl Backend for CpuBackend {
         Ok(self.buffers.clone())
     }
 
+    fn write_buffers(&mut self, buffers: &[f32]) -> Result<()> {
+        if buffers.len() != self.buffers.len() {
+            return Err(Error::Graph(format!(
+                "buffer arena has {} values, got {}",
+                self.buffers.len(),
+                buffers.len()
+            )));
+        }
+        self.buffers.copy_from_slice(buffers);
+        Ok(())
+    }
+
     fn read_state(&mut self, index: usize) -> Result<Vec<f32>> {
         self.state
             .get(index)

@@ -25,46 +25,48 @@ fn covering(i: usize, k: usize, s: usize, outs: usize) -> Range<usize> {
     lo..hi
 }
 
-/// Index in `plane` (one H×W channel) of the maximum of window (`oy`, `ox`): scanning rows
-/// then columns, the running best is replaced only by a strictly greater value, so ties
-/// keep the first; NaN counts as greater than every number (so it propagates, as in
-/// PyTorch) and the first NaN is kept.
-fn window_argmax<T: Real>(
-    plane: &[T],
-    g: &PoolGeom,
-    sh: usize,
-    sw: usize,
-    oy: usize,
-    ox: usize,
-) -> usize {
-    let top = oy * sh * g.w + ox * sw;
-    let mut best = top;
-    let mut best_v = plane[top];
-    for ky in 0..g.kh {
-        let row = top + ky * g.w;
-        for (kx, &v) in plane[row..row + g.kw].iter().enumerate() {
-            if !best_v.is_nan() && (v.is_nan() || v > best_v) {
-                best = row + kx;
-                best_v = v;
-            }
-        }
-    }
-    best
-}
-
 /// Max pooling: `out` [N, C, OH, OW] is the maximum of each window of `x` [N, C, H, W]
 /// (NaN if the window holds one).
 pub fn max_pool<T: Real>(x: &[T], out: &mut [T], g: &PoolGeom) {
     let (oh, ow, hw) = (g.oh(), g.ow(), g.h * g.w);
-    let (sh, sw) = (g.sh.max(1), g.sw.max(1));
     for_each_sample(out, oh * ow, |p, o| {
         let plane = &x[p * hw..(p + 1) * hw];
+        let mut best = vec![0usize; ow];
         for oy in 0..oh {
-            for ox in 0..ow {
-                o[oy * ow + ox] = plane[window_argmax(plane, g, sh, sw, oy, ox)];
+            row_argmax(plane, g, oy, &mut best);
+            for (v, &at) in o[oy * ow..(oy + 1) * ow].iter_mut().zip(&best) {
+                *v = plane[at];
             }
         }
     });
+}
+
+/// The index in `plane` (one H×W channel) of the maximum of every window of output row
+/// `oy`: scanning each window's rows, then columns, the running best is replaced only by a
+/// strictly greater value, so ties keep the first; NaN counts as greater than every number
+/// (so it propagates, as in PyTorch) and the first NaN is kept. The loop runs across the
+/// row of windows for each window position, which keeps small (2x2) windows cheap.
+fn row_argmax<T: Real>(plane: &[T], g: &PoolGeom, oy: usize, best: &mut [usize]) {
+    let (sh, sw) = (g.sh.max(1), g.sw.max(1));
+    let top = oy * sh * g.w;
+    for (ox, b) in best.iter_mut().enumerate() {
+        *b = top + ox * sw;
+    }
+    for ky in 0..g.kh {
+        let row = top + ky * g.w;
+        for kx in 0..g.kw {
+            if ky == 0 && kx == 0 {
+                continue;
+            }
+            for (ox, b) in best.iter_mut().enumerate() {
+                let at = row + ox * sw + kx;
+                let (v, best_v) = (plane[at], plane[*b]);
+                if !best_v.is_nan() && (v.is_nan() || v > best_v) {
+                    *b = at;
+                }
+            }
+        }
+    }
 }
 
 /// Gradient of [`max_pool`]: `out` = dx [N, C, H, W]. Each window routes its `dy` to its
@@ -78,14 +80,16 @@ pub fn max_pool<T: Real>(x: &[T], out: &mut [T], g: &PoolGeom) {
 pub fn max_pool_grad<T: Real>(x: &[T], dy: &[T], out: &mut [T], g: &PoolGeom) {
     let (oh, ow, hw) = (g.oh(), g.ow(), g.h * g.w);
     let (sh, sw) = (g.sh.max(1), g.sw.max(1));
+    let _ = (sh, sw);
     for_each_sample(out, hw, |p, dx| {
         let plane = &x[p * hw..(p + 1) * hw];
         let d = &dy[p * oh * ow..(p + 1) * oh * ow];
         dx.iter_mut().for_each(|v| *v = T::zero());
+        let mut best = vec![0usize; ow];
         for oy in 0..oh {
-            for ox in 0..ow {
-                let at = window_argmax(plane, g, sh, sw, oy, ox);
-                dx[at] = dx[at] + d[oy * ow + ox];
+            row_argmax(plane, g, oy, &mut best);
+            for (&at, &grad) in best.iter().zip(&d[oy * ow..(oy + 1) * ow]) {
+                dx[at] = dx[at] + grad;
             }
         }
     });

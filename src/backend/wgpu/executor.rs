@@ -701,6 +701,21 @@ impl Backend for WgpuBackend {
         self.ctx.read(&m.buffers, 0, m.buffers_size)
     }
 
+    fn write_buffers(&mut self, buffers: &[f32]) -> Result<()> {
+        let m = self.model()?;
+        if buffers.len() != m.buffers_size {
+            return Err(Error::Graph(format!(
+                "buffer arena has {} values, got {}",
+                m.buffers_size,
+                buffers.len()
+            )));
+        }
+        self.ctx
+            .queue
+            .write_buffer(&m.buffers, 0, bytemuck::cast_slice(buffers));
+        Ok(())
+    }
+
     fn read_state(&mut self, index: usize) -> Result<Vec<f32>> {
         let m = self.model()?;
         let b = m

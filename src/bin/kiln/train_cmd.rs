@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use kiln::backend::{select_backend, BackendChoice};
 use kiln::optim::{Clip, Optimizer};
-use kiln::train::{Event, TrainConfig, Trainer};
+use kiln::train::{EarlyStopping, Event, Monitor, TrainConfig, Trainer};
 use kiln::{data, Error, Result};
 
 /// Arguments of `kiln train`, named as PyTorch's.
@@ -84,6 +84,24 @@ pub struct TrainArgs {
     /// Cross-entropy label smoothing.
     #[arg(long, default_value_t = 0.0)]
     label_smoothing: f32,
+    /// Weight initialisation of linear and conv layers, e.g. kaiming_normal,
+    /// "kaiming_uniform:mode=fan_out,nonlinearity=relu", xavier_uniform, orthogonal,
+    /// "normal:std=0.02"; default: PyTorch's per-layer defaults.
+    #[arg(long, default_value = "default")]
+    init_scheme: String,
+    /// Hold out this fraction of the training set for validation.
+    #[arg(long)]
+    val_split: Option<f32>,
+    /// Stop after this many epochs without validation improvement (needs --val-split),
+    /// restoring the best weights.
+    #[arg(long)]
+    early_stop: Option<usize>,
+    /// The smallest change that counts as an improvement for --early-stop.
+    #[arg(long, default_value_t = 0.0)]
+    min_delta: f32,
+    /// What --early-stop watches: val_loss or val_accuracy.
+    #[arg(long, default_value = "val_loss")]
+    monitor: String,
     /// Use only the first N training images (quick runs).
     #[arg(long)]
     limit: Option<usize>,
@@ -208,6 +226,27 @@ fn set<'a>(field: &mut f32, value: Option<f32>, flag: &'a str, used: &mut Vec<&'
     used.push(flag);
 }
 
+/// The early-stopping rule of `--early-stop`, `--min-delta` and `--monitor`.
+fn early_stopping(args: &TrainArgs) -> Result<Option<EarlyStopping>> {
+    let Some(patience) = args.early_stop else {
+        return Ok(None);
+    };
+    let monitor = match args.monitor.as_str() {
+        "val_loss" => Monitor::ValLoss,
+        "val_accuracy" | "val_acc" => Monitor::ValAccuracy,
+        other => {
+            return Err(Error::Config(format!(
+                "--monitor takes val_loss or val_accuracy, got '{other}'"
+            )))
+        }
+    };
+    Ok(Some(EarlyStopping {
+        patience: patience.max(1),
+        min_delta: args.min_delta,
+        monitor,
+    }))
+}
+
 /// Runs `kiln train`.
 pub fn run(args: TrainArgs) -> Result<()> {
     let (mut train, test) = match &args.data {
@@ -230,6 +269,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         },
         label_smoothing: args.label_smoothing,
         sample: [1, train.rows, train.cols],
+        val_split: args.val_split,
+        early_stopping: early_stopping(&args)?,
+        init: kiln::nn::parse_init(&args.init_scheme)?,
         ..TrainConfig::default()
     };
     let backend = select_backend(args.backend)?;
@@ -271,8 +313,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         Event::EpochEnd(r) => {
             bar.finish_and_clear();
+            let val = match (r.val_loss, r.val_accuracy) {
+                (Some(l), Some(a)) => format!(", val loss {l:.4}, val acc {:.2}%", 100.0 * a),
+                _ => String::new(),
+            };
             println!(
-                "epoch {}/{}: train loss {:.4}, train acc {:.2}%, test loss {:.4}, test acc {:.2}%, {:.0} img/s ({:.1} s)",
+                "epoch {}/{}: train loss {:.4}, train acc {:.2}%{val}, test loss {:.4}, test acc {:.2}%, {:.0} img/s ({:.1} s)",
                 r.epoch,
                 config.epochs,
                 r.train_loss,
@@ -283,6 +329,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 r.seconds
             );
         }
+        Event::Restored {
+            epoch,
+            test_loss,
+            test_accuracy,
+        } => println!(
+            "early stopping: restored the weights of epoch {epoch} (test loss {test_loss:.4}, test acc {:.2}%)",
+            100.0 * test_accuracy
+        ),
     })?;
     Ok(())
 }
