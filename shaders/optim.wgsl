@@ -10,7 +10,7 @@
 // parameter). The norm is summed in a fixed order, so it is bit-identical from run to run.
 // Gradients are first clipped by value (clip_value > 0), then scaled by the norm's factor.
 
-// Field for field the Rust `StepScalars` (#[repr(C)], 96 bytes): tests/shaders.rs checks
+// Field for field the Rust `StepScalars` (#[repr(C)], 112 bytes): tests/shaders.rs checks
 // the names and offsets.
 struct StepScalars {
     lr: f32,
@@ -37,6 +37,10 @@ struct StepScalars {
     centered: u32,
     pad1: u32,
     pad2: u32,
+    tail_start: u32,
+    tail_lr_scale: f32,
+    tail_weight_decay: f32,
+    pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> s: StepScalars;
@@ -134,6 +138,15 @@ fn element(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return select(s.len, i, i < s.len);
 }
 
+// (learning rate, weight decay) of element i: elements from tail_start on form the second
+// parameter group (for example biases and norm weights exempt from decay).
+fn hyper(i: u32) -> vec2<f32> {
+    if (i >= s.tail_start) {
+        return vec2<f32>(s.lr * s.tail_lr_scale, s.tail_weight_decay);
+    }
+    return vec2<f32>(s.lr, s.weight_decay);
+}
+
 // The clipped gradient of element i.
 fn gradient(i: u32) -> f32 {
     return clip_value(grads[i]) * clip_coefficient();
@@ -146,8 +159,11 @@ fn sgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     if (i >= s.len) {
         return;
     }
+    let h = hyper(i);
+    let lr = h.x;
+    let wd = h.y;
     let p = params[i];
-    var d = gradient(i) + s.weight_decay * p;
+    var d = gradient(i) + wd * p;
     if (s.momentum != 0.0) {
         // The first step seeds the buffer with d itself, as PyTorch does (no dampening).
         var b = d;
@@ -161,7 +177,7 @@ fn sgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
             d = b;
         }
     }
-    params[i] = p - s.lr * d;
+    params[i] = p - lr * d;
 }
 
 // torch.optim.Adam (coupled L2) and AdamW (decoupled decay), with AMSGrad, in PyTorch's
@@ -173,12 +189,15 @@ fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     if (i >= s.len) {
         return;
     }
+    let h = hyper(i);
+    let lr = h.x;
+    let wd = h.y;
     var p = params[i];
     var g = gradient(i);
     if (s.decoupled != 0u) {
-        p = p * (1.0 - s.lr * s.weight_decay);
+        p = p * (1.0 - lr * wd);
     } else {
-        g = g + s.weight_decay * p;
+        g = g + wd * p;
     }
     let m_old = state0[i];
     // m + (1−β1)(g − m) is torch's lerp form of β1·m + (1−β1)·g.
@@ -192,7 +211,7 @@ fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         state2[i] = second;
     }
     let denom = sqrt(second) / s.bias_correction2_sqrt + s.eps;
-    params[i] = p - (s.lr / s.bias_correction1) * m / denom;
+    params[i] = p - (lr / s.bias_correction1) * m / denom;
 }
 
 // torch.optim.Adagrad; the host has already decayed lr by 1/(1 + (t − 1)·lr_decay).
@@ -202,11 +221,14 @@ fn adagrad_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if (i >= s.len) {
         return;
     }
+    let h = hyper(i);
+    let lr = h.x;
+    let wd = h.y;
     let p = params[i];
-    let g = gradient(i) + s.weight_decay * p;
+    let g = gradient(i) + wd * p;
     let sum = state0[i] + g * g;
     state0[i] = sum;
-    params[i] = p - s.lr * g / (sqrt(sum) + s.eps);
+    params[i] = p - lr * g / (sqrt(sum) + s.eps);
 }
 
 // torch.optim.RMSprop, optionally centred and with momentum.
@@ -216,8 +238,11 @@ fn rmsprop_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if (i >= s.len) {
         return;
     }
+    let h = hyper(i);
+    let lr = h.x;
+    let wd = h.y;
     let p = params[i];
-    let g = gradient(i) + s.weight_decay * p;
+    let g = gradient(i) + wd * p;
     let sq = s.alpha * state0[i] + (1.0 - s.alpha) * g * g;
     state0[i] = sq;
     var avg = sqrt(sq) + s.eps;
@@ -230,9 +255,9 @@ fn rmsprop_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if (s.momentum > 0.0) {
         let b = s.momentum * state2[i] + g / avg;
         state2[i] = b;
-        params[i] = p - s.lr * b;
+        params[i] = p - lr * b;
     } else {
-        params[i] = p - s.lr * g / avg;
+        params[i] = p - lr * g / avg;
     }
 }
 
@@ -243,11 +268,14 @@ fn adadelta_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     if (i >= s.len) {
         return;
     }
+    let h = hyper(i);
+    let lr = h.x;
+    let wd = h.y;
     let p = params[i];
-    let g = gradient(i) + s.weight_decay * p;
+    let g = gradient(i) + wd * p;
     let sq = s.alpha * state0[i] + (1.0 - s.alpha) * g * g;
     state0[i] = sq;
     let delta = sqrt(state1[i] + s.eps) / sqrt(sq + s.eps) * g;
     state1[i] = s.alpha * state1[i] + (1.0 - s.alpha) * delta * delta;
-    params[i] = p - s.lr * delta;
+    params[i] = p - lr * delta;
 }

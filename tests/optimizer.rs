@@ -173,3 +173,63 @@ fn clipping_changes_the_trajectory_on_cpu() {
     );
     assert!(common::max_abs_diff(&free[0], &clipped[0]) > 1e-4);
 }
+
+/// Parameter groups: the tail group (here the frozen tensor, laid out last) gets its own
+/// weight decay and learning-rate factor, identically on both backends.
+#[test]
+fn tail_group_is_exempt_from_weight_decay() {
+    let run = |backend: &mut dyn Backend, grouped: bool| {
+        let mut g = Graph::new();
+        let frozen = g.param("0.bias", Shape::new(&[100]), Init::Constant(1.0));
+        let p = g.param("1.weight", Shape::new(&[1000]), Init::Constant(0.0));
+        let x = g.input("x", Shape::new(&[1000]));
+        let loss = g.op(Op::Mse, &[p, x]).unwrap();
+        let grads = gradients(&mut g, loss).unwrap();
+        let layout = ParamLayout::grouped(&g, &|n: &str| n.ends_with(".bias"));
+        assert!(layout.get("0.bias").unwrap().offset > layout.get("1.weight").unwrap().offset);
+        let plan = Plan::build(&g, &layout, &[loss], &grads).unwrap();
+        let _ = frozen;
+        let params = vec![1.0f32; layout.size];
+        let opt = Optimizer::adamw();
+        backend
+            .init_model(&layout, &params, &vec![0.0; layout.buffers_size], Some(opt))
+            .unwrap();
+        let id = backend
+            .compile(
+                &plan,
+                Tail {
+                    accumulate: vec![],
+                    update: true,
+                },
+            )
+            .unwrap();
+        let target = vec![0.5f32; 1000];
+        let tail = layout.tail_start(&|n: &str| n.ends_with(".bias"));
+        for step in 1..=3 {
+            let mut s = opt.scalars(0.1, step, Clip::default(), layout.size);
+            if grouped {
+                s = s.with_tail_group(tail, 0.5, 0.0);
+            }
+            backend.run(id, &[&target], &s).unwrap();
+        }
+        let out = backend.read_params().unwrap();
+        let e = layout.get("0.bias").unwrap();
+        (out.clone(), out[e.offset..e.offset + 100].to_vec())
+    };
+    let (cpu, cpu_frozen) = run(&mut CpuBackend::new(), true);
+    assert!(
+        cpu_frozen.iter().all(|&v| v == 1.0),
+        "the exempt group decayed"
+    );
+    let (_, decayed) = run(&mut CpuBackend::new(), false);
+    // AdamW decay alone: (1 − 0.1·0.01)³.
+    assert!(
+        (decayed[0] - 0.999f32.powi(3)).abs() < 1e-6,
+        "{}",
+        decayed[0]
+    );
+    let Some(mut gpu) = common::gpu() else { return };
+    let (dev, dev_frozen) = run(&mut gpu, true);
+    assert_eq!(dev_frozen, cpu_frozen);
+    assert!(common::max_abs_diff(&cpu, &dev) < 1e-6);
+}

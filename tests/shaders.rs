@@ -128,6 +128,10 @@ const STEP_SCALARS: &[(&str, bool)] = &[
     ("centered", false),
     ("pad1", false),
     ("pad2", false),
+    ("tail_start", false),
+    ("tail_lr_scale", true),
+    ("tail_weight_decay", true),
+    ("pad3", false),
 ];
 
 fn shader_dir() -> PathBuf {
@@ -441,7 +445,7 @@ fn step_scalars_layout_matches_the_rust_struct() {
         })
         .collect();
     assert_eq!(got, want, "StepScalars members (name, offset, kind)");
-    assert_eq!(*span, 96, "StepScalars is not 96 bytes");
+    assert_eq!(*span, 112, "StepScalars is not 112 bytes");
 
     // The table above must itself follow the Rust struct, which is what the host uploads.
     let rust: Vec<(String, String)> = rust_step_scalars();

@@ -101,10 +101,18 @@ pub struct ParamLayout {
 impl ParamLayout {
     /// Lays out the parameters and buffers of a graph in creation order.
     pub fn of(graph: &Graph) -> Self {
+        Self::grouped(graph, &|_| false)
+    }
+
+    /// Lays out the parameters with those for which `tail` holds placed after all the
+    /// others (each part in creation order), so that a parameter group such as "no weight
+    /// decay" is one contiguous range ending the arena, starting at [`Self::tail_start`].
+    pub fn grouped(graph: &Graph, tail: &dyn Fn(&str) -> bool) -> Self {
         let lay = |items: Vec<(ValueId, &str, &Shape, crate::nn::Init)>| {
             let mut entries = Vec::new();
             let mut size = 0;
-            for (_, name, shape, _) in items {
+            let (head, rest): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| !tail(i.1));
+            for (_, name, shape, _) in head.into_iter().chain(rest) {
                 entries.push(ParamEntry {
                     name: name.to_string(),
                     shape: shape.clone(),
@@ -122,6 +130,17 @@ impl ParamLayout {
             buffers,
             buffers_size,
         }
+    }
+
+    /// The offset where the tail group of [`Self::grouped`] starts (the arena's size when
+    /// it is empty).
+    pub fn tail_start(&self, tail: &dyn Fn(&str) -> bool) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| tail(&e.name))
+            .map(|e| e.offset)
+            .min()
+            .unwrap_or(self.size)
     }
 
     /// The entry of a named parameter.
@@ -180,18 +199,20 @@ impl Plan {
         param_grads: &[(ValueId, ValueId)],
     ) -> Result<Plan> {
         let nodes = graph.nodes();
-        let param_slot: HashMap<ValueId, &ParamEntry> = graph
-            .params()
-            .iter()
-            .zip(&layout.entries)
-            .map(|((id, _, _, _), e)| (*id, e))
-            .collect();
-        let buffer_slot: HashMap<ValueId, &ParamEntry> = graph
-            .buffers()
-            .iter()
-            .zip(&layout.buffers)
-            .map(|((id, _, _, _), e)| (*id, e))
-            .collect();
+        // Entries are found by name: a layout may order its tensors differently from the
+        // graph (parameter groups are laid out contiguously).
+        let by_name = |items: Vec<(ValueId, &str, &Shape, crate::nn::Init)>,
+                       entries: &'_ [ParamEntry]| {
+            let mut map = HashMap::new();
+            for (id, name, _, _) in items {
+                if let Some(e) = entries.iter().find(|e| e.name == name) {
+                    map.insert(id, e.clone());
+                }
+            }
+            map
+        };
+        let param_slot: HashMap<ValueId, ParamEntry> = by_name(graph.params(), &layout.entries);
+        let buffer_slot: HashMap<ValueId, ParamEntry> = by_name(graph.buffers(), &layout.buffers);
         let is_alias = |id: ValueId| matches!(nodes[id].kind, NodeKind::Op(Op::Reshape));
 
         // Which nodes are needed: a backwards sweep from the roots.

@@ -286,7 +286,8 @@ impl Optimizer {
         Ok(())
     }
 
-    /// The scalars of update number `step` (from 1) at learning rate `lr`.
+    /// The scalars of update number `step` (from 1) at learning rate `lr`, with one
+    /// parameter group; see [`StepScalars::with_tail_group`] for a second.
     pub fn scalars(&self, lr: f32, step: u32, clip: Clip, len: usize) -> StepScalars {
         let mut s = StepScalars {
             lr,
@@ -294,6 +295,8 @@ impl Optimizer {
             len: len as u32,
             max_norm: clip.max_norm.unwrap_or(0.0),
             clip_value: clip.max_value.unwrap_or(0.0),
+            tail_start: len as u32,
+            tail_lr_scale: 1.0,
             ..StepScalars::zeroed()
         };
         match *self {

@@ -56,6 +56,35 @@ pub struct StepScalars {
     pub pad1: u32,
     /// Padding to a 16-byte multiple.
     pub pad2: u32,
+    /// First element of the tail parameter group (e.g. no weight decay); `len` when there
+    /// is none.
+    pub tail_start: u32,
+    /// Learning-rate factor of the tail group.
+    pub tail_lr_scale: f32,
+    /// Weight decay of the tail group.
+    pub tail_weight_decay: f32,
+    /// Padding to a 16-byte multiple.
+    pub pad3: u32,
+}
+
+impl StepScalars {
+    /// Makes elements from `start` on a second parameter group with its own learning-rate
+    /// factor and weight decay (PyTorch's parameter groups, for the common two-group case).
+    pub fn with_tail_group(mut self, start: usize, lr_scale: f32, weight_decay: f32) -> Self {
+        self.tail_start = start.min(self.len as usize) as u32;
+        self.tail_lr_scale = lr_scale;
+        self.tail_weight_decay = weight_decay;
+        self
+    }
+
+    /// The learning rate and weight decay of element `i`.
+    pub fn hyper(&self, i: usize) -> (f32, f32) {
+        if i >= self.tail_start as usize {
+            (self.lr * self.tail_lr_scale, self.tail_weight_decay)
+        } else {
+            (self.lr, self.weight_decay)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -63,7 +92,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layout_is_96_bytes() {
-        assert_eq!(std::mem::size_of::<StepScalars>(), 96);
+    fn layout_is_112_bytes() {
+        assert_eq!(std::mem::size_of::<StepScalars>(), 112);
     }
 }

@@ -632,6 +632,7 @@ impl LrScheduler {
             }
             if p.cooldown_counter > 0 {
                 p.cooldown_counter -= 1;
+                p.num_bad_epochs = 0;
             }
             if p.num_bad_epochs > patience as u64 {
                 let new_lr = (p.lr * decimal(factor)).max(decimal(min_lr));
@@ -723,7 +724,7 @@ impl LrScheduler {
                 s.lr, s.steps
             )));
         }
-        self.t = s.steps;
+
         self.plateau = plateau;
         Ok(())
     }

@@ -36,6 +36,10 @@ const PARITY_SCALARS: StepScalars = StepScalars {
     centered: 0,
     pad1: 0,
     pad2: 0,
+    tail_start: 0,
+    tail_lr_scale: 1.0,
+    tail_weight_decay: 0.0,
+    pad3: 0,
 };
 
 /// The starting value of the buffer an in-place op updates.

@@ -9,7 +9,7 @@ use crate::backend::{Backend, PlanId, Tail, METRIC_CORRECT, METRIC_LOSS};
 use crate::data::{Batcher, Dataset};
 use crate::error::{Error, Result};
 use crate::graph::{gradients, Graph, ParamEntry, ParamLayout, Plan, ValueId};
-use crate::nn::{Init, InitScheme, Mode, Model};
+use crate::nn::{Init, InitScheme, Layer, Mode, Model};
 use crate::op::Op;
 use crate::optim::{Clip, Optimizer, StepScalars};
 use crate::shape::Shape;
@@ -46,6 +46,11 @@ pub struct TrainConfig {
     pub init: InitScheme,
     /// Per-parameter initialisers by state_dict name, which take precedence.
     pub init_overrides: Vec<(String, Init)>,
+    /// Parameter kinds exempt from weight decay: `bias` (every `*.bias`) and `norm` (the
+    /// weights and biases of batch and layer norms). They form a second parameter group.
+    pub no_decay: Vec<String>,
+    /// Learning-rate factor of the no-decay group.
+    pub no_decay_lr_scale: f32,
 }
 
 impl Default for TrainConfig {
@@ -65,6 +70,8 @@ impl Default for TrainConfig {
             early_stopping: None,
             init: InitScheme::Default,
             init_overrides: Vec::new(),
+            no_decay: Vec::new(),
+            no_decay_lr_scale: 1.0,
         }
     }
 }
@@ -97,6 +104,9 @@ impl TrainConfig {
                 "label smoothing must be in [0, 1), got {}",
                 self.label_smoothing
             ));
+        }
+        if let Some(k) = self.no_decay.iter().find(|k| *k != "bias" && *k != "norm") {
+            return bad(format!("no-decay group kinds are bias and norm, got '{k}'"));
         }
         self.optimizer.validate()
     }
@@ -174,6 +184,8 @@ pub struct Trainer {
     classes: usize,
     plans: HashMap<(bool, usize), Compiled>,
     step: u32,
+    /// First element of the no-decay parameter group.
+    tail_start: usize,
 }
 
 impl Trainer {
@@ -185,7 +197,9 @@ impl Trainer {
         let features = config.sample.iter().product();
         let graph = forward_graph(&model, 1, config, Mode::Train)?;
         let classes = graph.logits_width;
-        let layout = ParamLayout::of(&graph.graph);
+        let exempt = |name: &str| no_decay(&model, &config.no_decay, name);
+        let layout = ParamLayout::grouped(&graph.graph, &exempt);
+        let tail_start = layout.tail_start(&exempt);
         let params = initial_values(
             &graph.graph.params(),
             &layout.entries,
@@ -211,6 +225,7 @@ impl Trainer {
             classes,
             plans: HashMap::new(),
             step: 0,
+            tail_start,
         })
     }
 
@@ -342,6 +357,9 @@ impl Trainer {
         );
         s.seed_lo = self.config.seed as u32;
         s.seed_hi = (self.config.seed >> 32) as u32;
+        if !self.config.no_decay.is_empty() {
+            s = s.with_tail_group(self.tail_start, self.config.no_decay_lr_scale, 0.0);
+        }
         s
     }
 
@@ -473,6 +491,24 @@ impl Trainer {
     }
 }
 
+/// Whether parameter `name` belongs to the no-decay group (`kinds`: `bias`, `norm`).
+fn no_decay(model: &Model, kinds: &[String], name: &str) -> bool {
+    let layer = name
+        .split('.')
+        .next()
+        .and_then(|i| i.parse::<usize>().ok())
+        .and_then(|i| model.layers.get(i));
+    let is_norm = matches!(
+        layer,
+        Some(Layer::BatchNorm { .. } | Layer::LayerNorm { .. })
+    );
+    kinds.iter().any(|k| match k.as_str() {
+        "bias" => name.ends_with(".bias"),
+        "norm" => is_norm,
+        _ => false,
+    })
+}
+
 /// An arena filled by each entry's initialiser, entry k drawing from stream `stream0 + k`:
 /// a per-parameter override from `config.init_overrides` if there is one, else
 /// `config.init` for weights (tensors of rank 2 and more), else the layer's PyTorch default.
@@ -484,7 +520,10 @@ fn initial_values(
     stream0: u32,
 ) -> Result<Vec<f32>> {
     let mut arena = vec![0.0f32; size];
-    for (k, ((_, name, shape, layer_default), entry)) in items.iter().zip(entries).enumerate() {
+    for (k, (_, name, shape, layer_default)) in items.iter().enumerate() {
+        let Some(entry) = entries.iter().find(|e| e.name == *name) else {
+            return Err(Error::Graph(format!("{name} is not in the layout")));
+        };
         let init = match config.init_overrides.iter().find(|(n, _)| n == name) {
             Some((_, init)) => *init,
             None if shape.rank() >= 2 => config.init.or_layer_default(*layer_default),

@@ -32,42 +32,54 @@ pub fn optimizer_step(
     match optimizer {
         Optimizer::Sgd { .. } => {
             for (i, p) in params.iter_mut().enumerate() {
-                *p = sgd(*p, grad(i), s0.get_mut(i), s);
+                *p = sgd(*p, grad(i), s0.get_mut(i), s, s.hyper(i));
             }
         }
         Optimizer::Adam { .. } => {
             for (i, p) in params.iter_mut().enumerate() {
-                *p = adam(*p, grad(i), &mut s0[i], &mut s1[i], s2.get_mut(i), s);
+                *p = adam(
+                    *p,
+                    grad(i),
+                    &mut s0[i],
+                    &mut s1[i],
+                    s2.get_mut(i),
+                    s,
+                    s.hyper(i),
+                );
             }
         }
         Optimizer::Adagrad { .. } => {
             for (i, p) in params.iter_mut().enumerate() {
-                let g = grad(i) + s.weight_decay * *p;
+                let (lr, wd) = s.hyper(i);
+                let g = grad(i) + wd * *p;
                 s0[i] += g * g;
-                *p -= s.lr * g / (s0[i].sqrt() + s.eps);
+                *p -= lr * g / (s0[i].sqrt() + s.eps);
             }
         }
         Optimizer::RmsProp { .. } => {
             for (i, p) in params.iter_mut().enumerate() {
-                *p = rmsprop(*p, grad(i), &mut s0[i], s1.get_mut(i), s2.get_mut(i), s);
+                let h = s.hyper(i);
+                *p = rmsprop(*p, grad(i), &mut s0[i], s1.get_mut(i), s2.get_mut(i), s, h);
             }
         }
         Optimizer::Adadelta { .. } => {
             for (i, p) in params.iter_mut().enumerate() {
-                let g = grad(i) + s.weight_decay * *p;
+                let (lr, wd) = s.hyper(i);
+                let g = grad(i) + wd * *p;
                 let sq = s.alpha * s0[i] + (1.0 - s.alpha) * g * g;
                 s0[i] = sq;
                 let delta = (s1[i] + s.eps).sqrt() / (sq + s.eps).sqrt() * g;
                 s1[i] = s.alpha * s1[i] + (1.0 - s.alpha) * delta * delta;
-                *p -= s.lr * delta;
+                *p -= lr * delta;
             }
         }
     }
 }
 
-/// torch.optim.SGD for one element; `buf` is the momentum buffer (None when momentum is 0).
-fn sgd(p: f32, g: f32, buf: Option<&mut f32>, s: &StepScalars) -> f32 {
-    let mut d = g + s.weight_decay * p;
+/// torch.optim.SGD for one element; `buf` is the momentum buffer (None when momentum is
+/// 0), `(lr, wd)` the element's group's learning rate and weight decay.
+fn sgd(p: f32, g: f32, buf: Option<&mut f32>, s: &StepScalars, (lr, wd): (f32, f32)) -> f32 {
+    let mut d = g + wd * p;
     if let (true, Some(buf)) = (s.momentum != 0.0, buf) {
         // The first step seeds the buffer with d itself, as PyTorch does (no dampening).
         let b = if s.step <= 1 {
@@ -82,15 +94,23 @@ fn sgd(p: f32, g: f32, buf: Option<&mut f32>, s: &StepScalars) -> f32 {
             b
         };
     }
-    p - s.lr * d
+    p - lr * d
 }
 
 /// torch.optim.Adam / AdamW for one element, in PyTorch's order of operations.
-fn adam(p: f32, g: f32, m: &mut f32, v: &mut f32, vmax: Option<&mut f32>, s: &StepScalars) -> f32 {
+fn adam(
+    p: f32,
+    g: f32,
+    m: &mut f32,
+    v: &mut f32,
+    vmax: Option<&mut f32>,
+    s: &StepScalars,
+    (lr, wd): (f32, f32),
+) -> f32 {
     let (p, g) = if s.decoupled != 0 {
-        (p * (1.0 - s.lr * s.weight_decay), g)
+        (p * (1.0 - lr * wd), g)
     } else {
-        (p, g + s.weight_decay * p)
+        (p, g + wd * p)
     };
     // m + (1−β1)(g − m) is torch's lerp form of β1·m + (1−β1)·g.
     *m += (1.0 - s.beta1) * (g - *m);
@@ -103,7 +123,7 @@ fn adam(p: f32, g: f32, m: &mut f32, v: &mut f32, vmax: Option<&mut f32>, s: &St
         _ => *v,
     };
     let denom = second.sqrt() / s.bias_correction2_sqrt + s.eps;
-    p - (s.lr / s.bias_correction1) * *m / denom
+    p - (lr / s.bias_correction1) * *m / denom
 }
 
 /// torch.optim.RMSprop for one element.
@@ -114,8 +134,9 @@ fn rmsprop(
     grad_avg: Option<&mut f32>,
     buf: Option<&mut f32>,
     s: &StepScalars,
+    (lr, wd): (f32, f32),
 ) -> f32 {
-    let g = g + s.weight_decay * p;
+    let g = g + wd * p;
     *square_avg = s.alpha * *square_avg + (1.0 - s.alpha) * g * g;
     let avg = match (s.centered != 0, grad_avg) {
         (true, Some(ga)) => {
@@ -127,9 +148,9 @@ fn rmsprop(
     match (s.momentum > 0.0, buf) {
         (true, Some(b)) => {
             *b = s.momentum * *b + g / avg;
-            p - s.lr * *b
+            p - lr * *b
         }
-        _ => p - s.lr * g / avg,
+        _ => p - lr * g / avg,
     }
 }
 

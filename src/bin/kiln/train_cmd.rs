@@ -89,6 +89,9 @@ pub struct TrainArgs {
     /// "normal:std=0.02"; default: PyTorch's per-layer defaults.
     #[arg(long, default_value = "default")]
     init_scheme: String,
+    /// Exempt these from weight decay: "bias", "norm" or "bias,norm".
+    #[arg(long, value_delimiter = ',')]
+    no_decay: Vec<String>,
     /// Hold out this fraction of the training set for validation.
     #[arg(long)]
     val_split: Option<f32>,
@@ -270,6 +273,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         label_smoothing: args.label_smoothing,
         sample: [1, train.rows, train.cols],
         val_split: args.val_split,
+        no_decay: args.no_decay.clone(),
         early_stopping: early_stopping(&args)?,
         init: kiln::nn::parse_init(&args.init_scheme)?,
         ..TrainConfig::default()
