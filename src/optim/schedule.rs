@@ -724,7 +724,7 @@ impl LrScheduler {
                 s.lr, s.steps
             )));
         }
-
+        self.t = s.steps;
         self.plateau = plateau;
         Ok(())
     }
