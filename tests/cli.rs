@@ -68,3 +68,62 @@ fn bad_hyperparameters_are_rejected() {
         assert!(text.contains("error"), "{args:?}: {text}");
     }
 }
+
+#[test]
+fn train_help_documents_the_toolkit_flags() {
+    let (code, text) = kiln(&["train", "--help"], &[]);
+    assert_eq!(code, 0, "{text}");
+    for flag in [
+        "--model",
+        "--data",
+        "--backend",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--seed",
+        "--optimizer",
+        "--momentum",
+        "--dampening",
+        "--nesterov",
+        "--betas",
+        "--eps",
+        "--weight-decay",
+        "--amsgrad",
+        "--lr-decay",
+        "--initial-accumulator-value",
+        "--alpha",
+        "--centered",
+        "--rho",
+        "--clip-norm",
+        "--clip-value",
+        "--label-smoothing",
+        "--schedule",
+        "--warmup",
+        "--no-decay",
+        "--init-scheme",
+        "--val-split",
+        "--early-stop",
+        "--min-delta",
+        "--monitor",
+    ] {
+        assert!(text.contains(flag), "train --help does not document {flag}");
+    }
+}
+
+#[test]
+fn flags_that_do_not_apply_to_the_optimizer_are_rejected() {
+    let (code, text) = kiln(
+        &[
+            "train",
+            "--backend",
+            "cpu",
+            "--optimizer",
+            "adagrad",
+            "--momentum",
+            "0.9",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("--momentum does not apply"), "{text}");
+}

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::graph::{gradients, Graph, ParamEntry, ParamLayout, Plan, ValueId};
 use crate::nn::{Init, InitScheme, Layer, Mode, Model};
 use crate::op::Op;
+use crate::optim::schedule::{LrScheduler, Schedule, Warmup};
 use crate::optim::{Clip, Optimizer, StepScalars};
 use crate::shape::Shape;
 
@@ -51,6 +52,12 @@ pub struct TrainConfig {
     pub no_decay: Vec<String>,
     /// Learning-rate factor of the no-decay group.
     pub no_decay_lr_scale: f32,
+    /// Learning-rate schedule (stepped per batch for cyclic and one-cycle, per epoch for
+    /// the others, as PyTorch's are; reduce-on-plateau watches the validation loss, or the
+    /// training loss without a validation split).
+    pub schedule: Schedule,
+    /// Linear warm-up over the first scheduler steps, composed with the schedule.
+    pub warmup: Option<Warmup>,
 }
 
 impl Default for TrainConfig {
@@ -72,6 +79,8 @@ impl Default for TrainConfig {
             init_overrides: Vec::new(),
             no_decay: Vec::new(),
             no_decay_lr_scale: 1.0,
+            schedule: Schedule::Constant,
+            warmup: None,
         }
     }
 }
@@ -164,6 +173,8 @@ pub struct EpochReport {
     pub test_accuracy: f32,
     /// Training throughput (images per second of training, evaluation excluded).
     pub images_per_s: f64,
+    /// The learning rate of the epoch's last step.
+    pub lr: f32,
     /// Seconds spent training in this epoch.
     pub seconds: f64,
 }
@@ -186,6 +197,9 @@ pub struct Trainer {
     step: u32,
     /// First element of the no-decay parameter group.
     tail_start: usize,
+    scheduler: LrScheduler,
+    /// The learning rate of the last step taken.
+    last_lr: f32,
 }
 
 impl Trainer {
@@ -226,6 +240,8 @@ impl Trainer {
             plans: HashMap::new(),
             step: 0,
             tail_start,
+            scheduler: LrScheduler::new(config.lr, config.schedule.clone(), config.warmup)?,
+            last_lr: config.lr,
         })
     }
 
@@ -242,6 +258,11 @@ impl Trainer {
     /// The model.
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// The learning rate the next optimizer step uses.
+    pub fn lr(&self) -> f32 {
+        self.scheduler.lr()
     }
 
     /// Number of optimizer steps taken.
@@ -345,12 +366,13 @@ impl Trainer {
         let c = self.plan(true, n)?;
         self.step += 1;
         let scalars = self.scalars();
+        self.last_lr = scalars.lr;
         self.backend.run(c.id, &[images, labels], &scalars)
     }
 
     fn scalars(&self) -> StepScalars {
         let mut s = self.config.optimizer.scalars(
-            self.config.lr,
+            self.scheduler.lr(),
             self.step,
             self.config.clip,
             self.layout.size,
@@ -410,6 +432,9 @@ impl Trainer {
             let (mut done, mut seen) = (0usize, 0usize);
             while let Some(n) = batcher.next_batch(&mut images, &mut labels) {
                 self.train_batch(&images, &labels)?;
+                if self.scheduler.per_batch() {
+                    self.scheduler.step();
+                }
                 done += 1;
                 seen += n;
                 let loss = if done % self.config.log_every.max(1) == 0 || done == batches {
@@ -440,8 +465,17 @@ impl Trainer {
                 test_loss,
                 test_accuracy,
                 images_per_s: seen as f64 / seconds.max(1e-9),
+                lr: self.last_lr,
                 seconds,
             };
+            if !self.scheduler.per_batch() {
+                match &self.config.schedule {
+                    Schedule::ReduceOnPlateau { .. } => self
+                        .scheduler
+                        .step_metric(report.val_loss.unwrap_or(report.train_loss)),
+                    _ => self.scheduler.step(),
+                }
+            }
             on_event(&Event::EpochEnd(report.clone()));
             reports.push(report);
             if let (Some(t), Some((vl, va))) = (tracker.as_mut(), validation) {

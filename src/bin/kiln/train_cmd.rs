@@ -6,6 +6,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use kiln::backend::{select_backend, BackendChoice};
+use kiln::optim::schedule::{parse_schedule, Warmup};
 use kiln::optim::{Clip, Optimizer};
 use kiln::train::{EarlyStopping, Event, Monitor, TrainConfig, Trainer};
 use kiln::{data, Error, Result};
@@ -89,6 +90,20 @@ pub struct TrainArgs {
     /// "normal:std=0.02"; default: PyTorch's per-layer defaults.
     #[arg(long, default_value = "default")]
     init_scheme: String,
+    /// Learning-rate schedule, PyTorch's with its arguments: constant,
+    /// "step:step_size=30,gamma=0.1", "multistep:milestones=30;80,gamma=0.1",
+    /// "exponential:gamma=0.95", "cosine:t_max=50,eta_min=0",
+    /// "cosine_restarts:t_0=10,t_mult=2", "cyclic:base_lr=0.001,max_lr=0.1,step_size_up=2000,mode=triangular2",
+    /// "onecycle:max_lr=0.1,total_steps=2350", "plateau:factor=0.5,patience=3".
+    /// Cyclic and one-cycle step per batch, the others per epoch.
+    #[arg(long, default_value = "constant")]
+    schedule: String,
+    /// Linear warm-up over this many scheduler steps (from --warmup-start-factor x lr).
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Starting factor of the warm-up (PyTorch's LinearLR default 1/3).
+    #[arg(long, default_value_t = 1.0 / 3.0)]
+    warmup_start_factor: f32,
     /// Exempt these from weight decay: "bias", "norm" or "bias,norm".
     #[arg(long, value_delimiter = ',')]
     no_decay: Vec<String>,
@@ -273,6 +288,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         label_smoothing: args.label_smoothing,
         sample: [1, train.rows, train.cols],
         val_split: args.val_split,
+        schedule: parse_schedule(&args.schedule)?,
+        warmup: args.warmup.map(|steps| Warmup {
+            steps,
+            start_factor: args.warmup_start_factor,
+        }),
         no_decay: args.no_decay.clone(),
         early_stopping: early_stopping(&args)?,
         init: kiln::nn::parse_init(&args.init_scheme)?,
@@ -322,9 +342,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 _ => String::new(),
             };
             println!(
-                "epoch {}/{}: train loss {:.4}, train acc {:.2}%{val}, test loss {:.4}, test acc {:.2}%, {:.0} img/s ({:.1} s)",
+                "epoch {}/{}: lr {:.3e}, train loss {:.4}, train acc {:.2}%{val}, test loss {:.4}, test acc {:.2}%, {:.0} img/s ({:.1} s)",
                 r.epoch,
                 config.epochs,
+                r.lr,
                 r.train_loss,
                 100.0 * r.train_accuracy,
                 r.test_loss,
