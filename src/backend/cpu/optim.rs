@@ -16,8 +16,60 @@ pub fn grad_norm_sq(grads: &[f32], s: &StepScalars) -> f32 {
         .sum::<f64>() as f32
 }
 
+/// Elements per parallel block of the update.
+const BLOCK: usize = 1 << 14;
+
+/// One block of the arena: its first index and the matching pieces of every buffer
+/// (an unused state buffer gives empty pieces).
+struct Block<'a> {
+    start: usize,
+    params: &'a mut [f32],
+    grads: &'a [f32],
+    states: [&'a mut [f32]; 3],
+}
+
+/// Splits the arena and its state buffers at the same block boundaries.
+fn blocks<'a>(
+    params: &'a mut [f32],
+    grads: &'a [f32],
+    states: &'a mut [Vec<f32>; 3],
+) -> Vec<Block<'a>> {
+    let n = params.len().div_ceil(BLOCK);
+    let mut state_chunks: Vec<Vec<&'a mut [f32]>> = states
+        .iter_mut()
+        .map(|v| {
+            let mut c: Vec<&'a mut [f32]> = v.chunks_mut(BLOCK).collect();
+            c.resize_with(n, || &mut []);
+            c
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    let [c0, c1, c2] = [
+        std::mem::take(&mut state_chunks[0]),
+        std::mem::take(&mut state_chunks[1]),
+        std::mem::take(&mut state_chunks[2]),
+    ];
+    for (k, ((((p, g), a), b), c)) in params
+        .chunks_mut(BLOCK)
+        .zip(grads.chunks(BLOCK))
+        .zip(c0)
+        .zip(c1)
+        .zip(c2)
+        .enumerate()
+    {
+        out.push(Block {
+            start: k * BLOCK,
+            params: p,
+            grads: g,
+            states: [a, b, c],
+        });
+    }
+    out
+}
+
 /// One step of `optimizer` over the arena. `states` are its state buffers by index (see
-/// [`Optimizer::uses_state`]); unused ones may be empty.
+/// [`Optimizer::uses_state`]); unused ones may be empty. Blocks run on all cores; each
+/// element's arithmetic is the kernel's, in the kernel's order.
 pub fn optimizer_step(
     optimizer: &Optimizer,
     params: &mut [f32],
@@ -26,13 +78,61 @@ pub fn optimizer_step(
     s: &StepScalars,
     norm_sq: f32,
 ) {
+    use rayon::prelude::*;
     let clip = clip_coefficient(norm_sq, s.max_norm);
-    let grad = |i: usize| clip_value(grads[i], s.clip_value) * clip;
+    blocks(params, grads, states).into_par_iter().for_each(|b| {
+        // The group boundary splits a block into at most two runs of constant (lr, wd).
+        let split = (s.tail_start as usize).clamp(b.start, b.start + b.params.len()) - b.start;
+        let Block {
+            params,
+            grads,
+            states: [s0, s1, s2],
+            ..
+        } = b;
+        let (p_head, p_tail) = params.split_at_mut(split);
+        let (g_head, g_tail) = grads.split_at(split);
+        let (a_head, a_tail) = s0.split_at_mut(split.min(s0.len()));
+        let (b_head, b_tail) = s1.split_at_mut(split.min(s1.len()));
+        let (c_head, c_tail) = s2.split_at_mut(split.min(s2.len()));
+        let head = s.hyper(0);
+        let tail = s.hyper(s.tail_start as usize);
+        update(
+            optimizer,
+            p_head,
+            g_head,
+            [a_head, b_head, c_head],
+            s,
+            clip,
+            head,
+        );
+        update(
+            optimizer,
+            p_tail,
+            g_tail,
+            [a_tail, b_tail, c_tail],
+            s,
+            clip,
+            tail,
+        );
+    });
+}
+
+/// The update of one run of elements sharing `(lr, wd)`.
+fn update(
+    optimizer: &Optimizer,
+    params: &mut [f32],
+    grads: &[f32],
+    states: [&mut [f32]; 3],
+    s: &StepScalars,
+    clip: f32,
+    (lr, wd): (f32, f32),
+) {
     let [s0, s1, s2] = states;
+    let grad = |i: usize| clip_value(grads[i], s.clip_value) * clip;
     match optimizer {
         Optimizer::Sgd { .. } => {
             for (i, p) in params.iter_mut().enumerate() {
-                *p = sgd(*p, grad(i), s0.get_mut(i), s, s.hyper(i));
+                *p = sgd(*p, grad(i), s0.get_mut(i), s, (lr, wd));
             }
         }
         Optimizer::Adam { .. } => {
@@ -44,13 +144,12 @@ pub fn optimizer_step(
                     &mut s1[i],
                     s2.get_mut(i),
                     s,
-                    s.hyper(i),
+                    (lr, wd),
                 );
             }
         }
         Optimizer::Adagrad { .. } => {
             for (i, p) in params.iter_mut().enumerate() {
-                let (lr, wd) = s.hyper(i);
                 let g = grad(i) + wd * *p;
                 s0[i] += g * g;
                 *p -= lr * g / (s0[i].sqrt() + s.eps);
@@ -58,13 +157,19 @@ pub fn optimizer_step(
         }
         Optimizer::RmsProp { .. } => {
             for (i, p) in params.iter_mut().enumerate() {
-                let h = s.hyper(i);
-                *p = rmsprop(*p, grad(i), &mut s0[i], s1.get_mut(i), s2.get_mut(i), s, h);
+                *p = rmsprop(
+                    *p,
+                    grad(i),
+                    &mut s0[i],
+                    s1.get_mut(i),
+                    s2.get_mut(i),
+                    s,
+                    (lr, wd),
+                );
             }
         }
         Optimizer::Adadelta { .. } => {
             for (i, p) in params.iter_mut().enumerate() {
-                let (lr, wd) = s.hyper(i);
                 let g = grad(i) + wd * *p;
                 let sq = s.alpha * s0[i] + (1.0 - s.alpha) * g * g;
                 s0[i] = sq;
