@@ -99,11 +99,17 @@ fn sign<T: Real>(d: T) -> T {
     }
 }
 
-/// max(x, 0) − x·t + ln(1 + e^(−|x|)). The exponent is never positive, so nothing
-/// overflows, and 1 + e^(−|x|) lies in (1, 2] where ln is accurate in absolute terms.
+/// max(x, 0) − x·t + ln(1 + e^(−|x|)), with max(x, 0) − x·t evaluated as x·(1 − t) or
+/// −x·t: for targets in [0, 1] both are products of non-negative factors, so a logit far
+/// out with a target near 0 or 1 does not lose its digits to a cancellation. The exponent
+/// is never positive, so nothing overflows, and 1 + e^(−|x|) lies in (1, 2].
 fn bce_term<T: Real>(x: T, t: T) -> T {
-    let relu = if x > T::zero() { x } else { T::zero() };
-    relu - x * t + (T::one() + (-x.abs()).exp()).ln()
+    let linear = if x > T::zero() {
+        x * (T::one() - t)
+    } else {
+        -x * t
+    };
+    linear + (T::one() + (-x.abs()).exp()).ln()
 }
 
 /// 1/(1 + e^(−x)) from e^(−|x|), so the exponential never overflows (the WGSL may assume

@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a classifier (default: the `mlp` preset on the embedded Fashion-MNIST subset).
-    Train(train_cmd::TrainArgs),
+    Train(Box<train_cmd::TrainArgs>),
     /// Run every op forward and backward on the GPU and compare with the CPU reference.
     Parity(parity_cmd::ParityArgs),
 }
@@ -24,7 +24,7 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train(args) => train_cmd::run(args),
+        Command::Train(args) => train_cmd::run(*args),
         Command::Parity(args) => parity_cmd::run(args),
     };
     if let Err(e) = result {
