@@ -84,6 +84,55 @@ fn sum(@builtin(local_invocation_index) t: u32) {
     }
 }
 
+// out[0] = Σ in0², the L2 penalty; d0 = n. Single workgroup.
+@compute @workgroup_size(256)
+fn sum_squares(@builtin(local_invocation_index) t: u32) {
+    var acc = 0.0;
+    for (var i = t; i < dims.d0; i += WG) {
+        acc = acc + in0[i] * in0[i];
+    }
+    let total = tree_sum(t, acc);
+    if (t == 0u) {
+        out[0] = total;
+    }
+}
+
+// out[0] = Σ |in0|, the L1 penalty; d0 = n. Single workgroup.
+@compute @workgroup_size(256)
+fn sum_abs(@builtin(local_invocation_index) t: u32) {
+    var acc = 0.0;
+    for (var i = t; i < dims.d0; i += WG) {
+        acc = acc + abs(in0[i]);
+    }
+    let total = tree_sum(t, acc);
+    if (t == 0u) {
+        out[0] = total;
+    }
+}
+
+// out = 2·x·dy (the L2 penalty's gradient), in0 = x, in1 = dy [1]; d0 = n, 1-D.
+@compute @workgroup_size(256)
+fn sum_squares_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= dims.d0) {
+        return;
+    }
+    out[i] = in0[i] * (2.0 * in1[0]);
+}
+
+// out = sign(x)·dy (the L1 penalty's gradient, sign(0) = 0 as torch.sign), in0 = x,
+// in1 = dy [1]; d0 = n, 1-D.
+@compute @workgroup_size(256)
+fn sum_abs_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= dims.d0) {
+        return;
+    }
+    let x = in0[i];
+    let dy = in1[0];
+    out[i] = select(select(0.0, -dy, x < 0.0), dy, x > 0.0);
+}
+
 // out[0] = Σ in0 / n; d0 = n. Single workgroup.
 @compute @workgroup_size(256)
 fn mean(@builtin(local_invocation_index) t: u32) {

@@ -132,6 +132,14 @@ pub enum Op {
     Sum,
     /// `x → [1]`: mean of all elements.
     Mean,
+    /// `x → [1]`: Σ x², the L2 penalty.
+    SumSquares,
+    /// `(x, dy [1]) → 2·x·dy`: the gradient of [`Op::SumSquares`].
+    SumSquaresGrad,
+    /// `x → [1]`: Σ |x|, the L1 penalty.
+    SumAbs,
+    /// `(x, dy [1]) → sign(x)·dy` (sign(0) = 0): the gradient of [`Op::SumAbs`].
+    SumAbsGrad,
     /// `dy [1] → factor · dy` broadcast to the node's shape: the gradient of Sum and Mean.
     Broadcast(f32),
     /// `logits [B, C] → [B]`: index of the row maximum (first on ties), as f32.
@@ -302,8 +310,11 @@ impl Op {
             | Op::Softmax
             | Op::Sum
             | Op::Mean
+            | Op::SumSquares
+            | Op::SumAbs
             | Op::Broadcast(_)
             | Op::Argmax => 1,
+            Op::SumSquaresGrad | Op::SumAbsGrad => 2,
         }
     }
 
@@ -336,6 +347,10 @@ impl Op {
             Op::Huber { .. } => "huber".into(),
             Op::HuberGrad { .. } => "huber_grad".into(),
             Op::Sum => "sum".into(),
+            Op::SumSquares => "sum_squares".into(),
+            Op::SumSquaresGrad => "sum_squares_grad".into(),
+            Op::SumAbs => "sum_abs".into(),
+            Op::SumAbsGrad => "sum_abs_grad".into(),
             Op::Mean => "mean".into(),
             Op::Broadcast(_) => "broadcast".into(),
             Op::Argmax => "argmax".into(),
@@ -367,7 +382,14 @@ impl Op {
     pub fn differentiable_inputs(&self) -> &'static [usize] {
         match self {
             Op::MatMul { .. } | Op::BiasAdd | Op::Add => &[0, 1],
-            Op::Scale(_) | Op::Activation(_) | Op::Softmax | Op::Sum | Op::Mean => &[0],
+            Op::Scale(_)
+            | Op::Activation(_)
+            | Op::Softmax
+            | Op::Sum
+            | Op::Mean
+            | Op::SumSquares
+            | Op::SumAbs => &[0],
+            Op::SumSquaresGrad | Op::SumAbsGrad => &[],
             Op::SoftmaxCrossEntropy { .. }
             | Op::Mse
             | Op::BceWithLogits
@@ -438,9 +460,12 @@ impl Op {
             | Op::BatchNormGrad(_)
             | Op::LayerNorm { .. }
             | Op::LayerNormGrad { .. } => Tolerance::Relative(1e-4),
+            Op::SumSquaresGrad | Op::SumAbsGrad => Tolerance::Relative(1e-5),
             Op::MatMul { .. }
             | Op::BiasGrad
             | Op::Sum
+            | Op::SumSquares
+            | Op::SumAbs
             | Op::Mean
             | Op::Mse
             | Op::L1
@@ -556,7 +581,11 @@ impl Op {
                     inputs[0].clone()
                 })
             }
-            Op::Sum | Op::Mean => Ok(Shape::scalar()),
+            Op::Sum | Op::Mean | Op::SumSquares | Op::SumAbs => Ok(Shape::scalar()),
+            Op::SumSquaresGrad | Op::SumAbsGrad => {
+                expect_numel(self, inputs[1], 1)?;
+                Ok(inputs[0].clone())
+            }
             Op::Broadcast(_) => target
                 .cloned()
                 .ok_or_else(|| Error::Graph("broadcast needs a target shape".into())),

@@ -37,7 +37,17 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
     ),
     (
         "reduce.wgsl",
-        &["sum", "mean", "argmax", "correct", "accumulate"],
+        &[
+            "sum",
+            "mean",
+            "sum_squares",
+            "sum_abs",
+            "sum_squares_grad",
+            "sum_abs_grad",
+            "argmax",
+            "correct",
+            "accumulate",
+        ],
     ),
     (
         "optim.wgsl",

@@ -6,8 +6,9 @@ mod common;
 use kiln::backend::cpu::CpuBackend;
 use kiln::backend::{Backend, METRIC_LOSS};
 use kiln::data::{self, Batcher};
+use kiln::optim::schedule::parse_schedule;
 use kiln::optim::{Clip, Optimizer};
-use kiln::train::{TrainConfig, Trainer};
+use kiln::train::{Penalty, TrainConfig, Trainer};
 
 /// Per-step losses of `steps` training steps on the first batches of the embedded set.
 fn loss_curve(
@@ -106,4 +107,41 @@ fn mlp_learns_fashion_mnist_subset_on_gpu() {
     let Some(gpu) = common::gpu() else { return };
     let acc = one_epoch_accuracy(Box::new(gpu));
     assert!(acc > 0.70, "test accuracy {acc}");
+}
+
+/// The toolkit end to end on both backends: a one-hot loss, L1 and L2 penalties, a
+/// no-decay group, clipping by value, a schedule and an optimizer with three state buffers.
+#[test]
+fn toolkit_curve_is_the_same_on_both_backends() {
+    let Some(gpu) = common::gpu() else { return };
+    let config = TrainConfig {
+        batch_size: 32,
+        lr: 0.01,
+        optimizer: Optimizer::RmsProp {
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 1e-3,
+            momentum: 0.9,
+            centered: true,
+        },
+        loss: "huber:delta=0.5".parse().unwrap(),
+        penalty: Penalty { l1: 1e-5, l2: 1e-4 },
+        no_decay: vec!["bias".into()],
+        clip: Clip {
+            max_norm: Some(5.0),
+            max_value: Some(0.05),
+        },
+        schedule: parse_schedule("cyclic:base_lr=0.0001,max_lr=0.001,step_size_up=5").unwrap(),
+        ..TrainConfig::default()
+    };
+    let (cpu_loss, cpu_params) = loss_curve(Box::new(CpuBackend::new()), &config, 10);
+    let (gpu_loss, gpu_params) = loss_curve(Box::new(gpu), &config, 10);
+    for (i, (c, g)) in cpu_loss.iter().zip(&gpu_loss).enumerate() {
+        assert!(
+            (c - g).abs() <= 1e-4 * c.abs().max(1.0),
+            "step {i}: cpu {c} gpu {g}"
+        );
+    }
+    assert!(cpu_loss[9] < cpu_loss[0], "loss did not fall: {cpu_loss:?}");
+    assert!(common::max_abs_diff(&cpu_params, &gpu_params) < 1e-3);
 }

@@ -128,6 +128,8 @@ fn rule(
         Op::L1 => vec![(x, g.op(Op::L1Grad, &[x, inputs[1], dy])?)],
         Op::SmoothL1 { beta } => vec![(x, g.op(Op::SmoothL1Grad { beta }, &[x, inputs[1], dy])?)],
         Op::Huber { delta } => vec![(x, g.op(Op::HuberGrad { delta }, &[x, inputs[1], dy])?)],
+        Op::SumSquares => vec![(x, g.op(Op::SumSquaresGrad, &[x, dy])?)],
+        Op::SumAbs => vec![(x, g.op(Op::SumAbsGrad, &[x, dy])?)],
         Op::Sum | Op::Mean => {
             let shape = g.shape(x).clone();
             let factor = if op == Op::Mean {
@@ -185,6 +187,8 @@ fn rule(
         | Op::LayerNormGrad { .. }
         | Op::LayerNormGammaGrad { .. }
         | Op::DropoutGrad(_)
+        | Op::SumSquaresGrad
+        | Op::SumAbsGrad
         | Op::BiasGrad
         | Op::ActivationGrad(_)
         | Op::SoftmaxGrad

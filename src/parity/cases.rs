@@ -120,6 +120,13 @@ pub fn cases() -> Vec<OpCase> {
         c.push(OpCase::new(Op::Scale(-0.75), vec![real(&[n])]));
         c.push(OpCase::new(Op::Sum, vec![real(&[n])]));
         c.push(OpCase::new(Op::Mean, vec![real(&[n])]));
+        c.push(OpCase::new(Op::SumSquares, vec![real(&[n])]));
+        c.push(OpCase::new(Op::SumAbs, vec![real(&[n])]));
+        c.push(OpCase::new(
+            Op::SumSquaresGrad,
+            vec![real(&[n]), real(&[1])],
+        ));
+        c.push(OpCase::new(Op::SumAbsGrad, vec![real(&[n]), real(&[1])]));
         let mut b = OpCase::new(Op::Broadcast(0.5), vec![real(&[1])]);
         b.target = Some(Shape::new(&[n]));
         c.push(b);

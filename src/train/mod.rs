@@ -2,7 +2,9 @@
 //! backend run per batch, metrics read back every few steps only.
 
 mod early_stop;
+mod objective;
 mod trainer;
 
 pub use early_stop::{EarlyStopping, Monitor, Tracker, Verdict};
+pub use objective::{objective, one_hot, Loss, Objective, Penalty};
 pub use trainer::{EpochReport, Event, TrainConfig, Trainer};

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use super::early_stop::{EarlyStopping, Tracker, Verdict};
+use super::objective::{objective, one_hot, Loss, Objective, Penalty};
 use crate::backend::{Backend, PlanId, Tail, METRIC_CORRECT, METRIC_LOSS};
 use crate::data::{Batcher, Dataset};
 use crate::error::{Error, Result};
-use crate::graph::{gradients, Graph, ParamEntry, ParamLayout, Plan, ValueId};
+use crate::graph::{gradients, ParamEntry, ParamLayout, Plan, ValueId};
 use crate::nn::{Init, InitScheme, Layer, Mode, Model};
-use crate::op::Op;
 use crate::optim::schedule::{LrScheduler, Schedule, Warmup};
 use crate::optim::{Clip, Optimizer, StepScalars};
 use crate::shape::Shape;
@@ -52,6 +52,11 @@ pub struct TrainConfig {
     pub no_decay: Vec<String>,
     /// Learning-rate factor of the no-decay group.
     pub no_decay_lr_scale: f32,
+    /// The loss minimised.
+    pub loss: Loss,
+    /// L1/L2 penalties on the weights, added to the training loss (not to the reported
+    /// loss); the no-decay group is exempt from them too.
+    pub penalty: Penalty,
     /// Learning-rate schedule (stepped per batch for cyclic and one-cycle, per epoch for
     /// the others, as PyTorch's are; reduce-on-plateau watches the validation loss, or the
     /// training loss without a validation split).
@@ -81,6 +86,8 @@ impl Default for TrainConfig {
             no_decay_lr_scale: 1.0,
             schedule: Schedule::Constant,
             warmup: None,
+            loss: Loss::CrossEntropy,
+            penalty: Penalty::default(),
         }
     }
 }
@@ -113,6 +120,17 @@ impl TrainConfig {
                 "label smoothing must be in [0, 1), got {}",
                 self.label_smoothing
             ));
+        }
+        if self.label_smoothing != 0.0 && self.loss != Loss::CrossEntropy {
+            return bad(format!(
+                "label smoothing applies to cross_entropy, not {}",
+                self.loss
+            ));
+        }
+        for (name, v) in [("l1", self.penalty.l1), ("l2", self.penalty.l2)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(format!("{name} penalty must be >= 0, got {v}"));
+            }
         }
         if let Some(k) = self.no_decay.iter().find(|k| *k != "bias" && *k != "norm") {
             return bad(format!("no-decay group kinds are bias and norm, got '{k}'"));
@@ -200,6 +218,8 @@ pub struct Trainer {
     scheduler: LrScheduler,
     /// The learning rate of the last step taken.
     last_lr: f32,
+    /// One-hot targets of the current batch (for losses that read them), reused.
+    targets: Vec<f32>,
 }
 
 impl Trainer {
@@ -209,8 +229,8 @@ impl Trainer {
         config.validate()?;
         let model = Model::parse(spec)?;
         let features = config.sample.iter().product();
-        let graph = forward_graph(&model, 1, config, Mode::Train)?;
-        let classes = graph.logits_width;
+        let graph = build_objective(&model, 1, config, Mode::Train)?;
+        let classes = graph.classes;
         let exempt = |name: &str| no_decay(&model, &config.no_decay, name);
         let layout = ParamLayout::grouped(&graph.graph, &exempt);
         let tail_start = layout.tail_start(&exempt);
@@ -242,6 +262,7 @@ impl Trainer {
             tail_start,
             scheduler: LrScheduler::new(config.lr, config.schedule.clone(), config.warmup)?,
             last_lr: config.lr,
+            targets: Vec::new(),
         })
     }
 
@@ -311,10 +332,10 @@ impl Trainer {
             return Ok(*c);
         }
         let mode = if training { Mode::Train } else { Mode::Eval };
-        let fg = forward_graph(&self.model, batch, &self.config, mode)?;
+        let fg = build_objective(&self.model, batch, &self.config, mode)?;
         let mut graph = fg.graph;
         let grads = if training {
-            gradients(&mut graph, fg.loss)?
+            gradients(&mut graph, fg.total)?
         } else {
             Vec::new()
         };
@@ -367,7 +388,26 @@ impl Trainer {
         self.step += 1;
         let scalars = self.scalars();
         self.last_lr = scalars.lr;
-        self.backend.run(c.id, &[images, labels], &scalars)
+        self.run_plan(c.id, images, labels, &scalars)
+    }
+
+    /// Runs a plan on a batch, adding one-hot targets when the loss reads them.
+    fn run_plan(
+        &mut self,
+        id: PlanId,
+        images: &[f32],
+        labels: &[f32],
+        s: &StepScalars,
+    ) -> Result<()> {
+        if self.config.loss.one_hot() {
+            let mut targets = std::mem::take(&mut self.targets);
+            one_hot(labels, self.classes, &mut targets);
+            let r = self.backend.run(id, &[images, labels, &targets], s);
+            self.targets = targets;
+            r
+        } else {
+            self.backend.run(id, &[images, labels], s)
+        }
     }
 
     fn scalars(&self) -> StepScalars {
@@ -516,7 +556,7 @@ impl Trainer {
         self.backend.reset_metrics()?;
         while let Some(n) = batcher.next_batch(&mut images, &mut labels) {
             let c = self.plan(false, n)?;
-            self.backend.run(c.id, &[&images, &labels], &scalars)?;
+            self.run_plan(c.id, &images, &labels, &scalars)?;
         }
         let m = self.backend.read_metrics()?;
         self.backend.reset_metrics()?;
@@ -575,46 +615,21 @@ fn initial_values(
     Ok(arena)
 }
 
-/// The forward graph of a model with its loss and metrics.
-struct ForwardGraph {
-    graph: Graph,
-    loss: ValueId,
-    correct: ValueId,
-    updates: Vec<ValueId>,
-    logits_width: usize,
-}
-
-fn forward_graph(
+/// The objective of `model` under `config` (loss, penalties on the decayed group).
+fn build_objective(
     model: &Model,
     batch: usize,
     config: &TrainConfig,
     mode: Mode,
-) -> Result<ForwardGraph> {
-    let mut g = Graph::new();
-    let features = config.sample.iter().product();
-    let x = g.input("x", Shape::new(&[batch, features]));
-    let labels = g.input("labels", Shape::new(&[batch]));
-    let built = model.build(&mut g, x, config.sample, mode)?;
-    let logits = built.output;
-    let shape = g.shape(logits).clone();
-    if shape.rank() != 2 {
-        return Err(Error::shape(
-            "model output",
-            format!("logits must be [batch, classes], got {shape}"),
-        ));
-    }
-    let loss = g.op(
-        Op::SoftmaxCrossEntropy {
-            label_smoothing: config.label_smoothing,
-        },
-        &[logits, labels],
-    )?;
-    let correct = g.op(Op::Correct, &[logits, labels])?;
-    Ok(ForwardGraph {
-        logits_width: shape.last(),
-        graph: g,
-        loss,
-        correct,
-        updates: built.updates,
-    })
+) -> Result<Objective> {
+    objective(
+        model,
+        batch,
+        config.sample,
+        mode,
+        config.loss,
+        config.label_smoothing,
+        config.penalty,
+        &|name: &str| !no_decay(model, &config.no_decay, name),
+    )
 }

@@ -128,6 +128,7 @@ pub fn launch(step: &Step) -> Result<Launch> {
     let n = step.shape.numel();
     let in0 = &step.input_shapes[0];
     let (rows, cols) = (in0.rows(), in0.last());
+    let n0 = in0.numel();
     let simple = plain;
     let single = |shader, entry, d: Dims| Launch {
         shader,
@@ -263,6 +264,15 @@ pub fn launch(step: &Step) -> Result<Launch> {
             n,
         )?,
         Op::Sum => single("reduce.wgsl", "sum", dims([in0.numel(), 0, 0, 0], zf)?),
+        Op::SumSquares => single("reduce.wgsl", "sum_squares", dims([n0, 0, 0, 0], zf)?),
+        Op::SumAbs => single("reduce.wgsl", "sum_abs", dims([n0, 0, 0, 0], zf)?),
+        Op::SumSquaresGrad => simple(
+            "reduce.wgsl",
+            "sum_squares_grad",
+            dims([n, 0, 0, 0], zf)?,
+            n,
+        )?,
+        Op::SumAbsGrad => simple("reduce.wgsl", "sum_abs_grad", dims([n, 0, 0, 0], zf)?, n)?,
         Op::Mean => single("reduce.wgsl", "mean", dims([in0.numel(), 0, 0, 0], zf)?),
         Op::Argmax => simple("reduce.wgsl", "argmax", dims([rows, cols, 0, 0], zf)?, rows)?,
         Op::Correct => single("reduce.wgsl", "correct", dims([rows, cols, 0, 0], zf)?),

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kiln::backend::{select_backend, BackendChoice};
 use kiln::optim::schedule::{parse_schedule, Warmup};
 use kiln::optim::{Clip, Optimizer};
-use kiln::train::{EarlyStopping, Event, Monitor, TrainConfig, Trainer};
+use kiln::train::{EarlyStopping, Event, Monitor, Penalty, TrainConfig, Trainer};
 use kiln::{data, Error, Result};
 
 /// Arguments of `kiln train`, named as PyTorch's.
@@ -82,6 +82,17 @@ pub struct TrainArgs {
     /// Clamp every gradient element to [-v, v].
     #[arg(long)]
     clip_value: Option<f32>,
+    /// Loss: cross_entropy, bce_with_logits, mse, l1, "smooth_l1:beta=1.0",
+    /// "huber:delta=1.0" (all but cross_entropy against one-hot targets).
+    #[arg(long, default_value = "cross_entropy")]
+    loss: String,
+    /// L1 penalty coefficient: adds l1·Σ|w| to the training loss.
+    #[arg(long, default_value_t = 0.0)]
+    l1: f32,
+    /// L2 penalty coefficient: adds l2·Σw² to the training loss (distinct from
+    /// --weight-decay, which acts in the optimizer).
+    #[arg(long, default_value_t = 0.0)]
+    l2: f32,
     /// Cross-entropy label smoothing.
     #[arg(long, default_value_t = 0.0)]
     label_smoothing: f32,
@@ -288,6 +299,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         label_smoothing: args.label_smoothing,
         sample: [1, train.rows, train.cols],
         val_split: args.val_split,
+        loss: args.loss.parse()?,
+        penalty: Penalty {
+            l1: args.l1,
+            l2: args.l2,
+        },
         schedule: parse_schedule(&args.schedule)?,
         warmup: args.warmup.map(|steps| Warmup {
             steps,
