@@ -49,20 +49,27 @@ impl FromStr for Loss {
     /// `huber[:delta=1.0]`.
     fn from_str(text: &str) -> Result<Self> {
         let (name, args) = text.split_once(':').unwrap_or((text, ""));
+        // At most one `key=value` argument, named `key`.
         let arg = |key: &str, default: f32| -> Result<f32> {
-            for kv in args.split(',').filter(|s| !s.trim().is_empty()) {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                if k.trim() != key {
-                    return Err(Error::Config(format!(
-                        "loss '{name}' has no argument '{}'",
-                        k.trim()
-                    )));
+            let given: Vec<&str> = args.split(',').filter(|a| !a.trim().is_empty()).collect();
+            match given.as_slice() {
+                [] => Ok(default),
+                [kv] => {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    if k.trim() != key {
+                        return Err(Error::Config(format!(
+                            "loss '{name}' has no argument '{}'",
+                            k.trim()
+                        )));
+                    }
+                    v.trim().parse().map_err(|_| {
+                        Error::Config(format!("{key} must be a number, got '{}'", v.trim()))
+                    })
                 }
-                return v.trim().parse().map_err(|_| {
-                    Error::Config(format!("{key} must be a number, got '{}'", v.trim()))
-                });
+                _ => Err(Error::Config(format!(
+                    "loss '{name}' takes one argument, {key}"
+                ))),
             }
-            Ok(default)
         };
         let loss = match name.trim() {
             "cross_entropy" | "ce" => Loss::CrossEntropy,
@@ -77,10 +84,9 @@ impl FromStr for Loss {
                 )))
             }
         };
-        if !loss.one_hot() || matches!(loss, Loss::BceWithLogits | Loss::Mse | Loss::L1) {
-            if !args.trim().is_empty() {
-                return Err(Error::Config(format!("loss '{name}' takes no arguments")));
-            }
+        let takes_argument = matches!(loss, Loss::SmoothL1 { .. } | Loss::Huber { .. });
+        if !takes_argument && !args.trim().is_empty() {
+            return Err(Error::Config(format!("loss '{name}' takes no arguments")));
         }
         Ok(loss)
     }
