@@ -40,7 +40,7 @@ struct StepScalars {
     tail_start: u32,
     tail_lr_scale: f32,
     tail_weight_decay: f32,
-    pad3: u32,
+    skip_nonfinite: u32,
 }
 
 @group(0) @binding(0) var<uniform> s: StepScalars;
@@ -132,9 +132,16 @@ fn clip_coefficient() -> f32 {
     return min(s.max_norm / (sqrt(norm[0]) + 1e-6), 1.0);
 }
 
-// The element this invocation updates, or len when it has none.
+// The element this invocation updates, or len when it has none (also when the step is to
+// be skipped because the clipped norm is not finite and the host asked for that).
 fn element(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     let i = gid.x + gid.y * nwg.x * 256u;
+    if (s.skip_nonfinite != 0u && s.max_norm > 0.0) {
+        // NaN/Inf by their exponent bits: compilers may assume no NaN in float compares.
+        if ((bitcast<u32>(norm[0]) & 0x7f800000u) == 0x7f800000u) {
+            return s.len;
+        }
+    }
     return select(s.len, i, i < s.len);
 }
 

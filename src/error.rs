@@ -50,6 +50,9 @@ pub enum Error {
     /// A feature that this build or this backend does not implement.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// Training produced NaN or infinite values where they must be finite.
+    #[error("non-finite values: {0}")]
+    NonFinite(String),
     /// The graph is malformed (an internal invariant was broken by the caller).
     #[error("graph error: {0}")]
     Graph(String),

@@ -136,10 +136,12 @@ fn gpu_optimizers_match_cpu_after_ten_steps() {
             Clip {
                 max_norm: Some(0.01),
                 max_value: None,
+                ..Clip::default()
             },
             Clip {
                 max_norm: Some(0.01),
                 max_value: Some(1e-4),
+                ..Clip::default()
             },
         ];
         for clip in clips {
@@ -169,6 +171,7 @@ fn clipping_changes_the_trajectory_on_cpu() {
         Clip {
             max_norm: Some(1e-3),
             max_value: None,
+            ..Clip::default()
         },
     );
     assert!(common::max_abs_diff(&free[0], &clipped[0]) > 1e-4);

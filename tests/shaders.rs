@@ -141,7 +141,7 @@ const STEP_SCALARS: &[(&str, bool)] = &[
     ("tail_start", false),
     ("tail_lr_scale", true),
     ("tail_weight_decay", true),
-    ("pad3", false),
+    ("skip_nonfinite", false),
 ];
 
 fn shader_dir() -> PathBuf {

@@ -39,6 +39,7 @@ fn mlp_loss_curve_is_the_same_on_both_backends() {
         clip: Clip {
             max_norm: Some(1.0),
             max_value: None,
+            ..Clip::default()
         },
         ..TrainConfig::default()
     };
@@ -130,6 +131,7 @@ fn toolkit_curve_is_the_same_on_both_backends() {
         clip: Clip {
             max_norm: Some(5.0),
             max_value: Some(0.05),
+            ..Clip::default()
         },
         schedule: parse_schedule("cyclic:base_lr=0.0001,max_lr=0.001,step_size_up=5").unwrap(),
         ..TrainConfig::default()
@@ -144,4 +146,38 @@ fn toolkit_curve_is_the_same_on_both_backends() {
     }
     assert!(cpu_loss[9] < cpu_loss[0], "loss did not fall: {cpu_loss:?}");
     assert!(common::max_abs_diff(&cpu_params, &gpu_params) < 1e-3);
+}
+
+/// `error_if_nonfinite`: a NaN in the batch makes the gradient norm NaN; the step is not
+/// applied (parameters unchanged, on the device) and training stops with a typed error.
+#[test]
+fn nonfinite_gradient_norm_stops_without_updating() {
+    let config = TrainConfig {
+        batch_size: 4,
+        clip: Clip {
+            max_norm: Some(1.0),
+            max_value: None,
+            error_if_nonfinite: true,
+        },
+        ..TrainConfig::default()
+    };
+    let mut backends: Vec<Box<dyn kiln::backend::Backend>> = vec![Box::new(CpuBackend::new())];
+    if let Some(gpu) = common::gpu() {
+        backends.push(Box::new(gpu));
+    }
+    for backend in backends {
+        let mut trainer = Trainer::new(backend, "mlp", &config).unwrap();
+        let before = trainer.params().unwrap();
+        let mut images = vec![0.5f32; 4 * 784];
+        images[17] = f32::NAN;
+        let err = trainer
+            .train_batch(&images, &[1.0, 2.0, 3.0, 4.0])
+            .unwrap_err();
+        assert!(matches!(err, kiln::Error::NonFinite(_)), "{err}");
+        assert_eq!(trainer.params().unwrap(), before, "the update was applied");
+        // A finite batch trains again.
+        images[17] = 0.5;
+        trainer.train_batch(&images, &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert_ne!(trainer.params().unwrap(), before);
+    }
 }

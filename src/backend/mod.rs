@@ -82,6 +82,11 @@ pub trait Backend {
     /// Overwrites the buffer arena.
     fn write_buffers(&mut self, buffers: &[f32]) -> Result<()>;
 
+    /// The squared global gradient norm of the last training run (after clipping by
+    /// value), as the clipping pass computed it (waits for queued work; only meaningful
+    /// when clipping by norm was on).
+    fn read_grad_norm_sq(&mut self) -> Result<f32>;
+
     /// Reads the gradient arena.
     fn read_grads(&mut self) -> Result<Vec<f32>>;
 

@@ -78,6 +78,9 @@ pub struct Clip {
     pub max_norm: Option<f32>,
     /// Element-wise threshold: gradients are clamped to [−v, v].
     pub max_value: Option<f32>,
+    /// `error_if_nonfinite`: a step whose gradient norm is NaN or infinite is not applied
+    /// and training stops with an error (needs `max_norm`; costs one readback per step).
+    pub error_if_nonfinite: bool,
 }
 
 /// The optimizer names the command line accepts.
@@ -297,6 +300,7 @@ impl Optimizer {
             clip_value: clip.max_value.unwrap_or(0.0),
             tail_start: len as u32,
             tail_lr_scale: 1.0,
+            skip_nonfinite: u32::from(clip.error_if_nonfinite),
             ..StepScalars::zeroed()
         };
         match *self {

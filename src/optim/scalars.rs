@@ -63,8 +63,10 @@ pub struct StepScalars {
     pub tail_lr_scale: f32,
     /// Weight decay of the tail group.
     pub tail_weight_decay: f32,
-    /// Padding to a 16-byte multiple.
-    pub pad3: u32,
+    /// 1: when clipping by norm and the norm is not finite, leave parameters and state
+    /// untouched (`clip_grad_norm_(error_if_nonfinite=True)` raises before the step; the
+    /// host reads the norm back and reports it).
+    pub skip_nonfinite: u32,
 }
 
 impl StepScalars {

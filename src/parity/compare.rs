@@ -39,7 +39,7 @@ const PARITY_SCALARS: StepScalars = StepScalars {
     tail_start: 0,
     tail_lr_scale: 1.0,
     tail_weight_decay: 0.0,
-    pad3: 0,
+    skip_nonfinite: 0,
 };
 
 /// The starting value of the buffer an in-place op updates.

@@ -388,7 +388,19 @@ impl Trainer {
         self.step += 1;
         let scalars = self.scalars();
         self.last_lr = scalars.lr;
-        self.run_plan(c.id, images, labels, &scalars)
+        self.run_plan(c.id, images, labels, &scalars)?;
+        if self.config.clip.error_if_nonfinite && self.config.clip.max_norm.is_some() {
+            let norm_sq = self.backend.read_grad_norm_sq()?;
+            if !norm_sq.is_finite() {
+                return Err(Error::NonFinite(format!(
+                    "the total gradient norm at step {} is {} (error_if_nonfinite); the \
+                     update was not applied",
+                    self.step,
+                    norm_sq.sqrt()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Runs a plan on a batch, adding one-hot targets when the loss reads them.

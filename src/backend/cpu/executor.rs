@@ -28,6 +28,8 @@ pub struct CpuBackend {
     plans: Vec<CpuPlan>,
     /// Print each step's op, shape and microseconds to stderr (`KILN_PROFILE=1`).
     profile: bool,
+    /// The squared gradient norm of the last clipped update.
+    last_norm_sq: f32,
 }
 
 impl CpuBackend {
@@ -159,6 +161,7 @@ impl Backend for CpuBackend {
             metrics,
             plans,
             profile,
+            last_norm_sq,
         } = self;
         let profile = *profile;
         let cp = plans
@@ -216,6 +219,7 @@ impl Backend for CpuBackend {
         } else {
             0.0
         };
+        *last_norm_sq = norm_sq;
         let optimizer = optimizer.as_ref().ok_or_else(|| {
             Error::Config("a training plan ran on a model without an optimizer".into())
         })?;
@@ -250,6 +254,10 @@ impl Backend for CpuBackend {
 
     fn read_grads(&mut self) -> Result<Vec<f32>> {
         Ok(self.grads.clone())
+    }
+
+    fn read_grad_norm_sq(&mut self) -> Result<f32> {
+        Ok(self.last_norm_sq)
     }
 
     fn read_buffers(&mut self) -> Result<Vec<f32>> {

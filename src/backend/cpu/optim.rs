@@ -79,6 +79,9 @@ pub fn optimizer_step(
     norm_sq: f32,
 ) {
     use rayon::prelude::*;
+    if s.skip_nonfinite != 0 && s.max_norm > 0.0 && !norm_sq.is_finite() {
+        return;
+    }
     let clip = clip_coefficient(norm_sq, s.max_norm);
     blocks(params, grads, states).into_par_iter().for_each(|b| {
         // The group boundary splits a block into at most two runs of constant (lr, wd).
@@ -454,17 +457,20 @@ mod tests {
         let w = run(Clip {
             max_norm: Some(1.0),
             max_value: None,
+            ..Clip::default()
         });
         let norm = (w[0] * w[0] + w[1] * w[1]).sqrt();
         assert!((norm - 1.0).abs() < 1e-6, "clipped norm {norm}");
         let w = run(Clip {
             max_norm: Some(10.0),
             max_value: None,
+            ..Clip::default()
         });
         assert_eq!(w, vec![-3.0, -4.0]);
         let w = run(Clip {
             max_norm: None,
             max_value: Some(3.5),
+            ..Clip::default()
         });
         assert_eq!(w, vec![-3.0, -3.5]);
     }

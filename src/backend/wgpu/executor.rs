@@ -691,6 +691,16 @@ impl Backend for WgpuBackend {
         Ok(())
     }
 
+    fn read_grad_norm_sq(&mut self) -> Result<f32> {
+        let m = self.model()?;
+        Ok(self
+            .ctx
+            .read(&m.norm, 0, 1)?
+            .first()
+            .copied()
+            .unwrap_or(f32::NAN))
+    }
+
     fn read_grads(&mut self) -> Result<Vec<f32>> {
         let m = self.model()?;
         self.ctx.read(&m.grads, 0, m.size)

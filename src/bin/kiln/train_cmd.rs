@@ -79,6 +79,10 @@ pub struct TrainArgs {
     /// Clip gradients to this global L2 norm (after any --clip-value).
     #[arg(long)]
     clip_norm: Option<f32>,
+    /// With --clip-norm: stop with an error (the update not applied) when the gradient norm
+    /// is NaN or infinite, as clip_grad_norm_(error_if_nonfinite=True).
+    #[arg(long)]
+    error_if_nonfinite: bool,
     /// Clamp every gradient element to [-v, v].
     #[arg(long)]
     clip_value: Option<f32>,
@@ -295,6 +299,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         clip: Clip {
             max_norm: args.clip_norm,
             max_value: args.clip_value,
+            error_if_nonfinite: args.error_if_nonfinite,
         },
         label_smoothing: args.label_smoothing,
         sample: [1, train.rows, train.cols],
