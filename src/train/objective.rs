@@ -125,6 +125,8 @@ pub struct Objective {
     pub total: ValueId,
     /// Correct predictions in the batch.
     pub correct: ValueId,
+    /// The predicted class of each sample (argmax of the logits).
+    pub predictions: ValueId,
     /// In-place state updates (batch-norm running statistics) to run in training.
     pub updates: Vec<ValueId>,
     /// The number of logits (classes).
@@ -175,6 +177,7 @@ pub fn objective(
         )?
     };
     let correct = g.op(Op::Correct, &[logits, labels])?;
+    let predictions = g.op(Op::Argmax, &[logits])?;
     let mut total = data_loss;
     if mode == Mode::Train && (penalty.l1 != 0.0 || penalty.l2 != 0.0) {
         g.set_label("penalty");
@@ -200,6 +203,7 @@ pub fn objective(
         loss: data_loss,
         total,
         correct,
+        predictions,
         updates: built.updates,
     })
 }

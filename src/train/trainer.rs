@@ -6,10 +6,12 @@ use std::time::Instant;
 
 use super::early_stop::{EarlyStopping, Tracker, Verdict};
 use super::objective::{objective, one_hot, Loss, Objective, Penalty};
+use super::state_dict::{load_model_tensors, model_tensors};
 use crate::backend::{Backend, PlanId, Tail, METRIC_CORRECT, METRIC_LOSS};
+use crate::checkpoint::{Checkpoint, Tensor};
 use crate::data::{Batcher, Dataset};
 use crate::error::{Error, Result};
-use crate::graph::{gradients, ParamEntry, ParamLayout, Plan, ValueId};
+use crate::graph::{gradients, ParamEntry, ParamLayout, Plan, Slot, ValueId};
 use crate::nn::{Init, InitScheme, Layer, Mode, Model};
 use crate::optim::schedule::{LrScheduler, Schedule, Warmup};
 use crate::optim::{Clip, Optimizer, StepScalars};
@@ -197,10 +199,23 @@ pub struct EpochReport {
     pub seconds: f64,
 }
 
+/// What [`Trainer::evaluate_detailed`] measures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Mean loss per image.
+    pub loss: f32,
+    /// Fraction classified correctly.
+    pub accuracy: f32,
+    /// `confusion[true class][predicted class]` counts.
+    pub confusion: Vec<Vec<u64>>,
+}
+
 /// A compiled plan and its batch size.
 #[derive(Clone, Copy, Debug)]
 struct Compiled {
     id: PlanId,
+    /// Where an evaluation plan leaves its predicted classes.
+    predictions: Option<Slot>,
 }
 
 /// Trains a model on a backend.
@@ -341,6 +356,9 @@ impl Trainer {
         };
         let mut outputs = vec![fg.loss, fg.correct];
         outputs.extend(&fg.updates);
+        if !training {
+            outputs.push(fg.predictions);
+        }
         let plan = Plan::build(&graph, &self.layout, &outputs, &grads)?;
         let slot = |v| {
             plan.output_slot(v)
@@ -356,7 +374,12 @@ impl Trainer {
             update: training,
         };
         let id = self.backend.compile(&plan, tail)?;
-        let c = Compiled { id };
+        let predictions = if training {
+            None
+        } else {
+            plan.output_slot(fg.predictions)
+        };
+        let c = Compiled { id, predictions };
         self.plans.insert((training, batch), c);
         Ok(c)
     }
@@ -557,6 +580,91 @@ impl Trainer {
             }
         }
         Ok(reports)
+    }
+
+    /// Loss, accuracy and the confusion matrix (`confusion[true][predicted]`) on a dataset,
+    /// in evaluation mode. Reads each batch's predictions back.
+    pub fn evaluate_detailed(&mut self, data: &Dataset) -> Result<Evaluation> {
+        self.check_data(data)?;
+        let mut batcher = Batcher::new(data, self.config.batch_size, false, 0)?;
+        let scalars = self.scalars();
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
+        let mut confusion = vec![vec![0u64; self.classes]; self.classes];
+        self.backend.reset_metrics()?;
+        while let Some(n) = batcher.next_batch(&mut images, &mut labels) {
+            let c = self.plan(false, n)?;
+            self.run_plan(c.id, &images, &labels, &scalars)?;
+            let slot = c
+                .predictions
+                .ok_or_else(|| Error::Graph("evaluation plan without predictions".into()))?;
+            let predicted = self.backend.read_slot(c.id, slot)?;
+            for (&p, &l) in predicted.iter().zip(&labels) {
+                if let Some(cell) = confusion
+                    .get_mut(l as usize)
+                    .and_then(|r| r.get_mut(p as usize))
+                {
+                    *cell += 1;
+                }
+            }
+        }
+        let m = self.backend.read_metrics()?;
+        self.backend.reset_metrics()?;
+        let n = data.len as f32;
+        Ok(Evaluation {
+            loss: m[METRIC_LOSS] / n,
+            accuracy: m[METRIC_CORRECT] / n,
+            confusion,
+        })
+    }
+
+    /// The whole training state as a checkpoint: model tensors under PyTorch's names,
+    /// optimizer state as `optim.state{k}.{name}`, and metadata (model spec, step count,
+    /// learning rate, optimizer, scheduler steps).
+    pub fn checkpoint(&mut self) -> Result<Checkpoint> {
+        let params = self.backend.read_params()?;
+        let buffers = self.backend.read_buffers()?;
+        let (mut tensors, ints) =
+            model_tensors(&self.layout, &params, &buffers, u64::from(self.step));
+        for k in 0..3 {
+            if !self.config.optimizer.uses_state(k) {
+                continue;
+            }
+            let state = self.backend.read_state(k)?;
+            for e in &self.layout.entries {
+                tensors.push(Tensor {
+                    name: format!("optim.state{k}.{}", e.name),
+                    shape: e.shape.0.clone(),
+                    data: state[e.offset..e.offset + e.shape.numel()].to_vec(),
+                });
+            }
+        }
+        let mut ckpt = Checkpoint {
+            tensors,
+            ints,
+            ..Checkpoint::default()
+        };
+        let meta = [
+            ("model", self.model.spec.clone()),
+            ("step", self.step.to_string()),
+            ("lr", self.scheduler.lr().to_string()),
+            ("optimizer", format!("{:?}", self.config.optimizer)),
+            ("scheduler_steps", self.scheduler.steps().to_string()),
+            ("sample", format!("{:?}", self.config.sample)),
+        ];
+        for (k, v) in meta {
+            ckpt.metadata.insert(k.to_string(), v);
+        }
+        Ok(ckpt)
+    }
+
+    /// Loads the model tensors (parameters and running statistics) of a checkpoint or of
+    /// any safetensors file with PyTorch's names and layouts; `path` names it in errors.
+    pub fn load_weights(&mut self, ckpt: &Checkpoint, path: &str) -> Result<()> {
+        let mut params = self.backend.read_params()?;
+        let mut buffers = self.backend.read_buffers()?;
+        load_model_tensors(&self.layout, ckpt, &mut params, &mut buffers, path)?;
+        self.backend.write_params(&params)?;
+        self.backend.write_buffers(&buffers)
     }
 
     /// Mean loss per image and accuracy on a dataset, in evaluation mode.

@@ -1,5 +1,6 @@
 //! `kiln`: train, check parity of, and benchmark classifiers on any GPU (or the CPU).
 
+mod eval_cmd;
 mod parity_cmd;
 mod train_cmd;
 
@@ -17,6 +18,10 @@ struct Cli {
 enum Command {
     /// Train a classifier (default: the `mlp` preset on the embedded Fashion-MNIST subset).
     Train(Box<train_cmd::TrainArgs>),
+    /// Evaluate a checkpoint: test loss, accuracy, per-class accuracy, confusion matrix.
+    Eval(eval_cmd::EvalArgs),
+    /// Write a checkpoint's model tensors alone (PyTorch state_dict names) to a file.
+    Export(eval_cmd::ExportArgs),
     /// Run every op forward and backward on the GPU and compare with the CPU reference.
     Parity(parity_cmd::ParityArgs),
 }
@@ -25,6 +30,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train_cmd::run(*args),
+        Command::Eval(args) => eval_cmd::run(args),
+        Command::Export(args) => eval_cmd::export(args),
         Command::Parity(args) => parity_cmd::run(args),
     };
     if let Err(e) = result {

@@ -6,6 +6,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use kiln::backend::{select_backend, BackendChoice};
+use kiln::checkpoint::Checkpoint;
 use kiln::optim::schedule::{parse_schedule, Warmup};
 use kiln::optim::{Clip, Optimizer};
 use kiln::train::{EarlyStopping, Event, Monitor, Penalty, TrainConfig, Trainer};
@@ -135,6 +136,13 @@ pub struct TrainArgs {
     /// What --early-stop watches: val_loss or val_accuracy.
     #[arg(long, default_value = "val_loss")]
     monitor: String,
+    /// Write a checkpoint (safetensors: model tensors under PyTorch names, optimizer
+    /// state, metadata) at the end of training.
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// Start from the model tensors of a safetensors file with PyTorch names and layouts.
+    #[arg(long)]
+    init: Option<PathBuf>,
     /// Use only the first N training images (quick runs).
     #[arg(long)]
     limit: Option<usize>,
@@ -339,6 +347,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         trainer.model().spec,
         trainer.layout().numel()
     );
+    if let Some(path) = &args.init {
+        let ckpt = Checkpoint::read(path)?;
+        trainer.load_weights(&ckpt, &path.display().to_string())?;
+        println!("initialised from {}", path.display());
+    }
     let style = ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
         .map_err(|e| Error::Config(e.to_string()))?
         .progress_chars("=> ");
@@ -384,5 +397,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             100.0 * test_accuracy
         ),
     })?;
+    if let Some(path) = &args.save {
+        trainer.checkpoint()?.write(path)?;
+        println!("saved {}", path.display());
+    }
     Ok(())
 }
