@@ -93,6 +93,9 @@ pub trait Backend {
     /// Reads optimizer state buffer `index`.
     fn read_state(&mut self, index: usize) -> Result<Vec<f32>>;
 
+    /// Overwrites optimizer state buffer `index` (to resume a run).
+    fn write_state(&mut self, index: usize, data: &[f32]) -> Result<()>;
+
     /// Reads a value of the last run of `plan` (an output, or any slot still intact).
     fn read_slot(&mut self, plan: PlanId, slot: Slot) -> Result<Vec<f32>>;
 }

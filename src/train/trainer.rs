@@ -13,7 +13,7 @@ use crate::data::{Batcher, Dataset};
 use crate::error::{Error, Result};
 use crate::graph::{gradients, ParamEntry, ParamLayout, Plan, Slot, ValueId};
 use crate::nn::{Init, InitScheme, Layer, Mode, Model};
-use crate::optim::schedule::{LrScheduler, Schedule, Warmup};
+use crate::optim::schedule::{LrScheduler, Schedule, SchedulerState, Warmup};
 use crate::optim::{Clip, Optimizer, StepScalars};
 use crate::shape::Shape;
 
@@ -65,6 +65,12 @@ pub struct TrainConfig {
     pub schedule: Schedule,
     /// Linear warm-up over the first scheduler steps, composed with the schedule.
     pub warmup: Option<Warmup>,
+    /// Stop after this many optimizer steps in all (a resumed run counts the steps
+    /// taken before the checkpoint).
+    pub max_steps: Option<u64>,
+    /// Write a checkpoint to this file every this many epochs (atomically, so a crash
+    /// leaves the previous one).
+    pub checkpoint_every: Option<(std::path::PathBuf, usize)>,
 }
 
 impl Default for TrainConfig {
@@ -88,6 +94,8 @@ impl Default for TrainConfig {
             no_decay_lr_scale: 1.0,
             schedule: Schedule::Constant,
             warmup: None,
+            max_steps: None,
+            checkpoint_every: None,
             loss: Loss::CrossEntropy,
             penalty: Penalty::default(),
         }
@@ -233,6 +241,10 @@ pub struct Trainer {
     scheduler: LrScheduler,
     /// The learning rate of the last step taken.
     last_lr: f32,
+    /// Epochs completed.
+    epoch: usize,
+    /// Batches taken in the epoch in progress.
+    batch_in_epoch: usize,
     /// One-hot targets of the current batch (for losses that read them), reused.
     targets: Vec<f32>,
 }
@@ -278,6 +290,8 @@ impl Trainer {
             scheduler: LrScheduler::new(config.lr, config.schedule.clone(), config.warmup)?,
             last_lr: config.lr,
             targets: Vec::new(),
+            epoch: 0,
+            batch_in_epoch: 0,
         })
     }
 
@@ -498,8 +512,13 @@ impl Trainer {
             self.config.seed,
         )?;
         let (mut images, mut labels) = (Vec::new(), Vec::new());
-        for epoch in 1..=self.config.epochs {
+        let mut stopped = false;
+        for epoch in (self.epoch + 1)..=self.config.epochs {
             batcher.start_epoch(epoch - 1);
+            // A resumed run continues mid-epoch: the batches already taken are skipped.
+            for _ in 0..self.batch_in_epoch {
+                batcher.next_indices();
+            }
             let batches = batcher.batches_per_epoch();
             on_event(&Event::EpochStart { epoch, batches });
             self.backend.reset_metrics()?;
@@ -507,11 +526,19 @@ impl Trainer {
             let (mut done, mut seen) = (0usize, 0usize);
             while let Some(n) = batcher.next_batch(&mut images, &mut labels) {
                 self.train_batch(&images, &labels)?;
+                self.batch_in_epoch += 1;
                 if self.scheduler.per_batch() {
                     self.scheduler.step();
                 }
                 done += 1;
                 seen += n;
+                if self
+                    .config
+                    .max_steps
+                    .is_some_and(|max| u64::from(self.step) >= max)
+                {
+                    stopped = true;
+                }
                 let loss = if done % self.config.log_every.max(1) == 0 || done == batches {
                     Some(self.backend.read_metrics()?[METRIC_LOSS] / seen as f32)
                 } else {
@@ -523,6 +550,14 @@ impl Trainer {
                     loss,
                     images_per_s,
                 });
+                if stopped {
+                    break;
+                }
+            }
+            let complete = self.batch_in_epoch >= batches;
+            if complete {
+                self.epoch = epoch;
+                self.batch_in_epoch = 0;
             }
             let m = self.backend.read_metrics()?;
             let seconds = start.elapsed().as_secs_f64();
@@ -543,7 +578,7 @@ impl Trainer {
                 lr: self.last_lr,
                 seconds,
             };
-            if !self.scheduler.per_batch() {
+            if complete && !self.scheduler.per_batch() {
                 match &self.config.schedule {
                     Schedule::ReduceOnPlateau { .. } => self
                         .scheduler
@@ -553,6 +588,14 @@ impl Trainer {
             }
             on_event(&Event::EpochEnd(report.clone()));
             reports.push(report);
+            if let Some((path, every)) = self.config.checkpoint_every.clone() {
+                if complete && epoch % every.max(1) == 0 {
+                    self.checkpoint()?.write(&path)?;
+                }
+            }
+            if stopped {
+                break;
+            }
             if let (Some(t), Some((vl, va))) = (tracker.as_mut(), validation) {
                 match t.observe(vl, va) {
                     Verdict::Improved => {
@@ -648,13 +691,98 @@ impl Trainer {
             ("step", self.step.to_string()),
             ("lr", self.scheduler.lr().to_string()),
             ("optimizer", format!("{:?}", self.config.optimizer)),
-            ("scheduler_steps", self.scheduler.steps().to_string()),
             ("sample", format!("{:?}", self.config.sample)),
+            ("seed", self.config.seed.to_string()),
+            ("epoch", self.epoch.to_string()),
+            ("batch_in_epoch", self.batch_in_epoch.to_string()),
         ];
-        for (k, v) in meta {
+        let sched = self.scheduler.state();
+        let sched_meta = [
+            ("scheduler.steps", sched.steps.to_string()),
+            ("scheduler.lr", sched.lr.to_string()),
+            ("scheduler.plateau_lr", sched.plateau_lr.to_string()),
+            ("scheduler.best", sched.best.to_string()),
+            ("scheduler.num_bad_epochs", sched.num_bad_epochs.to_string()),
+            (
+                "scheduler.cooldown_counter",
+                sched.cooldown_counter.to_string(),
+            ),
+        ];
+        for (k, v) in meta.into_iter().chain(sched_meta) {
             ckpt.metadata.insert(k.to_string(), v);
         }
         Ok(ckpt)
+    }
+
+    /// Continues the run a [`Trainer::checkpoint`] saved: weights, running statistics,
+    /// optimizer state, step count, schedule and data position. With the same
+    /// configuration, training on from here reproduces the uninterrupted run bit for bit
+    /// on the same backend.
+    pub fn resume(&mut self, ckpt: &Checkpoint, path: &str) -> Result<()> {
+        let meta = |key: &str| -> Result<&str> {
+            ckpt.metadata.get(key).map(String::as_str).ok_or_else(|| {
+                Error::data(
+                    path,
+                    format!("no '{key}' in the metadata: not a kiln training checkpoint"),
+                )
+            })
+        };
+        fn num<T: std::str::FromStr>(path: &str, key: &str, v: &str) -> Result<T> {
+            v.parse()
+                .map_err(|_| Error::data(path, format!("metadata '{key}' is not a number: '{v}'")))
+        }
+        if meta("model")? != self.model.spec {
+            return Err(Error::data(
+                path,
+                format!("trained '{}', not '{}'", meta("model")?, self.model.spec),
+            ));
+        }
+        self.load_weights(ckpt, path)?;
+        for k in 0..3 {
+            if !self.config.optimizer.uses_state(k) {
+                continue;
+            }
+            let mut arena = vec![self.config.optimizer.initial_state(k); self.layout.size];
+            for e in &self.layout.entries {
+                let name = format!("optim.state{k}.{}", e.name);
+                let t = ckpt.tensor(&name).ok_or_else(|| {
+                    Error::data(path, format!("no {name}: saved with another optimizer?"))
+                })?;
+                if t.data.len() != e.shape.numel() {
+                    return Err(Error::data(
+                        path,
+                        format!(
+                            "{name} has {} values, expected {}",
+                            t.data.len(),
+                            e.shape.numel()
+                        ),
+                    ));
+                }
+                arena[e.offset..e.offset + t.data.len()].copy_from_slice(&t.data);
+            }
+            self.backend.write_state(k, &arena)?;
+        }
+        let field = |key: &str| -> Result<&str> { meta(key) };
+        self.step = num(path, "step", field("step")?)?;
+        self.epoch = num(path, "epoch", field("epoch")?)?;
+        self.batch_in_epoch = num(path, "batch_in_epoch", field("batch_in_epoch")?)?;
+        let state = SchedulerState {
+            steps: num(path, "scheduler.steps", field("scheduler.steps")?)?,
+            lr: num(path, "scheduler.lr", field("scheduler.lr")?)?,
+            plateau_lr: num(path, "scheduler.plateau_lr", field("scheduler.plateau_lr")?)?,
+            best: num(path, "scheduler.best", field("scheduler.best")?)?,
+            num_bad_epochs: num(
+                path,
+                "scheduler.num_bad_epochs",
+                field("scheduler.num_bad_epochs")?,
+            )?,
+            cooldown_counter: num(
+                path,
+                "scheduler.cooldown_counter",
+                field("scheduler.cooldown_counter")?,
+            )?,
+        };
+        self.scheduler.restore(&state)
     }
 
     /// Loads the model tensors (parameters and running statistics) of a checkpoint or of

@@ -284,6 +284,19 @@ impl Backend for CpuBackend {
             .ok_or_else(|| Error::Graph(format!("no optimizer state buffer {index}")))
     }
 
+    fn write_state(&mut self, index: usize, data: &[f32]) -> Result<()> {
+        match self.state.get_mut(index) {
+            Some(s) if !s.is_empty() && s.len() == data.len() => {
+                s.copy_from_slice(data);
+                Ok(())
+            }
+            _ => Err(Error::Graph(format!(
+                "no optimizer state buffer {index} of {} values",
+                data.len()
+            ))),
+        }
+    }
+
     fn read_slot(&mut self, plan: PlanId, slot: Slot) -> Result<Vec<f32>> {
         let cp = self
             .plans

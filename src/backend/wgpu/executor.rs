@@ -736,6 +736,23 @@ impl Backend for WgpuBackend {
         self.ctx.read(b, 0, m.size)
     }
 
+    fn write_state(&mut self, index: usize, data: &[f32]) -> Result<()> {
+        let m = self.model()?;
+        let used = m.optimizer.is_some_and(|o| o.uses_state(index));
+        match m.state.get(index) {
+            Some(b) if used && data.len() == m.size => {
+                self.ctx
+                    .queue
+                    .write_buffer(b, 0, bytemuck::cast_slice(data));
+                Ok(())
+            }
+            _ => Err(Error::Graph(format!(
+                "no optimizer state buffer {index} of {} values",
+                data.len()
+            ))),
+        }
+    }
+
     fn read_slot(&mut self, plan: PlanId, slot: Slot) -> Result<Vec<f32>> {
         let m = self.model()?;
         let p = self

@@ -140,6 +140,19 @@ pub struct TrainArgs {
     /// state, metadata) at the end of training.
     #[arg(long)]
     save: Option<PathBuf>,
+    /// Also write the --save checkpoint every N epochs during training.
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
+    /// Continue the run saved in this checkpoint exactly (weights, optimizer state, step,
+    /// schedule, data position); pass the same hyperparameters.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Stop after this many optimizer steps in all.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Feed batches in dataset order.
+    #[arg(long)]
+    no_shuffle: bool,
     /// Start from the model tensors of a safetensors file with PyTorch names and layouts.
     #[arg(long)]
     init: Option<PathBuf>,
@@ -312,6 +325,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         label_smoothing: args.label_smoothing,
         sample: [1, train.rows, train.cols],
         val_split: args.val_split,
+        max_steps: args.steps,
+        shuffle: !args.no_shuffle,
+        checkpoint_every: match (&args.save, args.checkpoint_every) {
+            (Some(path), Some(every)) => Some((path.clone(), every)),
+            (None, Some(_)) => {
+                return Err(Error::Config("--checkpoint-every needs --save FILE".into()))
+            }
+            _ => None,
+        },
         loss: args.loss.parse()?,
         penalty: Penalty {
             l1: args.l1,
@@ -351,6 +373,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         let ckpt = Checkpoint::read(path)?;
         trainer.load_weights(&ckpt, &path.display().to_string())?;
         println!("initialised from {}", path.display());
+    }
+    if let Some(path) = &args.resume {
+        let ckpt = Checkpoint::read(path)?;
+        trainer.resume(&ckpt, &path.display().to_string())?;
+        println!("resumed {} at step {}", path.display(), trainer.steps());
     }
     let style = ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
         .map_err(|e| Error::Config(e.to_string()))?
