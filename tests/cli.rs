@@ -130,3 +130,60 @@ fn flags_that_do_not_apply_to_the_optimizer_are_rejected() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("--momentum does not apply"), "{text}");
 }
+
+/// `--log`: one line per step and per epoch; the per-step losses, weighted by batch size,
+/// average to the epoch's training loss.
+#[test]
+fn log_has_a_line_per_step_and_per_epoch() {
+    let path = std::env::temp_dir().join(format!("kiln-log-{}.jsonl", std::process::id()));
+    let p = path.to_str().unwrap();
+    let (code, text) = kiln(
+        &[
+            "train",
+            "--backend",
+            "cpu",
+            "--epochs",
+            "2",
+            "--limit",
+            "300",
+            "--batch-size",
+            "128",
+            "--clip-norm",
+            "1",
+            "--log",
+            p,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{text}");
+    let log = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    // 300 images in batches of 128: 3 steps per epoch, 2 epochs, plus 2 epoch lines.
+    assert_eq!(lines.len(), 8, "{log}");
+    let field = |line: &str, key: &str| -> f64 {
+        let at = line.find(&format!("\"{key}\":")).unwrap() + key.len() + 3;
+        line[at..]
+            .split([',', '}'])
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        lines[0].starts_with("{\"step\":1,\"epoch\":1,"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("\"grad_norm\":"));
+    let weighted: f64 = [(0, 128.0), (1, 128.0), (2, 44.0)]
+        .iter()
+        .map(|&(i, n)| field(lines[i], "loss") * n)
+        .sum::<f64>()
+        / 300.0;
+    let epoch_loss = field(lines[3], "train_loss");
+    assert!(
+        (weighted - epoch_loss).abs() < 1e-5,
+        "{weighted} vs {epoch_loss}"
+    );
+    std::fs::remove_file(&path).unwrap();
+}

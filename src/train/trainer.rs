@@ -71,6 +71,8 @@ pub struct TrainConfig {
     /// Write a checkpoint to this file every this many epochs (atomically, so a crash
     /// leaves the previous one).
     pub checkpoint_every: Option<(std::path::PathBuf, usize)>,
+    /// Emit [`Event::Step`] after every step (for logs; costs one readback per step).
+    pub step_events: bool,
 }
 
 impl Default for TrainConfig {
@@ -96,6 +98,7 @@ impl Default for TrainConfig {
             warmup: None,
             max_steps: None,
             checkpoint_every: None,
+            step_events: false,
             loss: Loss::CrossEntropy,
             penalty: Penalty::default(),
         }
@@ -168,6 +171,20 @@ pub enum Event {
         loss: Option<f32>,
         /// Training images per second so far in this epoch.
         images_per_s: f64,
+    },
+    /// An optimizer step finished (only with `TrainConfig::step_events`, which costs a
+    /// readback per step).
+    Step {
+        /// Steps taken in all.
+        step: u32,
+        /// The epoch, from 1.
+        epoch: usize,
+        /// This batch's mean loss.
+        loss: f32,
+        /// The learning rate the step used.
+        lr: f32,
+        /// The global gradient norm before clipping, when clipping by norm.
+        grad_norm: Option<f32>,
     },
     /// An epoch finished and was evaluated.
     EpochEnd(EpochReport),
@@ -524,8 +541,26 @@ impl Trainer {
             self.backend.reset_metrics()?;
             let start = Instant::now();
             let (mut done, mut seen) = (0usize, 0usize);
+            let mut loss_sum_before = 0.0f32;
             while let Some(n) = batcher.next_batch(&mut images, &mut labels) {
                 self.train_batch(&images, &labels)?;
+                if self.config.step_events {
+                    // One readback per step: the accumulated loss·batch tells this batch's loss.
+                    let sum = self.backend.read_metrics()?[METRIC_LOSS];
+                    let clipping = self.config.clip.max_norm.is_some();
+                    on_event(&Event::Step {
+                        step: self.step,
+                        epoch,
+                        loss: (sum - loss_sum_before) / n as f32,
+                        lr: self.last_lr,
+                        grad_norm: if clipping {
+                            Some(self.backend.read_grad_norm_sq()?.sqrt())
+                        } else {
+                            None
+                        },
+                    });
+                    loss_sum_before = sum;
+                }
                 self.batch_in_epoch += 1;
                 if self.scheduler.per_batch() {
                     self.scheduler.step();

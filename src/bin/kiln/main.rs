@@ -1,6 +1,7 @@
 //! `kiln`: train, check parity of, and benchmark classifiers on any GPU (or the CPU).
 
 mod eval_cmd;
+mod log;
 mod parity_cmd;
 mod train_cmd;
 

@@ -150,6 +150,10 @@ pub struct TrainArgs {
     /// Stop after this many optimizer steps in all.
     #[arg(long)]
     steps: Option<u64>,
+    /// Write one JSON object per step (step, epoch, loss, lr, grad_norm when clipping) and
+    /// per epoch (train_loss, test_loss, test_accuracy, images_per_s) to this file.
+    #[arg(long)]
+    log: Option<PathBuf>,
     /// Feed batches in dataset order.
     #[arg(long)]
     no_shuffle: bool,
@@ -326,6 +330,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         sample: [1, train.rows, train.cols],
         val_split: args.val_split,
         max_steps: args.steps,
+        step_events: args.log.is_some(),
         shuffle: !args.no_shuffle,
         checkpoint_every: match (&args.save, args.checkpoint_every) {
             (Some(path), Some(every)) => Some((path.clone(), every)),
@@ -384,7 +389,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .progress_chars("=> ");
     let mut bar = ProgressBar::hidden();
     let mut last_loss = f32::NAN;
-    trainer.fit(&train, &test, &mut |event| match event {
+    let mut log = match &args.log {
+        Some(path) => Some(crate::log::JsonLog::create(path)?),
+        None => None,
+    };
+    let mut log_error: Option<Error> = None;
+    trainer.fit(&train, &test, &mut |event| {
+        if let Some(l) = log.as_mut() {
+            if let Err(e) = l.write(event) {
+                log_error.get_or_insert(e);
+            }
+        }
+        match event {
         Event::EpochStart { epoch, batches } => {
             bar = ProgressBar::new(*batches as u64).with_style(style.clone());
             bar.set_prefix(format!("{epoch}/{}", config.epochs));
@@ -423,7 +439,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
             "early stopping: restored the weights of epoch {epoch} (test loss {test_loss:.4}, test acc {:.2}%)",
             100.0 * test_accuracy
         ),
+        Event::Step { .. } => {}
+        }
     })?;
+    if let Some(e) = log_error {
+        return Err(e);
+    }
     if let Some(path) = &args.save {
         trainer.checkpoint()?.write(path)?;
         println!("saved {}", path.display());
