@@ -131,10 +131,11 @@ fn sigmoid(x: f32) -> f32 {
 
 fn apply(x: f32) -> f32 {
     switch KIND {
-        // relu. `select` rather than max(): the CPU's f32::max returns 0 for a NaN input,
-        // while WGSL leaves max() with a NaN operand unspecified.
+        // relu. NaN propagates, as torch.relu does; tested by its bits because WGSL
+        // leaves max() with a NaN operand unspecified and compilers may fold x != x.
         case 0u: {
-            return select(0.0, x, x > 0.0);
+            let nan = (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+            return select(0.0, x, x > 0.0 || nan);
         }
         case 1u: {
             return select(x * dims.f0, x, x > 0.0);

@@ -13,7 +13,7 @@ use crate::data::{Batcher, Dataset};
 use crate::error::{Error, Result};
 use crate::graph::{gradients, ParamEntry, ParamLayout, Plan, Slot, ValueId};
 use crate::nn::{Init, InitScheme, Layer, Mode, Model};
-use crate::optim::schedule::{LrScheduler, Schedule, SchedulerState, Warmup};
+use crate::optim::schedule::{LrScheduler, PlateauMode, Schedule, SchedulerState, Warmup};
 use crate::optim::{Clip, Optimizer, StepScalars};
 use crate::shape::Shape;
 
@@ -439,8 +439,15 @@ impl Trainer {
             )));
         }
         let c = self.plan(true, n)?;
+        let scalars = self.scalars_for(self.step + 1);
+        if !(scalars.lr.is_finite() && scalars.lr >= 0.0) {
+            return Err(Error::NonFinite(format!(
+                "the learning rate for step {} is {}",
+                self.step + 1,
+                scalars.lr
+            )));
+        }
         self.step += 1;
-        let scalars = self.scalars();
         self.last_lr = scalars.lr;
         self.run_plan(c.id, images, labels, &scalars)?;
         if self.config.clip.error_if_nonfinite && self.config.clip.max_norm.is_some() {
@@ -477,9 +484,14 @@ impl Trainer {
     }
 
     fn scalars(&self) -> StepScalars {
+        self.scalars_for(self.step)
+    }
+
+    /// The per-step scalars for optimizer step `step`.
+    fn scalars_for(&self, step: u32) -> StepScalars {
         let mut s = self.config.optimizer.scalars(
             self.scheduler.lr(),
-            self.step,
+            step,
             self.config.clip,
             self.layout.size,
         );
@@ -615,22 +627,22 @@ impl Trainer {
             };
             if complete && !self.scheduler.per_batch() {
                 match &self.config.schedule {
-                    Schedule::ReduceOnPlateau { .. } => self
-                        .scheduler
-                        .step_metric(report.val_loss.unwrap_or(report.train_loss)),
+                    // Mode min watches a loss, mode max an accuracy, validation when there
+                    // is a split.
+                    Schedule::ReduceOnPlateau { mode, .. } => {
+                        let metric = match mode {
+                            PlateauMode::Min => report.val_loss.unwrap_or(report.train_loss),
+                            PlateauMode::Max => {
+                                report.val_accuracy.unwrap_or(report.train_accuracy)
+                            }
+                        };
+                        self.scheduler.step_metric(metric)
+                    }
                     _ => self.scheduler.step(),
                 }
             }
             on_event(&Event::EpochEnd(report.clone()));
             reports.push(report);
-            if let Some((path, every)) = self.config.checkpoint_every.clone() {
-                if complete && epoch % every.max(1) == 0 {
-                    self.checkpoint()?.write(&path)?;
-                }
-            }
-            if stopped {
-                break;
-            }
             if let (Some(t), Some((vl, va))) = (tracker.as_mut(), validation) {
                 match t.observe(vl, va) {
                     Verdict::Improved => {
@@ -644,9 +656,18 @@ impl Trainer {
                     Verdict::Stop => break,
                 }
             }
+            if let Some((path, every)) = self.config.checkpoint_every.clone() {
+                if complete && epoch % every.max(1) == 0 {
+                    self.checkpoint()?.write(&path)?;
+                }
+            }
+            if stopped {
+                break;
+            }
         }
         if let Some((epoch, params, buffers)) = best {
-            if epoch != reports.len() {
+            // Reports count this session's epochs; `epoch` is absolute (a run may resume).
+            if Some(epoch) != reports.last().map(|r| r.epoch) {
                 self.backend.write_params(&params)?;
                 self.backend.write_buffers(&buffers)?;
                 let (test_loss, test_accuracy) = self.evaluate(test)?;

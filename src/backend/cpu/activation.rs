@@ -14,7 +14,14 @@ fn erf<T: Real>(x: T) -> T {
 /// `f(x)` for one element.
 pub fn apply<T: Real>(a: Activation, x: T) -> T {
     match a {
-        Activation::Relu => x.max(T::zero()),
+        // NaN propagates, as torch.relu does (f32::max would turn it into 0).
+        Activation::Relu => {
+            if x.is_nan() || x > T::zero() {
+                x
+            } else {
+                T::zero()
+            }
+        }
         Activation::LeakyRelu(s) => {
             if x > T::zero() {
                 x
@@ -72,5 +79,19 @@ pub fn forward<T: Real>(a: Activation, x: &[T], out: &mut [T]) {
 pub fn backward<T: Real>(a: Activation, x: &[T], dy: &[T], out: &mut [T]) {
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(dy) {
         *o = g * derivative(a, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relu_propagates_nan_like_torch() {
+        assert!(apply(Activation::Relu, f32::NAN).is_nan());
+        assert_eq!(apply(Activation::Relu, -1.0f32), 0.0);
+        assert_eq!(apply(Activation::Relu, 2.5f32), 2.5);
+        // The gradient at a NaN input is 0, as torch's threshold_backward gives.
+        assert_eq!(derivative(Activation::Relu, f32::NAN), 0.0);
     }
 }

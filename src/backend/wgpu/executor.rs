@@ -498,7 +498,15 @@ impl Backend for WgpuBackend {
         if tail.update && self.model()?.update.is_none() {
             return Err(Error::Config("a training plan needs an optimizer".into()));
         }
-        self.check_binding("the activation arena", plan.activations_size)?;
+        // The arena is bound slot by slot (each slot is checked below), so only the buffer
+        // size limit applies to it as a whole.
+        let arena_bytes = (plan.activations_size.max(plan.inputs_size) * 4) as u64;
+        if arena_bytes > self.ctx.limits.max_buffer_size {
+            return Err(Error::Unsupported(format!(
+                "the activation arena needs {arena_bytes} bytes; this adapter's buffers hold {}",
+                self.ctx.limits.max_buffer_size
+            )));
+        }
         let inputs = self.buffer("inputs", plan.inputs_size);
         let activations = self.buffer("activations", plan.activations_size);
         for (slot, v) in &plan.constants {

@@ -324,6 +324,7 @@ impl Schedule {
                 pct_start,
                 div_factor,
                 final_div_factor,
+                three_phase,
                 ..
             } => {
                 non_negative("max_lr", max_lr)?;
@@ -332,6 +333,24 @@ impl Schedule {
                     return Err(config(format!(
                         "{name}: pct_start must be in [0, 1], got {pct_start}"
                     )));
+                }
+                // A phase of zero steps would divide by zero (PyTorch's ZeroDivisionError);
+                // the phase ends are those `lr_at` uses.
+                let (total, pct) = (total_steps as f64, decimal(pct_start));
+                let ends: Vec<f64> = if three_phase {
+                    vec![pct * total - 1.0, 2.0 * pct * total - 2.0, total - 1.0]
+                } else {
+                    vec![pct * total - 1.0, total - 1.0]
+                };
+                let mut start = 0.0;
+                for end in ends {
+                    if end - start == 0.0 {
+                        return Err(config(format!(
+                            "{name}: total_steps={total_steps} with pct_start={pct_start} \
+                             leaves a phase of zero steps"
+                        )));
+                    }
+                    start = end;
                 }
                 positive("div_factor", div_factor)?;
                 positive("final_div_factor", final_div_factor)

@@ -1042,3 +1042,15 @@ fn restore_rejects_inconsistent_states_and_changes_nothing() {
         assert_eq!(s.state(), good);
     }
 }
+
+#[test]
+fn one_cycle_with_a_zero_step_phase_is_refused() {
+    for (total, pct) in [(10, 0.1), (4, 0.25), (5, 0.2), (1, 1.0)] {
+        let mut s = Schedule::one_cycle(0.1, total);
+        if let Schedule::OneCycle { pct_start, .. } = &mut s {
+            *pct_start = pct;
+        }
+        assert!(s.validate().is_err(), "total {total}, pct {pct}");
+    }
+    assert!(Schedule::one_cycle(0.1, 100).validate().is_ok());
+}
