@@ -1,6 +1,7 @@
 //! The training loop: static plans per (mode, batch size) over resident parameters, one
 //! backend run per batch, metrics read back every few steps only.
 
+mod config;
 mod early_stop;
 mod objective;
 mod state_dict;

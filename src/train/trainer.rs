@@ -4,153 +4,22 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::early_stop::{EarlyStopping, Tracker, Verdict};
-use super::objective::{objective, one_hot, Loss, Objective, Penalty};
+mod persist;
+
+pub use super::config::TrainConfig;
+use super::early_stop::{Tracker, Verdict};
+use super::objective::{objective, one_hot, Objective};
 use super::state_dict::{load_model_tensors, model_tensors};
 use crate::backend::{Backend, PlanId, Tail, METRIC_CORRECT, METRIC_LOSS};
 use crate::checkpoint::{Checkpoint, Tensor};
 use crate::data::{Batcher, Dataset};
 use crate::error::{Error, Result};
 use crate::graph::{gradients, ParamEntry, ParamLayout, Plan, Slot, ValueId};
-use crate::nn::{Init, InitScheme, Layer, Mode, Model};
-use crate::optim::schedule::{LrScheduler, PlateauMode, Schedule, SchedulerState, Warmup};
-use crate::optim::{Clip, Optimizer, StepScalars};
+use crate::nn::{Init, Layer, Mode, Model};
+use crate::optim::schedule::{LrScheduler, PlateauMode, Schedule, SchedulerState};
+use crate::optim::StepScalars;
 use crate::shape::Shape;
-
-/// Everything a training run is configured by.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TrainConfig {
-    /// Epochs over the training set.
-    pub epochs: usize,
-    /// Mini-batch size (the last batch of an epoch may be smaller).
-    pub batch_size: usize,
-    /// Learning rate.
-    pub lr: f32,
-    /// Seed for initialisation and shuffling.
-    pub seed: u64,
-    /// The optimizer.
-    pub optimizer: Optimizer,
-    /// Gradient clipping (by value, then by global L2 norm), inside the optimizer dispatch.
-    pub clip: Clip,
-    /// Label smoothing of the cross-entropy loss.
-    pub label_smoothing: f32,
-    /// Shuffle the training set each epoch.
-    pub shuffle: bool,
-    /// Read the running loss back every this many steps (for progress display).
-    pub log_every: usize,
-    /// Shape of one input sample: [channels, height, width] (MNIST: [1, 28, 28]).
-    pub sample: [usize; 3],
-    /// Fraction of the training set held out for validation.
-    pub val_split: Option<f32>,
-    /// Stop when the validation metric stops improving (needs `val_split`).
-    pub early_stopping: Option<EarlyStopping>,
-    /// Initialisation of the weights (rank ≥ 2) of linear and conv layers; `Default`
-    /// keeps PyTorch's per-layer defaults.
-    pub init: InitScheme,
-    /// Per-parameter initialisers by state_dict name, which take precedence.
-    pub init_overrides: Vec<(String, Init)>,
-    /// Parameter kinds exempt from weight decay: `bias` (every `*.bias`) and `norm` (the
-    /// weights and biases of batch and layer norms). They form a second parameter group.
-    pub no_decay: Vec<String>,
-    /// Learning-rate factor of the no-decay group.
-    pub no_decay_lr_scale: f32,
-    /// The loss minimised.
-    pub loss: Loss,
-    /// L1/L2 penalties on the weights, added to the training loss (not to the reported
-    /// loss); the no-decay group is exempt from them too.
-    pub penalty: Penalty,
-    /// Learning-rate schedule (stepped per batch for cyclic and one-cycle, per epoch for
-    /// the others, as PyTorch's are; reduce-on-plateau watches the validation loss, or the
-    /// training loss without a validation split).
-    pub schedule: Schedule,
-    /// Linear warm-up over the first scheduler steps, composed with the schedule.
-    pub warmup: Option<Warmup>,
-    /// Stop after this many optimizer steps in all (a resumed run counts the steps
-    /// taken before the checkpoint).
-    pub max_steps: Option<u64>,
-    /// Write a checkpoint to this file every this many epochs (atomically, so a crash
-    /// leaves the previous one).
-    pub checkpoint_every: Option<(std::path::PathBuf, usize)>,
-    /// Emit [`Event::Step`] after every step (for logs; costs one readback per step).
-    pub step_events: bool,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            epochs: 5,
-            batch_size: 128,
-            lr: 1e-3,
-            seed: 0,
-            optimizer: Optimizer::adamw(),
-            clip: Clip::default(),
-            label_smoothing: 0.0,
-            shuffle: true,
-            log_every: 20,
-            sample: [1, 28, 28],
-            val_split: None,
-            early_stopping: None,
-            init: InitScheme::Default,
-            init_overrides: Vec::new(),
-            no_decay: Vec::new(),
-            no_decay_lr_scale: 1.0,
-            schedule: Schedule::Constant,
-            warmup: None,
-            max_steps: None,
-            checkpoint_every: None,
-            step_events: false,
-            loss: Loss::CrossEntropy,
-            penalty: Penalty::default(),
-        }
-    }
-}
-
-impl TrainConfig {
-    /// Checks every value against its domain.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Config(m));
-        if self.batch_size == 0 {
-            return bad("batch size must be at least 1".into());
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad(format!(
-                "learning rate must be positive and finite, got {}",
-                self.lr
-            ));
-        }
-        for (name, v) in [
-            ("clip norm", self.clip.max_norm),
-            ("clip value", self.clip.max_value),
-        ] {
-            if let Some(c) = v {
-                if !(c.is_finite() && c > 0.0) {
-                    return bad(format!("{name} must be positive and finite, got {c}"));
-                }
-            }
-        }
-        if !(0.0..1.0).contains(&self.label_smoothing) {
-            return bad(format!(
-                "label smoothing must be in [0, 1), got {}",
-                self.label_smoothing
-            ));
-        }
-        if self.label_smoothing != 0.0 && self.loss != Loss::CrossEntropy {
-            return bad(format!(
-                "label smoothing applies to cross_entropy, not {}",
-                self.loss
-            ));
-        }
-        for (name, v) in [("l1", self.penalty.l1), ("l2", self.penalty.l2)] {
-            if !(v.is_finite() && v >= 0.0) {
-                return bad(format!("{name} penalty must be >= 0, got {v}"));
-            }
-        }
-        if let Some(k) = self.no_decay.iter().find(|k| *k != "bias" && *k != "norm") {
-            return bad(format!("no-decay group kinds are bias and norm, got '{k}'"));
-        }
-        self.optimizer.validate()
-    }
-}
+pub use persist::Evaluation;
 
 /// Progress of a run, for display.
 #[derive(Clone, Debug, PartialEq)]
@@ -222,17 +91,6 @@ pub struct EpochReport {
     pub lr: f32,
     /// Seconds spent training in this epoch.
     pub seconds: f64,
-}
-
-/// What [`Trainer::evaluate_detailed`] measures.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Evaluation {
-    /// Mean loss per image.
-    pub loss: f32,
-    /// Fraction classified correctly.
-    pub accuracy: f32,
-    /// `confusion[true class][predicted class]` counts.
-    pub confusion: Vec<Vec<u64>>,
 }
 
 /// A compiled plan and its batch size.
@@ -679,176 +537,6 @@ impl Trainer {
             }
         }
         Ok(reports)
-    }
-
-    /// Loss, accuracy and the confusion matrix (`confusion[true][predicted]`) on a dataset,
-    /// in evaluation mode. Reads each batch's predictions back.
-    pub fn evaluate_detailed(&mut self, data: &Dataset) -> Result<Evaluation> {
-        self.check_data(data)?;
-        let mut batcher = Batcher::new(data, self.config.batch_size, false, 0)?;
-        let scalars = self.scalars();
-        let (mut images, mut labels) = (Vec::new(), Vec::new());
-        let mut confusion = vec![vec![0u64; self.classes]; self.classes];
-        self.backend.reset_metrics()?;
-        while let Some(n) = batcher.next_batch(&mut images, &mut labels) {
-            let c = self.plan(false, n)?;
-            self.run_plan(c.id, &images, &labels, &scalars)?;
-            let slot = c
-                .predictions
-                .ok_or_else(|| Error::Graph("evaluation plan without predictions".into()))?;
-            let predicted = self.backend.read_slot(c.id, slot)?;
-            for (&p, &l) in predicted.iter().zip(&labels) {
-                if let Some(cell) = confusion
-                    .get_mut(l as usize)
-                    .and_then(|r| r.get_mut(p as usize))
-                {
-                    *cell += 1;
-                }
-            }
-        }
-        let m = self.backend.read_metrics()?;
-        self.backend.reset_metrics()?;
-        let n = data.len as f32;
-        Ok(Evaluation {
-            loss: m[METRIC_LOSS] / n,
-            accuracy: m[METRIC_CORRECT] / n,
-            confusion,
-        })
-    }
-
-    /// The whole training state as a checkpoint: model tensors under PyTorch's names,
-    /// optimizer state as `optim.state{k}.{name}`, and metadata (model spec, step count,
-    /// learning rate, optimizer, scheduler steps).
-    pub fn checkpoint(&mut self) -> Result<Checkpoint> {
-        let params = self.backend.read_params()?;
-        let buffers = self.backend.read_buffers()?;
-        let (mut tensors, ints) =
-            model_tensors(&self.layout, &params, &buffers, u64::from(self.step));
-        for k in 0..3 {
-            if !self.config.optimizer.uses_state(k) {
-                continue;
-            }
-            let state = self.backend.read_state(k)?;
-            for e in &self.layout.entries {
-                tensors.push(Tensor {
-                    name: format!("optim.state{k}.{}", e.name),
-                    shape: e.shape.0.clone(),
-                    data: state[e.offset..e.offset + e.shape.numel()].to_vec(),
-                });
-            }
-        }
-        let mut ckpt = Checkpoint {
-            tensors,
-            ints,
-            ..Checkpoint::default()
-        };
-        let meta = [
-            ("model", self.model.spec.clone()),
-            ("step", self.step.to_string()),
-            ("lr", self.scheduler.lr().to_string()),
-            ("optimizer", format!("{:?}", self.config.optimizer)),
-            ("sample", format!("{:?}", self.config.sample)),
-            ("seed", self.config.seed.to_string()),
-            ("epoch", self.epoch.to_string()),
-            ("batch_in_epoch", self.batch_in_epoch.to_string()),
-        ];
-        let sched = self.scheduler.state();
-        let sched_meta = [
-            ("scheduler.steps", sched.steps.to_string()),
-            ("scheduler.lr", sched.lr.to_string()),
-            ("scheduler.plateau_lr", sched.plateau_lr.to_string()),
-            ("scheduler.best", sched.best.to_string()),
-            ("scheduler.num_bad_epochs", sched.num_bad_epochs.to_string()),
-            (
-                "scheduler.cooldown_counter",
-                sched.cooldown_counter.to_string(),
-            ),
-        ];
-        for (k, v) in meta.into_iter().chain(sched_meta) {
-            ckpt.metadata.insert(k.to_string(), v);
-        }
-        Ok(ckpt)
-    }
-
-    /// Continues the run a [`Trainer::checkpoint`] saved: weights, running statistics,
-    /// optimizer state, step count, schedule and data position. With the same
-    /// configuration, training on from here reproduces the uninterrupted run bit for bit
-    /// on the same backend.
-    pub fn resume(&mut self, ckpt: &Checkpoint, path: &str) -> Result<()> {
-        let meta = |key: &str| -> Result<&str> {
-            ckpt.metadata.get(key).map(String::as_str).ok_or_else(|| {
-                Error::data(
-                    path,
-                    format!("no '{key}' in the metadata: not a kiln training checkpoint"),
-                )
-            })
-        };
-        fn num<T: std::str::FromStr>(path: &str, key: &str, v: &str) -> Result<T> {
-            v.parse()
-                .map_err(|_| Error::data(path, format!("metadata '{key}' is not a number: '{v}'")))
-        }
-        if meta("model")? != self.model.spec {
-            return Err(Error::data(
-                path,
-                format!("trained '{}', not '{}'", meta("model")?, self.model.spec),
-            ));
-        }
-        self.load_weights(ckpt, path)?;
-        for k in 0..3 {
-            if !self.config.optimizer.uses_state(k) {
-                continue;
-            }
-            let mut arena = vec![self.config.optimizer.initial_state(k); self.layout.size];
-            for e in &self.layout.entries {
-                let name = format!("optim.state{k}.{}", e.name);
-                let t = ckpt.tensor(&name).ok_or_else(|| {
-                    Error::data(path, format!("no {name}: saved with another optimizer?"))
-                })?;
-                if t.data.len() != e.shape.numel() {
-                    return Err(Error::data(
-                        path,
-                        format!(
-                            "{name} has {} values, expected {}",
-                            t.data.len(),
-                            e.shape.numel()
-                        ),
-                    ));
-                }
-                arena[e.offset..e.offset + t.data.len()].copy_from_slice(&t.data);
-            }
-            self.backend.write_state(k, &arena)?;
-        }
-        let field = |key: &str| -> Result<&str> { meta(key) };
-        self.step = num(path, "step", field("step")?)?;
-        self.epoch = num(path, "epoch", field("epoch")?)?;
-        self.batch_in_epoch = num(path, "batch_in_epoch", field("batch_in_epoch")?)?;
-        let state = SchedulerState {
-            steps: num(path, "scheduler.steps", field("scheduler.steps")?)?,
-            lr: num(path, "scheduler.lr", field("scheduler.lr")?)?,
-            plateau_lr: num(path, "scheduler.plateau_lr", field("scheduler.plateau_lr")?)?,
-            best: num(path, "scheduler.best", field("scheduler.best")?)?,
-            num_bad_epochs: num(
-                path,
-                "scheduler.num_bad_epochs",
-                field("scheduler.num_bad_epochs")?,
-            )?,
-            cooldown_counter: num(
-                path,
-                "scheduler.cooldown_counter",
-                field("scheduler.cooldown_counter")?,
-            )?,
-        };
-        self.scheduler.restore(&state)
-    }
-
-    /// Loads the model tensors (parameters and running statistics) of a checkpoint or of
-    /// any safetensors file with PyTorch's names and layouts; `path` names it in errors.
-    pub fn load_weights(&mut self, ckpt: &Checkpoint, path: &str) -> Result<()> {
-        let mut params = self.backend.read_params()?;
-        let mut buffers = self.backend.read_buffers()?;
-        load_model_tensors(&self.layout, ckpt, &mut params, &mut buffers, path)?;
-        self.backend.write_params(&params)?;
-        self.backend.write_buffers(&buffers)
     }
 
     /// Mean loss per image and accuracy on a dataset, in evaluation mode.

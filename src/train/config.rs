@@ -1,0 +1,144 @@
+//! The configuration of a training run.
+
+use crate::error::{Error, Result};
+use crate::nn::{Init, InitScheme};
+use crate::optim::schedule::{Schedule, Warmup};
+use crate::optim::{Clip, Optimizer};
+
+use super::early_stop::EarlyStopping;
+use super::objective::{Loss, Penalty};
+
+/// Everything a training run is configured by.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Epochs over the training set.
+    pub epochs: usize,
+    /// Mini-batch size (the last batch of an epoch may be smaller).
+    pub batch_size: usize,
+    /// Learning rate.
+    pub lr: f32,
+    /// Seed for initialisation and shuffling.
+    pub seed: u64,
+    /// The optimizer.
+    pub optimizer: Optimizer,
+    /// Gradient clipping (by value, then by global L2 norm), inside the optimizer dispatch.
+    pub clip: Clip,
+    /// Label smoothing of the cross-entropy loss.
+    pub label_smoothing: f32,
+    /// Shuffle the training set each epoch.
+    pub shuffle: bool,
+    /// Read the running loss back every this many steps (for progress display).
+    pub log_every: usize,
+    /// Shape of one input sample: [channels, height, width] (MNIST: [1, 28, 28]).
+    pub sample: [usize; 3],
+    /// Fraction of the training set held out for validation.
+    pub val_split: Option<f32>,
+    /// Stop when the validation metric stops improving (needs `val_split`).
+    pub early_stopping: Option<EarlyStopping>,
+    /// Initialisation of the weights (rank ≥ 2) of linear and conv layers; `Default`
+    /// keeps PyTorch's per-layer defaults.
+    pub init: InitScheme,
+    /// Per-parameter initialisers by state_dict name, which take precedence.
+    pub init_overrides: Vec<(String, Init)>,
+    /// Parameter kinds exempt from weight decay: `bias` (every `*.bias`) and `norm` (the
+    /// weights and biases of batch and layer norms). They form a second parameter group.
+    pub no_decay: Vec<String>,
+    /// Learning-rate factor of the no-decay group.
+    pub no_decay_lr_scale: f32,
+    /// The loss minimised.
+    pub loss: Loss,
+    /// L1/L2 penalties on the weights, added to the training loss (not to the reported
+    /// loss); the no-decay group is exempt from them too.
+    pub penalty: Penalty,
+    /// Learning-rate schedule (stepped per batch for cyclic and one-cycle, per epoch for
+    /// the others, as PyTorch's are; reduce-on-plateau watches the validation loss, or the
+    /// training loss without a validation split).
+    pub schedule: Schedule,
+    /// Linear warm-up over the first scheduler steps, composed with the schedule.
+    pub warmup: Option<Warmup>,
+    /// Stop after this many optimizer steps in all (a resumed run counts the steps
+    /// taken before the checkpoint).
+    pub max_steps: Option<u64>,
+    /// Write a checkpoint to this file every this many epochs (atomically, so a crash
+    /// leaves the previous one).
+    pub checkpoint_every: Option<(std::path::PathBuf, usize)>,
+    /// Emit [`Event::Step`] after every step (for logs; costs one readback per step).
+    pub step_events: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 5,
+            batch_size: 128,
+            lr: 1e-3,
+            seed: 0,
+            optimizer: Optimizer::adamw(),
+            clip: Clip::default(),
+            label_smoothing: 0.0,
+            shuffle: true,
+            log_every: 20,
+            sample: [1, 28, 28],
+            val_split: None,
+            early_stopping: None,
+            init: InitScheme::Default,
+            init_overrides: Vec::new(),
+            no_decay: Vec::new(),
+            no_decay_lr_scale: 1.0,
+            schedule: Schedule::Constant,
+            warmup: None,
+            max_steps: None,
+            checkpoint_every: None,
+            step_events: false,
+            loss: Loss::CrossEntropy,
+            penalty: Penalty::default(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every value against its domain.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.batch_size == 0 {
+            return bad("batch size must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!(
+                "learning rate must be positive and finite, got {}",
+                self.lr
+            ));
+        }
+        for (name, v) in [
+            ("clip norm", self.clip.max_norm),
+            ("clip value", self.clip.max_value),
+        ] {
+            if let Some(c) = v {
+                if !(c.is_finite() && c > 0.0) {
+                    return bad(format!("{name} must be positive and finite, got {c}"));
+                }
+            }
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad(format!(
+                "label smoothing must be in [0, 1), got {}",
+                self.label_smoothing
+            ));
+        }
+        if self.label_smoothing != 0.0 && self.loss != Loss::CrossEntropy {
+            return bad(format!(
+                "label smoothing applies to cross_entropy, not {}",
+                self.loss
+            ));
+        }
+        for (name, v) in [("l1", self.penalty.l1), ("l2", self.penalty.l2)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(format!("{name} penalty must be >= 0, got {v}"));
+            }
+        }
+        if let Some(k) = self.no_decay.iter().find(|k| *k != "bias" && *k != "norm") {
+            return bad(format!("no-decay group kinds are bias and norm, got '{k}'"));
+        }
+        self.optimizer.validate()
+    }
+}

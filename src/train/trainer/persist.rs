@@ -1,0 +1,186 @@
+//! Persisting and inspecting a trainer: detailed evaluation, checkpoints, resume, weights.
+
+use super::*;
+
+/// What [`Trainer::evaluate_detailed`] measures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Mean loss per image.
+    pub loss: f32,
+    /// Fraction classified correctly.
+    pub accuracy: f32,
+    /// `confusion[true class][predicted class]` counts.
+    pub confusion: Vec<Vec<u64>>,
+}
+
+impl Trainer {
+    /// Loss, accuracy and the confusion matrix (`confusion[true][predicted]`) on a dataset,
+    /// in evaluation mode. Reads each batch's predictions back.
+    pub fn evaluate_detailed(&mut self, data: &Dataset) -> Result<Evaluation> {
+        self.check_data(data)?;
+        let mut batcher = Batcher::new(data, self.config.batch_size, false, 0)?;
+        let scalars = self.scalars();
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
+        let mut confusion = vec![vec![0u64; self.classes]; self.classes];
+        self.backend.reset_metrics()?;
+        while let Some(n) = batcher.next_batch(&mut images, &mut labels) {
+            let c = self.plan(false, n)?;
+            self.run_plan(c.id, &images, &labels, &scalars)?;
+            let slot = c
+                .predictions
+                .ok_or_else(|| Error::Graph("evaluation plan without predictions".into()))?;
+            let predicted = self.backend.read_slot(c.id, slot)?;
+            for (&p, &l) in predicted.iter().zip(&labels) {
+                if let Some(cell) = confusion
+                    .get_mut(l as usize)
+                    .and_then(|r| r.get_mut(p as usize))
+                {
+                    *cell += 1;
+                }
+            }
+        }
+        let m = self.backend.read_metrics()?;
+        self.backend.reset_metrics()?;
+        let n = data.len as f32;
+        Ok(Evaluation {
+            loss: m[METRIC_LOSS] / n,
+            accuracy: m[METRIC_CORRECT] / n,
+            confusion,
+        })
+    }
+
+    /// The whole training state as a checkpoint: model tensors under PyTorch's names,
+    /// optimizer state as `optim.state{k}.{name}`, and metadata (model spec, step count,
+    /// learning rate, optimizer, scheduler steps).
+    pub fn checkpoint(&mut self) -> Result<Checkpoint> {
+        let params = self.backend.read_params()?;
+        let buffers = self.backend.read_buffers()?;
+        let (mut tensors, ints) =
+            model_tensors(&self.layout, &params, &buffers, u64::from(self.step));
+        for k in 0..3 {
+            if !self.config.optimizer.uses_state(k) {
+                continue;
+            }
+            let state = self.backend.read_state(k)?;
+            for e in &self.layout.entries {
+                tensors.push(Tensor {
+                    name: format!("optim.state{k}.{}", e.name),
+                    shape: e.shape.0.clone(),
+                    data: state[e.offset..e.offset + e.shape.numel()].to_vec(),
+                });
+            }
+        }
+        let mut ckpt = Checkpoint {
+            tensors,
+            ints,
+            ..Checkpoint::default()
+        };
+        let meta = [
+            ("model", self.model.spec.clone()),
+            ("step", self.step.to_string()),
+            ("lr", self.scheduler.lr().to_string()),
+            ("optimizer", format!("{:?}", self.config.optimizer)),
+            ("sample", format!("{:?}", self.config.sample)),
+            ("seed", self.config.seed.to_string()),
+            ("epoch", self.epoch.to_string()),
+            ("batch_in_epoch", self.batch_in_epoch.to_string()),
+        ];
+        let sched = self.scheduler.state();
+        let sched_meta = [
+            ("scheduler.steps", sched.steps.to_string()),
+            ("scheduler.lr", sched.lr.to_string()),
+            ("scheduler.plateau_lr", sched.plateau_lr.to_string()),
+            ("scheduler.best", sched.best.to_string()),
+            ("scheduler.num_bad_epochs", sched.num_bad_epochs.to_string()),
+            (
+                "scheduler.cooldown_counter",
+                sched.cooldown_counter.to_string(),
+            ),
+        ];
+        for (k, v) in meta.into_iter().chain(sched_meta) {
+            ckpt.metadata.insert(k.to_string(), v);
+        }
+        Ok(ckpt)
+    }
+
+    /// Continues the run a [`Trainer::checkpoint`] saved: weights, running statistics,
+    /// optimizer state, step count, schedule and data position. With the same
+    /// configuration, training on from here reproduces the uninterrupted run bit for bit
+    /// on the same backend.
+    pub fn resume(&mut self, ckpt: &Checkpoint, path: &str) -> Result<()> {
+        let meta = |key: &str| -> Result<&str> {
+            ckpt.metadata.get(key).map(String::as_str).ok_or_else(|| {
+                Error::data(
+                    path,
+                    format!("no '{key}' in the metadata: not a kiln training checkpoint"),
+                )
+            })
+        };
+        fn num<T: std::str::FromStr>(path: &str, key: &str, v: &str) -> Result<T> {
+            v.parse()
+                .map_err(|_| Error::data(path, format!("metadata '{key}' is not a number: '{v}'")))
+        }
+        if meta("model")? != self.model.spec {
+            return Err(Error::data(
+                path,
+                format!("trained '{}', not '{}'", meta("model")?, self.model.spec),
+            ));
+        }
+        self.load_weights(ckpt, path)?;
+        for k in 0..3 {
+            if !self.config.optimizer.uses_state(k) {
+                continue;
+            }
+            let mut arena = vec![self.config.optimizer.initial_state(k); self.layout.size];
+            for e in &self.layout.entries {
+                let name = format!("optim.state{k}.{}", e.name);
+                let t = ckpt.tensor(&name).ok_or_else(|| {
+                    Error::data(path, format!("no {name}: saved with another optimizer?"))
+                })?;
+                if t.data.len() != e.shape.numel() {
+                    return Err(Error::data(
+                        path,
+                        format!(
+                            "{name} has {} values, expected {}",
+                            t.data.len(),
+                            e.shape.numel()
+                        ),
+                    ));
+                }
+                arena[e.offset..e.offset + t.data.len()].copy_from_slice(&t.data);
+            }
+            self.backend.write_state(k, &arena)?;
+        }
+        let field = |key: &str| -> Result<&str> { meta(key) };
+        self.step = num(path, "step", field("step")?)?;
+        self.epoch = num(path, "epoch", field("epoch")?)?;
+        self.batch_in_epoch = num(path, "batch_in_epoch", field("batch_in_epoch")?)?;
+        let state = SchedulerState {
+            steps: num(path, "scheduler.steps", field("scheduler.steps")?)?,
+            lr: num(path, "scheduler.lr", field("scheduler.lr")?)?,
+            plateau_lr: num(path, "scheduler.plateau_lr", field("scheduler.plateau_lr")?)?,
+            best: num(path, "scheduler.best", field("scheduler.best")?)?,
+            num_bad_epochs: num(
+                path,
+                "scheduler.num_bad_epochs",
+                field("scheduler.num_bad_epochs")?,
+            )?,
+            cooldown_counter: num(
+                path,
+                "scheduler.cooldown_counter",
+                field("scheduler.cooldown_counter")?,
+            )?,
+        };
+        self.scheduler.restore(&state)
+    }
+
+    /// Loads the model tensors (parameters and running statistics) of a checkpoint or of
+    /// any safetensors file with PyTorch's names and layouts; `path` names it in errors.
+    pub fn load_weights(&mut self, ckpt: &Checkpoint, path: &str) -> Result<()> {
+        let mut params = self.backend.read_params()?;
+        let mut buffers = self.backend.read_buffers()?;
+        load_model_tensors(&self.layout, ckpt, &mut params, &mut buffers, path)?;
+        self.backend.write_params(&params)?;
+        self.backend.write_buffers(&buffers)
+    }
+}
