@@ -1,5 +1,6 @@
 //! `kiln`: train, check parity of, and benchmark classifiers on any GPU (or the CPU).
 
+mod bench_cmd;
 mod eval_cmd;
 mod log;
 mod parity_cmd;
@@ -25,6 +26,8 @@ enum Command {
     Export(eval_cmd::ExportArgs),
     /// Run every op forward and backward on the GPU and compare with the CPU reference.
     Parity(parity_cmd::ParityArgs),
+    /// Measure matmul and training-step throughput.
+    Bench(bench_cmd::BenchArgs),
 }
 
 fn main() {
@@ -34,6 +37,7 @@ fn main() {
         Command::Eval(args) => eval_cmd::run(args),
         Command::Export(args) => eval_cmd::export(args),
         Command::Parity(args) => parity_cmd::run(args),
+        Command::Bench(args) => bench_cmd::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
