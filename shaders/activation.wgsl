@@ -6,22 +6,6 @@
 
 override KIND: u32;
 
-struct Dims {
-    d0: u32,
-    d1: u32,
-    d2: u32,
-    d3: u32,
-    f0: f32,
-    f1: f32,
-    f2: f32,
-    f3: f32,
-}
-
-@group(0) @binding(0) var<uniform> dims: Dims;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in1: array<f32>;
-
 const FRAC_1_SQRT_2: f32 = 0.7071067811865476;
 // 1/sqrt(2π)
 const FRAC_1_SQRT_2PI: f32 = 0.3989422804014327;

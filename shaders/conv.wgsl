@@ -11,29 +11,6 @@
 //   e6 = OH, e7 = OW   (SH, SW >= 1; OH, OW as ConvGeom::oh/ow compute them).
 // N is implied by d0.
 
-struct Dims {
-    d0: u32,
-    d1: u32,
-    d2: u32,
-    d3: u32,
-    f0: f32,
-    f1: f32,
-    f2: f32,
-    f3: f32,
-    e0: u32,
-    e1: u32,
-    e2: u32,
-    e3: u32,
-    e4: u32,
-    e5: u32,
-    e6: u32,
-    e7: u32,
-}
-
-@group(0) @binding(0) var<uniform> dims: Dims;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in0: array<f32>;
-
 // out [N·OH·OW, C·KH·KW] from in0 = x [N, C, H, W].
 // Dims: d0 = N·OH·OW·C·KH·KW (invocations), d1..d3, e0..e7 the geometry above.
 // Dispatch: one invocation per element of out (d0).

@@ -3,25 +3,6 @@
 // element) in forward and backward alike, so it is never stored, and it is bit-identical to
 // the CPU's: the same Philox block, the same 24-bit uniform, the same f32 comparison.
 
-struct Dims {
-    d0: u32,
-    d1: u32,
-    d2: u32,
-    d3: u32,
-    f0: f32,
-    f1: f32,
-    f2: f32,
-    f3: f32,
-    e0: u32,
-    e1: u32,
-    e2: u32,
-    e3: u32,
-    e4: u32,
-    e5: u32,
-    e6: u32,
-    e7: u32,
-}
-
 // The step's scalars (src/optim/mod.rs StepScalars); dropout reads the step and the seed.
 struct StepScalars {
     lr: f32,
@@ -42,9 +23,6 @@ struct StepScalars {
     pad: u32,
 }
 
-@group(0) @binding(0) var<uniform> dims: Dims;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(7) var<uniform> scalars: StepScalars;
 
 // d0 = n, d1 = layer, f0 = p, f1 = scale = 1/(1-p) rounded once on the host. One invocation

@@ -4,22 +4,6 @@
 // inputs in op order. Every storage buffer is read_write because the executor binds
 // slices of one arena buffer for inputs and outputs alike.
 
-struct Dims {
-    d0: u32,
-    d1: u32,
-    d2: u32,
-    d3: u32,
-    f0: f32,
-    f1: f32,
-    f2: f32,
-    f3: f32,
-}
-
-@group(0) @binding(0) var<uniform> dims: Dims;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in1: array<f32>;
-
 // d0 = n, d1 = cols: out[i] = x[i] + b[i % cols].
 @compute @workgroup_size(256)
 fn bias_add(

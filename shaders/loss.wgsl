@@ -5,23 +5,6 @@
 // (t, t+256, ...) in order, then a fixed-order tree in workgroup memory combines them, so
 // a loss is bit-identical from run to run (no atomics).
 
-struct Dims {
-    d0: u32,
-    d1: u32,
-    d2: u32,
-    d3: u32,
-    f0: f32,
-    f1: f32,
-    f2: f32,
-    f3: f32,
-}
-
-@group(0) @binding(0) var<uniform> dims: Dims;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(4) var<storage, read_write> in2: array<f32>;
-
 const WG: u32 = 256u;
 
 var<workgroup> partial: array<f32, WG>;

@@ -14,30 +14,6 @@
 // The gradients run in gather form, one invocation per input pixel visiting the windows
 // that contain it in a fixed order, so they need no atomics and add in the CPU's order.
 
-struct Dims {
-    d0: u32,
-    d1: u32,
-    d2: u32,
-    d3: u32,
-    f0: f32,
-    f1: f32,
-    f2: f32,
-    f3: f32,
-    e0: u32,
-    e1: u32,
-    e2: u32,
-    e3: u32,
-    e4: u32,
-    e5: u32,
-    e6: u32,
-    e7: u32,
-}
-
-@group(0) @binding(0) var<uniform> dims: Dims;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in1: array<f32>;
-
 // By bits, because shader compilers may assume floats are never NaN and fold `v != v`.
 fn is_nan(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;

@@ -4,22 +4,6 @@
 //
 // dims.d0 = rows, dims.d1 = cols.
 
-struct Dims {
-    d0: u32,
-    d1: u32,
-    d2: u32,
-    d3: u32,
-    f0: f32,
-    f1: f32,
-    f2: f32,
-    f3: f32,
-}
-
-@group(0) @binding(0) var<uniform> dims: Dims;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in1: array<f32>;
-
 // out = softmax(in0) per row, max-subtracted for stability.
 @compute @workgroup_size(256)
 fn softmax(

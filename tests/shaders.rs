@@ -63,6 +63,7 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
     ),
     ("philox.wgsl", &["philox_fill"]),
     ("philox_core.wgsl", &[]),
+    ("graph_op.wgsl", &[]),
     ("dropout.wgsl", &["dropout"]),
     (
         "conv.wgsl",
@@ -174,6 +175,13 @@ fn shader_sources() -> BTreeMap<String, String> {
     for name in NEEDS_PHILOX {
         if let Some(s) = sources.get_mut(*name) {
             *s = format!("{core}{s}");
+        }
+    }
+    // Graph-op shaders are built with the shared interface in front (src/backend/wgpu/shaders.rs).
+    let prelude = sources.get("graph_op.wgsl").cloned().unwrap_or_default();
+    for name in GRAPH_OP_FILES {
+        if let Some(s) = sources.get_mut(*name) {
+            *s = format!("{prelude}{s}");
         }
     }
     sources

@@ -1,34 +1,53 @@
 //! The WGSL sources of the compute kernels, embedded at build time from `shaders/`.
 //!
-//! Graph-op kernels share one binding convention: `@binding(0)` the 32-byte `Dims`
-//! uniform (`d0..d3: u32, f0..f3: f32`), `@binding(1)` the output, `@binding(2..=4)` the
-//! op's inputs in op order. Every storage buffer is declared `read_write`, because arenas
-//! bind slices of one buffer as inputs and outputs of the same dispatch. Pipelines use
-//! auto layout, so a binding an entry point does not use is left out of its layout.
+//! Graph-op kernels share one interface, `shaders/graph_op.wgsl`, prepended to each of
+//! them here (WGSL has no includes): `@binding(0)` the 64-byte `Dims` uniform,
+//! `@binding(1)` the output, `@binding(2..=5)` the op's inputs in op order. Every storage
+//! buffer is declared `read_write`, because arenas bind slices of one buffer as inputs and
+//! outputs of the same dispatch. Pipelines have explicit layouts with exactly the bindings
+//! an op uses (its arity).
 //! 1-D kernels have 256 invocations per workgroup and take a 2-D grid when more than
 //! 65535 workgroups are needed; "single workgroup" kernels are dispatched as (1, 1, 1).
 
 /// `matmul`: out[M, N] = op(in0) · op(in1), 64x64 tiles, workgroups (ceil(N/64), ceil(M/64), 1).
 /// Dims: d0 = M, d1 = N, d2 = K. Overrides `TRANS_A`, `TRANS_B` (bool, default false).
-pub const MATMUL: &str = include_str!("../../../shaders/matmul.wgsl");
+pub const MATMUL: &str = concat!(
+    include_str!("../../../shaders/graph_op.wgsl"),
+    include_str!("../../../shaders/matmul.wgsl")
+);
 
 /// `bias_add`, `bias_grad`, `add`, `scale`, `broadcast`.
-pub const ELEMENTWISE: &str = include_str!("../../../shaders/elementwise.wgsl");
+pub const ELEMENTWISE: &str = concat!(
+    include_str!("../../../shaders/graph_op.wgsl"),
+    include_str!("../../../shaders/elementwise.wgsl")
+);
 
 /// `activation` and `activation_grad`; override `KIND` (u32, required) is
 /// [`Activation::code`](crate::op::Activation::code), Dims f0 the leaky slope.
-pub const ACTIVATION: &str = include_str!("../../../shaders/activation.wgsl");
+pub const ACTIVATION: &str = concat!(
+    include_str!("../../../shaders/graph_op.wgsl"),
+    include_str!("../../../shaders/activation.wgsl")
+);
 
 /// `softmax` and `softmax_grad`, one invocation per row.
-pub const SOFTMAX: &str = include_str!("../../../shaders/softmax.wgsl");
+pub const SOFTMAX: &str = concat!(
+    include_str!("../../../shaders/graph_op.wgsl"),
+    include_str!("../../../shaders/softmax.wgsl")
+);
 
 /// `cross_entropy` and `mse` (single workgroup), `cross_entropy_grad` (per row) and
 /// `mse_grad` (per element).
-pub const LOSS: &str = include_str!("../../../shaders/loss.wgsl");
+pub const LOSS: &str = concat!(
+    include_str!("../../../shaders/graph_op.wgsl"),
+    include_str!("../../../shaders/loss.wgsl")
+);
 
 /// `sum`, `mean`, `correct` (single workgroup), `argmax` (per row) and `accumulate`
 /// (one invocation: metric `d0` += `f0` · in0[0], `out` bound to the metrics buffer).
-pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
+pub const REDUCE: &str = concat!(
+    include_str!("../../../shaders/graph_op.wgsl"),
+    include_str!("../../../shaders/reduce.wgsl")
+);
 
 /// `grad_norm_partial`, `grad_norm_final`, `sgd_step`, `adamw_step`. Not the Dims
 /// convention: `@binding(0)` is [`StepScalars`](crate::optim::StepScalars), then params,
@@ -47,22 +66,32 @@ pub const PHILOX: &str = concat!(
 /// convention plus [`StepScalars`](crate::optim::StepScalars) at `@binding(7)` for the
 /// step and seed. Dims: d0 = n, d1 = layer, f0 = p, f1 = 1/(1−p); ceil(n/4) invocations.
 pub const DROPOUT: &str = concat!(
+    include_str!("../../../shaders/graph_op.wgsl"),
     include_str!("../../../shaders/philox_core.wgsl"),
     include_str!("../../../shaders/dropout.wgsl")
 );
 
 /// `im2col`, `col2im`, `rows_to_nchw`, `nchw_to_rows`: the data movement around the
 /// matmul that makes a convolution. Dims: d0 = invocations, then the geometry (see the file).
-pub const CONV: &str = include_str!("../../../shaders/conv.wgsl");
+pub const CONV: &str = concat!(
+    include_str!("../../../shaders/graph_op.wgsl"),
+    include_str!("../../../shaders/conv.wgsl")
+);
 
 /// `max_pool`, `max_pool_grad`, `avg_pool`, `avg_pool_grad`, one invocation per output
 /// element. Dims: d0 = invocations, e0..e7 = h, w, kh, kw, sh, sw, oh, ow.
-pub const POOL: &str = include_str!("../../../shaders/pool.wgsl");
+pub const POOL: &str = concat!(
+    include_str!("../../../shaders/graph_op.wgsl"),
+    include_str!("../../../shaders/pool.wgsl")
+);
 
 /// Batch norm (`batch_norm_stats`, `_apply`, `_grad`, `_gamma_grad`, `channel_sum`,
 /// `batch_norm_running`) and layer norm (`layer_norm`, `_grad`, `_gamma_grad`). Dims:
 /// d0..d2 = N, C, S (or rows, cols), f0 = eps or momentum; see the file for dispatches.
-pub const NORM: &str = include_str!("../../../shaders/norm.wgsl");
+pub const NORM: &str = concat!(
+    include_str!("../../../shaders/graph_op.wgsl"),
+    include_str!("../../../shaders/norm.wgsl")
+);
 
 /// Every shader file by name, for building all modules up front and for validation tests.
 pub const ALL: &[(&str, &str)] = &[

@@ -1,0 +1,34 @@
+// The interface every graph-op kernel shares, prepended to each graph-op shader when its
+// module is built (WGSL has no includes): the per-step uniform `dims`, the output, and up
+// to four inputs in the op's order. Every storage buffer is read_write because the
+// executor binds slices of one arena buffer as inputs and outputs of the same dispatch
+// (wgpu forbids one buffer bound read-only and read-write at once). A kernel uses the
+// bindings it needs; pipelines have explicit layouts with exactly those.
+
+// The host writes 64 bytes for every dispatch: d0..d3 sizes, f0..f3 scalars, e0..e7 more
+// geometry (convolution, pooling); each kernel documents the fields it reads.
+struct Dims {
+    d0: u32,
+    d1: u32,
+    d2: u32,
+    d3: u32,
+    f0: f32,
+    f1: f32,
+    f2: f32,
+    f3: f32,
+    e0: u32,
+    e1: u32,
+    e2: u32,
+    e3: u32,
+    e4: u32,
+    e5: u32,
+    e6: u32,
+    e7: u32,
+}
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in0: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in1: array<f32>;
+@group(0) @binding(4) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(5) var<storage, read_write> in3: array<f32>;
