@@ -96,6 +96,8 @@ fn train_help_documents_the_toolkit_flags() {
         "--rho",
         "--clip-norm",
         "--clip-value",
+        "--error-if-nonfinite",
+        "--max-skips",
         "--label-smoothing",
         "--loss",
         "--l1",

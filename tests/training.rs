@@ -181,3 +181,42 @@ fn nonfinite_gradient_norm_stops_without_updating() {
         assert_ne!(trainer.params().unwrap(), before);
     }
 }
+
+/// `max_skips`: non-finite gradients skip the update (and do not advance the step count),
+/// a finite batch resets the streak, and more than `max_skips` in a row is an error.
+#[test]
+fn nonfinite_steps_are_skipped_counted_and_limited() {
+    let config = TrainConfig {
+        batch_size: 4,
+        max_skips: Some(2),
+        ..TrainConfig::default()
+    };
+    let mut backends: Vec<Box<dyn kiln::backend::Backend>> = vec![Box::new(CpuBackend::new())];
+    if let Some(gpu) = common::gpu() {
+        backends.push(Box::new(gpu));
+    }
+    for backend in backends {
+        let mut t = Trainer::new(backend, "mlp", &config).unwrap();
+        let labels = [1.0, 2.0, 3.0, 4.0];
+        let good = vec![0.5f32; 4 * 784];
+        let mut bad = good.clone();
+        bad[5] = f32::INFINITY;
+        t.train_batch(&good, &labels).unwrap();
+        let after_one = t.params().unwrap();
+        t.train_batch(&bad, &labels).unwrap();
+        t.train_batch(&bad, &labels).unwrap();
+        assert_eq!(
+            t.params().unwrap(),
+            after_one,
+            "a skipped step changed the weights"
+        );
+        assert_eq!((t.steps(), t.skipped_steps()), (1, 2));
+        t.train_batch(&good, &labels).unwrap();
+        assert_eq!(t.steps(), 2);
+        t.train_batch(&bad, &labels).unwrap();
+        t.train_batch(&bad, &labels).unwrap();
+        let err = t.train_batch(&bad, &labels).unwrap_err();
+        assert!(matches!(err, kiln::Error::NonFinite(_)), "{err}");
+        assert_eq!(t.skipped_steps(), 5);
+    }
+}

@@ -62,7 +62,11 @@ pub struct TrainConfig {
     /// Write a checkpoint to this file every this many epochs (atomically, so a crash
     /// leaves the previous one).
     pub checkpoint_every: Option<(std::path::PathBuf, usize)>,
-    /// Emit [`Event::Step`] after every step (for logs; costs one readback per step).
+    /// Skip updates whose gradients hold NaN or infinities (tested on the device; one
+    /// float read back per step) and stop after more than this many in a row, as AMP's
+    /// GradScaler skips steps.
+    pub max_skips: Option<u64>,
+    /// Emit [`Event::Step`](crate::train::Event::Step) after every step (for logs; costs one readback per step).
     pub step_events: bool,
 }
 
@@ -90,6 +94,7 @@ impl Default for TrainConfig {
             max_steps: None,
             checkpoint_every: None,
             step_events: false,
+            max_skips: None,
             loss: Loss::CrossEntropy,
             penalty: Penalty::default(),
         }

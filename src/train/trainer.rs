@@ -120,6 +120,9 @@ pub struct Trainer {
     epoch: usize,
     /// Batches taken in the epoch in progress.
     batch_in_epoch: usize,
+    /// Updates skipped for non-finite gradients, in all and in a row.
+    skipped: u64,
+    consecutive_skips: u64,
     /// One-hot targets of the current batch (for losses that read them), reused.
     targets: Vec<f32>,
 }
@@ -167,6 +170,8 @@ impl Trainer {
             targets: Vec::new(),
             epoch: 0,
             batch_in_epoch: 0,
+            skipped: 0,
+            consecutive_skips: 0,
         })
     }
 
@@ -308,18 +313,42 @@ impl Trainer {
         self.step += 1;
         self.last_lr = scalars.lr;
         self.run_plan(c.id, images, labels, &scalars)?;
-        if self.config.clip.error_if_nonfinite && self.config.clip.max_norm.is_some() {
-            let norm_sq = self.backend.read_grad_norm_sq()?;
-            if !norm_sq.is_finite() {
-                return Err(Error::NonFinite(format!(
-                    "the total gradient norm at step {} is {} (error_if_nonfinite); the \
-                     update was not applied",
-                    self.step,
-                    norm_sq.sqrt()
-                )));
-            }
+        let guarded = self.config.max_skips.is_some()
+            || (self.config.clip.error_if_nonfinite && self.config.clip.max_norm.is_some());
+        if !guarded {
+            return Ok(());
         }
-        Ok(())
+        // One float read back: the gradient norm the device computed (and tested by its
+        // bits before skipping the update).
+        let norm_sq = self.backend.read_grad_norm_sq()?;
+        if norm_sq.is_finite() {
+            self.consecutive_skips = 0;
+            return Ok(());
+        }
+        // The update was not applied: like GradScaler, the optimizer's step count does
+        // not advance either.
+        self.step -= 1;
+        self.skipped += 1;
+        self.consecutive_skips += 1;
+        match self.config.max_skips {
+            Some(max) if self.consecutive_skips <= max => Ok(()),
+            Some(max) => Err(Error::NonFinite(format!(
+                "{} consecutive steps had non-finite gradients (--max-skips {max}); the \
+                 last update was not applied",
+                self.consecutive_skips
+            ))),
+            None => Err(Error::NonFinite(format!(
+                "the total gradient norm at step {} is {} (error_if_nonfinite); the update \
+                 was not applied",
+                self.step + 1,
+                norm_sq.sqrt()
+            ))),
+        }
+    }
+
+    /// Steps whose update was skipped because the gradients were not finite.
+    pub fn skipped_steps(&self) -> u64 {
+        self.skipped
     }
 
     /// Runs a plan on a batch, adding one-hot targets when the loss reads them.
@@ -357,6 +386,13 @@ impl Trainer {
         s.seed_hi = (self.config.seed >> 32) as u32;
         if !self.config.no_decay.is_empty() {
             s = s.with_tail_group(self.tail_start, self.config.no_decay_lr_scale, 0.0);
+        }
+        if self.config.max_skips.is_some() {
+            // The norm pass runs for its non-finite test; an infinite threshold never clips.
+            s.skip_nonfinite = 1;
+            if s.max_norm <= 0.0 {
+                s.max_norm = f32::INFINITY;
+            }
         }
         s
     }

@@ -84,6 +84,10 @@ pub struct TrainArgs {
     /// is NaN or infinite, as clip_grad_norm_(error_if_nonfinite=True).
     #[arg(long)]
     error_if_nonfinite: bool,
+    /// Skip steps with non-finite gradients (counted) and stop after more than this many
+    /// in a row.
+    #[arg(long)]
+    max_skips: Option<u64>,
     /// Clamp every gradient element to [-v, v].
     #[arg(long)]
     clip_value: Option<f32>,
@@ -331,6 +335,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         val_split: args.val_split,
         max_steps: args.steps,
         step_events: args.log.is_some(),
+        max_skips: args.max_skips,
         shuffle: !args.no_shuffle,
         checkpoint_every: match (&args.save, args.checkpoint_every) {
             (Some(path), Some(every)) => Some((path.clone(), every)),
@@ -444,6 +449,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     })?;
     if let Some(e) = log_error {
         return Err(e);
+    }
+    if trainer.skipped_steps() > 0 {
+        println!(
+            "{} steps were skipped for non-finite gradients",
+            trainer.skipped_steps()
+        );
     }
     if let Some(path) = &args.save {
         trainer.checkpoint()?.write(path)?;
