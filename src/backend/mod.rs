@@ -42,7 +42,8 @@ pub struct Tail {
 }
 
 /// An executor of plans that keeps parameters, gradients and optimizer state resident.
-pub trait Backend {
+/// `Send`, so that a trainer can run on a thread of its own.
+pub trait Backend: Send {
     /// A one-line description (device name, backend, type).
     fn describe(&self) -> String;
 

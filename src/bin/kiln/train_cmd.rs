@@ -399,7 +399,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         None => None,
     };
     let mut log_error: Option<Error> = None;
-    trainer.fit(&train, &test, &mut |event| {
+    let fitted = trainer.fit(&train, &test, &mut |event| {
         if let Some(l) = log.as_mut() {
             if let Err(e) = l.write(event) {
                 log_error.get_or_insert(e);
@@ -446,7 +446,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ),
         Event::Step { .. } => {}
         }
-    })?;
+    });
+    if let Err(Error::NonFinite(why)) = fitted {
+        return Err(Error::NonFinite(format!(
+            "{why}; {}",
+            last_good_checkpoint(&args)
+        )));
+    }
+    fitted?;
     if let Some(e) = log_error {
         return Err(e);
     }
@@ -461,4 +468,23 @@ pub fn run(args: TrainArgs) -> Result<()> {
         println!("saved {}", path.display());
     }
     Ok(())
+}
+
+/// Where the last good weights are after a run stopped on non-finite values: the periodic
+/// checkpoint is written only at the end of a finite epoch and is never overwritten by the
+/// failed one.
+fn last_good_checkpoint(args: &TrainArgs) -> String {
+    match (&args.save, args.checkpoint_every) {
+        (Some(path), Some(_)) if path.exists() => format!(
+            "the last good checkpoint is kept in {} (resume with --resume)",
+            path.display()
+        ),
+        (Some(path), Some(_)) => format!(
+            "no checkpoint was reached before the failure; {} was not written",
+            path.display()
+        ),
+        _ => "nothing was saved: use --save FILE --checkpoint-every N to keep the last \
+              good epoch"
+            .to_string(),
+    }
 }
