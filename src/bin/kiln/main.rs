@@ -4,6 +4,7 @@ mod bench_cmd;
 mod eval_cmd;
 mod log;
 mod parity_cmd;
+mod plot_cmd;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ enum Command {
     Parity(parity_cmd::ParityArgs),
     /// Measure matmul and training-step throughput.
     Bench(bench_cmd::BenchArgs),
+    /// Draw the loss and accuracy curves of a `kiln train --log` file to SVG or PNG.
+    Plot(plot_cmd::PlotArgs),
 }
 
 fn main() {
@@ -38,6 +41,7 @@ fn main() {
         Command::Export(args) => eval_cmd::export(args),
         Command::Parity(args) => parity_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
+        Command::Plot(args) => plot_cmd::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -158,6 +158,10 @@ pub struct TrainArgs {
     /// per epoch (train_loss, test_loss, test_accuracy, images_per_s) to this file.
     #[arg(long)]
     log: Option<PathBuf>,
+    /// Draw training and test loss and test accuracy per epoch (and validation metrics,
+    /// and per-step loss with --log) to this .svg or .png file after training.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// Feed batches in dataset order.
     #[arg(long)]
     no_shuffle: bool,
@@ -399,12 +403,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
         None => None,
     };
     let mut log_error: Option<Error> = None;
+    if let Some(path) = &args.plot {
+        kiln::report::plot::Format::of(path)?;
+    }
+    let mut curves = kiln::report::plot::Curves::default();
     let fitted = trainer.fit(&train, &test, &mut |event| {
         if let Some(l) = log.as_mut() {
             if let Err(e) = l.write(event) {
                 log_error.get_or_insert(e);
             }
         }
+        curves.observe(event);
         match event {
         Event::EpochStart { epoch, batches } => {
             bar = ProgressBar::new(*batches as u64).with_style(style.clone());
@@ -456,6 +465,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     fitted?;
     if let Some(e) = log_error {
         return Err(e);
+    }
+    if let Some(path) = &args.plot {
+        kiln::report::plot::draw(&curves, path)?;
+        println!("plotted {}", path.display());
     }
     if trainer.skipped_steps() > 0 {
         println!(

@@ -1,0 +1,3 @@
+//! Reports of finished or logged runs.
+
+pub mod plot;
