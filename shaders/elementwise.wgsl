@@ -17,7 +17,8 @@ fn bias_add(
     out[i] = in0[i] + in1[i % dims.d1];
 }
 
-// d0 = rows, d1 = cols; one invocation per column. Summing down the column in row order
+// d0 = rows, d1 = cols, d2 = 1 to add to out (the host sums row ranges of a tensor too
+// large for one binding); one invocation per column. Summing down the column in row order
 // keeps the CPU's order of additions, and neighbouring invocations read neighbouring
 // addresses, so the loads stay coalesced without a tree.
 @compute @workgroup_size(256)
@@ -33,6 +34,9 @@ fn bias_grad(
     var acc = 0.0;
     for (var r = 0u; r < dims.d0; r++) {
         acc = acc + in0[r * cols + c];
+    }
+    if (dims.d2 == 1u) {
+        acc = out[c] + acc;
     }
     out[c] = acc;
 }

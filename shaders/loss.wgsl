@@ -72,7 +72,8 @@ fn cross_entropy(@builtin(local_invocation_index) t: u32) {
 }
 
 // out = (softmax(x) − q)·dloss/rows with q = (1−ε)·onehot(label) + ε/C; one invocation per
-// row. d0 = rows, d1 = cols, f0 = ε; in0 logits, in1 labels, in2 dloss [1].
+// row. d0 = rows, d1 = cols, d3 = the batch's rows (the mean's divisor: a piece of a
+// split batch still divides by the whole), f0 = ε; in0 logits, in1 labels, in2 dloss [1].
 @compute @workgroup_size(256)
 fn cross_entropy_grad(
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -86,7 +87,7 @@ fn cross_entropy_grad(
     }
     let eps = dims.f0;
     let off = eps / f32(cols);
-    let scale = in2[0] / f32(rows);
+    let scale = in2[0] / f32(dims.d3);
     let base = r * cols;
     let lse = row_log_sum_exp(base, cols);
     let y = class_index(in1[r], cols);
@@ -111,7 +112,9 @@ fn mse(@builtin(local_invocation_index) t: u32) {
     }
 }
 
-// out = (p − t)·2·dloss/n; d0 = n; in0 predictions, in1 targets, in2 dloss [1].
+// out = (p − t)·2·dloss/n; d0 = elements here, d3 = n, the mean's divisor (the whole
+// tensor's count when the host splits it); in0 predictions, in1 targets, in2 dloss [1].
+// The other losses' gradients below read d3 the same way.
 @compute @workgroup_size(256)
 fn mse_grad(
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -122,7 +125,7 @@ fn mse_grad(
     if (i >= n) {
         return;
     }
-    let scale = 2.0 * in2[0] / f32(n);
+    let scale = 2.0 * in2[0] / f32(dims.d3);
     out[i] = (in0[i] - in1[i]) * scale;
 }
 
@@ -231,7 +234,7 @@ fn bce_with_logits_grad(
     if (i >= n) {
         return;
     }
-    let scale = in2[0] / f32(n);
+    let scale = in2[0] / f32(dims.d3);
     out[i] = (stable_sigmoid(in0[i]) - in1[i]) * scale;
 }
 
@@ -260,7 +263,7 @@ fn l1_grad(
     if (i >= n) {
         return;
     }
-    let scale = in2[0] / f32(n);
+    let scale = in2[0] / f32(dims.d3);
     out[i] = sign0(in0[i] - in1[i]) * scale;
 }
 
@@ -290,7 +293,7 @@ fn smooth_l1_grad(
     if (i >= n) {
         return;
     }
-    let scale = in2[0] / f32(n);
+    let scale = in2[0] / f32(dims.d3);
     out[i] = smooth_l1_slope(in0[i] - in1[i], dims.f0) * scale;
 }
 
@@ -320,6 +323,6 @@ fn huber_grad(
     if (i >= n) {
         return;
     }
-    let scale = in2[0] / f32(n);
+    let scale = in2[0] / f32(dims.d3);
     out[i] = huber_slope(in0[i] - in1[i], dims.f0) * scale;
 }

@@ -1,11 +1,15 @@
 // out[M, N] = op(in0) · op(in1), the tiled product behind Op::MatMul.
 //
-// dims.d0 = M, d1 = N, d2 = K. in0 is [M, K] in memory, or [K, M] when TRANS_A; in1 is
+// dims.d0 = M, d1 = N, d2 = K, d3 = 1 to add to out instead of overwriting it (the host
+// splits a product too large for one binding along K and sums the pieces). in0 is [M, K] in memory, or [K, M] when TRANS_A; in1 is
 // [K, N], or [N, K] when TRANS_B: the flags read an operand as its transpose in place, so
 // no gradient needs a transposed copy.
 //
-// Each workgroup of 16x16 invocations computes one 64x64 tile of out; the host dispatches
-// (ceil(N/64), ceil(M/64), 1), workgroup_id.x walking columns and .y rows. Invocation
+// Each workgroup of 16x16 invocations computes one 64x64 tile of out. Tiles are numbered
+// row-major (e0 = ceil(N/64) tiles per row) and the host folds their count into x and y
+// (workgroup wg.x + wg.y·nwg.x computes that tile), so no dimension of the dispatch
+// exceeds the device's limit; a workgroup past the last tile reads zeros and writes
+// nothing. Invocation
 // (tx, ty) owns the 4x4 block of rows ty + 16i and columns tx + 16j: interleaved rather
 // than contiguous so that neighbouring invocations write neighbouring columns of out
 // and read neighbouring words of the tiles. K is consumed 16 at a time through
@@ -26,14 +30,16 @@ var<workgroup> b_tile: array<array<f32, 65>, 16>;
 @compute @workgroup_size(16, 16)
 fn matmul(
     @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) t: u32,
 ) {
     let m = dims.d0;
     let n = dims.d1;
     let k = dims.d2;
-    let row0 = wg.y * TILE;
-    let col0 = wg.x * TILE;
+    let tile = wg.x + wg.y * nwg.x;
+    let row0 = (tile / dims.e0) * TILE;
+    let col0 = (tile % dims.e0) * TILE;
     let tx = lid.x;
     let ty = lid.y;
 
@@ -134,7 +140,11 @@ fn store_row(r: u32, c: u32, v: vec4<f32>) {
     for (var j = 0u; j < 4u; j++) {
         let col = c + 16u * j;
         if (col < n) {
-            out[base + col] = v[j];
+            if (dims.d3 == 1u) {
+                out[base + col] = out[base + col] + v[j];
+            } else {
+                out[base + col] = v[j];
+            }
         }
     }
 }

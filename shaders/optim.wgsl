@@ -2,7 +2,10 @@
 // mirroring src/backend/cpu/optim.rs and src/optim/mod.rs.
 //
 // Not the graph-op binding convention: the uniform is the per-step StepScalars, and the
-// arenas are bound whole. The gradient is scaled by the clipping coefficient on the fly,
+// arenas are bound one piece at a time: `piece` (binding 8) says where the bound range
+// starts in the arena and how long it is, so arenas larger than one storage binding are
+// updated by several dispatches. Indices below are local to the piece unless named
+// global. The gradient is scaled by the clipping coefficient on the fly,
 // so clipping costs no extra pass over the gradients.
 //
 // Order of a clipped step: grad_norm_partial (one workgroup per 4096 gradients), then
@@ -58,6 +61,14 @@ struct StepScalars {
 // norm[0] = Σg² over the whole arena (the squared norm), written by grad_norm_final.
 @group(0) @binding(7) var<storage, read_write> norm: array<f32>;
 
+// A multiple of CHUNK, so a piece's norm partials land at the same index whatever the
+// split.
+struct Piece {
+    base: u32,
+    len: u32,
+}
+@group(0) @binding(8) var<uniform> piece: Piece;
+
 const WG: u32 = 256u;
 // Gradients per grad_norm_partial workgroup (16 per invocation).
 const CHUNK: u32 = 4096u;
@@ -86,8 +97,8 @@ fn clip_value(g: f32) -> f32 {
     return g;
 }
 
-// partials[w] = Σ g² over gradients [w·4096, w·4096 + 4096) ∩ [0, len), w the workgroup's
-// index in a possibly 2-D grid.
+// partials[base/4096 + w] = Σ g² over the piece's gradients [w·4096, w·4096 + 4096) ∩
+// [0, piece.len), w the workgroup's index in a possibly 2-D grid.
 @compute @workgroup_size(256)
 fn grad_norm_partial(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -96,7 +107,7 @@ fn grad_norm_partial(
 ) {
     let w = wg.x + wg.y * nwg.x;
     let start = w * CHUNK;
-    let end = min(start + CHUNK, s.len);
+    let end = min(start + CHUNK, piece.len);
     var acc = 0.0;
     for (var i = start + t; i < end; i += WG) {
         let g = clip_value(grads[i]);
@@ -104,8 +115,8 @@ fn grad_norm_partial(
     }
     let total = tree_sum(t, acc);
     // A 2-D grid can overshoot the chunk count; those workgroups have nothing to write.
-    if (t == 0u && start < s.len) {
-        partials[w] = total;
+    if (t == 0u && start < piece.len) {
+        partials[piece.base / CHUNK + w] = total;
     }
 }
 
@@ -132,23 +143,24 @@ fn clip_coefficient() -> f32 {
     return min(s.max_norm / (sqrt(norm[0]) + 1e-6), 1.0);
 }
 
-// The element this invocation updates, or len when it has none (also when the step is to
-// be skipped because the clipped norm is not finite and the host asked for that).
+// The element of the piece this invocation updates, or piece.len when it has none (also
+// when the step is to be skipped because the clipped norm is not finite and the host
+// asked for that).
 fn element(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     let i = gid.x + gid.y * nwg.x * 256u;
     if (s.skip_nonfinite != 0u && s.max_norm > 0.0) {
         // NaN/Inf by their exponent bits: compilers may assume no NaN in float compares.
         if ((bitcast<u32>(norm[0]) & 0x7f800000u) == 0x7f800000u) {
-            return s.len;
+            return piece.len;
         }
     }
-    return select(s.len, i, i < s.len);
+    return select(piece.len, i, i < piece.len);
 }
 
 // (learning rate, weight decay) of element i: elements from tail_start on form the second
 // parameter group (for example biases and norm weights exempt from decay).
 fn hyper(i: u32) -> vec2<f32> {
-    if (i >= s.tail_start) {
+    if (piece.base + i >= s.tail_start) {
         return vec2<f32>(s.lr * s.tail_lr_scale, s.tail_weight_decay);
     }
     return vec2<f32>(s.lr, s.weight_decay);
@@ -163,7 +175,7 @@ fn gradient(i: u32) -> f32 {
 @compute @workgroup_size(256)
 fn sgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element(gid, nwg);
-    if (i >= s.len) {
+    if (i >= piece.len) {
         return;
     }
     let h = hyper(i);
@@ -193,7 +205,7 @@ fn sgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(256)
 fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element(gid, nwg);
-    if (i >= s.len) {
+    if (i >= piece.len) {
         return;
     }
     let h = hyper(i);
@@ -225,7 +237,7 @@ fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 @compute @workgroup_size(256)
 fn adagrad_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element(gid, nwg);
-    if (i >= s.len) {
+    if (i >= piece.len) {
         return;
     }
     let h = hyper(i);
@@ -242,7 +254,7 @@ fn adagrad_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 @compute @workgroup_size(256)
 fn rmsprop_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element(gid, nwg);
-    if (i >= s.len) {
+    if (i >= piece.len) {
         return;
     }
     let h = hyper(i);
@@ -272,7 +284,7 @@ fn rmsprop_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 @compute @workgroup_size(256)
 fn adadelta_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element(gid, nwg);
-    if (i >= s.len) {
+    if (i >= piece.len) {
         return;
     }
     let h = hyper(i);

@@ -90,9 +90,21 @@ pub fn choose_adapter(policy: AdapterPolicy) -> Result<Adapter> {
 impl GpuContext {
     /// Opens a device on the chosen adapter with the adapter's limits.
     pub fn new(policy: AdapterPolicy) -> Result<Self> {
+        Self::with_limits(policy, |_| {})
+    }
+
+    /// Opens a device with the adapter's limits as changed by `adjust`: lowering them (a
+    /// smaller largest storage binding, fewer workgroups per dimension) makes wgpu enforce
+    /// the lower values, so the paths that split large tensors and dispatches can be
+    /// tested on small shapes. Raising them past the adapter's is an error from wgpu.
+    pub fn with_limits(
+        policy: AdapterPolicy,
+        adjust: impl FnOnce(&mut wgpu::Limits),
+    ) -> Result<Self> {
         let adapter = choose_adapter(policy)?;
         let info = adapter.get_info();
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        adjust(&mut limits);
         let wanted = wgpu::Features::TIMESTAMP_QUERY;
         let features = adapter.features() & wanted;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {

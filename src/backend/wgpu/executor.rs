@@ -8,8 +8,11 @@ use std::num::NonZeroU64;
 use wgpu::util::DeviceExt;
 use wgpu::{BindGroup, BindGroupLayout, Buffer, ComputePipeline, PipelineLayout, ShaderModule};
 
+use super::chunk;
 use super::context::{AdapterPolicy, GpuContext};
 use super::kernels::{self, groups_1d, Dims, Launch, NORM_CHUNK};
+
+mod optimizer;
 use super::shaders;
 use crate::backend::{Backend, PlanId, Tail, METRICS};
 use crate::error::{Error, Result};
@@ -43,8 +46,12 @@ struct ModelBuffers {
     metrics: Buffer,
     scalars: Buffer,
     size: usize,
+    /// The clipping norm's passes: partial sums of every piece, then the total.
     norm_dispatches: Vec<Dispatch>,
-    update: Option<Dispatch>,
+    /// The fused update of every piece (none without an optimizer).
+    update: Vec<Dispatch>,
+    /// Keeps the per-piece uniforms alive for the optimizer's bind groups.
+    _pieces: Option<Buffer>,
 }
 
 struct GpuPlan {
@@ -74,8 +81,19 @@ pub(crate) enum BindingKind {
     Graph,
     /// As `Graph`, plus the step scalars uniform at binding 7 (dropout).
     GraphWithScalars,
-    /// Step scalars uniform at 0, storage at 1..=n (optimizer kernels).
+    /// Step scalars uniform at 0, storage at 1..=n, the piece uniform at 8 (optimizer
+    /// kernels).
     Optim,
+}
+
+/// A second uniform of a bind group: the step scalars of dropout, or an optimizer
+/// dispatch's piece of the arenas.
+#[derive(Clone, Copy)]
+struct ExtraUniform<'a> {
+    binding: u32,
+    buffer: &'a Buffer,
+    offset: u64,
+    size: u64,
 }
 
 /// Binding of the step scalars in `BindingKind::GraphWithScalars` layouts.
@@ -152,7 +170,7 @@ impl WgpuBackend {
         let dispatch = Dispatch {
             pipeline,
             bind_group,
-            groups: groups_1d(blocks as usize)?,
+            groups: groups_1d(blocks as usize, self.max_groups())?,
         };
         let ctx = &self.ctx;
         ctx.scoped("running philox_fill", || {
@@ -181,6 +199,16 @@ impl WgpuBackend {
             usage: storage_usage(),
             mapped_at_creation: false,
         })
+    }
+
+    /// The device's workgroups per dispatch dimension.
+    fn max_groups(&self) -> u32 {
+        self.ctx.limits.max_compute_workgroups_per_dimension
+    }
+
+    /// The floats one storage binding may hold on this device.
+    fn max_binding_floats(&self) -> usize {
+        usize::try_from(self.ctx.limits.max_storage_buffer_binding_size / 4).unwrap_or(usize::MAX)
     }
 
     fn check_binding(&self, what: &str, floats: usize) -> Result<()> {
@@ -212,6 +240,9 @@ impl WgpuBackend {
                 let mut entries = vec![uniform(0)];
                 if kind == BindingKind::GraphWithScalars {
                     entries.push(uniform(SCALARS_BINDING));
+                }
+                if kind == BindingKind::Optim {
+                    entries.push(uniform(optimizer::PIECE_BINDING));
                 }
                 for b in 1..=storage as u32 {
                     entries.push(wgpu::BindGroupLayoutEntry {
@@ -298,7 +329,7 @@ impl WgpuBackend {
         layout: &BindGroupLayout,
         uniform: (&Buffer, u64, u64),
         storage: &[(&Buffer, Slot)],
-        scalars: Option<&Buffer>,
+        extra: Option<ExtraUniform<'_>>,
     ) -> BindGroup {
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
@@ -318,10 +349,14 @@ impl WgpuBackend {
                 }),
             });
         }
-        if let Some(buffer) = scalars {
+        if let Some(u) = extra {
             entries.push(wgpu::BindGroupEntry {
-                binding: SCALARS_BINDING,
-                resource: buffer.as_entire_binding(),
+                binding: u.binding,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: u.buffer,
+                    offset: u.offset,
+                    size: NonZeroU64::new(u.size),
+                }),
             });
         }
         self.ctx
@@ -337,54 +372,6 @@ impl WgpuBackend {
         self.model
             .as_ref()
             .ok_or_else(|| Error::Graph("no model on the GPU: call init_model first".into()))
-    }
-
-    /// The optimizer's dispatches over the whole arena: the two passes of the global norm
-    /// (used when clipping) and the fused update.
-    fn optimizer_dispatches(
-        &mut self,
-        optimizer: Option<Optimizer>,
-        m: &ModelBuffers,
-    ) -> Result<(Vec<Dispatch>, Option<Dispatch>)> {
-        let whole = |len: usize| Slot {
-            arena: ArenaKind::Params,
-            offset: 0,
-            len,
-        };
-        let size = m.size;
-        let partial_count = size.div_ceil(NORM_CHUNK as usize);
-        let storage: Vec<(&Buffer, Slot)> = vec![
-            (&m.params, whole(size)),
-            (&m.grads, whole(size)),
-            (&m.state[0], whole(m.state_len[0])),
-            (&m.state[1], whole(m.state_len[1])),
-            (&m.state[2], whole(m.state_len[2])),
-            (&m.partials, whole(partial_count.max(1))),
-            (&m.norm, whole(1)),
-        ];
-        let uniform = (&m.scalars, 0, std::mem::size_of::<StepScalars>() as u64);
-        let make = |this: &mut Self, entry: &'static str, groups: (u32, u32)| -> Result<Dispatch> {
-            let (pipeline, bgl) = this.pipeline("optim.wgsl", entry, &[], BindingKind::Optim, 7)?;
-            let bind_group = this.bind_group(&bgl, uniform, &storage, None);
-            Ok(Dispatch {
-                pipeline,
-                bind_group,
-                groups,
-            })
-        };
-        let partial_groups = {
-            let g = groups_1d(partial_count * kernels::WORKGROUP as usize)?;
-            (g.0, g.1)
-        };
-        let norm = vec![
-            make(self, "grad_norm_partial", partial_groups)?,
-            make(self, "grad_norm_final", (1, 1))?,
-        ];
-        let update = match optimizer {
-            Some(o) => Some(make(self, o.kernel(), groups_1d(size)?)?),
-            None => None,
-        };
-        Ok((norm, update))
     }
 
     /// Records dispatches into one compute pass.
@@ -422,7 +409,6 @@ impl Backend for WgpuBackend {
             )));
         }
         let size = layout.size;
-        self.check_binding("the parameter arena", size)?;
         let state_len: [usize; 3] = std::array::from_fn(|i| match optimizer {
             Some(o) if o.uses_state(i) => size,
             _ => ALIGN,
@@ -474,11 +460,13 @@ impl Backend for WgpuBackend {
             }),
             size,
             norm_dispatches: Vec::new(),
-            update: None,
+            update: Vec::new(),
+            _pieces: None,
         };
-        let (norm, update) = self.optimizer_dispatches(optimizer, &m)?;
+        let (norm, update, pieces) = self.optimizer_dispatches(optimizer, &m)?;
         m.norm_dispatches = norm;
         m.update = update;
+        m._pieces = Some(pieces);
         self.model = Some(m);
         self.plans.clear();
         self.ctx.check("initialising the model")
@@ -495,7 +483,7 @@ impl Backend for WgpuBackend {
                 m.scalars.clone(),
             )
         };
-        if tail.update && self.model()?.update.is_none() {
+        if tail.update && self.model()?.update.is_empty() {
             return Err(Error::Config("a training plan needs an optimizer".into()));
         }
         // The arena is bound slot by slot (each slot is checked below), so only the buffer
@@ -518,11 +506,21 @@ impl Backend for WgpuBackend {
             );
         }
         let mut launches: Vec<(Launch, Vec<Slot>)> = Vec::new();
+        let max_groups = self.max_groups();
+        let limits = chunk::BindingLimits {
+            max_floats: self.max_binding_floats(),
+            align_floats: (self.ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(1),
+        };
         for step in &plan.steps {
-            let mut slots = vec![step.output];
-            slots.extend(&step.inputs);
-            launches.push((kernels::launch(step)?, slots));
+            let fits = |s: &crate::graph::Step| kernels::launch(s, max_groups).is_ok();
+            for piece in chunk::split(step, limits, fits)? {
+                let mut slots = vec![piece.step.output];
+                slots.extend(&piece.step.inputs);
+                launches.push((kernels::launch_chunk(&piece, max_groups)?, slots));
+            }
         }
+        // The metric accumulators follow the steps' launches (some steps launch pieces).
+        let accumulate_from = launches.len();
         for &(slot, index, weight) in &tail.accumulate {
             let metrics_slot = Slot {
                 arena: ArenaKind::Params,
@@ -549,7 +547,6 @@ impl Backend for WgpuBackend {
                 contents: &dims_bytes,
                 usage: wgpu::BufferUsages::UNIFORM,
             });
-        let accumulate_from = plan.steps.len();
         let mut dispatches = Vec::with_capacity(launches.len());
         for (i, (l, slots)) in launches.iter().enumerate() {
             let kind = if l.needs_scalars {
@@ -585,7 +582,12 @@ impl Backend for WgpuBackend {
                 i as u64 * UNIFORM_STRIDE,
                 std::mem::size_of::<Dims>() as u64,
             );
-            let step_scalars = l.needs_scalars.then_some(&scalars);
+            let step_scalars = l.needs_scalars.then_some(ExtraUniform {
+                binding: SCALARS_BINDING,
+                buffer: &scalars,
+                offset: 0,
+                size: std::mem::size_of::<StepScalars>() as u64,
+            });
             let bind_group = self.ctx.scoped("creating bind groups", || {
                 self.bind_group(&bgl, uniform, &storage, step_scalars)
             })?;

@@ -2,6 +2,7 @@
 //! dims uniform it reads and its dispatch size. The `match` is exhaustive, so an op added to
 //! [`Op`] without a kernel here does not compile.
 
+use super::chunk::Chunk;
 use crate::error::{Error, Result};
 use crate::graph::Step;
 use crate::op::{ConvGeom, Op, PoolGeom};
@@ -12,7 +13,8 @@ pub const WORKGROUP: u32 = 256;
 pub const MATMUL_TILE: u32 = 64;
 /// Gradient elements summed by one workgroup of `grad_norm_partial`.
 pub const NORM_CHUNK: u32 = 4096;
-/// WebGPU's guaranteed maximum workgroups per dispatch dimension.
+/// WebGPU's guaranteed maximum workgroups per dispatch dimension (adapters may allow more;
+/// kiln uses the device's own `max_compute_workgroups_per_dimension`).
 pub const MAX_GROUPS: u32 = 65_535;
 
 /// The per-step uniform of graph-op kernels (`struct Dims` in the shaders: `d0..d3`,
@@ -45,15 +47,24 @@ pub struct Launch {
     pub needs_scalars: bool,
 }
 
-/// Workgroups for `n` invocations of a 1-D kernel, folded into y past 65535 groups (the
-/// kernels index `gid.x + gid.y * nwg.x * 256`).
-pub fn groups_1d(n: usize) -> Result<(u32, u32)> {
-    let groups = n.div_ceil(WORKGROUP as usize);
-    let y = groups.div_ceil(MAX_GROUPS as usize).max(1);
-    let x = groups.min(MAX_GROUPS as usize).max(1);
-    if y > MAX_GROUPS as usize {
+/// Workgroups for `n` invocations of a 1-D kernel, folded into y past `max` groups per
+/// dimension (the kernels index `gid.x + gid.y * nwg.x * 256`).
+pub fn groups_1d(n: usize, max: u32) -> Result<(u32, u32)> {
+    fold(n.div_ceil(WORKGROUP as usize), max).map_err(|_| {
+        Error::Unsupported(format!(
+            "a 1-D dispatch of {n} invocations exceeds {max} x {max} workgroups"
+        ))
+    })
+}
+
+/// `groups` workgroups laid out as (x, y) with neither above `max`.
+fn fold(groups: usize, max: u32) -> Result<(u32, u32)> {
+    let max = max.max(1) as usize;
+    let y = groups.div_ceil(max).max(1);
+    let x = groups.clamp(1, max);
+    if y > max {
         return Err(Error::Unsupported(format!(
-            "a 1-D dispatch of {n} invocations exceeds 65535 x 65535 workgroups"
+            "{groups} workgroups exceed {max} x {max}"
         )));
     }
     Ok((x as u32, y as u32))
@@ -80,27 +91,37 @@ fn dims_e(d: [usize; 4], f: [f32; 4], e: [usize; 8]) -> Result<Dims> {
 }
 
 /// A 1-D launch over `count` invocations.
-fn plain(shader: &'static str, entry: &'static str, d: Dims, count: usize) -> Result<Launch> {
+fn plain(
+    shader: &'static str,
+    entry: &'static str,
+    d: Dims,
+    count: usize,
+    max: u32,
+) -> Result<Launch> {
     Ok(Launch {
         shader,
         entry,
         constants: vec![],
         dims: d,
-        groups: groups_1d(count)?,
+        groups: groups_1d(count, max)?,
         needs_scalars: false,
     })
 }
 
-/// A launch of `groups` workgroups in x (folded into y past 65535).
-fn per_group(shader: &'static str, entry: &'static str, d: Dims, groups: usize) -> Result<Launch> {
-    let y = groups.div_ceil(MAX_GROUPS as usize).max(1);
-    let x = groups.clamp(1, MAX_GROUPS as usize);
+/// A launch of `groups` workgroups in x (folded into y past `max`).
+fn per_group(
+    shader: &'static str,
+    entry: &'static str,
+    d: Dims,
+    groups: usize,
+    max: u32,
+) -> Result<Launch> {
     Ok(Launch {
         shader,
         entry,
         constants: vec![],
         dims: d,
-        groups: (u(x)?, u(y)?),
+        groups: fold(groups, max)?,
         needs_scalars: false,
     })
 }
@@ -123,13 +144,13 @@ fn pool_dims(total: usize, g: &PoolGeom) -> Result<Dims> {
     )
 }
 
-/// The launch of one plan step.
-pub fn launch(step: &Step) -> Result<Launch> {
+/// The launch of one plan step on a device with at most `max` workgroups per dimension.
+pub fn launch(step: &Step, max: u32) -> Result<Launch> {
     let n = step.shape.numel();
     let in0 = &step.input_shapes[0];
     let (rows, cols) = (in0.rows(), in0.last());
     let n0 = in0.numel();
-    let simple = plain;
+    let simple = |shader, entry, d, count| plain(shader, entry, d, count, max);
     let single = |shader, entry, d: Dims| Launch {
         shader,
         entry,
@@ -147,13 +168,8 @@ pub fn launch(step: &Step) -> Result<Launch> {
                 (in0.0[0], in0.0[1])
             };
             let nn = step.shape.0[1];
-            let gx = nn.div_ceil(MATMUL_TILE as usize);
-            let gy = m.div_ceil(MATMUL_TILE as usize);
-            if gx > MAX_GROUPS as usize || gy > MAX_GROUPS as usize {
-                return Err(Error::Unsupported(format!(
-                    "matmul of {m}x{nn} exceeds 65535 tiles in one dimension"
-                )));
-            }
+            let gx = nn.div_ceil(MATMUL_TILE as usize).max(1);
+            let gy = m.div_ceil(MATMUL_TILE as usize).max(1);
             Launch {
                 shader: "matmul.wgsl",
                 entry: "matmul",
@@ -161,8 +177,8 @@ pub fn launch(step: &Step) -> Result<Launch> {
                     ("TRANS_A", f64::from(u8::from(trans_a))),
                     ("TRANS_B", f64::from(u8::from(trans_b))),
                 ],
-                dims: dims([m, nn, k, 0], zf)?,
-                groups: (gx as u32, gy as u32),
+                dims: dims_e([m, nn, k, 0], zf, [gx, 0, 0, 0, 0, 0, 0, 0])?,
+                groups: fold(gx * gy, max)?,
                 needs_scalars: false,
             }
         }
@@ -200,7 +216,7 @@ pub fn launch(step: &Step) -> Result<Launch> {
             },
             constants: vec![("KIND", f64::from(a.code()))],
             dims: dims([n, 0, 0, 0], [a.slope(), 0.0, 0.0, 0.0])?,
-            groups: groups_1d(n)?,
+            groups: groups_1d(n, max)?,
             needs_scalars: false,
         },
         Op::Softmax => simple(
@@ -223,11 +239,11 @@ pub fn launch(step: &Step) -> Result<Launch> {
         Op::SoftmaxCrossEntropyGrad { label_smoothing } => simple(
             "loss.wgsl",
             "cross_entropy_grad",
-            dims([rows, cols, 0, 0], [label_smoothing, 0.0, 0.0, 0.0])?,
+            dims([rows, cols, 0, rows], [label_smoothing, 0.0, 0.0, 0.0])?,
             rows,
         )?,
         Op::Mse => single("loss.wgsl", "mse", dims([in0.numel(), 0, 0, 0], zf)?),
-        Op::MseGrad => simple("loss.wgsl", "mse_grad", dims([n, 0, 0, 0], zf)?, n)?,
+        Op::MseGrad => simple("loss.wgsl", "mse_grad", dims([n, 0, 0, n], zf)?, n)?,
         Op::BceWithLogits => single(
             "loss.wgsl",
             "bce_with_logits",
@@ -236,11 +252,11 @@ pub fn launch(step: &Step) -> Result<Launch> {
         Op::BceWithLogitsGrad => simple(
             "loss.wgsl",
             "bce_with_logits_grad",
-            dims([n, 0, 0, 0], zf)?,
+            dims([n, 0, 0, n], zf)?,
             n,
         )?,
         Op::L1 => single("loss.wgsl", "l1", dims([in0.numel(), 0, 0, 0], zf)?),
-        Op::L1Grad => simple("loss.wgsl", "l1_grad", dims([n, 0, 0, 0], zf)?, n)?,
+        Op::L1Grad => simple("loss.wgsl", "l1_grad", dims([n, 0, 0, n], zf)?, n)?,
         Op::SmoothL1 { beta } => single(
             "loss.wgsl",
             "smooth_l1",
@@ -249,7 +265,7 @@ pub fn launch(step: &Step) -> Result<Launch> {
         Op::SmoothL1Grad { beta } => simple(
             "loss.wgsl",
             "smooth_l1_grad",
-            dims([n, 0, 0, 0], [beta, 0.0, 0.0, 0.0])?,
+            dims([n, 0, 0, n], [beta, 0.0, 0.0, 0.0])?,
             n,
         )?,
         Op::Huber { delta } => single(
@@ -260,7 +276,7 @@ pub fn launch(step: &Step) -> Result<Launch> {
         Op::HuberGrad { delta } => simple(
             "loss.wgsl",
             "huber_grad",
-            dims([n, 0, 0, 0], [delta, 0.0, 0.0, 0.0])?,
+            dims([n, 0, 0, n], [delta, 0.0, 0.0, 0.0])?,
             n,
         )?,
         Op::Sum => single("reduce.wgsl", "sum", dims([in0.numel(), 0, 0, 0], zf)?),
@@ -307,7 +323,7 @@ pub fn launch(step: &Step) -> Result<Launch> {
                 [n, spec.layer as usize, 0, 0],
                 [spec.p, spec.scale(), 0.0, 0.0],
             )?,
-            groups: groups_1d(n.div_ceil(4))?,
+            groups: groups_1d(n.div_ceil(4), max)?,
             needs_scalars: true,
         },
         Op::BatchNormStats(_)
@@ -318,13 +334,42 @@ pub fn launch(step: &Step) -> Result<Launch> {
         | Op::BatchNormRunning { .. }
         | Op::LayerNorm { .. }
         | Op::LayerNormGrad { .. }
-        | Op::LayerNormGammaGrad { .. } => norm_launch(step)?,
+        | Op::LayerNormGammaGrad { .. } => norm_launch(step, max)?,
     })
+}
+
+/// The launch of one piece of a split step: a piece that sums into its output sets the
+/// kernel's accumulate flag (matmul's `d3`, bias_grad's `d2`).
+pub fn launch_chunk(chunk: &Chunk, max: u32) -> Result<Launch> {
+    let mut l = launch(&chunk.step, max)?;
+    // Mean losses' gradients divide by the whole tensor's count (d3), not the piece's.
+    match chunk.step.op {
+        Op::SoftmaxCrossEntropyGrad { .. } => l.dims.d[3] = u(chunk.whole.rows())?,
+        Op::MseGrad
+        | Op::BceWithLogitsGrad
+        | Op::L1Grad
+        | Op::SmoothL1Grad { .. }
+        | Op::HuberGrad { .. } => l.dims.d[3] = u(chunk.whole.numel())?,
+        _ => {}
+    }
+    if chunk.accumulate {
+        match chunk.step.op {
+            Op::MatMul { .. } => l.dims.d[3] = 1,
+            Op::BiasGrad => l.dims.d[2] = 1,
+            other => {
+                return Err(Error::Graph(format!(
+                    "{} has no accumulating kernel",
+                    other.name()
+                )))
+            }
+        }
+    }
+    Ok(l)
 }
 
 /// Launches of the normalisation kernels (`shaders/norm.wgsl`): per-channel and per-row
 /// reductions run one workgroup per channel (row), element-wise ones one invocation each.
-fn norm_launch(step: &Step) -> Result<Launch> {
+fn norm_launch(step: &Step, max: u32) -> Result<Launch> {
     let x = &step.input_shapes[0];
     let bn = |ch: &crate::op::Channels| -> Result<Dims> {
         let n = x.numel() / (ch.c * ch.s).max(1);
@@ -333,34 +378,38 @@ fn norm_launch(step: &Step) -> Result<Launch> {
     let (rows, cols) = (x.rows(), x.last());
     let f = "norm.wgsl";
     match step.op {
-        Op::BatchNormStats(ch) => per_group(f, "batch_norm_stats", bn(&ch)?, ch.c),
-        Op::BatchNormApply(ch) => plain(f, "batch_norm_apply", bn(&ch)?, x.numel()),
-        Op::BatchNormGrad(ch) => per_group(f, "batch_norm_grad", bn(&ch)?, ch.c),
-        Op::BatchNormGammaGrad(ch) => per_group(f, "batch_norm_gamma_grad", bn(&ch)?, ch.c),
-        Op::ChannelSum(ch) => per_group(f, "channel_sum", bn(&ch)?, ch.c),
+        Op::BatchNormStats(ch) => per_group(f, "batch_norm_stats", bn(&ch)?, ch.c, max),
+        Op::BatchNormApply(ch) => plain(f, "batch_norm_apply", bn(&ch)?, x.numel(), max),
+        Op::BatchNormGrad(ch) => per_group(f, "batch_norm_grad", bn(&ch)?, ch.c, max),
+        Op::BatchNormGammaGrad(ch) => per_group(f, "batch_norm_gamma_grad", bn(&ch)?, ch.c, max),
+        Op::ChannelSum(ch) => per_group(f, "channel_sum", bn(&ch)?, ch.c, max),
         Op::BatchNormRunning { c, momentum, count } => plain(
             f,
             "batch_norm_running",
             dims([c, count, 0, 0], [momentum, 0.0, 0.0, 0.0])?,
             c,
+            max,
         ),
         Op::LayerNorm { eps } => per_group(
             f,
             "layer_norm",
             dims([rows, cols, 0, 0], [eps, 0.0, 0.0, 0.0])?,
             rows,
+            max,
         ),
         Op::LayerNormGrad { eps } => per_group(
             f,
             "layer_norm_grad",
             dims([rows, cols, 0, 0], [eps, 0.0, 0.0, 0.0])?,
             rows,
+            max,
         ),
         Op::LayerNormGammaGrad { eps } => plain(
             f,
             "layer_norm_gamma_grad",
             dims([rows, cols, 0, 0], [eps, 0.0, 0.0, 0.0])?,
             cols,
+            max,
         ),
         other => Err(Error::Graph(format!(
             "{} is not a normalisation op",

@@ -9,7 +9,7 @@
 //! 1-D kernels have 256 invocations per workgroup and take a 2-D grid when more than
 //! 65535 workgroups are needed; "single workgroup" kernels are dispatched as (1, 1, 1).
 
-/// `matmul`: out[M, N] = op(in0) · op(in1), 64x64 tiles, workgroups (ceil(N/64), ceil(M/64), 1).
+/// `matmul`: out[M, N] = op(in0) · op(in1), 64x64 tiles numbered row-major, folded into x and y.
 /// Dims: d0 = M, d1 = N, d2 = K. Overrides `TRANS_A`, `TRANS_B` (bool, default false).
 pub const MATMUL: &str = concat!(
     include_str!("../../../shaders/graph_op.wgsl"),
