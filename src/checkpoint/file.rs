@@ -106,10 +106,10 @@ impl Checkpoint {
     /// Parses a checkpoint; `path` names it in errors. Refuses another format, a checksum
     /// that does not match, a header whose offsets do not fit, and tensors of other types.
     pub fn from_bytes(bytes: &[u8], path: &str) -> Result<Checkpoint> {
-        let st = SafeTensors::deserialize(bytes)
-            .map_err(|e| bad(path, format!("not a safetensors file: {e}")))?;
+        check_header_length(bytes, path)?;
         let (_, header) =
-            SafeTensors::read_metadata(bytes).map_err(|e| bad(path, format!("bad header: {e}")))?;
+            SafeTensors::read_metadata(bytes).map_err(|e| bad(path, explain(&e, bytes)))?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| bad(path, explain(&e, bytes)))?;
         let mut metadata: BTreeMap<String, String> = header
             .metadata()
             .clone()
@@ -179,6 +179,69 @@ impl Checkpoint {
     /// Writes the checkpoint atomically (see [`write_atomic`]).
     pub fn write(&self, path: &Path) -> Result<()> {
         write_atomic(path, &self.to_bytes()?)
+    }
+}
+
+/// The bytes of the header-length field that starts every safetensors file.
+const LENGTH_FIELD: usize = 8;
+
+/// Checks the header-length field against the file's size, so that a truncated file or a
+/// lying length is named as such rather than as a malformed header.
+fn check_header_length(bytes: &[u8], path: &str) -> Result<()> {
+    let Some(field) = bytes
+        .get(..LENGTH_FIELD)
+        .and_then(|b| <[u8; LENGTH_FIELD]>::try_from(b).ok())
+    else {
+        return Err(bad(
+            path,
+            format!(
+                "file is {} bytes, shorter than the {LENGTH_FIELD}-byte header length field \
+                 (truncated, or not a safetensors file)",
+                bytes.len()
+            ),
+        ));
+    };
+    let declared = u64::from_le_bytes(field);
+    let available = bytes.len() - LENGTH_FIELD;
+    if declared > available as u64 {
+        return Err(bad(
+            path,
+            format!(
+                "header length field says {declared} bytes but only {available} follow it \
+                 (truncated, or the length is corrupt)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// safetensors' error in words that say what is wrong with the file.
+fn explain(e: &safetensors::SafeTensorError, bytes: &[u8]) -> String {
+    use safetensors::SafeTensorError as E;
+    match e {
+        E::MetadataIncompleteBuffer => {
+            let header = bytes
+                .get(..LENGTH_FIELD)
+                .and_then(|b| <[u8; LENGTH_FIELD]>::try_from(b).ok())
+                .map_or(0, u64::from_le_bytes);
+            let data = (bytes.len() as u64).saturating_sub(LENGTH_FIELD as u64 + header);
+            format!(
+                "the tensor data_offsets do not cover the {data} bytes of tensor data exactly \
+                 (truncated, trailing bytes, or offsets past the end)"
+            )
+        }
+        E::InvalidOffset(name) => format!(
+            "tensor '{name}' has data_offsets that overlap another tensor, leave a gap or \
+             run backwards"
+        ),
+        E::TensorInvalidInfo => {
+            "a tensor's data_offsets do not span its shape times its element size".to_string()
+        }
+        E::ValidationOverflow => "a tensor's shape overflows the address space".to_string(),
+        E::HeaderTooLarge => "the header length field is larger than safetensors allows \
+             (corrupt, or not a safetensors file)"
+            .to_string(),
+        other => format!("not a valid safetensors file: {other}"),
     }
 }
 
@@ -258,13 +321,17 @@ mod tests {
                 "cut at {cut}"
             );
         }
-        // A header that lies about offsets.
+        // A header that lies about offsets: the f32 tensor (after the 8-byte i64 scalar,
+        // as safetensors orders by alignment) said to end past the data.
         let mut lying = bytes.clone();
-        let text = String::from_utf8_lossy(&lying).to_string();
-        if let Some(at) = text.find("\"data_offsets\":[0,24]") {
-            lying[at + 17..at + 21].copy_from_slice(b"0,99");
-            assert!(Checkpoint::from_bytes(&lying, "x").is_err());
-        }
+        let needle = b"\"data_offsets\":[8,32]";
+        let at = lying
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .expect("the f32 tensor's offsets in the header");
+        lying[at + 16..at + 20].copy_from_slice(b"8,99");
+        let err = Checkpoint::from_bytes(&lying, "x").unwrap_err().to_string();
+        assert!(err.contains("data_offsets do not span its shape"), "{err}");
     }
 
     #[test]

@@ -59,13 +59,14 @@ impl Dataset {
         if labels.is_empty() {
             return Err(Error::data(name, "dataset is empty (0 items)"));
         }
-        if images.len() != labels.len() * features {
+        let needed = labels.len().checked_mul(features);
+        if needed != Some(images.len()) {
             return Err(Error::data(
                 name,
                 format!(
                     "{} labels need {} image bytes of {rows}x{cols}, found {}",
                     labels.len(),
-                    labels.len() * features,
+                    needed.map_or_else(|| "more".to_string(), |n| n.to_string()),
                     images.len()
                 ),
             ));
@@ -368,6 +369,16 @@ mod tests {
             msg.contains("2 labels need 8 image bytes of 2x2, found 7"),
             "{msg}"
         );
+    }
+
+    /// Regression: `labels.len() * rows * cols` overflowed (a panic with overflow checks,
+    /// a wrapped size without) for sizes whose product does not fit.
+    #[test]
+    fn new_refuses_sizes_that_overflow() {
+        let (_, msg) = data_error(
+            Dataset::new("big", vec![0; 4], vec![1; 4], usize::MAX / 2, 1, 10).unwrap_err(),
+        );
+        assert!(msg.contains("4 labels need more image bytes of"), "{msg}");
     }
 
     #[test]

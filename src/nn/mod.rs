@@ -11,7 +11,7 @@ pub use init::{
     fan_in_and_fan_out, parse_init, Distribution, FanMode, Init, InitScheme, Nonlinearity,
 };
 pub use layer::Layer;
-pub use model::{Built, Mode, Model};
+pub use model::{Built, Mode, Model, MAX_ELEMENTS};
 pub use spec::{parse_spec, LayerSpec, SpecArg};
 
 /// The `mlp` preset: 784-256-128-10 with ReLUs.

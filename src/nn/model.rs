@@ -8,6 +8,24 @@ use crate::graph::{Graph, ValueId};
 use crate::op::{Channels, ConvGeom, DropoutSpec, Nchw, Op, PoolGeom};
 use crate::shape::Shape;
 
+/// The most elements one tensor (a parameter, or an activation of the whole batch) and
+/// all parameters together may have: 2^40 (4 TiB of f32) on 64-bit targets, far beyond any
+/// device kiln runs on. Sizes computed from a spec are checked against it with checked
+/// arithmetic, so an absurd spec is refused by name instead of overflowing.
+pub const MAX_ELEMENTS: usize = if usize::BITS >= 64 {
+    1 << 40
+} else {
+    isize::MAX as usize / 4
+};
+
+/// The element count of a tensor of dimensions `dims`, or `None` when it exceeds
+/// [`MAX_ELEMENTS`] (an overflow included).
+fn elements(dims: &[usize]) -> Option<usize> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= MAX_ELEMENTS)
+}
+
 /// Training or evaluation: batch norm and dropout behave differently.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mode {
@@ -87,13 +105,24 @@ impl Model {
         sample: [usize; 3],
         mode: Mode,
     ) -> Result<Built> {
-        let batch = g.shape(x).0[0];
+        let input = g.shape(x).clone();
+        let batch = input.0.first().copied().unwrap_or(0);
+        let image = [batch, sample[0], sample[1], sample[2]];
+        if elements(&input.0).is_none() || (self.takes_images() && elements(&image).is_none()) {
+            return Err(Error::shape(
+                "model input",
+                format!(
+                    "a batch {input} of samples {sample:?} has more than {MAX_ELEMENTS} elements"
+                ),
+            ));
+        }
         let mut h = if self.takes_images() {
-            g.reshape(x, Shape::new(&[batch, sample[0], sample[1], sample[2]]))?
+            g.reshape(x, Shape::new(&image))?
         } else {
             x
         };
         let mut updates = Vec::new();
+        let mut param_total = 0usize;
         for (i, layer) in self.layers.iter().enumerate() {
             let label = format!("layer {i} '{}'", self.layer_text(i));
             g.set_label(label.clone());
@@ -104,6 +133,25 @@ impl Model {
                     format!("expects {want} but the layer before gives {s}"),
                 )
             };
+            // Every size a layer creates is checked before any op computes with it.
+            let too_big = |what: String| {
+                Error::shape(
+                    label.clone(),
+                    format!(
+                        "{what} would have more than {MAX_ELEMENTS} elements, the most kiln allows"
+                    ),
+                )
+            };
+            let size = |what: &str, dims: &[usize]| {
+                elements(dims).ok_or_else(|| too_big(format!("{what} {dims:?}")))
+            };
+            let mut count_params = |n: usize| {
+                param_total = param_total
+                    .checked_add(n)
+                    .filter(|&t| t <= MAX_ELEMENTS)
+                    .ok_or_else(|| too_big("the parameters and buffers up to here".to_string()))?;
+                Ok::<(), Error>(())
+            };
             h = match *layer {
                 Layer::Linear {
                     in_features,
@@ -113,6 +161,9 @@ impl Model {
                     if s.rank() != 2 || s.last() != in_features {
                         return Err(misfit(format!("[batch, {in_features}]")));
                     }
+                    count_params(size("its weight", &[out_features, in_features])?)?;
+                    count_params(out_features)?;
+                    size("its output", &[s.0[0], out_features])?;
                     let w = g.param(
                         &format!("{i}.weight"),
                         Shape::new(&[out_features, in_features]),
@@ -150,14 +201,26 @@ impl Model {
                         ph: padding.0,
                         pw: padding.1,
                     };
-                    if s.0[2] + 2 * padding.0 < kernel.0 || s.0[3] + 2 * padding.1 < kernel.1 {
+                    let padded =
+                        |x: usize, p: usize| p.checked_mul(2).and_then(|p| x.checked_add(p));
+                    let (Some(ph), Some(pw)) =
+                        (padded(s.0[2], padding.0), padded(s.0[3], padding.1))
+                    else {
+                        return Err(too_big(format!("the padded image ({padding:?} padding)")));
+                    };
+                    if ph < kernel.0 || pw < kernel.1 {
                         return Err(misfit(format!(
                             "an image of at least {}x{} (kernel minus padding)",
-                            kernel.0.saturating_sub(2 * padding.0),
-                            kernel.1.saturating_sub(2 * padding.1)
+                            kernel.0.saturating_sub(padding.0.saturating_mul(2)),
+                            kernel.1.saturating_sub(padding.1.saturating_mul(2))
                         )));
                     }
-                    let fan_in = geom.patch();
+                    let fan_in = size("a patch", &[in_channels, kernel.0, kernel.1])?;
+                    count_params(size("its weight", &[out_channels, fan_in])?)?;
+                    count_params(out_channels)?;
+                    let rows = size("its output", &[geom.n, geom.oh(), geom.ow()])?;
+                    size("its im2col matrix", &[rows, fan_in])?;
+                    size("its output", &[rows, out_channels])?;
                     let w = g.param(
                         &format!("{i}.weight"),
                         Shape::new(&[out_channels, in_channels, kernel.0, kernel.1]),
@@ -230,11 +293,12 @@ impl Model {
                         };
                         return Err(misfit(want));
                     }
-                    let ch = Channels {
-                        c,
-                        s: s.numel() / (s.0[0] * c),
-                        eps,
-                    };
+                    count_params(size("its running statistics", &[2, c])?)?;
+                    count_params(c)?;
+                    count_params(c)?;
+                    // Values per channel and sample; no division, so no zero can divide.
+                    let spatial: usize = s.0[2..].iter().product();
+                    let ch = Channels { c, s: spatial, eps };
                     let gamma = g.param(
                         &format!("{i}.weight"),
                         Shape::new(&[c]),
@@ -249,7 +313,7 @@ impl Model {
                     match mode {
                         Mode::Train => {
                             let stats = g.op(Op::BatchNormStats(ch), &[h])?;
-                            let count = s.numel() / c;
+                            let count = s.0[0] * spatial;
                             updates.push(g.op_in_place(
                                 Op::BatchNormRunning { c, momentum, count },
                                 &[stats],
@@ -267,6 +331,8 @@ impl Model {
                     if s.last() != n {
                         return Err(misfit(format!("a last dimension of {n}")));
                     }
+                    count_params(n)?;
+                    count_params(n)?;
                     let gamma = g.param(
                         &format!("{i}.weight"),
                         Shape::new(&[n]),

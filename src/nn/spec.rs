@@ -30,7 +30,13 @@ pub fn spec_error(spec: &str, position: usize, message: impl Into<String>) -> Er
     Error::Spec {
         spec: spec.to_string(),
         position,
-        marker: " ".repeat(spec[..position.min(spec.len())].chars().count()),
+        // Characters before `position` (which may fall inside one, when it comes from a
+        // caller), so the caret lines up under multi-byte text too.
+        marker: " ".repeat(
+            spec.char_indices()
+                .take_while(|&(i, _)| i < position)
+                .count(),
+        ),
         message: message.into(),
     }
 }
@@ -52,10 +58,9 @@ pub fn parse_spec(spec: &str) -> Result<Vec<LayerSpec>> {
             i += 1;
         }
         if start == i {
-            let what = if i < bytes.len() {
-                format!("expected a layer name, found '{}'", bytes[i] as char)
-            } else {
-                "expected a layer name, found the end of the spec".to_string()
+            let what = match char_at(spec, i) {
+                Some(c) => format!("expected a layer name, found '{c}'"),
+                None => "expected a layer name, found the end of the spec".to_string(),
             };
             return Err(spec_error(spec, i, what));
         }
@@ -126,12 +131,20 @@ pub fn parse_spec(spec: &str) -> Result<Vec<LayerSpec>> {
             return Err(spec_error(
                 spec,
                 i,
-                format!("expected ',' between layers, found '{}'", bytes[i] as char),
+                format!(
+                    "expected ',' between layers, found '{}'",
+                    char_at(spec, i).unwrap_or(' ')
+                ),
             ));
         }
         i += 1;
     }
     Ok(layers)
+}
+
+/// The character starting at byte `i` of `spec`, if `i` starts one.
+fn char_at(spec: &str, i: usize) -> Option<char> {
+    spec.get(i..).and_then(|rest| rest.chars().next())
 }
 
 #[cfg(test)]
@@ -165,5 +178,25 @@ mod tests {
         assert_eq!(position, 14);
         assert!(parse_spec("relu,,relu").is_err());
         assert!(parse_spec("").is_err());
+    }
+
+    /// Regression: a position inside a multi-byte character made `spec_error` slice the
+    /// spec off a character boundary, a panic; the caret counts characters.
+    #[test]
+    fn carets_count_characters_and_never_split_one() {
+        for (position, spaces) in [(0, 0), (1, 1), (2, 1), (3, 2), (99, 3)] {
+            let Error::Spec { marker, .. } = spec_error("é日x", position, "m") else {
+                panic!("expected a spec error");
+            };
+            assert_eq!(marker.len(), spaces, "position {position}");
+        }
+        let Err(Error::Spec {
+            position, message, ..
+        }) = parse_spec("relu \u{65e5}")
+        else {
+            panic!("expected a spec error");
+        };
+        assert_eq!(position, 5);
+        assert_eq!(message, "expected ',' between layers, found '\u{65e5}'");
     }
 }

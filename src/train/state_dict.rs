@@ -67,6 +67,12 @@ pub fn load_model_tensors(
             "{name} is {:?} in the file, the model has {shape:?}",
             t.shape
         )),
+        // A checkpoint built in memory can hold fewer or more values than its shape says.
+        Some(t) if t.data.len() != out.len() => misshaped.push(format!(
+            "{name} has {} values for its shape {shape:?}, which needs {}",
+            t.data.len(),
+            out.len()
+        )),
         Some(t) => {
             out.copy_from_slice(&t.data);
             used.push(&t.name);

@@ -436,13 +436,21 @@ impl Trainer {
         )?;
         let (mut images, mut labels) = (Vec::new(), Vec::new());
         let mut stopped = false;
-        for epoch in (self.epoch + 1)..=self.config.epochs {
+        for epoch in self.epoch.saturating_add(1)..=self.config.epochs {
             batcher.start_epoch(epoch - 1);
-            // A resumed run continues mid-epoch: the batches already taken are skipped.
+            let batches = batcher.batches_per_epoch();
+            // A resumed run continues mid-epoch: the batches already taken are skipped. A
+            // position past the epoch's end comes from another dataset or batch size.
+            if self.batch_in_epoch >= batches {
+                return Err(Error::Config(format!(
+                    "the run resumes after batch {} of epoch {epoch}, which has only {batches} \
+                     batches: the checkpoint was saved with another training set or batch size",
+                    self.batch_in_epoch
+                )));
+            }
             for _ in 0..self.batch_in_epoch {
                 batcher.next_indices();
             }
-            let batches = batcher.batches_per_epoch();
             on_event(&Event::EpochStart { epoch, batches });
             self.backend.reset_metrics()?;
             let start = Instant::now();
@@ -621,7 +629,15 @@ fn initial_values(
     config: &TrainConfig,
     stream0: u32,
 ) -> Result<Vec<f32>> {
-    let mut arena = vec![0.0f32; size];
+    // A spec can ask for more than the machine has: that is an error, not an abort.
+    let mut arena = Vec::new();
+    arena.try_reserve_exact(size).map_err(|_| {
+        Error::Unsupported(format!(
+            "the model's {size} values ({:.1} GiB as f32) cannot be allocated",
+            size as f64 * 4.0 / f64::from(1u32 << 30)
+        ))
+    })?;
+    arena.resize(size, 0.0f32);
     for (k, (_, name, shape, layer_default)) in items.iter().enumerate() {
         let Some(entry) = entries.iter().find(|e| e.name == *name) else {
             return Err(Error::Graph(format!("{name} is not in the layout")));

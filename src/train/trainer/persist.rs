@@ -106,7 +106,8 @@ impl Trainer {
     /// Continues the run a [`Trainer::checkpoint`] saved: weights, running statistics,
     /// optimizer state, step count, schedule and data position. With the same
     /// configuration, training on from here reproduces the uninterrupted run bit for bit
-    /// on the same backend.
+    /// on the same backend. Everything is checked before anything is changed, so a
+    /// checkpoint that is refused leaves the trainer as it was.
     pub fn resume(&mut self, ckpt: &Checkpoint, path: &str) -> Result<()> {
         let meta = |key: &str| -> Result<&str> {
             ckpt.metadata.get(key).map(String::as_str).ok_or_else(|| {
@@ -116,17 +117,23 @@ impl Trainer {
                 )
             })
         };
-        fn num<T: std::str::FromStr>(path: &str, key: &str, v: &str) -> Result<T> {
+        fn parse<T: std::str::FromStr>(path: &str, key: &str, v: &str) -> Result<T> {
             v.parse()
                 .map_err(|_| Error::data(path, format!("metadata '{key}' is not a number: '{v}'")))
         }
+        let num = |key: &str| -> Result<u64> { parse(path, key, meta(key)?) };
+        let index = |key: &str| -> Result<usize> {
+            let v = num(key)?;
+            usize::try_from(v)
+                .map_err(|_| Error::data(path, format!("metadata '{key}' is {v}, too large")))
+        };
         if meta("model")? != self.model.spec {
             return Err(Error::data(
                 path,
                 format!("trained '{}', not '{}'", meta("model")?, self.model.spec),
             ));
         }
-        self.load_weights(ckpt, path)?;
+        let mut states = Vec::new();
         for k in 0..3 {
             if !self.config.optimizer.uses_state(k) {
                 continue;
@@ -137,41 +144,46 @@ impl Trainer {
                 let t = ckpt.tensor(&name).ok_or_else(|| {
                     Error::data(path, format!("no {name}: saved with another optimizer?"))
                 })?;
-                if t.data.len() != e.shape.numel() {
+                let n = e.shape.numel();
+                if t.shape != e.shape.0 || t.data.len() != n {
                     return Err(Error::data(
                         path,
                         format!(
-                            "{name} has {} values, expected {}",
+                            "{name} is {:?} with {} values, the model's parameter is {}",
+                            t.shape,
                             t.data.len(),
-                            e.shape.numel()
+                            e.shape
                         ),
                     ));
                 }
-                arena[e.offset..e.offset + t.data.len()].copy_from_slice(&t.data);
+                arena[e.offset..e.offset + n].copy_from_slice(&t.data);
             }
+            states.push((k, arena));
+        }
+        let step = u32::try_from(num("step")?)
+            .map_err(|_| Error::data(path, "metadata 'step' is past u32::MAX"))?;
+        let epoch = index("epoch")?;
+        let batch_in_epoch = index("batch_in_epoch")?;
+        let state = SchedulerState {
+            steps: num("scheduler.steps")?,
+            lr: parse(path, "scheduler.lr", meta("scheduler.lr")?)?,
+            plateau_lr: parse(path, "scheduler.plateau_lr", meta("scheduler.plateau_lr")?)?,
+            best: parse(path, "scheduler.best", meta("scheduler.best")?)?,
+            num_bad_epochs: num("scheduler.num_bad_epochs")?,
+            cooldown_counter: num("scheduler.cooldown_counter")?,
+        };
+        let mut scheduler = self.scheduler.clone();
+        scheduler.restore(&state)?;
+        // From here on only the backend can fail (a device error), not the checkpoint.
+        self.load_weights(ckpt, path)?;
+        for (k, arena) in states {
             self.backend.write_state(k, &arena)?;
         }
-        let field = |key: &str| -> Result<&str> { meta(key) };
-        self.step = num(path, "step", field("step")?)?;
-        self.epoch = num(path, "epoch", field("epoch")?)?;
-        self.batch_in_epoch = num(path, "batch_in_epoch", field("batch_in_epoch")?)?;
-        let state = SchedulerState {
-            steps: num(path, "scheduler.steps", field("scheduler.steps")?)?,
-            lr: num(path, "scheduler.lr", field("scheduler.lr")?)?,
-            plateau_lr: num(path, "scheduler.plateau_lr", field("scheduler.plateau_lr")?)?,
-            best: num(path, "scheduler.best", field("scheduler.best")?)?,
-            num_bad_epochs: num(
-                path,
-                "scheduler.num_bad_epochs",
-                field("scheduler.num_bad_epochs")?,
-            )?,
-            cooldown_counter: num(
-                path,
-                "scheduler.cooldown_counter",
-                field("scheduler.cooldown_counter")?,
-            )?,
-        };
-        self.scheduler.restore(&state)
+        self.step = step;
+        self.epoch = epoch;
+        self.batch_in_epoch = batch_in_epoch;
+        self.scheduler = scheduler;
+        Ok(())
     }
 
     /// Loads the model tensors (parameters and running statistics) of a checkpoint or of
