@@ -49,8 +49,8 @@ fn ten_steps(backend: &mut dyn Backend, optimizer: Optimizer, clip: Clip) -> Vec
         .compile(
             &plan,
             Tail {
-                accumulate: vec![],
                 update: true,
+                ..Tail::default()
             },
         )
         .unwrap();
@@ -201,8 +201,8 @@ fn tail_group_is_exempt_from_weight_decay() {
             .compile(
                 &plan,
                 Tail {
-                    accumulate: vec![],
                     update: true,
+                    ..Tail::default()
                 },
             )
             .unwrap();

@@ -39,6 +39,9 @@ pub struct Tail {
     pub accumulate: Vec<(Slot, usize, f32)>,
     /// Whether the optimizer updates the parameters from the gradient arena.
     pub update: bool,
+    /// Whether every step's output is tested for NaN and infinities (`--detect-anomaly`);
+    /// [`Backend::read_anomaly`] then names the first step that produced one.
+    pub check_finite: bool,
 }
 
 /// An executor of plans that keeps parameters, gradients and optimizer state resident.
@@ -96,6 +99,11 @@ pub trait Backend: Send {
 
     /// Overwrites optimizer state buffer `index` (to resume a run).
     fn write_state(&mut self, index: usize, data: &[f32]) -> Result<()>;
+
+    /// The index (in `plan.steps`) of the first step whose output held a NaN or an
+    /// infinity in the last run of a plan compiled with [`Tail::check_finite`]; `None` when
+    /// all were finite (or the plan does not check). Waits for queued work.
+    fn read_anomaly(&mut self, plan: PlanId) -> Result<Option<usize>>;
 
     /// Reads a value of the last run of `plan` (an output, or any slot still intact).
     fn read_slot(&mut self, plan: PlanId, slot: Slot) -> Result<Vec<f32>>;

@@ -7,6 +7,15 @@ use super::{Graph, NodeKind, ValueId};
 use crate::error::{Error, Result};
 use crate::op::Op;
 
+/// A node's layer label for messages ("the objective" for the loss and penalties).
+fn describe(label: &str) -> &str {
+    if label.is_empty() {
+        "the objective"
+    } else {
+        label
+    }
+}
+
 /// Appends to `graph` the nodes computing d`loss`/d`p` for every parameter `p`, and returns
 /// `(param, gradient)` pairs in parameter order. Parameters that do not reach the loss are
 /// left out. Each returned gradient is a node of its own (never shared with another
@@ -29,6 +38,7 @@ pub fn gradients(graph: &mut Graph, loss: ValueId) -> Result<Vec<(ValueId, Value
         let NodeKind::Op(op) = node.kind else {
             continue;
         };
+        graph.set_label(format!("the backward pass of {}", describe(&node.label)));
         let contributions = rule(graph, op, &node.inputs, id, dy)?;
         for (input, g) in contributions {
             let total = match grads.get(&input) {

@@ -66,6 +66,10 @@ pub struct TrainConfig {
     /// float read back per step) and stop after more than this many in a row, as AMP's
     /// GradScaler skips steps.
     pub max_skips: Option<u64>,
+    /// Test every op's output for NaN and infinities on the device and stop at the first
+    /// one, naming the op and its layer (`torch.autograd.detect_anomaly`); the update of
+    /// that step is not applied. Slow: one extra pass over every value.
+    pub detect_anomaly: bool,
     /// Emit [`Event::Step`](crate::train::Event::Step) after every step (for logs; costs one readback per step).
     pub step_events: bool,
 }
@@ -95,6 +99,7 @@ impl Default for TrainConfig {
             checkpoint_every: None,
             step_events: false,
             max_skips: None,
+            detect_anomaly: false,
             loss: Loss::CrossEntropy,
             penalty: Penalty::default(),
         }

@@ -125,6 +125,8 @@ pub struct Trainer {
     consecutive_skips: u64,
     /// One-hot targets of the current batch (for losses that read them), reused.
     targets: Vec<f32>,
+    /// With `detect_anomaly`: for each training plan, what each of its steps computes.
+    sites: HashMap<PlanId, Vec<String>>,
 }
 
 impl Trainer {
@@ -168,6 +170,7 @@ impl Trainer {
             scheduler: LrScheduler::new(config.lr, config.schedule.clone(), config.warmup)?,
             last_lr: config.lr,
             targets: Vec::new(),
+            sites: HashMap::new(),
             epoch: 0,
             batch_in_epoch: 0,
             skipped: 0,
@@ -266,8 +269,21 @@ impl Trainer {
                 (slot(fg.correct)?, METRIC_CORRECT, 1.0),
             ],
             update: training,
+            check_finite: training && self.config.detect_anomaly,
         };
         let id = self.backend.compile(&plan, tail)?;
+        if training && self.config.detect_anomaly {
+            let sites = plan
+                .steps
+                .iter()
+                .map(|s| {
+                    let label = &graph.node(s.node).label;
+                    let layer = if label.is_empty() { "the objective" } else { label };
+                    format!("{} -> {} in {layer}", s.op.name(), s.shape)
+                })
+                .collect();
+            self.sites.insert(id, sites);
+        }
         let predictions = if training {
             None
         } else {
@@ -313,6 +329,26 @@ impl Trainer {
         self.step += 1;
         self.last_lr = scalars.lr;
         self.run_plan(c.id, images, labels, &scalars)?;
+        if self.config.detect_anomaly {
+            if let Some(index) = self.backend.read_anomaly(c.id)? {
+                // The device skipped the update if the anomaly reached the gradients.
+                let applied = self.backend.read_grad_norm_sq()?.is_finite();
+                if !applied {
+                    self.step -= 1;
+                }
+                let site = self
+                    .sites
+                    .get(&c.id)
+                    .and_then(|s| s.get(index))
+                    .map_or("an unknown op", String::as_str);
+                return Err(Error::NonFinite(format!(
+                    "anomaly detected at step {}: op #{index} ({site}) produced the first \
+                     NaN or infinity; the update was {}applied",
+                    self.step + u32::from(!applied),
+                    if applied { "" } else { "not " }
+                )));
+            }
+        }
         let guarded = self.config.max_skips.is_some()
             || (self.config.clip.error_if_nonfinite && self.config.clip.max_norm.is_some());
         if !guarded {
@@ -387,7 +423,7 @@ impl Trainer {
         if !self.config.no_decay.is_empty() {
             s = s.with_tail_group(self.tail_start, self.config.no_decay_lr_scale, 0.0);
         }
-        if self.config.max_skips.is_some() {
+        if self.config.max_skips.is_some() || self.config.detect_anomaly {
             // The norm pass runs for its non-finite test; an infinite threshold never clips.
             s.skip_nonfinite = 1;
             if s.max_norm <= 0.0 {

@@ -13,6 +13,8 @@ struct CpuPlan {
     tail: Tail,
     inputs: Vec<f32>,
     activations: Vec<f32>,
+    /// The first step of the last run whose output was not finite (with `check_finite`).
+    anomaly: Option<usize>,
 }
 
 /// The CPU reference backend (f32; multi-threaded matmul through `gemm`).
@@ -147,6 +149,7 @@ impl Backend for CpuBackend {
             tail,
             inputs,
             activations: vec![0.0; plan.activations_size],
+            anomaly: None,
         });
         Ok(self.plans.len() - 1)
     }
@@ -188,12 +191,20 @@ impl Backend for CpuBackend {
             tail,
             inputs,
             activations,
+            anomaly,
         } = cp;
         let mut arenas: [&mut Vec<f32>; 5] = [params, grads, buffers, inputs, activations];
         let rng = step_rng(scalars);
-        for step in &plan.steps {
+        *anomaly = None;
+        for (index, step) in plan.steps.iter().enumerate() {
             let start = profile.then(std::time::Instant::now);
             execute_step(step, &mut arenas, &rng)?;
+            if tail.check_finite && anomaly.is_none() {
+                let out = &arenas[step.output.arena.index()][step.output.range()];
+                if out.iter().any(|v| !v.is_finite()) {
+                    *anomaly = Some(index);
+                }
+            }
             if let Some(t) = start {
                 eprintln!(
                     "kiln-profile {} {} {}",
@@ -229,6 +240,13 @@ impl Backend for CpuBackend {
 
     fn read_metrics(&mut self) -> Result<[f32; METRICS]> {
         Ok(self.metrics)
+    }
+
+    fn read_anomaly(&mut self, plan: PlanId) -> Result<Option<usize>> {
+        self.plans
+            .get(plan)
+            .map(|p| p.anomaly)
+            .ok_or_else(|| Error::Graph(format!("no plan {plan}")))
     }
 
     fn reset_metrics(&mut self) -> Result<()> {

@@ -62,6 +62,19 @@ struct GpuPlan {
     dispatches: Vec<Dispatch>,
     update: bool,
     plan_inputs: Vec<(String, Slot)>,
+    /// `--detect-anomaly`'s flag: the first step index with a non-finite output.
+    anomaly: Option<Buffer>,
+}
+
+/// Which buffer a launch's first binding (its output) is, when it is not an arena slot.
+#[derive(Clone, Copy, PartialEq)]
+enum Output {
+    /// The slot's arena.
+    Arena,
+    /// The metric accumulators.
+    Metrics,
+    /// The anomaly flag.
+    AnomalyFlag,
 }
 
 /// The wgpu backend.
@@ -505,22 +518,36 @@ impl Backend for WgpuBackend {
                 bytemuck::cast_slice(&data),
             );
         }
-        let mut launches: Vec<(Launch, Vec<Slot>)> = Vec::new();
+        let mut launches: Vec<(Launch, Vec<Slot>, Output)> = Vec::new();
+        let flag_slot = Slot {
+            arena: ArenaKind::Params,
+            offset: 0,
+            len: 1,
+        };
         let max_groups = self.max_groups();
         let limits = chunk::BindingLimits {
             max_floats: self.max_binding_floats(),
             align_floats: (self.ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(1),
         };
-        for step in &plan.steps {
+        for (index, step) in plan.steps.iter().enumerate() {
             let fits = |s: &crate::graph::Step| kernels::launch(s, max_groups).is_ok();
             for piece in chunk::split(step, limits, fits)? {
                 let mut slots = vec![piece.step.output];
                 slots.extend(&piece.step.inputs);
-                launches.push((kernels::launch_chunk(&piece, max_groups)?, slots));
+                launches.push((
+                    kernels::launch_chunk(&piece, max_groups)?,
+                    slots,
+                    Output::Arena,
+                ));
+                if tail.check_finite {
+                    launches.push((
+                        kernels::check_finite(piece.step.output.len, index, max_groups)?,
+                        vec![flag_slot, piece.step.output],
+                        Output::AnomalyFlag,
+                    ));
+                }
             }
         }
-        // The metric accumulators follow the steps' launches (some steps launch pieces).
-        let accumulate_from = launches.len();
         for &(slot, index, weight) in &tail.accumulate {
             let metrics_slot = Slot {
                 arena: ArenaKind::Params,
@@ -530,11 +557,12 @@ impl Backend for WgpuBackend {
             launches.push((
                 kernels::accumulate(index, weight)?,
                 vec![metrics_slot, slot],
+                Output::Metrics,
             ));
         }
         // One 256-byte-aligned uniform per launch, written once.
         let mut dims_bytes = vec![0u8; launches.len().max(1) * UNIFORM_STRIDE as usize];
-        for (i, (l, _)) in launches.iter().enumerate() {
+        for (i, (l, _, _)) in launches.iter().enumerate() {
             let at = i * UNIFORM_STRIDE as usize;
             dims_bytes[at..at + std::mem::size_of::<Dims>()]
                 .copy_from_slice(bytemuck::bytes_of(&l.dims));
@@ -547,8 +575,9 @@ impl Backend for WgpuBackend {
                 contents: &dims_bytes,
                 usage: wgpu::BufferUsages::UNIFORM,
             });
+        let anomaly = tail.check_finite.then(|| self.buffer("anomaly flag", 1));
         let mut dispatches = Vec::with_capacity(launches.len());
-        for (i, (l, slots)) in launches.iter().enumerate() {
+        for (i, (l, slots, output)) in launches.iter().enumerate() {
             let kind = if l.needs_scalars {
                 BindingKind::GraphWithScalars
             } else {
@@ -560,16 +589,16 @@ impl Backend for WgpuBackend {
                 .iter()
                 .enumerate()
                 .map(|(k, s)| {
-                    let buffer = if i >= accumulate_from && k == 0 {
-                        &metrics
-                    } else {
-                        match s.arena {
+                    let buffer = match (k, output, &anomaly) {
+                        (0, Output::Metrics, _) => &metrics,
+                        (0, Output::AnomalyFlag, Some(flag)) => flag,
+                        _ => match s.arena {
                             ArenaKind::Params => &params,
                             ArenaKind::Grads => &grads,
                             ArenaKind::Buffers => &buffers,
                             ArenaKind::Inputs => &inputs,
                             ArenaKind::Activations => &activations,
-                        }
+                        },
                     };
                     (buffer, *s)
                 })
@@ -608,6 +637,7 @@ impl Backend for WgpuBackend {
                 .iter()
                 .map(|(n, s, _)| (n.clone(), *s))
                 .collect(),
+            anomaly,
         });
         Ok(self.plans.len() - 1)
     }
@@ -641,6 +671,11 @@ impl Backend for WgpuBackend {
         self.ctx
             .queue
             .write_buffer(&m.scalars, 0, bytemuck::bytes_of(scalars));
+        if let Some(flag) = &p.anomaly {
+            self.ctx
+                .queue
+                .write_buffer(flag, 0, bytemuck::bytes_of(&u32::MAX));
+        }
         let ctx = &self.ctx;
         ctx.scoped("a training step", || {
             let mut encoder = ctx
@@ -663,6 +698,18 @@ impl Backend for WgpuBackend {
             }
             ctx.queue.submit([encoder.finish()]);
         })
+    }
+
+    fn read_anomaly(&mut self, plan: PlanId) -> Result<Option<usize>> {
+        let p = self
+            .plans
+            .get(plan)
+            .ok_or_else(|| Error::Graph(format!("no plan {plan}")))?;
+        let Some(flag) = &p.anomaly else {
+            return Ok(None);
+        };
+        let index = self.ctx.read(flag, 0, 1)?[0].to_bits();
+        Ok((index != u32::MAX).then_some(index as usize))
     }
 
     fn read_metrics(&mut self) -> Result<[f32; METRICS]> {

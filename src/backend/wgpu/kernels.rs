@@ -418,6 +418,18 @@ fn norm_launch(step: &Step, max: u32) -> Result<Launch> {
     }
 }
 
+/// `--detect-anomaly`'s test of `len` output values of plan step `step`
+/// (`shaders/anomaly.wgsl`).
+pub fn check_finite(len: usize, step: usize, max: u32) -> Result<Launch> {
+    plain(
+        "anomaly.wgsl",
+        "check_finite",
+        dims([len, step, 0, 0], [0.0; 4])?,
+        len,
+        max,
+    )
+}
+
 /// The launch that adds `weight · src[0]` to metric accumulator `index`.
 pub fn accumulate(index: usize, weight: f32) -> Result<Launch> {
     Ok(Launch {

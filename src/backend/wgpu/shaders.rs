@@ -49,10 +49,15 @@ pub const REDUCE: &str = concat!(
     include_str!("../../../shaders/reduce.wgsl")
 );
 
-/// `grad_norm_partial`, `grad_norm_final`, `sgd_step`, `adamw_step`. Not the Dims
+/// `grad_norm_partial`, `grad_norm_final` and the `*_step` updates. Not the Dims
 /// convention: `@binding(0)` is [`StepScalars`](crate::optim::StepScalars), then params,
-/// grads, state0, state1, partials, norm at bindings 1 to 6.
+/// grads, state0..state2, partials and norm at bindings 1 to 7, and at 8 the piece of the
+/// arenas a dispatch covers.
 pub const OPTIM: &str = include_str!("../../../shaders/optim.wgsl");
+
+/// `check_finite`: `--detect-anomaly`'s test of a step's output, with an atomic flag of its
+/// own (not the graph-op interface).
+pub const ANOMALY: &str = include_str!("../../../shaders/anomaly.wgsl");
 
 /// `philox_fill` and the `philox4x32_10` / `uniform_from_bits` functions, mirroring
 /// [`crate::rng::philox4x32_10`] and [`crate::rng::uniform_from_bits`]. `@binding(0)` the
@@ -105,6 +110,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("conv.wgsl", CONV),
     ("pool.wgsl", POOL),
     ("norm.wgsl", NORM),
+    ("anomaly.wgsl", ANOMALY),
     ("optim.wgsl", OPTIM),
     ("philox.wgsl", PHILOX),
 ];

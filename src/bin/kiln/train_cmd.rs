@@ -88,6 +88,10 @@ pub struct TrainArgs {
     /// in a row.
     #[arg(long)]
     max_skips: Option<u64>,
+    /// Test every op's output for NaN and infinities (on the device) and stop at the first,
+    /// naming the op and its layer, like torch.autograd.detect_anomaly. Slow.
+    #[arg(long)]
+    detect_anomaly: bool,
     /// Clamp every gradient element to [-v, v].
     #[arg(long)]
     clip_value: Option<f32>,
@@ -340,6 +344,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         max_steps: args.steps,
         step_events: args.log.is_some(),
         max_skips: args.max_skips,
+        detect_anomaly: args.detect_anomaly,
         shuffle: !args.no_shuffle,
         checkpoint_every: match (&args.save, args.checkpoint_every) {
             (Some(path), Some(every)) => Some((path.clone(), every)),
