@@ -62,6 +62,7 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
         ],
     ),
     ("philox.wgsl", &["philox_fill"]),
+    ("anomaly.wgsl", &["check_finite"]),
     ("philox_core.wgsl", &[]),
     ("graph_op.wgsl", &[]),
     ("dropout.wgsl", &["dropout"]),

@@ -278,7 +278,11 @@ impl Trainer {
                 .iter()
                 .map(|s| {
                     let label = &graph.node(s.node).label;
-                    let layer = if label.is_empty() { "the objective" } else { label };
+                    let layer = if label.is_empty() {
+                        "the objective"
+                    } else {
+                        label
+                    };
                     format!("{} -> {} in {layer}", s.op.name(), s.shape)
                 })
                 .collect();
