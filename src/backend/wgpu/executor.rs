@@ -13,6 +13,7 @@ use super::context::{AdapterPolicy, GpuContext};
 use super::kernels::{self, groups_1d, Dims, Launch, NORM_CHUNK};
 
 mod optimizer;
+mod record;
 use super::shaders;
 use crate::backend::{Backend, PlanId, Tail, METRICS};
 use crate::error::{Error, Result};

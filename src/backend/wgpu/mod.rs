@@ -5,6 +5,8 @@ mod context;
 mod executor;
 pub mod kernels;
 pub mod shaders;
+mod timing;
 
 pub use context::{choose_adapter, enumerate_adapters, AdapterPolicy, GpuContext};
 pub use executor::WgpuBackend;
+pub use timing::{Clock, Timings};

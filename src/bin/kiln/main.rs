@@ -27,7 +27,7 @@ enum Command {
     Export(eval_cmd::ExportArgs),
     /// Run every op forward and backward on the GPU and compare with the CPU reference.
     Parity(parity_cmd::ParityArgs),
-    /// Measure matmul and training-step throughput.
+    /// Measure kernel and training-step throughput against the device's ceilings.
     Bench(bench_cmd::BenchArgs),
     /// Draw the loss and accuracy curves of a `kiln train --log` file to SVG or PNG.
     Plot(plot_cmd::PlotArgs),

@@ -1,0 +1,70 @@
+//! Whole training steps of a preset through the trainer (forward, backward, AdamW; the
+//! batch uploaded every step), timed by the wall clock as `kiln train` sees them.
+
+use std::time::Instant;
+
+use super::engine::{median, Budget};
+use super::{BenchResult, Group};
+use crate::backend::wgpu::Clock;
+use crate::backend::Backend;
+use crate::data::{Batcher, Dataset};
+use crate::error::Result;
+use crate::train::{TrainConfig, Trainer};
+
+/// Trials whose per-step times are medianed; each runs several steps ended by one
+/// synchronising readback, so the device stays busy between steps as in training.
+const TRIALS: usize = 3;
+
+/// Times training steps of `spec` on the first `batch` images of `data`, with the
+/// default configuration (AdamW); `flops` is the step's matmul FLOPs.
+pub fn training_step(
+    backend: Box<dyn Backend>,
+    spec: &str,
+    data: &Dataset,
+    batch: usize,
+    flops: f64,
+    budget: Budget,
+) -> Result<BenchResult> {
+    let config = TrainConfig {
+        batch_size: batch,
+        sample: [1, data.rows, data.cols],
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(backend, spec, &config)?;
+    let subset = data.take(batch)?;
+    let mut batcher = Batcher::new(&subset, batch, false, 0)?;
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    batcher.next_batch(&mut x, &mut y);
+    let mut steps = |k: usize| -> Result<f64> {
+        let start = Instant::now();
+        for _ in 0..k {
+            trainer.train_batch(&x, &y)?;
+        }
+        trainer.backend_mut().read_metrics()?;
+        Ok(start.elapsed().as_secs_f64() / k.max(1) as f64)
+    };
+    // The first step builds and compiles the plan: it is the warm-up, and its time (an
+    // overestimate) sizes the trials.
+    let estimate = steps(1)?;
+    let per_trial = Budget {
+        seconds: budget.seconds / TRIALS as f64,
+        min_calls: 1,
+        max_calls: budget.max_calls,
+    }
+    .calls(estimate);
+    let mut times = Vec::with_capacity(TRIALS);
+    for _ in 0..TRIALS {
+        times.push(steps(per_trial)?);
+    }
+    Ok(BenchResult {
+        group: Group::Step,
+        name: format!("train step {spec}"),
+        shape: format!("batch {}", subset.len),
+        seconds: median(&times),
+        calls: TRIALS * per_trial,
+        clock: Clock::Wall,
+        flops: Some(flops),
+        bytes: None,
+        images: Some(subset.len as f64),
+    })
+}
