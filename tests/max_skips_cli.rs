@@ -2,22 +2,11 @@
 //! error that names the last good checkpoint, and that checkpoint is the finite epoch
 //! before the failure, loadable and resumable.
 
-use std::process::Command;
+mod common;
+
+use common::kiln;
 
 use kiln::checkpoint::Checkpoint;
-
-fn kiln(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
 
 #[test]
 fn too_many_skips_stop_the_run_and_keep_the_last_good_checkpoint() {

@@ -1,23 +1,13 @@
 //! Loss and accuracy plots: the figure's content, both formats, `kiln plot` on a real log,
 //! `kiln train --plot`, and errors for malformed logs.
 
+mod common;
+
+use common::kiln;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use kiln::report::plot::{self, Curves, EpochPoint, SeriesKind, StepPoint};
-
-fn kiln(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
 
 /// A fresh directory per test, so tests running in parallel never share files.
 fn scratch(name: &str) -> PathBuf {

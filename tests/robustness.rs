@@ -6,8 +6,11 @@
 //! range, gzip, empty set) have unit tests next to the parser in `src/data`; here they are
 //! checked end to end through the command line.
 
+mod common;
+
+use common::kiln;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use kiln::backend::cpu::CpuBackend;
 use kiln::checkpoint::Checkpoint;
@@ -65,20 +68,6 @@ fn write_data_dir(dir: &Path, train: (usize, usize, usize), test: (usize, usize,
     std::fs::write(dir.join(format!("{TRAIN_LABELS}.gz")), gzip(&tl)).unwrap();
     std::fs::write(dir.join(TEST_IMAGES), vi).unwrap();
     std::fs::write(dir.join(TEST_LABELS), vl).unwrap();
-}
-
-/// Runs the kiln binary: (exit code, stdout + stderr).
-fn kiln(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
 }
 
 /// Asserts a clean failure: exit code 1, an `error:` line holding every one of `needles`,

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+use std::process::Command;
+
 use kiln::backend::wgpu::{AdapterPolicy, WgpuBackend};
 
 /// A wgpu backend on any adapter (lavapipe in CI). With `CI` set, a missing adapter fails
@@ -25,4 +27,18 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
         .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+}
+
+/// Runs the `kiln` binary with `args`: (exit code, stdout followed by stderr).
+pub fn kiln(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
 }
