@@ -1,150 +1,408 @@
-// out[M, N] = op(in0) · op(in1), the tiled product behind Op::MatMul.
+// out[M, N] = op(in0) · op(in1), the register-blocked product behind Op::MatMul.
 //
 // dims.d0 = M, d1 = N, d2 = K, d3 = 1 to add to out instead of overwriting it (the host
-// splits a product too large for one binding along K and sums the pieces). in0 is [M, K] in memory, or [K, M] when TRANS_A; in1 is
-// [K, N], or [N, K] when TRANS_B: the flags read an operand as its transpose in place, so
-// no gradient needs a transposed copy.
+// splits a product too large for one binding along K and sums the pieces). in0 is [M, K]
+// in memory, or [K, M] when TRANS_A; in1 is [K, N], or [N, K] when TRANS_B: the flags read
+// an operand as its transpose in place, so no gradient needs a transposed copy.
 //
-// Each workgroup of 16x16 invocations computes one 64x64 tile of out. Tiles are numbered
-// row-major (e0 = ceil(N/64) tiles per row) and the host folds their count into x and y
-// (workgroup wg.x + wg.y·nwg.x computes that tile), so no dimension of the dispatch
-// exceeds the device's limit; a workgroup past the last tile reads zeros and writes
-// nothing. Invocation
-// (tx, ty) owns the 4x4 block of rows ty + 16i and columns tx + 16j: interleaved rather
-// than contiguous so that neighbouring invocations write neighbouring columns of out
-// and read neighbouring words of the tiles. K is consumed 16 at a time through
-// workgroup memory, and every sum runs in k order in f32.
+// The tile configuration is a block of constants the host puts in front of this file, one
+// module per configuration (src/backend/wgpu/matmul.rs lists them):
+//   WX, WY  invocations per workgroup along N and along M;
+//   TM, TN  rows and columns of out each invocation computes (multiples of 4);
+//   BK      the depth of the K tiles staged in workgroup memory.
+// A workgroup computes one BM x BN tile of out (BM = WY·TM, BN = WX·TN). Tiles are
+// numbered row-major (dims.e0 = ceil(N / BN) tiles per row) and the host folds their
+// count into x and y (workgroup wg.x + wg.y·nwg.x computes that tile), so no dimension of
+// the dispatch exceeds the device's limit; a workgroup past the last tile returns at once.
+//
+// Invocation (tx, ty) owns rows ty·4 + r + g·4·WY (r < 4, g < TM/4) and columns
+// tx·4 + c + h·4·WX (c < 4, h < TN/4): groups of four contiguous rows and columns,
+// interleaved across the workgroup, so that it reads its operands from the workgroup
+// tiles as whole vec4s and neighbouring invocations read neighbouring vec4s.
+//
+// Four entry points differ only in how they read global memory: `matmul` reads both
+// operands a float at a time; `matmul_a4`, `matmul_b4` and `matmul_a4b4` read in0, in1 or
+// both as vec4 through the aliases in0v and in1v (the host picks them when an operand's
+// contiguous dimension, binding offset and length are multiples of 4 floats).
+//
+// Every configuration and every entry point computes each output the same way: an f32
+// accumulator starting at 0 that takes fma(a[k], b[k], acc) for k = 0, 1, .., K-1 in
+// order (the K tail is padded with zeros in both operands, and fma(0, 0, acc) = acc), then
+// adds it to out in accumulate mode. So the results do not depend on the configuration
+// the autotuner picks: they are bit-identical.
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 
-const TILE: u32 = 64u;
-const TILE_K: u32 = 16u;
+const BM: u32 = WY * TM;
+const BN: u32 = WX * TN;
+const NT: u32 = WX * WY;
+// Rows (one per k) of the workgroup tiles in vec4s, padded by one vec4 so that the
+// transposing stores (k fastest across invocations) spread over the memory banks.
+const AS: u32 = BM / 4u + 1u;
+const BS: u32 = BN / 4u + 1u;
+// Floats of each operand one invocation stages per K tile.
+const LA: u32 = BM * BK / NT;
+const LB: u32 = BN * BK / NT;
+// vec4 groups of rows and columns per invocation.
+const RM: u32 = TM / 4u;
+const RN: u32 = TN / 4u;
 
-// Both tiles are stored k-major ([k][m] and [k][n]) so the inner loop reads a row of each.
-// Rows are padded to 65 words: the loads that walk k fastest (in0 untransposed, in1
-// transposed) would otherwise hit one memory bank 16 times over at a stride of 64.
-var<workgroup> a_tile: array<array<f32, 65>, 16>;
-var<workgroup> b_tile: array<array<f32, 65>, 16>;
+// Both tiles are stored k-major ([k][m] and [k][n]).
+var<workgroup> a_s: array<vec4<f32>, BK * AS>;
+var<workgroup> b_s: array<vec4<f32>, BK * BS>;
 
-@compute @workgroup_size(16, 16)
+// vec4 views of the operands (only the vec4 entry points use them).
+@group(0) @binding(2) var<storage, read_write> in0v: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> in1v: array<vec4<f32>>;
+
+// acc[(g·4 + r)·RN + h]: row group g, row r, column group h.
+var<private> acc: array<vec4<f32>, TM * RN>;
+// The next K tile, fetched from global memory while the current one is multiplied.
+var<private> pa: array<f32, LA>;
+var<private> pb: array<f32, LB>;
+var<private> pa4: array<vec4<f32>, LA / 4u>;
+var<private> pb4: array<vec4<f32>, LB / 4u>;
+var<private> tx: u32;
+var<private> ty: u32;
+var<private> t: u32;
+var<private> row0: u32;
+var<private> col0: u32;
+
+fn begin(tile: u32, lid: vec3<u32>) {
+    tx = lid.x;
+    ty = lid.y;
+    t = lid.x + lid.y * WX;
+    row0 = (tile / dims.e0) * BM;
+    col0 = (tile % dims.e0) * BN;
+}
+
+fn k_tiles() -> u32 {
+    return (dims.d2 + BK - 1u) / BK;
+}
+
+fn put_a(kk: u32, mm: u32, v: f32) {
+    a_s[kk * AS + mm / 4u][mm % 4u] = v;
+}
+
+fn put_b(kk: u32, nn: u32, v: f32) {
+    b_s[kk * BS + nn / 4u][nn % 4u] = v;
+}
+
+// Float e of the A tile: (kk, mm), mapped so that consecutive invocations read consecutive
+// addresses of whichever dimension is contiguous in memory.
+fn a_coord(e: u32) -> vec2<u32> {
+    if (TRANS_A) {
+        return vec2<u32>(e / BM, e % BM);
+    }
+    return vec2<u32>(e % BK, e / BK);
+}
+
+fn b_coord(e: u32) -> vec2<u32> {
+    if (TRANS_B) {
+        return vec2<u32>(e % BK, e / BK);
+    }
+    return vec2<u32>(e / BN, e % BN);
+}
+
+// Scalar reads; floats past M, N or K are 0.
+fn fetch_a(k0: u32) {
+    let m = dims.d0;
+    let k = dims.d2;
+    for (var l = 0u; l < LA; l++) {
+        let c = a_coord(t + l * NT);
+        let gk = k0 + c.x;
+        let gm = row0 + c.y;
+        var v = 0.0;
+        if (gk < k && gm < m) {
+            if (TRANS_A) {
+                v = in0[gk * m + gm];
+            } else {
+                v = in0[gm * k + gk];
+            }
+        }
+        pa[l] = v;
+    }
+}
+
+fn stage_a() {
+    for (var l = 0u; l < LA; l++) {
+        let c = a_coord(t + l * NT);
+        put_a(c.x, c.y, pa[l]);
+    }
+}
+
+fn fetch_b(k0: u32) {
+    let n = dims.d1;
+    let k = dims.d2;
+    for (var l = 0u; l < LB; l++) {
+        let c = b_coord(t + l * NT);
+        let gk = k0 + c.x;
+        let gn = col0 + c.y;
+        var v = 0.0;
+        if (gk < k && gn < n) {
+            if (TRANS_B) {
+                v = in1[gn * k + gk];
+            } else {
+                v = in1[gk * n + gn];
+            }
+        }
+        pb[l] = v;
+    }
+}
+
+fn stage_b() {
+    for (var l = 0u; l < LB; l++) {
+        let c = b_coord(t + l * NT);
+        put_b(c.x, c.y, pb[l]);
+    }
+}
+
+// vec4 reads: the contiguous dimension is a multiple of 4, so a vector is wholly inside
+// the operand or wholly outside (and then 0). Vector v of the A tile: when A is stored
+// [K, M], (kk, mm) with mm a multiple of 4 (stored as one vec4); when it is [M, K],
+// (kk, mm) with kk a multiple of 4 (stored as four floats).
+fn a4_coord(v: u32) -> vec2<u32> {
+    if (TRANS_A) {
+        return vec2<u32>(v / (BM / 4u), (v % (BM / 4u)) * 4u);
+    }
+    return vec2<u32>((v % (BK / 4u)) * 4u, v / (BK / 4u));
+}
+
+fn b4_coord(v: u32) -> vec2<u32> {
+    if (TRANS_B) {
+        return vec2<u32>((v % (BK / 4u)) * 4u, v / (BK / 4u));
+    }
+    return vec2<u32>(v / (BN / 4u), (v % (BN / 4u)) * 4u);
+}
+
+fn fetch_a4(k0: u32) {
+    let m = dims.d0;
+    let k = dims.d2;
+    for (var l = 0u; l < LA / 4u; l++) {
+        let c = a4_coord(t + l * NT);
+        let gk = k0 + c.x;
+        let gm = row0 + c.y;
+        var v = vec4<f32>(0.0);
+        if (gk < k && gm < m) {
+            if (TRANS_A) {
+                v = in0v[(gk * m + gm) / 4u];
+            } else {
+                v = in0v[(gm * k + gk) / 4u];
+            }
+        }
+        pa4[l] = v;
+    }
+}
+
+fn stage_a4() {
+    for (var l = 0u; l < LA / 4u; l++) {
+        let c = a4_coord(t + l * NT);
+        if (TRANS_A) {
+            a_s[c.x * AS + c.y / 4u] = pa4[l];
+        } else {
+            for (var i = 0u; i < 4u; i++) {
+                put_a(c.x + i, c.y, pa4[l][i]);
+            }
+        }
+    }
+}
+
+fn fetch_b4(k0: u32) {
+    let n = dims.d1;
+    let k = dims.d2;
+    for (var l = 0u; l < LB / 4u; l++) {
+        let c = b4_coord(t + l * NT);
+        let gk = k0 + c.x;
+        let gn = col0 + c.y;
+        var v = vec4<f32>(0.0);
+        if (gk < k && gn < n) {
+            if (TRANS_B) {
+                v = in1v[(gn * k + gk) / 4u];
+            } else {
+                v = in1v[(gk * n + gn) / 4u];
+            }
+        }
+        pb4[l] = v;
+    }
+}
+
+fn stage_b4() {
+    for (var l = 0u; l < LB / 4u; l++) {
+        let c = b4_coord(t + l * NT);
+        if (TRANS_B) {
+            for (var i = 0u; i < 4u; i++) {
+                put_b(c.x + i, c.y, pb4[l][i]);
+            }
+        } else {
+            b_s[c.x * BS + c.y / 4u] = pb4[l];
+        }
+    }
+}
+
+// One K tile: for each k in order, the outer product of the invocation's TM values of A
+// and TN values of B, added into the accumulators with fma.
+fn multiply() {
+    for (var kk = 0u; kk < BK; kk++) {
+        var a: array<vec4<f32>, RM>;
+        var b: array<vec4<f32>, RN>;
+        for (var g = 0u; g < RM; g++) {
+            a[g] = a_s[kk * AS + g * WY + ty];
+        }
+        for (var h = 0u; h < RN; h++) {
+            b[h] = b_s[kk * BS + h * WX + tx];
+        }
+        for (var g = 0u; g < RM; g++) {
+            for (var r = 0u; r < 4u; r++) {
+                let av = vec4<f32>(a[g][r]);
+                for (var h = 0u; h < RN; h++) {
+                    let i = (g * 4u + r) * RN + h;
+                    acc[i] = fma(av, b[h], acc[i]);
+                }
+            }
+        }
+    }
+}
+
+// Writes (or, with d3 = 1, adds) the in-bounds outputs of the invocation.
+fn store() {
+    let m = dims.d0;
+    let n = dims.d1;
+    for (var g = 0u; g < RM; g++) {
+        for (var r = 0u; r < 4u; r++) {
+            let row = row0 + g * 4u * WY + ty * 4u + r;
+            if (row >= m) {
+                continue;
+            }
+            for (var h = 0u; h < RN; h++) {
+                let col = col0 + h * 4u * WX + tx * 4u;
+                let v = acc[(g * 4u + r) * RN + h];
+                for (var c = 0u; c < 4u; c++) {
+                    if (col + c < n) {
+                        let i = row * n + col + c;
+                        if (dims.d3 == 1u) {
+                            out[i] = out[i] + v[c];
+                        } else {
+                            out[i] = v[c];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// The four entry points: the same loop, with the next K tile fetched from global memory
+// into registers while the current one is multiplied out of workgroup memory.
+
+@compute @workgroup_size(WX, WY)
 fn matmul(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
-    @builtin(local_invocation_index) t: u32,
 ) {
-    let m = dims.d0;
-    let n = dims.d1;
-    let k = dims.d2;
     let tile = wg.x + wg.y * nwg.x;
-    let row0 = (tile / dims.e0) * TILE;
-    let col0 = (tile % dims.e0) * TILE;
-    let tx = lid.x;
-    let ty = lid.y;
-
-    // acc_i[j]: row ty + 16i, column tx + 16j.
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-
-    let k_tiles = (k + TILE_K - 1u) / TILE_K;
-    for (var kt = 0u; kt < k_tiles; kt++) {
-        let k0 = kt * TILE_K;
-        // 256 invocations stage 64x16 words of each operand, 4 each. Element e is mapped
-        // so that consecutive invocations read consecutive addresses of whichever
-        // dimension is contiguous in memory. Words past M, N or K are staged as 0, so the
-        // padded k steps add exact zeros and any M, N, K work.
-        for (var l = 0u; l < 4u; l++) {
-            let e = t + l * 256u;
-            if (TRANS_A) {
-                // in0 is [K, M]: m is contiguous.
-                let kk = e / TILE;
-                let mm = e % TILE;
-                let gk = k0 + kk;
-                let gm = row0 + mm;
-                var v = 0.0;
-                if (gk < k && gm < m) {
-                    v = in0[gk * m + gm];
-                }
-                a_tile[kk][mm] = v;
-            } else {
-                // in0 is [M, K]: k is contiguous.
-                let mm = e / TILE_K;
-                let kk = e % TILE_K;
-                let gk = k0 + kk;
-                let gm = row0 + mm;
-                var v = 0.0;
-                if (gk < k && gm < m) {
-                    v = in0[gm * k + gk];
-                }
-                a_tile[kk][mm] = v;
-            }
-            if (TRANS_B) {
-                // in1 is [N, K]: k is contiguous.
-                let nn = e / TILE_K;
-                let kk = e % TILE_K;
-                let gk = k0 + kk;
-                let gn = col0 + nn;
-                var v = 0.0;
-                if (gk < k && gn < n) {
-                    v = in1[gn * k + gk];
-                }
-                b_tile[kk][nn] = v;
-            } else {
-                // in1 is [K, N]: n is contiguous.
-                let kk = e / TILE;
-                let nn = e % TILE;
-                let gk = k0 + kk;
-                let gn = col0 + nn;
-                var v = 0.0;
-                if (gk < k && gn < n) {
-                    v = in1[gk * n + gn];
-                }
-                b_tile[kk][nn] = v;
-            }
-        }
-        workgroupBarrier();
-
-        for (var kk = 0u; kk < TILE_K; kk++) {
-            let b = vec4<f32>(
-                b_tile[kk][tx],
-                b_tile[kk][tx + 16u],
-                b_tile[kk][tx + 32u],
-                b_tile[kk][tx + 48u],
-            );
-            acc0 = acc0 + a_tile[kk][ty] * b;
-            acc1 = acc1 + a_tile[kk][ty + 16u] * b;
-            acc2 = acc2 + a_tile[kk][ty + 32u] * b;
-            acc3 = acc3 + a_tile[kk][ty + 48u] * b;
-        }
-        // The next iteration overwrites the tiles.
-        workgroupBarrier();
-    }
-
-    store_row(row0 + ty, col0 + tx, acc0);
-    store_row(row0 + ty + 16u, col0 + tx, acc1);
-    store_row(row0 + ty + 32u, col0 + tx, acc2);
-    store_row(row0 + ty + 48u, col0 + tx, acc3);
-}
-
-// Writes the in-bounds columns c, c+16, c+32, c+48 of row r.
-fn store_row(r: u32, c: u32, v: vec4<f32>) {
-    let m = dims.d0;
-    let n = dims.d1;
-    if (r >= m) {
+    if ((tile / dims.e0) * BM >= dims.d0) {
         return;
     }
-    let base = r * n;
-    for (var j = 0u; j < 4u; j++) {
-        let col = c + 16u * j;
-        if (col < n) {
-            if (dims.d3 == 1u) {
-                out[base + col] = out[base + col] + v[j];
-            } else {
-                out[base + col] = v[j];
-            }
+    begin(tile, lid);
+    let tiles = k_tiles();
+    fetch_a(0u);
+    fetch_b(0u);
+    for (var kt = 0u; kt < tiles; kt++) {
+        stage_a();
+        stage_b();
+        workgroupBarrier();
+        if (kt + 1u < tiles) {
+            fetch_a((kt + 1u) * BK);
+            fetch_b((kt + 1u) * BK);
         }
+        multiply();
+        workgroupBarrier();
     }
+    store();
+}
+
+@compute @workgroup_size(WX, WY)
+fn matmul_a4(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let tile = wg.x + wg.y * nwg.x;
+    if ((tile / dims.e0) * BM >= dims.d0) {
+        return;
+    }
+    begin(tile, lid);
+    let tiles = k_tiles();
+    fetch_a4(0u);
+    fetch_b(0u);
+    for (var kt = 0u; kt < tiles; kt++) {
+        stage_a4();
+        stage_b();
+        workgroupBarrier();
+        if (kt + 1u < tiles) {
+            fetch_a4((kt + 1u) * BK);
+            fetch_b((kt + 1u) * BK);
+        }
+        multiply();
+        workgroupBarrier();
+    }
+    store();
+}
+
+@compute @workgroup_size(WX, WY)
+fn matmul_b4(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let tile = wg.x + wg.y * nwg.x;
+    if ((tile / dims.e0) * BM >= dims.d0) {
+        return;
+    }
+    begin(tile, lid);
+    let tiles = k_tiles();
+    fetch_a(0u);
+    fetch_b4(0u);
+    for (var kt = 0u; kt < tiles; kt++) {
+        stage_a();
+        stage_b4();
+        workgroupBarrier();
+        if (kt + 1u < tiles) {
+            fetch_a((kt + 1u) * BK);
+            fetch_b4((kt + 1u) * BK);
+        }
+        multiply();
+        workgroupBarrier();
+    }
+    store();
+}
+
+@compute @workgroup_size(WX, WY)
+fn matmul_a4b4(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let tile = wg.x + wg.y * nwg.x;
+    if ((tile / dims.e0) * BM >= dims.d0) {
+        return;
+    }
+    begin(tile, lid);
+    let tiles = k_tiles();
+    fetch_a4(0u);
+    fetch_b4(0u);
+    for (var kt = 0u; kt < tiles; kt++) {
+        stage_a4();
+        stage_b4();
+        workgroupBarrier();
+        if (kt + 1u < tiles) {
+            fetch_a4((kt + 1u) * BK);
+            fetch_b4((kt + 1u) * BK);
+        }
+        multiply();
+        workgroupBarrier();
+    }
+    store();
 }

@@ -11,7 +11,10 @@ use naga::{AddressSpace, Module, Scalar, ScalarKind, ShaderStage, StorageAccess,
 
 /// File → the entry points the executor dispatches from it.
 const ENTRY_POINTS: &[(&str, &[&str])] = &[
-    ("matmul.wgsl", &["matmul"]),
+    (
+        "matmul.wgsl",
+        &["matmul", "matmul_a4", "matmul_b4", "matmul_a4b4"],
+    ),
     (
         "elementwise.wgsl",
         &["bias_add", "bias_grad", "add", "scale", "broadcast"],
@@ -105,6 +108,12 @@ const GRAPH_OP_FILES: &[&str] = &[
     "dropout.wgsl",
 ];
 
+/// The constants block of the default matmul configuration (64x64 tiles), which the
+/// executor puts in front of `matmul.wgsl` as it does for every configuration (each
+/// module's block is checked against `matmul::CONFIGS` in src/backend/wgpu/matmul.rs).
+const MATMUL_CONFIG: &str = "const WX: u32 = 16u;\nconst WY: u32 = 16u;\nconst TM: u32 = 4u;\n\
+                             const TN: u32 = 4u;\nconst BK: u32 = 16u;\n";
+
 /// Files the executor builds with `philox_core.wgsl` prepended (WGSL has no includes).
 const NEEDS_PHILOX: &[&str] = &["philox.wgsl", "dropout.wgsl"];
 
@@ -177,6 +186,9 @@ fn shader_sources() -> BTreeMap<String, String> {
         if let Some(s) = sources.get_mut(*name) {
             *s = format!("{core}{s}");
         }
+    }
+    if let Some(s) = sources.get_mut("matmul.wgsl") {
+        *s = format!("{MATMUL_CONFIG}{s}");
     }
     // Graph-op shaders are built with the shared interface in front (src/backend/wgpu/shaders.rs).
     let prelude = sources.get("graph_op.wgsl").cloned().unwrap_or_default();
@@ -282,7 +294,7 @@ fn workgroup_sizes_match_the_dispatch_conventions() {
                 continue; // reported by expected_entry_points_exist_as_compute_shaders
             };
             let expected = match *entry {
-                "matmul" => [16, 16, 1],
+                e if e.starts_with("matmul") => [16, 16, 1],
                 "accumulate" => [1, 1, 1],
                 _ => [256, 1, 1],
             };
@@ -328,6 +340,19 @@ fn graph_op_kernels_follow_the_binding_convention() {
             };
             let name = var.name.as_deref().unwrap_or("?");
             assert_eq!(binding.group, 0, "{file}: `{name}` is not in group 0");
+            // The matmul kernel's vec4 views of in0 and in1 (an entry point uses either
+            // the view or the array, never both).
+            if *file == "matmul.wgsl"
+                && matches!((binding.binding, name), (2, "in0v") | (3, "in1v"))
+            {
+                assert!(
+                    matches!(module.types[var.ty].inner, TypeInner::Array { base, .. }
+                        if matches!(module.types[base].inner,
+                            TypeInner::Vector { scalar: Scalar::F32, size: naga::VectorSize::Quad })),
+                    "{file}: `{name}` is not array<vec4<f32>>"
+                );
+                continue;
+            }
             let want = expected
                 .iter()
                 .find(|(b, _)| *b == binding.binding)

@@ -29,6 +29,8 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     uncaptured: Arc<Mutex<Vec<String>>>,
     lost: Arc<Mutex<Option<String>>>,
+    /// The matmul autotuner's mode and choices (`tune.rs`).
+    pub(super) tuner: super::tune::Tuner,
 }
 
 fn rank(t: DeviceType) -> u8 {
@@ -138,6 +140,7 @@ impl GpuContext {
             limits,
             uncaptured,
             lost,
+            tuner: super::tune::Tuner::new(),
         })
     }
 
@@ -187,6 +190,13 @@ impl GpuContext {
             }
         }
         Ok(())
+    }
+
+    /// Whether the device was lost or an error outside any scope waits for
+    /// [`check`](Self::check) to report it (looked at, not taken).
+    pub fn has_pending_error(&self) -> bool {
+        self.lost.lock().map_or(true, |l| l.is_some())
+            || self.uncaptured.lock().map_or(true, |e| !e.is_empty())
     }
 
     /// Waits for all submitted work.

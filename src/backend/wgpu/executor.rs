@@ -530,13 +530,15 @@ impl Backend for WgpuBackend {
             max_floats: self.max_binding_floats(),
             align_floats: (self.ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(1),
         };
+        // Each product's tile configuration: the autotuner's choice (tune.rs).
+        let pick = |p: &super::matmul::MatmulProblem| self.ctx.matmul_config(p);
         for (index, step) in plan.steps.iter().enumerate() {
-            let fits = |s: &crate::graph::Step| kernels::launch(s, max_groups).is_ok();
+            let fits = |s: &crate::graph::Step| kernels::launch_with(s, max_groups, &pick).is_ok();
             for piece in chunk::split(step, limits, fits)? {
                 let mut slots = vec![piece.step.output];
                 slots.extend(&piece.step.inputs);
                 launches.push((
-                    kernels::launch_chunk(&piece, max_groups)?,
+                    kernels::launch_chunk_with(&piece, max_groups, &pick)?,
                     slots,
                     Output::Arena,
                 ));

@@ -3,14 +3,13 @@
 //! [`Op`] without a kernel here does not compile.
 
 use super::chunk::Chunk;
+use super::matmul::{self, MatmulProblem, Pick};
 use crate::error::{Error, Result};
 use crate::graph::Step;
 use crate::op::{ConvGeom, Op, PoolGeom};
 
 /// Threads per workgroup of every 1-D kernel.
 pub const WORKGROUP: u32 = 256;
-/// Output tile edge of the matmul kernel.
-pub const MATMUL_TILE: u32 = 64;
 /// Gradient elements summed by one workgroup of `grad_norm_partial`.
 pub const NORM_CHUNK: u32 = 4096;
 /// WebGPU's guaranteed maximum workgroups per dispatch dimension (adapters may allow more;
@@ -58,7 +57,7 @@ pub fn groups_1d(n: usize, max: u32) -> Result<(u32, u32)> {
 }
 
 /// `groups` workgroups laid out as (x, y) with neither above `max`.
-fn fold(groups: usize, max: u32) -> Result<(u32, u32)> {
+pub(super) fn fold(groups: usize, max: u32) -> Result<(u32, u32)> {
     let max = max.max(1) as usize;
     let y = groups.div_ceil(max).max(1);
     let x = groups.clamp(1, max);
@@ -144,8 +143,15 @@ fn pool_dims(total: usize, g: &PoolGeom) -> Result<Dims> {
     )
 }
 
-/// The launch of one plan step on a device with at most `max` workgroups per dimension.
+/// The launch of one plan step on a device with at most `max` workgroups per dimension,
+/// products in the default tile configuration ([`matmul::DEFAULT`]).
 pub fn launch(step: &Step, max: u32) -> Result<Launch> {
+    launch_with(step, max, &|_: &MatmulProblem| matmul::DEFAULT)
+}
+
+/// As [`launch`], with `pick` choosing each product's tile configuration (the executor
+/// passes the autotuner's choice).
+pub fn launch_with(step: &Step, max: u32, pick: Pick<'_>) -> Result<Launch> {
     let n = step.shape.numel();
     let in0 = &step.input_shapes[0];
     let (rows, cols) = (in0.rows(), in0.last());
@@ -161,27 +167,10 @@ pub fn launch(step: &Step, max: u32) -> Result<Launch> {
     };
     let zf = [0.0; 4];
     Ok(match step.op {
-        Op::MatMul { trans_a, trans_b } => {
-            let (m, k) = if trans_a {
-                (in0.0[1], in0.0[0])
-            } else {
-                (in0.0[0], in0.0[1])
-            };
-            let nn = step.shape.0[1];
-            let gx = nn.div_ceil(MATMUL_TILE as usize).max(1);
-            let gy = m.div_ceil(MATMUL_TILE as usize).max(1);
-            Launch {
-                shader: "matmul.wgsl",
-                entry: "matmul",
-                constants: vec![
-                    ("TRANS_A", f64::from(u8::from(trans_a))),
-                    ("TRANS_B", f64::from(u8::from(trans_b))),
-                ],
-                dims: dims_e([m, nn, k, 0], zf, [gx, 0, 0, 0, 0, 0, 0, 0])?,
-                groups: fold(gx * gy, max)?,
-                needs_scalars: false,
-            }
-        }
+        Op::MatMul { .. } => match matmul::problem(step)? {
+            Some(p) => matmul::launch(step, &pick(&p), max)?,
+            None => return Err(Error::Graph("a matmul without sizes".into())),
+        },
         Op::BiasAdd => simple(
             "elementwise.wgsl",
             "bias_add",
@@ -339,9 +328,15 @@ pub fn launch(step: &Step, max: u32) -> Result<Launch> {
 }
 
 /// The launch of one piece of a split step: a piece that sums into its output sets the
-/// kernel's accumulate flag (matmul's `d3`, bias_grad's `d2`).
+/// kernel's accumulate flag (matmul's `d3`, bias_grad's `d2`). Products in the default
+/// tile configuration.
 pub fn launch_chunk(chunk: &Chunk, max: u32) -> Result<Launch> {
-    let mut l = launch(&chunk.step, max)?;
+    launch_chunk_with(chunk, max, &|_: &MatmulProblem| matmul::DEFAULT)
+}
+
+/// As [`launch_chunk`], with `pick` choosing each product's tile configuration.
+pub fn launch_chunk_with(chunk: &Chunk, max: u32, pick: Pick<'_>) -> Result<Launch> {
+    let mut l = launch_with(&chunk.step, max, pick)?;
     // Mean losses' gradients divide by the whole tensor's count (d3), not the piece's.
     match chunk.step.op {
         Op::SoftmaxCrossEntropyGrad { .. } => l.dims.d[3] = u(chunk.whole.rows())?,

@@ -4,8 +4,10 @@ mod chunk;
 mod context;
 mod executor;
 pub mod kernels;
+pub mod matmul;
 pub mod shaders;
 mod timing;
+pub mod tune;
 
 pub use context::{choose_adapter, enumerate_adapters, AdapterPolicy, GpuContext};
 pub use executor::WgpuBackend;

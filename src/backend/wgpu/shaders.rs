@@ -9,12 +9,45 @@
 //! 1-D kernels have 256 invocations per workgroup and take a 2-D grid when more than
 //! 65535 workgroups are needed; "single workgroup" kernels are dispatched as (1, 1, 1).
 
-/// `matmul`: out[M, N] = op(in0) · op(in1), 64x64 tiles numbered row-major, folded into x and y.
-/// Dims: d0 = M, d1 = N, d2 = K. Overrides `TRANS_A`, `TRANS_B` (bool, default false).
-pub const MATMUL: &str = concat!(
-    include_str!("../../../shaders/graph_op.wgsl"),
-    include_str!("../../../shaders/matmul.wgsl")
-);
+/// One module of `shaders/matmul.wgsl`: the graph-op interface, the constants of one tile
+/// configuration (invocations `WX` x `WY`, outputs `TM` x `TN` per invocation, K tiles
+/// `BK` deep), then the kernel. The same numbers are in
+/// [`matmul::CONFIGS`](super::matmul::CONFIGS), and a test checks that they agree.
+macro_rules! matmul_module {
+    ($wx:literal, $wy:literal, $tm:literal, $tn:literal, $bk:literal) => {
+        concat!(
+            include_str!("../../../shaders/graph_op.wgsl"),
+            "const WX: u32 = ",
+            $wx,
+            "u;\nconst WY: u32 = ",
+            $wy,
+            "u;\nconst TM: u32 = ",
+            $tm,
+            "u;\nconst TN: u32 = ",
+            $tn,
+            "u;\nconst BK: u32 = ",
+            $bk,
+            "u;\n",
+            include_str!("../../../shaders/matmul.wgsl")
+        )
+    };
+}
+
+/// `matmul`, `matmul_a4`, `matmul_b4`, `matmul_a4b4`: out[M, N] = op(in0) · op(in1) in
+/// 32x32 tiles (8x8 invocations of 4x4 outputs, K tiles of 16), numbered row-major and
+/// folded into x and y. Dims: d0 = M, d1 = N, d2 = K, d3 = 1 to accumulate, e0 = tiles
+/// per row. Overrides `TRANS_A`, `TRANS_B` (bool, default false).
+pub const MATMUL_32X32: &str = matmul_module!(8, 8, 4, 4, 16);
+
+/// The matmul kernel in 64x64 tiles (16x16 invocations of 4x4 outputs, K tiles of 16): the
+/// default configuration, used when tuning is off. Interface as [`MATMUL_32X32`].
+pub const MATMUL: &str = matmul_module!(16, 16, 4, 4, 16);
+
+/// The matmul kernel in 128x64 tiles (16x16 invocations of 8x4 outputs, K tiles of 16).
+pub const MATMUL_128X64: &str = matmul_module!(16, 16, 8, 4, 16);
+
+/// The matmul kernel in 128x128 tiles (16x16 invocations of 8x8 outputs, K tiles of 8).
+pub const MATMUL_128X128: &str = matmul_module!(16, 16, 8, 8, 8);
 
 /// `bias_add`, `bias_grad`, `add`, `scale`, `broadcast`.
 pub const ELEMENTWISE: &str = concat!(
@@ -100,7 +133,10 @@ pub const NORM: &str = concat!(
 
 /// Every shader file by name, for building all modules up front and for validation tests.
 pub const ALL: &[(&str, &str)] = &[
-    ("matmul.wgsl", MATMUL),
+    ("matmul_32x32.wgsl", MATMUL_32X32),
+    ("matmul_64x64.wgsl", MATMUL),
+    ("matmul_128x64.wgsl", MATMUL_128X64),
+    ("matmul_128x128.wgsl", MATMUL_128X128),
     ("elementwise.wgsl", ELEMENTWISE),
     ("activation.wgsl", ACTIVATION),
     ("softmax.wgsl", SOFTMAX),

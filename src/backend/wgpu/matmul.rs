@@ -1,0 +1,320 @@
+//! The matmul kernel's tile configurations and its launch: which module (configuration),
+//! which entry point (scalar or vec4 reads of each operand), the uniform and the folded
+//! dispatch of one product. The autotuner (`tune.rs`) picks the configuration; every
+//! configuration computes the same sums in the same order, so the pick never changes a
+//! result.
+
+use super::kernels::{fold, Dims, Launch};
+use crate::error::{Error, Result};
+use crate::graph::{Slot, Step};
+use crate::op::Op;
+
+/// One tile configuration of `shaders/matmul.wgsl`: a workgroup of `wx` x `wy`
+/// invocations, each computing `tm` x `tn` outputs, computes a `wy·tm` x `wx·tn` tile of the
+/// product, staging K `bk` at a time in workgroup memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatmulConfig {
+    /// Short name, as written in the tuning cache and accepted by `KILN_TUNE`.
+    pub name: &'static str,
+    /// Its module in [`shaders::ALL`](super::shaders::ALL).
+    pub shader: &'static str,
+    /// Invocations per workgroup along N.
+    pub wx: u32,
+    /// Invocations per workgroup along M.
+    pub wy: u32,
+    /// Rows of the output per invocation (a multiple of 4).
+    pub tm: u32,
+    /// Columns of the output per invocation (a multiple of 4).
+    pub tn: u32,
+    /// Depth of the K tiles (a multiple of 4).
+    pub bk: u32,
+}
+
+impl MatmulConfig {
+    /// Rows of the output tile a workgroup computes.
+    pub const fn tile_m(&self) -> u32 {
+        self.wy * self.tm
+    }
+
+    /// Columns of the output tile a workgroup computes.
+    pub const fn tile_n(&self) -> u32 {
+        self.wx * self.tn
+    }
+
+    /// Invocations per workgroup.
+    pub const fn invocations(&self) -> u32 {
+        self.wx * self.wy
+    }
+
+    /// Bytes of workgroup memory: both K tiles, rows padded by one vec4.
+    pub const fn workgroup_bytes(&self) -> u32 {
+        16 * self.bk * (self.tile_m() / 4 + 1 + self.tile_n() / 4 + 1)
+    }
+
+    /// Whether a device with these limits can run it.
+    pub fn fits(&self, limits: &wgpu::Limits) -> bool {
+        self.wx <= limits.max_compute_workgroup_size_x
+            && self.wy <= limits.max_compute_workgroup_size_y
+            && self.invocations() <= limits.max_compute_invocations_per_workgroup
+            && self.workgroup_bytes() <= limits.max_compute_workgroup_storage_size
+    }
+
+    /// The constants block its module starts with (after the graph-op interface).
+    pub fn wgsl_constants(&self) -> String {
+        format!(
+            "const WX: u32 = {}u;\nconst WY: u32 = {}u;\nconst TM: u32 = {}u;\n\
+             const TN: u32 = {}u;\nconst BK: u32 = {}u;\n",
+            self.wx, self.wy, self.tm, self.tn, self.bk
+        )
+    }
+
+    /// Whether the kernel's staging loops divide evenly: every invocation stages the same
+    /// whole number of vec4s of each operand per K tile.
+    const fn is_valid(&self) -> bool {
+        let n = self.invocations();
+        self.tm.is_multiple_of(4)
+            && self.tn.is_multiple_of(4)
+            && self.bk.is_multiple_of(4)
+            && (self.tile_m() * self.bk).is_multiple_of(4 * n)
+            && (self.tile_n() * self.bk).is_multiple_of(4 * n)
+    }
+}
+
+/// The configurations the autotuner chooses from, smallest tiles first.
+pub const CONFIGS: &[MatmulConfig] = &[
+    MatmulConfig {
+        name: "32x32",
+        shader: "matmul_32x32.wgsl",
+        wx: 8,
+        wy: 8,
+        tm: 4,
+        tn: 4,
+        bk: 16,
+    },
+    DEFAULT,
+    MatmulConfig {
+        name: "128x64",
+        shader: "matmul_128x64.wgsl",
+        wx: 16,
+        wy: 16,
+        tm: 8,
+        tn: 4,
+        bk: 16,
+    },
+    MatmulConfig {
+        name: "128x128",
+        shader: "matmul_128x128.wgsl",
+        wx: 16,
+        wy: 16,
+        tm: 8,
+        tn: 8,
+        bk: 8,
+    },
+];
+
+/// The configuration used when tuning is off, and whenever tuning cannot decide: 64x64
+/// tiles of 16x16 invocations with 4x4 outputs each, within WebGPU's default limits.
+pub const DEFAULT: MatmulConfig = MatmulConfig {
+    name: "64x64",
+    shader: "matmul_64x64.wgsl",
+    wx: 16,
+    wy: 16,
+    tm: 4,
+    tn: 4,
+    bk: 16,
+};
+
+const _: () = {
+    let mut i = 0;
+    while i < CONFIGS.len() {
+        assert!(CONFIGS[i].is_valid());
+        i += 1;
+    }
+};
+
+/// The configuration named `name` (case-insensitive).
+pub fn config_named(name: &str) -> Option<MatmulConfig> {
+    CONFIGS
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(name.trim()))
+        .copied()
+}
+
+/// The sizes of one product: out[m, n] = op(a) · op(b), summing over k.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulProblem {
+    /// Rows of the output.
+    pub m: usize,
+    /// Columns of the output.
+    pub n: usize,
+    /// Length of each sum.
+    pub k: usize,
+}
+
+/// Chooses the configuration of one product (the executor passes the autotuner's choice).
+pub type Pick<'a> = &'a dyn Fn(&MatmulProblem) -> MatmulConfig;
+
+fn dim(shape: &crate::shape::Shape, i: usize, what: &str) -> Result<usize> {
+    shape
+        .dims()
+        .get(i)
+        .copied()
+        .ok_or_else(|| Error::Graph(format!("matmul {what} has shape {shape}, not 2-D")))
+}
+
+/// The sizes of a matmul step, or `None` for any other op.
+pub fn problem(step: &Step) -> Result<Option<MatmulProblem>> {
+    let Op::MatMul { trans_a, .. } = step.op else {
+        return Ok(None);
+    };
+    let a = step
+        .input_shapes
+        .first()
+        .ok_or_else(|| Error::Graph("matmul without inputs".into()))?;
+    let (m, k) = if trans_a {
+        (dim(a, 1, "a")?, dim(a, 0, "a")?)
+    } else {
+        (dim(a, 0, "a")?, dim(a, 1, "a")?)
+    };
+    let n = dim(&step.shape, 1, "output")?;
+    Ok(Some(MatmulProblem { m, n, k }))
+}
+
+/// Whether an operand whose contiguous dimension is `contiguous` can be read as vec4:
+/// that dimension, the binding's offset and its length are all multiples of 4 floats.
+fn vec4_ok(contiguous: usize, slot: Option<&Slot>) -> bool {
+    slot.is_some_and(|s| {
+        contiguous.is_multiple_of(4) && s.offset.is_multiple_of(4) && s.len.is_multiple_of(4)
+    })
+}
+
+fn u(v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::Unsupported(format!("dimension {v} exceeds u32")))
+}
+
+/// The launch of matmul step `step` in configuration `config` on a device with at most
+/// `max` workgroups per dimension.
+pub fn launch(step: &Step, config: &MatmulConfig, max: u32) -> Result<Launch> {
+    let Op::MatMul { trans_a, trans_b } = step.op else {
+        return Err(Error::Graph(format!("{} is not a matmul", step.op.name())));
+    };
+    let p = problem(step)?.ok_or_else(|| Error::Graph("not a matmul".into()))?;
+    let tiles_n = p.n.div_ceil(config.tile_n() as usize).max(1);
+    let tiles_m = p.m.div_ceil(config.tile_m() as usize).max(1);
+    let a4 = vec4_ok(if trans_a { p.m } else { p.k }, step.inputs.first());
+    let b4 = vec4_ok(if trans_b { p.k } else { p.n }, step.inputs.get(1));
+    let entry = match (a4, b4) {
+        (false, false) => "matmul",
+        (true, false) => "matmul_a4",
+        (false, true) => "matmul_b4",
+        (true, true) => "matmul_a4b4",
+    };
+    let groups = fold(tiles_m * tiles_n, max).map_err(|_| {
+        Error::Unsupported(format!(
+            "a {}x{} product in {} tiles needs {} workgroups, more than {max} x {max}",
+            p.m,
+            p.n,
+            config.name,
+            tiles_m * tiles_n
+        ))
+    })?;
+    Ok(Launch {
+        shader: config.shader,
+        entry,
+        constants: vec![
+            ("TRANS_A", f64::from(u8::from(trans_a))),
+            ("TRANS_B", f64::from(u8::from(trans_b))),
+        ],
+        dims: Dims {
+            d: [u(p.m)?, u(p.n)?, u(p.k)?, 0],
+            f: [0.0; 4],
+            e: [u(tiles_n)?, 0, 0, 0, 0, 0, 0, 0],
+        },
+        groups,
+        needs_scalars: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{ArenaKind, Slot};
+    use crate::shape::Shape;
+
+    fn slot(offset: usize, len: usize) -> Slot {
+        Slot {
+            arena: ArenaKind::Activations,
+            offset,
+            len,
+        }
+    }
+
+    fn step(ta: bool, tb: bool, m: usize, n: usize, k: usize, offsets: [usize; 2]) -> Step {
+        let a = if ta { vec![k, m] } else { vec![m, k] };
+        let b = if tb { vec![n, k] } else { vec![k, n] };
+        Step {
+            op: Op::MatMul {
+                trans_a: ta,
+                trans_b: tb,
+            },
+            inputs: vec![slot(offsets[0], m * k), slot(offsets[1], k * n)],
+            input_shapes: vec![Shape(a), Shape(b)],
+            output: slot(4096, m * n),
+            shape: Shape(vec![m, n]),
+            node: 0,
+        }
+    }
+
+    #[test]
+    fn every_config_has_its_module_with_its_constants() {
+        for c in CONFIGS {
+            let (_, src) = super::super::shaders::ALL
+                .iter()
+                .find(|(name, _)| *name == c.shader)
+                .unwrap_or_else(|| panic!("{} has no module {}", c.name, c.shader));
+            assert!(src.contains(&c.wgsl_constants()), "{}", c.name);
+            assert!(c.fits(&wgpu::Limits::default()), "{}", c.name);
+        }
+        assert!(CONFIGS.contains(&DEFAULT));
+        let names: std::collections::BTreeSet<_> = CONFIGS.iter().map(|c| c.name).collect();
+        assert_eq!(names.len(), CONFIGS.len());
+        assert_eq!(config_named(" 128X64 "), Some(CONFIGS[2]));
+        assert_eq!(config_named("7x7"), None);
+    }
+
+    #[test]
+    fn vec4_reads_need_a_contiguous_dimension_offset_and_length_of_multiples_of_four() {
+        let max = 65_535;
+        let entry = |s: &Step| launch(s, &DEFAULT, max).unwrap().entry;
+        // a [8, 12] (k contiguous), b [12, 16] (n contiguous).
+        assert_eq!(
+            entry(&step(false, false, 8, 16, 12, [0, 128])),
+            "matmul_a4b4"
+        );
+        // a's contiguous dimension is k = 6: scalar; b [6, 16] is still vec4.
+        assert_eq!(entry(&step(false, false, 8, 16, 6, [0, 128])), "matmul_b4");
+        // aᵀ: a is [K, M] with M = 8 contiguous; bᵀ: b is [N, K] with K = 6 contiguous.
+        assert_eq!(entry(&step(true, true, 8, 16, 6, [0, 128])), "matmul_a4");
+        // An offset that is not a multiple of 4 floats.
+        assert_eq!(entry(&step(false, false, 8, 16, 12, [2, 128])), "matmul_b4");
+        assert_eq!(entry(&step(false, false, 3, 5, 7, [0, 128])), "matmul");
+    }
+
+    #[test]
+    fn tiles_are_counted_per_configuration_and_folded() {
+        let s = step(false, false, 300, 70, 5, [0, 2048]);
+        for c in CONFIGS {
+            let l = launch(&s, c, 8).unwrap();
+            let per_row = 70usize.div_ceil(c.tile_n() as usize);
+            let tiles = per_row * 300usize.div_ceil(c.tile_m() as usize);
+            assert_eq!(l.dims.e[0] as usize, per_row);
+            assert_eq!(l.shader, c.shader);
+            let (x, y) = l.groups;
+            assert!(x <= 8 && y <= 8 && (x * y) as usize >= tiles, "{}", c.name);
+        }
+        // 95 tiles of 32x32 do not fit 8 x 8 workgroups; 10 of 128x128 do.
+        let big = step(false, false, 600, 130, 5, [0, 2048]);
+        assert!(launch(&big, &CONFIGS[0], 8).is_err());
+        assert!(launch(&big, &CONFIGS[3], 8).is_ok());
+    }
+}
