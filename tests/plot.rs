@@ -306,3 +306,39 @@ fn train_plot_flag_writes_the_figure_and_refuses_bad_names_before_training() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn validation_metrics_reach_the_log_and_the_figure() {
+    let dir = scratch("val");
+    let log = dir.join("run.jsonl");
+    let svg = dir.join("run.svg");
+    let (code, text) = kiln(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--epochs",
+        "1",
+        "--steps",
+        "3",
+        "--val-split",
+        "0.1",
+        "--log",
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let epoch = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("{\"epoch\":"))
+        .map(str::to_string)
+        .unwrap();
+    assert!(
+        epoch.contains("\"val_loss\":") && epoch.contains("\"val_accuracy\":"),
+        "{epoch}"
+    );
+    let (code, text) = kiln(&["plot", log.to_str().unwrap(), "-o", svg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    let labels = texts(&std::fs::read_to_string(&svg).unwrap());
+    assert!(labels.iter().any(|t| t == "val accuracy"), "{labels:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -46,22 +46,32 @@ impl JsonLog {
                 lr,
                 grad_norm,
             } => {
-                let norm = grad_norm.map_or(String::new(), |g| format!(",\"grad_norm\":{}", num(g)));
+                let norm =
+                    grad_norm.map_or(String::new(), |g| format!(",\"grad_norm\":{}", num(g)));
                 format!(
                     "{{\"step\":{step},\"epoch\":{epoch},\"loss\":{},\"lr\":{}{norm}}}",
                     num(*loss),
                     num(*lr)
                 )
             }
-            Event::EpochEnd(r) => format!(
-                "{{\"epoch\":{},\"train_loss\":{},\"train_accuracy\":{},\"test_loss\":{},\"test_accuracy\":{},\"images_per_s\":{}}}",
-                r.epoch,
-                num(r.train_loss),
-                num(r.train_accuracy),
-                num(r.test_loss),
-                num(r.test_accuracy),
-                num(r.images_per_s)
-            ),
+            Event::EpochEnd(r) => {
+                // Validation metrics only with --val-split, so `kiln plot` can draw them.
+                let val = match (r.val_loss, r.val_accuracy) {
+                    (Some(l), Some(a)) => {
+                        format!(",\"val_loss\":{},\"val_accuracy\":{}", num(l), num(a))
+                    }
+                    _ => String::new(),
+                };
+                format!(
+                    "{{\"epoch\":{},\"train_loss\":{},\"train_accuracy\":{},\"test_loss\":{},\"test_accuracy\":{},\"images_per_s\":{}{val}}}",
+                    r.epoch,
+                    num(r.train_loss),
+                    num(r.train_accuracy),
+                    num(r.test_loss),
+                    num(r.test_accuracy),
+                    num(r.images_per_s)
+                )
+            }
             _ => return Ok(()),
         };
         writeln!(self.out, "{line}")
