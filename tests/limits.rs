@@ -8,8 +8,6 @@ mod common;
 
 use kiln::backend::cpu::CpuBackend;
 use kiln::backend::wgpu::{AdapterPolicy, GpuContext, WgpuBackend};
-use kiln::backend::{Backend, METRIC_LOSS};
-use kiln::data::{self, Batcher};
 use kiln::op::{Activation, Op};
 use kiln::optim::{Clip, Optimizer};
 use kiln::parity::{cases, run_case, InputKind, OpCase};
@@ -110,22 +108,6 @@ fn every_op_case_is_split_to_fit_a_tiny_device_or_refused_by_name() {
     assert!(split >= 25, "only {split} cases needed splitting");
 }
 
-fn curve(backend: Box<dyn Backend>, spec: &str, config: &TrainConfig) -> (Vec<f32>, Vec<f32>) {
-    let (train, _) = data::embedded().unwrap();
-    let mut trainer = Trainer::new(backend, spec, config).unwrap();
-    let mut batcher = Batcher::new(&train, config.batch_size, false, 0).unwrap();
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    let mut losses = Vec::new();
-    for _ in 0..6 {
-        batcher.next_batch(&mut x, &mut y).unwrap();
-        trainer.backend_mut().reset_metrics().unwrap();
-        trainer.train_batch(&x, &y).unwrap();
-        let m = trainer.backend_mut().read_metrics().unwrap();
-        losses.push(m[METRIC_LOSS] / y.len() as f32);
-    }
-    (losses, trainer.params().unwrap())
-}
-
 /// Whole training steps on a device with small bindings and 8 workgroups per dimension:
 /// the batch, the im2col columns and the activations are split by rows or samples, the
 /// weight and bias gradients are summed over pieces of the batch, and the optimizer
@@ -159,8 +141,9 @@ fn training_steps_split_to_fit_a_small_device_match_the_cpu() {
         let Some(gpu) = limited(binding, 8) else {
             return;
         };
-        let (cpu_loss, cpu_params) = curve(Box::new(CpuBackend::new()), spec, &config);
-        let (gpu_loss, gpu_params) = curve(Box::new(gpu), spec, &config);
+        let (cpu_loss, cpu_params) =
+            common::loss_curve(Box::new(CpuBackend::new()), spec, &config, 6);
+        let (gpu_loss, gpu_params) = common::loss_curve(Box::new(gpu), spec, &config, 6);
         for (i, (c, g)) in cpu_loss.iter().zip(&gpu_loss).enumerate() {
             assert!(
                 (c - g).abs() <= 1e-4 * c.abs().max(1.0),

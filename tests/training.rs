@@ -4,31 +4,19 @@
 mod common;
 
 use kiln::backend::cpu::CpuBackend;
-use kiln::backend::{Backend, METRIC_LOSS};
-use kiln::data::{self, Batcher};
+use kiln::backend::Backend;
+use kiln::data;
 use kiln::optim::schedule::parse_schedule;
 use kiln::optim::{Clip, Optimizer};
 use kiln::train::{Penalty, TrainConfig, Trainer};
 
-/// Per-step losses of `steps` training steps on the first batches of the embedded set.
+/// Per-step losses of `steps` steps of the `mlp` preset (see `common::loss_curve`).
 fn loss_curve(
     backend: Box<dyn Backend>,
     config: &TrainConfig,
     steps: usize,
 ) -> (Vec<f32>, Vec<f32>) {
-    let (train, _) = data::embedded().unwrap();
-    let mut trainer = Trainer::new(backend, "mlp", config).unwrap();
-    let mut batcher = Batcher::new(&train, config.batch_size, false, 0).unwrap();
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    let mut losses = Vec::new();
-    for _ in 0..steps {
-        batcher.next_batch(&mut x, &mut y).unwrap();
-        trainer.backend_mut().reset_metrics().unwrap();
-        trainer.train_batch(&x, &y).unwrap();
-        let m = trainer.backend_mut().read_metrics().unwrap();
-        losses.push(m[METRIC_LOSS] / y.len() as f32);
-    }
-    (losses, trainer.params().unwrap())
+    common::loss_curve(backend, "mlp", config, steps)
 }
 
 #[test]

@@ -5,6 +5,9 @@
 use std::process::Command;
 
 use kiln::backend::wgpu::{AdapterPolicy, WgpuBackend};
+use kiln::backend::{Backend, METRIC_LOSS};
+use kiln::data::{self, Batcher};
+use kiln::train::{TrainConfig, Trainer};
 
 /// A wgpu backend on any adapter (lavapipe in CI). With `CI` set, a missing adapter fails
 /// the test; elsewhere the test says loudly that it skipped.
@@ -41,4 +44,27 @@ pub fn kiln(args: &[&str]) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.code().unwrap_or(-1), text)
+}
+
+/// Per-step losses of `steps` training steps of `spec` on the first batches of the
+/// embedded set (in order), and the parameters after them.
+pub fn loss_curve(
+    backend: Box<dyn Backend>,
+    spec: &str,
+    config: &TrainConfig,
+    steps: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let (train, _) = data::embedded().unwrap();
+    let mut trainer = Trainer::new(backend, spec, config).unwrap();
+    let mut batcher = Batcher::new(&train, config.batch_size, false, 0).unwrap();
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    let mut losses = Vec::new();
+    for _ in 0..steps {
+        batcher.next_batch(&mut x, &mut y).unwrap();
+        trainer.backend_mut().reset_metrics().unwrap();
+        trainer.train_batch(&x, &y).unwrap();
+        let m = trainer.backend_mut().read_metrics().unwrap();
+        losses.push(m[METRIC_LOSS] / y.len() as f32);
+    }
+    (losses, trainer.params().unwrap())
 }
