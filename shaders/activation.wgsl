@@ -173,7 +173,7 @@ fn activation(
     if (i >= dims.d0) {
         return;
     }
-    out[i] = apply(in0[i]);
+    st_out(i, apply(ld0(i)));
 }
 
 // out = dy · f'(x), with x = in0 (the activation's input) and dy = in1.
@@ -186,5 +186,5 @@ fn activation_grad(
     if (i >= dims.d0) {
         return;
     }
-    out[i] = in1[i] * derivative(in0[i]);
+    st_out(i, ld1(i) * derivative(ld0(i)));
 }

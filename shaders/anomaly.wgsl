@@ -14,7 +14,10 @@ struct Dims {
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read_write> flag: array<atomic<u32>>;
+// The tested values, read as f32 through their accessor (all-f32 rendition; shader_gen.rs
+// generates the f16 one, and f16 infinities and NaNs stay non-finite when widened).
 @group(0) @binding(2) var<storage, read_write> values: array<f32>;
+fn ld_values(i: u32) -> f32 { return values[i]; }
 
 @compute @workgroup_size(256)
 fn check_finite(
@@ -26,7 +29,7 @@ fn check_finite(
         return;
     }
     // NaN/Inf by their exponent bits: compilers may assume no NaN in float compares.
-    if ((bitcast<u32>(values[i]) & 0x7f800000u) == 0x7f800000u) {
+    if ((bitcast<u32>(ld_values(i)) & 0x7f800000u) == 0x7f800000u) {
         atomicMin(&flag[0], dims.d1);
     }
 }

@@ -53,9 +53,9 @@ fn im2col(
     let pw = dims.e5;
     var v = 0.0;
     if (yy >= ph && yy - ph < h && xx >= pw && xx - pw < w) {
-        v = in0[((n * c + ch) * h + (yy - ph)) * w + (xx - pw)];
+        v = ld0(((n * c + ch) * h + (yy - ph)) * w + (xx - pw));
     }
-    out[i] = v;
+    st_out(i, v);
 }
 
 // out = x [N, C, H, W] from in0 = cols [N·OH·OW, C·KH·KW]: the sum of every cols entry
@@ -125,7 +125,7 @@ fn col2im(
             if (kx >= kw) {
                 break;
             }
-            acc = acc + in0[(row0 + ox) * pk + col0 + kx];
+            acc = acc + ld0((row0 + ox) * pk + col0 + kx);
             if (ox == 0u) {
                 break;
             }
@@ -138,7 +138,7 @@ fn col2im(
         oy = oy - 1u;
         ky = ky + sh;
     }
-    out[i] = acc;
+    st_out(i, acc);
 }
 
 // out [N, C, HW] from in0 = rows [N·HW, C]: out[(n·C + ch)·HW + p] = rows[(n·HW + p)·C + ch].
@@ -159,7 +159,7 @@ fn rows_to_nchw(
     let p = i - plane * hw;
     let n = plane / c;
     let ch = plane - n * c;
-    out[i] = in0[(n * hw + p) * c + ch];
+    st_out(i, ld0((n * hw + p) * c + ch));
 }
 
 // out [N·HW, C] from in0 = x [N, C, HW]: out[(n·HW + p)·C + ch] = x[(n·C + ch)·HW + p].
@@ -180,5 +180,5 @@ fn nchw_to_rows(
     let ch = i - pix * c;
     let n = pix / hw;
     let p = pix - n * hw;
-    out[i] = in0[(n * c + ch) * hw + p];
+    st_out(i, ld0((n * c + ch) * hw + p));
 }

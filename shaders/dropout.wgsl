@@ -43,7 +43,7 @@ fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         let i = block * 4u + k;
         if (i < n) {
             let keep = uniform_from_bits(words[k]) >= dims.f0;
-            out[i] = select(0.0, in0[i] * dims.f1, keep);
+            st_out(i, select(0.0, ld0(i) * dims.f1, keep));
         }
     }
 }

@@ -14,7 +14,7 @@ fn bias_add(
     if (i >= dims.d0) {
         return;
     }
-    out[i] = in0[i] + in1[i % dims.d1];
+    st_out(i, ld0(i) + ld1(i % dims.d1));
 }
 
 // d0 = rows, d1 = cols, d2 = 1 to add to out (the host sums row ranges of a tensor too
@@ -33,12 +33,12 @@ fn bias_grad(
     }
     var acc = 0.0;
     for (var r = 0u; r < dims.d0; r++) {
-        acc = acc + in0[r * cols + c];
+        acc = acc + ld0(r * cols + c);
     }
     if (dims.d2 == 1u) {
-        acc = out[c] + acc;
+        acc = ld_out(c) + acc;
     }
-    out[c] = acc;
+    st_out(c, acc);
 }
 
 // d0 = n.
@@ -51,7 +51,7 @@ fn add(
     if (i >= dims.d0) {
         return;
     }
-    out[i] = in0[i] + in1[i];
+    st_out(i, ld0(i) + ld1(i));
 }
 
 // d0 = n, f0 = factor.
@@ -64,7 +64,7 @@ fn scale(
     if (i >= dims.d0) {
         return;
     }
-    out[i] = in0[i] * dims.f0;
+    st_out(i, ld0(i) * dims.f0);
 }
 
 // d0 = n, f0 = factor: the gradient of Sum/Mean, a [1] value spread over the input's shape.
@@ -77,5 +77,5 @@ fn broadcast(
     if (i >= dims.d0) {
         return;
     }
-    out[i] = in0[0] * dims.f0;
+    st_out(i, ld0(0) * dims.f0);
 }

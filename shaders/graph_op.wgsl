@@ -27,8 +27,21 @@ struct Dims {
 }
 
 @group(0) @binding(0) var<uniform> dims: Dims;
+
+// The storage bindings and their accessors. Kernels never index `out` or `in0`..`in3`
+// directly: they load and store f32 through these functions, so that the same kernel runs
+// with any binding holding f16 (mixed precision stores activations as f16 and computes in
+// f32). This block is the all-f32 rendition; src/backend/wgpu/shader_gen.rs generates it
+// per binding dtype signature and swaps it in (a test checks that its f32 output is
+// exactly this text).
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(3) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(4) var<storage, read_write> in2: array<f32>;
 @group(0) @binding(5) var<storage, read_write> in3: array<f32>;
+fn ld_out(i: u32) -> f32 { return out[i]; }
+fn st_out(i: u32, v: f32) { out[i] = v; }
+fn ld0(i: u32) -> f32 { return in0[i]; }
+fn ld1(i: u32) -> f32 { return in1[i]; }
+fn ld2(i: u32) -> f32 { return in2[i]; }
+fn ld3(i: u32) -> f32 { return in3[i]; }

@@ -32,13 +32,13 @@ fn class_index(label: f32, cols: u32) -> u32 {
 // log Σ_j exp(x_j) of the row starting at `base`, max-subtracted as the CPU does.
 // Starting the max at the first element instead of −∞ gives the same value.
 fn row_log_sum_exp(base: u32, cols: u32) -> f32 {
-    var m = in0[base];
+    var m = ld0(base);
     for (var j = 1u; j < cols; j++) {
-        m = max(m, in0[base + j]);
+        m = max(m, ld0(base + j));
     }
     var s = 0.0;
     for (var j = 0u; j < cols; j++) {
-        s = s + exp(in0[base + j] - m);
+        s = s + exp(ld0(base + j) - m);
     }
     return m + log(s);
 }
@@ -56,18 +56,18 @@ fn cross_entropy(@builtin(local_invocation_index) t: u32) {
     for (var r = t; r < rows; r += WG) {
         let base = r * cols;
         let lse = row_log_sum_exp(base, cols);
-        let y = class_index(in1[r], cols);
-        let nll = lse - in0[base + y];
+        let y = class_index(ld1(r), cols);
+        let nll = lse - ld0(base + y);
         var s = 0.0;
         for (var j = 0u; j < cols; j++) {
-            s = s + (lse - in0[base + j]);
+            s = s + (lse - ld0(base + j));
         }
         let mean_nll = s / c;
         total = total + (1.0 - eps) * nll + eps * mean_nll;
     }
     let sum = tree_sum(t, total);
     if (t == 0u) {
-        out[0] = sum / f32(rows);
+        st_out(0, sum / f32(rows));
     }
 }
 
@@ -87,13 +87,13 @@ fn cross_entropy_grad(
     }
     let eps = dims.f0;
     let off = eps / f32(cols);
-    let scale = in2[0] / f32(dims.d3);
+    let scale = ld2(0) / f32(dims.d3);
     let base = r * cols;
     let lse = row_log_sum_exp(base, cols);
-    let y = class_index(in1[r], cols);
+    let y = class_index(ld1(r), cols);
     for (var j = 0u; j < cols; j++) {
         let q = select(off, 1.0 - eps + off, j == y);
-        out[base + j] = (exp(in0[base + j] - lse) - q) * scale;
+        st_out(base + j, (exp(ld0(base + j) - lse) - q) * scale);
     }
 }
 
@@ -103,12 +103,12 @@ fn mse(@builtin(local_invocation_index) t: u32) {
     let n = dims.d0;
     var total = 0.0;
     for (var i = t; i < n; i += WG) {
-        let d = in0[i] - in1[i];
+        let d = ld0(i) - ld1(i);
         total = total + d * d;
     }
     let sum = tree_sum(t, total);
     if (t == 0u) {
-        out[0] = sum / f32(n);
+        st_out(0, sum / f32(n));
     }
 }
 
@@ -125,8 +125,8 @@ fn mse_grad(
     if (i >= n) {
         return;
     }
-    let scale = 2.0 * in2[0] / f32(dims.d3);
-    out[i] = (in0[i] - in1[i]) * scale;
+    let scale = 2.0 * ld2(0) / f32(dims.d3);
+    st_out(i, (ld0(i) - ld1(i)) * scale);
 }
 
 // The losses below mirror the CPU's `mean_loss` (forward: single workgroup, d0 = n, in0
@@ -215,11 +215,11 @@ fn bce_with_logits(@builtin(local_invocation_index) t: u32) {
     let n = dims.d0;
     var total = 0.0;
     for (var i = t; i < n; i += WG) {
-        total = total + bce_term(in0[i], in1[i]);
+        total = total + bce_term(ld0(i), ld1(i));
     }
     let sum = tree_sum(t, total);
     if (t == 0u) {
-        out[0] = sum / f32(n);
+        st_out(0, sum / f32(n));
     }
 }
 
@@ -234,8 +234,8 @@ fn bce_with_logits_grad(
     if (i >= n) {
         return;
     }
-    let scale = in2[0] / f32(dims.d3);
-    out[i] = (stable_sigmoid(in0[i]) - in1[i]) * scale;
+    let scale = ld2(0) / f32(dims.d3);
+    st_out(i, (stable_sigmoid(ld0(i)) - ld1(i)) * scale);
 }
 
 // out[0] = mean of |p − t|. Single workgroup.
@@ -244,11 +244,11 @@ fn l1(@builtin(local_invocation_index) t: u32) {
     let n = dims.d0;
     var total = 0.0;
     for (var i = t; i < n; i += WG) {
-        total = total + abs(in0[i] - in1[i]);
+        total = total + abs(ld0(i) - ld1(i));
     }
     let sum = tree_sum(t, total);
     if (t == 0u) {
-        out[0] = sum / f32(n);
+        st_out(0, sum / f32(n));
     }
 }
 
@@ -263,8 +263,8 @@ fn l1_grad(
     if (i >= n) {
         return;
     }
-    let scale = in2[0] / f32(dims.d3);
-    out[i] = sign0(in0[i] - in1[i]) * scale;
+    let scale = ld2(0) / f32(dims.d3);
+    st_out(i, sign0(ld0(i) - ld1(i)) * scale);
 }
 
 // out[0] = mean of smooth_l1_term with β = f0. Single workgroup.
@@ -274,11 +274,11 @@ fn smooth_l1(@builtin(local_invocation_index) t: u32) {
     let beta = dims.f0;
     var total = 0.0;
     for (var i = t; i < n; i += WG) {
-        total = total + smooth_l1_term(in0[i] - in1[i], beta);
+        total = total + smooth_l1_term(ld0(i) - ld1(i), beta);
     }
     let sum = tree_sum(t, total);
     if (t == 0u) {
-        out[0] = sum / f32(n);
+        st_out(0, sum / f32(n));
     }
 }
 
@@ -293,8 +293,8 @@ fn smooth_l1_grad(
     if (i >= n) {
         return;
     }
-    let scale = in2[0] / f32(dims.d3);
-    out[i] = smooth_l1_slope(in0[i] - in1[i], dims.f0) * scale;
+    let scale = ld2(0) / f32(dims.d3);
+    st_out(i, smooth_l1_slope(ld0(i) - ld1(i), dims.f0) * scale);
 }
 
 // out[0] = mean of huber_term with δ = f0. Single workgroup.
@@ -304,11 +304,11 @@ fn huber(@builtin(local_invocation_index) t: u32) {
     let delta = dims.f0;
     var total = 0.0;
     for (var i = t; i < n; i += WG) {
-        total = total + huber_term(in0[i] - in1[i], delta);
+        total = total + huber_term(ld0(i) - ld1(i), delta);
     }
     let sum = tree_sum(t, total);
     if (t == 0u) {
-        out[0] = sum / f32(n);
+        st_out(0, sum / f32(n));
     }
 }
 
@@ -323,6 +323,6 @@ fn huber_grad(
     if (i >= n) {
         return;
     }
-    let scale = in2[0] / f32(dims.d3);
-    out[i] = huber_slope(in0[i] - in1[i], dims.f0) * scale;
+    let scale = ld2(0) / f32(dims.d3);
+    st_out(i, huber_slope(ld0(i) - ld1(i), dims.f0) * scale);
 }

@@ -52,9 +52,13 @@ const RN: u32 = TN / 4u;
 var<workgroup> a_s: array<vec4<f32>, BK * AS>;
 var<workgroup> b_s: array<vec4<f32>, BK * BS>;
 
-// vec4 views of the operands (only the vec4 entry points use them).
+// vec4 views of the operands (only the vec4 entry points use them), read through their
+// accessors like the scalar bindings (all-f32 rendition; shader_gen.rs generates the f16
+// ones, whose views are array<vec4<f16>>).
 @group(0) @binding(2) var<storage, read_write> in0v: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> in1v: array<vec4<f32>>;
+fn ld0v4(i: u32) -> vec4<f32> { return in0v[i]; }
+fn ld1v4(i: u32) -> vec4<f32> { return in1v[i]; }
 
 // acc[(g·4 + r)·RN + h]: row group g, row r, column group h.
 var<private> acc: array<vec4<f32>, TM * RN>;
@@ -116,9 +120,9 @@ fn fetch_a(k0: u32) {
         var v = 0.0;
         if (gk < k && gm < m) {
             if (TRANS_A) {
-                v = in0[gk * m + gm];
+                v = ld0(gk * m + gm);
             } else {
-                v = in0[gm * k + gk];
+                v = ld0(gm * k + gk);
             }
         }
         pa[l] = v;
@@ -142,9 +146,9 @@ fn fetch_b(k0: u32) {
         var v = 0.0;
         if (gk < k && gn < n) {
             if (TRANS_B) {
-                v = in1[gn * k + gk];
+                v = ld1(gn * k + gk);
             } else {
-                v = in1[gk * n + gn];
+                v = ld1(gk * n + gn);
             }
         }
         pb[l] = v;
@@ -186,9 +190,9 @@ fn fetch_a4(k0: u32) {
         var v = vec4<f32>(0.0);
         if (gk < k && gm < m) {
             if (TRANS_A) {
-                v = in0v[(gk * m + gm) / 4u];
+                v = ld0v4((gk * m + gm) / 4u);
             } else {
-                v = in0v[(gm * k + gk) / 4u];
+                v = ld0v4((gm * k + gk) / 4u);
             }
         }
         pa4[l] = v;
@@ -218,9 +222,9 @@ fn fetch_b4(k0: u32) {
         var v = vec4<f32>(0.0);
         if (gk < k && gn < n) {
             if (TRANS_B) {
-                v = in1v[(gn * k + gk) / 4u];
+                v = ld1v4((gn * k + gk) / 4u);
             } else {
-                v = in1v[(gk * n + gn) / 4u];
+                v = ld1v4((gk * n + gn) / 4u);
             }
         }
         pb4[l] = v;
@@ -281,9 +285,9 @@ fn store() {
                     if (col + c < n) {
                         let i = row * n + col + c;
                         if (dims.d3 == 1u) {
-                            out[i] = out[i] + v[c];
+                            st_out(i, ld_out(i) + v[c]);
                         } else {
-                            out[i] = v[c];
+                            st_out(i, v[c]);
                         }
                     }
                 }

@@ -81,12 +81,12 @@ fn row_stats(t: u32, r: u32, eps: f32) -> vec2<f32> {
     let base = r * cols;
     var acc = 0.0;
     for (var j = t; j < cols; j += WG) {
-        acc = acc + in0[base + j];
+        acc = acc + ld0(base + j);
     }
     let mean = tree_sum(t, acc) / f32(cols);
     var acc2 = 0.0;
     for (var j = t; j < cols; j += WG) {
-        let d = in0[base + j] - mean;
+        let d = ld0(base + j) - mean;
         acc2 = acc2 + d * d;
     }
     let variance = tree_sum(t, acc2) / f32(cols);
@@ -110,18 +110,18 @@ fn batch_norm_stats(
     let count = dims.d0 * dims.d2;
     var acc = 0.0;
     for (var m = t; m < count; m += WG) {
-        acc = acc + in0[bn_index(m, k)];
+        acc = acc + ld0(bn_index(m, k));
     }
     let mean = tree_sum(t, acc) / f32(count);
     var acc2 = 0.0;
     for (var m = t; m < count; m += WG) {
-        let d = in0[bn_index(m, k)] - mean;
+        let d = ld0(bn_index(m, k)) - mean;
         acc2 = acc2 + d * d;
     }
     let variance = tree_sum(t, acc2) / f32(count);
     if (t == 0u) {
-        out[k] = mean;
-        out[c + k] = variance;
+        st_out(k, mean);
+        st_out(c + k, variance);
     }
 }
 
@@ -140,7 +140,7 @@ fn batch_norm_apply(
         return;
     }
     let k = (i / dims.d2) % c;
-    out[i] = (in0[i] - in1[k]) * inv_std(in1[c + k], dims.f0) * in2[k] + in3[k];
+    st_out(i, (ld0(i) - ld1(k)) * inv_std(ld1(c + k), dims.f0) * ld2(k) + ld3(k));
 }
 
 // out = dx [N, C, S], the gradient through the batch statistics:
@@ -161,21 +161,21 @@ fn batch_norm_grad(
         return;
     }
     let count = dims.d0 * dims.d2;
-    let mean = in1[k];
-    let istd = inv_std(in1[c + k], dims.f0);
+    let mean = ld1(k);
+    let istd = inv_std(ld1(c + k), dims.f0);
     var acc = vec2<f32>(0.0, 0.0);
     for (var m = t; m < count; m += WG) {
         let i = bn_index(m, k);
-        let g = in3[i];
-        acc = acc + vec2<f32>(g, g * ((in0[i] - mean) * istd));
+        let g = ld3(i);
+        acc = acc + vec2<f32>(g, g * ((ld0(i) - mean) * istd));
     }
     let sums = tree_sum2(t, acc);
     let fcount = f32(count);
-    let scale = in2[k] * istd / fcount;
+    let scale = ld2(k) * istd / fcount;
     for (var m = t; m < count; m += WG) {
         let i = bn_index(m, k);
-        let xhat = (in0[i] - mean) * istd;
-        out[i] = scale * (fcount * in3[i] - sums.x - xhat * sums.y);
+        let xhat = (ld0(i) - mean) * istd;
+        st_out(i, scale * (fcount * ld3(i) - sums.x - xhat * sums.y));
     }
 }
 
@@ -195,16 +195,16 @@ fn batch_norm_gamma_grad(
         return;
     }
     let count = dims.d0 * dims.d2;
-    let mean = in1[k];
-    let istd = inv_std(in1[c + k], dims.f0);
+    let mean = ld1(k);
+    let istd = inv_std(ld1(c + k), dims.f0);
     var acc = 0.0;
     for (var m = t; m < count; m += WG) {
         let i = bn_index(m, k);
-        acc = acc + in2[i] * ((in0[i] - mean) * istd);
+        acc = acc + ld2(i) * ((ld0(i) - mean) * istd);
     }
     let total = tree_sum(t, acc);
     if (t == 0u) {
-        out[k] = total;
+        st_out(k, total);
     }
 }
 
@@ -224,11 +224,11 @@ fn channel_sum(
     let count = dims.d0 * dims.d2;
     var acc = 0.0;
     for (var m = t; m < count; m += WG) {
-        acc = acc + in0[bn_index(m, k)];
+        acc = acc + ld0(bn_index(m, k));
     }
     let total = tree_sum(t, acc);
     if (t == 0u) {
-        out[k] = total;
+        st_out(k, total);
     }
 }
 
@@ -255,8 +255,8 @@ fn batch_norm_running(
     if (count > 1u) {
         bessel = f32(count) / f32(count - 1u);
     }
-    out[k] = keep * out[k] + m * in0[k];
-    out[c + k] = keep * out[c + k] + m * (in0[c + k] * bessel);
+    st_out(k, keep * ld_out(k) + m * ld0(k));
+    st_out(c + k, keep * ld_out(c + k) + m * (ld0(c + k) * bessel));
 }
 
 // out = layer norm of each row of in0 = x [rows, cols]: (x − mean)·invstd·gamma + beta,
@@ -277,7 +277,7 @@ fn layer_norm(
     let stats = row_stats(t, r, dims.f0);
     let base = r * cols;
     for (var j = t; j < cols; j += WG) {
-        out[base + j] = (in0[base + j] - stats.x) * stats.y * in1[j] + in2[j];
+        st_out(base + j, (ld0(base + j) - stats.x) * stats.y * ld1(j) + ld2(j));
     }
 }
 
@@ -303,13 +303,13 @@ fn layer_norm_grad(
     let base = r * cols;
     var acc = vec2<f32>(0.0, 0.0);
     for (var j = t; j < cols; j += WG) {
-        let g = in2[base + j] * in1[j];
-        acc = acc + vec2<f32>(g, g * ((in0[base + j] - mean) * istd));
+        let g = ld2(base + j) * ld1(j);
+        acc = acc + vec2<f32>(g, g * ((ld0(base + j) - mean) * istd));
     }
     let means = tree_sum2(t, acc) / f32(cols);
     for (var j = t; j < cols; j += WG) {
-        let xhat = (in0[base + j] - mean) * istd;
-        out[base + j] = istd * (in2[base + j] * in1[j] - means.x - xhat * means.y);
+        let xhat = (ld0(base + j) - mean) * istd;
+        st_out(base + j, istd * (ld2(base + j) * ld1(j) - means.x - xhat * means.y));
     }
 }
 
@@ -340,10 +340,10 @@ fn layer_norm_gamma_grad(
         let stats = row_stats(t, r, dims.f0);
         if (inside) {
             let i = r * cols + j;
-            acc = acc + in1[i] * ((in0[i] - stats.x) * stats.y);
+            acc = acc + ld1(i) * ((ld0(i) - stats.x) * stats.y);
         }
     }
     if (inside) {
-        out[j] = acc;
+        st_out(j, acc);
     }
 }

@@ -28,12 +28,12 @@ fn window_argmax(base: u32, oy: u32, ox: u32) -> u32 {
     let w = dims.e1;
     let top = base + oy * dims.e4 * w + ox * dims.e5;
     var best = top;
-    var best_v = in0[top];
+    var best_v = ld0(top);
     var best_nan = is_nan(best_v);
     for (var ky = 0u; ky < dims.e2; ky++) {
         let row = top + ky * w;
         for (var kx = 0u; kx < dims.e3; kx++) {
-            let v = in0[row + kx];
+            let v = ld0(row + kx);
             let v_nan = is_nan(v);
             if (!best_nan && (v_nan || v > best_v)) {
                 best = row + kx;
@@ -73,7 +73,7 @@ fn max_pool(
     let ohw = dims.e6 * dims.e7;
     let p = i / ohw;
     let r = i % ohw;
-    out[i] = in0[window_argmax(p * dims.e0 * dims.e1, r / dims.e7, r % dims.e7)];
+    st_out(i, ld0(window_argmax(p * dims.e0 * dims.e1, r / dims.e7, r % dims.e7)));
 }
 
 // out = dx [N, C, H, W]: each pixel sums dy over the windows (rows, then columns) whose
@@ -106,11 +106,11 @@ fn max_pool_grad(
     for (var oy = first_cover(y, dims.e2, dims.e4); oy < oy_end; oy++) {
         for (var ox = ox_lo; ox < ox_end; ox++) {
             if (window_argmax(base, oy, ox) == i) {
-                acc = acc + in1[dbase + oy * ow + ox];
+                acc = acc + ld1(dbase + oy * ow + ox);
             }
         }
     }
-    out[i] = acc;
+    st_out(i, acc);
 }
 
 // out [N, C, OH, OW] = sum of each window of in0 = x (rows, then columns) / (kh·kw).
@@ -133,10 +133,10 @@ fn avg_pool(
     for (var ky = 0u; ky < dims.e2; ky++) {
         let row = top + ky * w;
         for (var kx = 0u; kx < dims.e3; kx++) {
-            acc = acc + in0[row + kx];
+            acc = acc + ld0(row + kx);
         }
     }
-    out[i] = acc / f32(dims.e2 * dims.e3);
+    st_out(i, acc / f32(dims.e2 * dims.e3));
 }
 
 // out = dx [N, C, H, W]: each pixel sums dy over the windows containing it (rows, then
@@ -166,8 +166,8 @@ fn avg_pool_grad(
     var acc = 0.0;
     for (var oy = first_cover(y, dims.e2, dims.e4); oy < oy_end; oy++) {
         for (var ox = ox_lo; ox < ox_end; ox++) {
-            acc = acc + in0[dbase + oy * ow + ox];
+            acc = acc + ld0(dbase + oy * ow + ox);
         }
     }
-    out[i] = acc / f32(dims.e2 * dims.e3);
+    st_out(i, acc / f32(dims.e2 * dims.e3));
 }

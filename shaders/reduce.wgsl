@@ -39,7 +39,7 @@ fn tree_count(t: u32, v: u32) -> u32 {
 fn strided_sum(t: u32, n: u32) -> f32 {
     var acc = 0.0;
     for (var i = t; i < n; i += WG) {
-        acc = acc + in0[i];
+        acc = acc + ld0(i);
     }
     return acc;
 }
@@ -48,9 +48,9 @@ fn strided_sum(t: u32, n: u32) -> f32 {
 // greater to win), as torch.argmax.
 fn row_argmax(base: u32, cols: u32) -> u32 {
     var best = 0u;
-    var best_v = in0[base];
+    var best_v = ld0(base);
     for (var j = 1u; j < cols; j++) {
-        let v = in0[base + j];
+        let v = ld0(base + j);
         if (v > best_v) {
             best = j;
             best_v = v;
@@ -64,7 +64,7 @@ fn row_argmax(base: u32, cols: u32) -> u32 {
 fn sum(@builtin(local_invocation_index) t: u32) {
     let total = tree_sum(t, strided_sum(t, dims.d0));
     if (t == 0u) {
-        out[0] = total;
+        st_out(0, total);
     }
 }
 
@@ -73,11 +73,11 @@ fn sum(@builtin(local_invocation_index) t: u32) {
 fn sum_squares(@builtin(local_invocation_index) t: u32) {
     var acc = 0.0;
     for (var i = t; i < dims.d0; i += WG) {
-        acc = acc + in0[i] * in0[i];
+        acc = acc + ld0(i) * ld0(i);
     }
     let total = tree_sum(t, acc);
     if (t == 0u) {
-        out[0] = total;
+        st_out(0, total);
     }
 }
 
@@ -86,11 +86,11 @@ fn sum_squares(@builtin(local_invocation_index) t: u32) {
 fn sum_abs(@builtin(local_invocation_index) t: u32) {
     var acc = 0.0;
     for (var i = t; i < dims.d0; i += WG) {
-        acc = acc + abs(in0[i]);
+        acc = acc + abs(ld0(i));
     }
     let total = tree_sum(t, acc);
     if (t == 0u) {
-        out[0] = total;
+        st_out(0, total);
     }
 }
 
@@ -101,7 +101,7 @@ fn sum_squares_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     if (i >= dims.d0) {
         return;
     }
-    out[i] = in0[i] * (2.0 * in1[0]);
+    st_out(i, ld0(i) * (2.0 * ld1(0)));
 }
 
 // out = sign(x)·dy (the L1 penalty's gradient, sign(0) = 0 as torch.sign), in0 = x,
@@ -112,9 +112,9 @@ fn sum_abs_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if (i >= dims.d0) {
         return;
     }
-    let x = in0[i];
-    let dy = in1[0];
-    out[i] = select(select(0.0, -dy, x < 0.0), dy, x > 0.0);
+    let x = ld0(i);
+    let dy = ld1(0);
+    st_out(i, select(select(0.0, -dy, x < 0.0), dy, x > 0.0));
 }
 
 // out[0] = Σ in0 / n; d0 = n. Single workgroup.
@@ -122,7 +122,7 @@ fn sum_abs_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 fn mean(@builtin(local_invocation_index) t: u32) {
     let total = tree_sum(t, strided_sum(t, dims.d0));
     if (t == 0u) {
-        out[0] = total / f32(dims.d0);
+        st_out(0, total / f32(dims.d0));
     }
 }
 
@@ -133,7 +133,7 @@ fn argmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     if (r >= dims.d0) {
         return;
     }
-    out[r] = f32(row_argmax(r * dims.d1, dims.d1));
+    st_out(r, f32(row_argmax(r * dims.d1, dims.d1)));
 }
 
 // out[0] = number of rows whose argmax equals the label, as f32; d0 = rows, d1 = cols,
@@ -144,13 +144,13 @@ fn correct(@builtin(local_invocation_index) t: u32) {
     let cols = dims.d1;
     var hits = 0u;
     for (var r = t; r < rows; r += WG) {
-        if (f32(row_argmax(r * cols, cols)) == in1[r]) {
+        if (f32(row_argmax(r * cols, cols)) == ld1(r)) {
             hits += 1u;
         }
     }
     let total = tree_count(t, hits);
     if (t == 0u) {
-        out[0] = f32(total);
+        st_out(0, f32(total));
     }
 }
 
@@ -158,5 +158,5 @@ fn correct(@builtin(local_invocation_index) t: u32) {
 // accumulator d0; `out` is bound to the metrics buffer. Dispatched as one invocation.
 @compute @workgroup_size(1)
 fn accumulate() {
-    out[dims.d0] = out[dims.d0] + in0[0] * dims.f0;
+    st_out(dims.d0, ld_out(dims.d0) + ld0(0) * dims.f0);
 }

@@ -18,18 +18,18 @@ fn softmax(
     let base = r * cols;
     // Starting from the first element instead of −∞ (which WGSL cannot spell as a
     // constant) gives the same maximum.
-    var m = in0[base];
+    var m = ld0(base);
     for (var j = 1u; j < cols; j++) {
-        m = max(m, in0[base + j]);
+        m = max(m, ld0(base + j));
     }
     var total = 0.0;
     for (var j = 0u; j < cols; j++) {
-        let e = exp(in0[base + j] - m);
-        out[base + j] = e;
+        let e = exp(ld0(base + j) - m);
+        st_out(base + j, e);
         total = total + e;
     }
     for (var j = 0u; j < cols; j++) {
-        out[base + j] = out[base + j] / total;
+        st_out(base + j, ld_out(base + j) / total);
     }
 }
 
@@ -47,9 +47,9 @@ fn softmax_grad(
     let base = r * cols;
     var dy_dot_y = 0.0;
     for (var j = 0u; j < cols; j++) {
-        dy_dot_y = dy_dot_y + in0[base + j] * in1[base + j];
+        dy_dot_y = dy_dot_y + ld0(base + j) * ld1(base + j);
     }
     for (var j = 0u; j < cols; j++) {
-        out[base + j] = in0[base + j] * (in1[base + j] - dy_dot_y);
+        st_out(base + j, ld0(base + j) * (ld1(base + j) - dy_dot_y));
     }
 }

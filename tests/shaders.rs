@@ -573,3 +573,182 @@ fn philox_declares_its_functions_and_bindings() {
         "philox.wgsl: `bits` is not array<u32>"
     );
 }
+
+/// The storage arrays kernels may only reach through their accessors, with the accessors'
+/// own lines excepted (`fn ld…`/`fn st…`).
+const ACCESSED_ONLY_THROUGH_FUNCTIONS: &[&str] =
+    &["out", "in0", "in1", "in2", "in3", "in0v", "in1v", "values"];
+
+/// Kernels index no storage array directly, so a generated signature changes every access.
+#[test]
+fn kernels_reach_storage_only_through_accessors() {
+    let sources = shader_sources();
+    for name in GRAPH_OP_FILES.iter().chain(&["anomaly.wgsl"]) {
+        let source = sources
+            .get(*name)
+            .unwrap_or_else(|| panic!("shaders/{name} is missing"));
+        for (n, line) in source.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.trim_start().starts_with("fn ld") || code.trim_start().starts_with("fn st") {
+                continue;
+            }
+            for array in ACCESSED_ONLY_THROUGH_FUNCTIONS {
+                let pattern = format!("{array}[");
+                for (at, _) in code.match_indices(&pattern) {
+                    let before = code[..at].chars().next_back();
+                    assert!(
+                        before.is_some_and(|c| c.is_alphanumeric() || c == '_'),
+                        "{name}:{}: `{}` indexes `{array}` directly",
+                        n + 1,
+                        line.trim()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Parses and validates a generated module with f16 allowed.
+fn load_f16(name: &str, source: &str) -> Module {
+    let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| {
+        panic!(
+            "{name} does not parse:\n{}",
+            e.emit_to_string_with_path(source, name)
+        )
+    });
+    Validator::new(
+        ValidationFlags::all(),
+        Capabilities::default() | Capabilities::SHADER_FLOAT16,
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| {
+        panic!(
+            "{name} does not validate:\n{}",
+            e.emit_to_string_with_path(source, name)
+        )
+    });
+    module
+}
+
+/// The scalar width in bytes of the elements of a storage array variable.
+fn element_width(module: &Module, ty: naga::Handle<naga::Type>) -> Option<u8> {
+    let TypeInner::Array { base, .. } = module.types[ty].inner else {
+        return None;
+    };
+    match module.types[base].inner {
+        TypeInner::Scalar(s) => Some(s.width),
+        TypeInner::Vector { scalar, .. } => Some(scalar.width),
+        _ => None,
+    }
+}
+
+/// Every graph-op module and anomaly.wgsl for the all-f32 signature (exactly the module in
+/// `shaders::ALL`), the all-f16 one, and mixed ones (f16 out with f32 inputs; f32 out with
+/// f16 inputs, as a matmul writing weight gradients; f16 on every other binding): each
+/// validates with naga, declares each binding with the dtype asked for, and still reads the
+/// graph-op interface's bindings only through accessors.
+#[test]
+fn every_binding_dtype_signature_validates() {
+    use kiln::backend::wgpu::shaders::{module_source, ALL};
+    let graph_op: &[&[bool]] = &[
+        &[],
+        &[false; 5],
+        &[true; 5],
+        &[true],
+        &[true, false, false, false, false],
+        &[false, true, true, true, true],
+        &[false, true],
+        &[true, false, true, false, true],
+        &[false, true, false, true],
+    ];
+    let anomaly: &[&[bool]] = &[&[], &[false, true]];
+    // Modules with a generated f16 interface: the graph-op modules (binding 6 does not
+    // exist) and anomaly (binding 1 is its atomic flag). Every other module refuses f16.
+    let f16_modules: Vec<&str> = [
+        "matmul_32x32.wgsl",
+        "matmul_64x64.wgsl",
+        "matmul_128x64.wgsl",
+        "matmul_128x128.wgsl",
+        "anomaly.wgsl",
+    ]
+    .into_iter()
+    .chain(
+        GRAPH_OP_FILES
+            .iter()
+            .copied()
+            .filter(|f| *f != "matmul.wgsl"),
+    )
+    .collect();
+    for name in &f16_modules {
+        assert!(
+            ALL.iter().any(|(n, _)| n == name),
+            "{name} is not in shaders::ALL"
+        );
+    }
+    for (name, f32_source) in ALL {
+        let signatures = match *name {
+            "anomaly.wgsl" => {
+                assert!(module_source(name, &[true]).is_err());
+                assert!(module_source(name, &[false, true, true]).is_err());
+                anomaly
+            }
+            n if f16_modules.contains(&n) => {
+                let binding6 = [false, false, false, false, false, true];
+                assert!(module_source(name, &binding6).is_err(), "{name}: binding 6");
+                graph_op
+            }
+            _ => {
+                assert_eq!(module_source(name, &[]).unwrap(), *f32_source, "{name}");
+                assert_eq!(
+                    module_source(name, &[false, false]).unwrap(),
+                    *f32_source,
+                    "{name}"
+                );
+                for half in [&[true][..], &[false, true], &[true; 5]] {
+                    let err = module_source(name, half).unwrap_err();
+                    assert!(
+                        matches!(err, kiln::error::Error::Unsupported(_)),
+                        "{name} {half:?}: {err}"
+                    );
+                }
+                continue;
+            }
+        };
+        for half in signatures {
+            let source =
+                module_source(name, half).unwrap_or_else(|e| panic!("{name} {half:?}: {e}"));
+            let label = format!("{name} {half:?}");
+            if !half.contains(&true) {
+                assert_eq!(source, *f32_source, "{label}: not the f32 module");
+            } else {
+                assert!(source.starts_with("enable f16;"), "{label}");
+            }
+            let module = load_f16(&label, &source);
+            for (_, var) in module.global_variables.iter() {
+                let Some(binding) = &var.binding else {
+                    continue;
+                };
+                if !matches!(var.space, AddressSpace::Storage { .. }) {
+                    continue;
+                }
+                let var_name = var.name.as_deref().unwrap_or("?");
+                let want_half = (binding.binding as usize)
+                    .checked_sub(1)
+                    .and_then(|k| half.get(k))
+                    .copied()
+                    .unwrap_or(false);
+                let width = element_width(&module, var.ty);
+                if var_name == "flag" {
+                    continue; // anomaly's atomic u32
+                }
+                assert_eq!(
+                    width,
+                    Some(if want_half { 2 } else { 4 }),
+                    "{label}: `{var_name}` at binding {}",
+                    binding.binding
+                );
+            }
+        }
+    }
+    assert!(module_source("nope.wgsl", &[]).is_err());
+}

@@ -107,7 +107,9 @@ impl GpuContext {
         let info = adapter.get_info();
         let mut limits = adapter.limits();
         adjust(&mut limits);
-        let wanted = wgpu::Features::TIMESTAMP_QUERY;
+        // Optional features, each requested only where the adapter has it: timestamps for
+        // kernel timings, SHADER_F16 for mixed precision (f16 storage); see `has_f16`.
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
         let features = adapter.features() & wanted;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("kiln"),
@@ -154,6 +156,13 @@ impl GpuContext {
             self.info.driver,
             self.info.driver_info
         )
+    }
+
+    /// Whether the device was opened with `wgpu::Features::SHADER_F16` (requested whenever
+    /// the adapter has it), i.e. whether modules with f16 bindings
+    /// ([`module_source`](super::shaders::module_source)) can be built on it.
+    pub fn has_f16(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SHADER_F16)
     }
 
     /// Whether the adapter is a software rasteriser.

@@ -8,6 +8,15 @@
 //! an op uses (its arity).
 //! 1-D kernels have 256 invocations per workgroup and take a 2-D grid when more than
 //! 65535 workgroups are needed; "single workgroup" kernels are dispatched as (1, 1, 1).
+//!
+//! Kernels reach their storage bindings only through accessor functions (`ld_out`,
+//! `st_out`, `ld0`..`ld3`, ...), so each graph-op module (and `anomaly.wgsl`) also exists
+//! per binding dtype signature, with any binding holding f16: see [`module_source`]. The
+//! constants below are the all-f32 modules.
+
+// A private helper of this module, kept in its own file (it is the only generated WGSL).
+#[path = "shader_gen.rs"]
+mod shader_gen;
 
 /// One module of `shaders/matmul.wgsl`: the graph-op interface, the constants of one tile
 /// configuration (invocations `WX` x `WY`, outputs `TM` x `TN` per invocation, K tiles
@@ -150,3 +159,24 @@ pub const ALL: &[(&str, &str)] = &[
     ("optim.wgsl", OPTIM),
     ("philox.wgsl", PHILOX),
 ];
+
+/// The WGSL of `shader` (a key of [`ALL`]) with its storage bindings stored as `half` says,
+/// for mixed precision: `half[k]` makes storage binding k + 1 hold f16 instead of f32, so
+/// k = 0 is `out` and k = 1..=4 are `in0`..`in3` (the matmul's vec4 views follow `in0` and
+/// `in1`); for `anomaly.wgsl`, whose binding 1 is its atomic flag, only k = 1 (the tested
+/// values) may be f16. Missing entries are f32. Kernels still compute in f32: an f16 binding
+/// is widened on every load and rounded to nearest f16 on every store.
+///
+/// An all-f32 signature returns exactly the module in [`ALL`]; otherwise the module starts
+/// with `enable f16;` and needs a device with `wgpu::Features::SHADER_F16`. Errors with
+/// [`Error::Unsupported`](crate::error::Error::Unsupported) for an unknown shader, for f16
+/// asked of a file that is not a graph-op module or anomaly (`optim.wgsl`, `philox.wgsl`),
+/// or for a binding that cannot be f16.
+pub fn module_source(shader: &str, half: &[bool]) -> crate::error::Result<String> {
+    let template = ALL
+        .iter()
+        .find(|(name, _)| *name == shader)
+        .map(|(_, src)| *src)
+        .ok_or_else(|| crate::error::Error::Unsupported(format!("no shader named {shader}")))?;
+    shader_gen::generate(shader, template, half)
+}
