@@ -11,12 +11,17 @@ fn options(args: &[String]) -> kiln::Result<(BenchOptions, bool)> {
         groups: Vec::new(),
         backend: BackendChoice::Auto,
         quick: false,
+        precision: kiln::precision::Precision::F32,
     };
     let mut json = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => options.quick = true,
+            "--precision" => {
+                let v = it.next().map_or("", String::as_str);
+                options.precision = v.parse()?;
+            }
             "--json" => json = true,
             "--backend" => {
                 let v = it.next().map_or("", String::as_str);

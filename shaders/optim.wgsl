@@ -2,7 +2,7 @@
 // mirroring src/backend/cpu/optim.rs and src/optim/mod.rs.
 //
 // Not the graph-op binding convention: the uniform is the per-step StepScalars, and the
-// arenas are bound one piece at a time: `piece` (binding 8) says where the bound range
+// arenas are bound one piece at a time: `piece` (binding 9) says where the bound range
 // starts in the arena and how long it is, so arenas larger than one storage binding are
 // updated by several dispatches. Indices below are local to the piece unless named
 // global. The gradient is scaled by the clipping coefficient on the fly,
@@ -12,6 +12,12 @@
 // grad_norm_final (one workgroup), then the optimizer's *_step (one invocation per
 // parameter). The norm is summed in a fixed order, so it is bit-identical from run to run.
 // Gradients are first clipped by value (clip_value > 0), then scaled by the norm's factor.
+//
+// Each optimizer's arithmetic is a function `*_update(i, g)` that writes the parameter
+// and its state and returns the new parameter; the `*_step` entry points here feed it the
+// clipped gradient. f16 models use optim_half.wgsl's entry points instead (that file is
+// appended to this one, after `enable f16;`): they unscale the gradient by the loss scale
+// first, always skip a step with non-finite gradients, and write the f16 weight copy.
 
 // Field for field the Rust `StepScalars` (#[repr(C)], 112 bytes): tests/shaders.rs checks
 // the names and offsets.
@@ -58,7 +64,9 @@ struct StepScalars {
 @group(0) @binding(5) var<storage, read_write> state2: array<f32>;
 // One Σg² per 4096-gradient chunk, written by grad_norm_partial.
 @group(0) @binding(6) var<storage, read_write> partials: array<f32>;
-// norm[0] = Σg² over the whole arena (the squared norm), written by grad_norm_final.
+// norm[0] = Σg² over the whole arena (the squared norm), written by grad_norm_final. For
+// f16 models norm[1..4] hold the loss scaler's state (scaler.wgsl): it shares this buffer
+// because the update kernels already use WebGPU's default 8 storage bindings per stage.
 @group(0) @binding(7) var<storage, read_write> norm: array<f32>;
 
 // A multiple of CHUNK, so a piece's norm partials land at the same index whatever the
@@ -67,7 +75,9 @@ struct Piece {
     base: u32,
     len: u32,
 }
-@group(0) @binding(8) var<uniform> piece: Piece;
+// Binding 9, after optim_half.wgsl's f16 weight copy at binding 8, so that storage
+// bindings are numbered 1..=n with no gap.
+@group(0) @binding(9) var<uniform> piece: Piece;
 
 const WG: u32 = 256u;
 // Gradients per grad_norm_partial workgroup (16 per invocation).
@@ -87,6 +97,11 @@ fn tree_sum(t: u32, v: f32) -> f32 {
         workgroupBarrier();
     }
     return partial[0];
+}
+
+// NaN/Inf by their exponent bits: compilers may assume no NaN in float compares.
+fn is_nonfinite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
 }
 
 // clip_grad_value_: g clamped to [−clip_value, clip_value] when clip_value > 0.
@@ -149,8 +164,7 @@ fn clip_coefficient() -> f32 {
 fn element(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     let i = gid.x + gid.y * nwg.x * 256u;
     if (s.skip_nonfinite != 0u && s.max_norm > 0.0) {
-        // NaN/Inf by their exponent bits: compilers may assume no NaN in float compares.
-        if ((bitcast<u32>(norm[0]) & 0x7f800000u) == 0x7f800000u) {
+        if (is_nonfinite(norm[0])) {
             return piece.len;
         }
     }
@@ -172,17 +186,12 @@ fn gradient(i: u32) -> f32 {
 }
 
 // torch.optim.SGD: coupled weight decay, momentum with dampening, optional Nesterov.
-@compute @workgroup_size(256)
-fn sgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = element(gid, nwg);
-    if (i >= piece.len) {
-        return;
-    }
+fn sgd_update(i: u32, g: f32) -> f32 {
     let h = hyper(i);
     let lr = h.x;
     let wd = h.y;
     let p = params[i];
-    var d = gradient(i) + wd * p;
+    var d = g + wd * p;
     if (s.momentum != 0.0) {
         // The first step seeds the buffer with d itself, as PyTorch does (no dampening).
         var b = d;
@@ -196,23 +205,29 @@ fn sgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
             d = b;
         }
     }
-    params[i] = p - lr * d;
+    let updated = p - lr * d;
+    params[i] = updated;
+    return updated;
+}
+
+@compute @workgroup_size(256)
+fn sgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i >= piece.len) {
+        return;
+    }
+    _ = sgd_update(i, gradient(i));
 }
 
 // torch.optim.Adam (coupled L2) and AdamW (decoupled decay), with AMSGrad, in PyTorch's
 // order of operations; the bias corrections come from the host, computed in f64 as
 // PyTorch computes them in Python.
-@compute @workgroup_size(256)
-fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = element(gid, nwg);
-    if (i >= piece.len) {
-        return;
-    }
+fn adam_update(i: u32, g_in: f32) -> f32 {
     let h = hyper(i);
     let lr = h.x;
     let wd = h.y;
     var p = params[i];
-    var g = gradient(i);
+    var g = g_in;
     if (s.decoupled != 0u) {
         p = p * (1.0 - lr * wd);
     } else {
@@ -230,38 +245,50 @@ fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         state2[i] = second;
     }
     let denom = sqrt(second) / s.bias_correction2_sqrt + s.eps;
-    params[i] = p - (lr / s.bias_correction1) * m / denom;
+    let updated = p - (lr / s.bias_correction1) * m / denom;
+    params[i] = updated;
+    return updated;
+}
+
+@compute @workgroup_size(256)
+fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i >= piece.len) {
+        return;
+    }
+    _ = adam_update(i, gradient(i));
 }
 
 // torch.optim.Adagrad; the host has already decayed lr by 1/(1 + (t − 1)·lr_decay).
+fn adagrad_update(i: u32, g_in: f32) -> f32 {
+    let h = hyper(i);
+    let lr = h.x;
+    let wd = h.y;
+    let p = params[i];
+    let g = g_in + wd * p;
+    let sum = state0[i] + g * g;
+    state0[i] = sum;
+    let updated = p - lr * g / (sqrt(sum) + s.eps);
+    params[i] = updated;
+    return updated;
+}
+
 @compute @workgroup_size(256)
 fn adagrad_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element(gid, nwg);
     if (i >= piece.len) {
         return;
     }
-    let h = hyper(i);
-    let lr = h.x;
-    let wd = h.y;
-    let p = params[i];
-    let g = gradient(i) + wd * p;
-    let sum = state0[i] + g * g;
-    state0[i] = sum;
-    params[i] = p - lr * g / (sqrt(sum) + s.eps);
+    _ = adagrad_update(i, gradient(i));
 }
 
 // torch.optim.RMSprop, optionally centred and with momentum.
-@compute @workgroup_size(256)
-fn rmsprop_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = element(gid, nwg);
-    if (i >= piece.len) {
-        return;
-    }
+fn rmsprop_update(i: u32, g_in: f32) -> f32 {
     let h = hyper(i);
     let lr = h.x;
     let wd = h.y;
     let p = params[i];
-    let g = gradient(i) + wd * p;
+    let g = g_in + wd * p;
     let sq = s.alpha * state0[i] + (1.0 - s.alpha) * g * g;
     state0[i] = sq;
     var avg = sqrt(sq) + s.eps;
@@ -271,30 +298,48 @@ fn rmsprop_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         state1[i] = ga;
         avg = sqrt(sq - ga * ga) + s.eps;
     }
+    var updated: f32;
     if (s.momentum > 0.0) {
         let b = s.momentum * state2[i] + g / avg;
         state2[i] = b;
-        params[i] = p - lr * b;
+        updated = p - lr * b;
     } else {
-        params[i] = p - lr * g / avg;
+        updated = p - lr * g / avg;
     }
+    params[i] = updated;
+    return updated;
+}
+
+@compute @workgroup_size(256)
+fn rmsprop_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i >= piece.len) {
+        return;
+    }
+    _ = rmsprop_update(i, gradient(i));
 }
 
 // torch.optim.Adadelta (rho in `alpha`).
+fn adadelta_update(i: u32, g_in: f32) -> f32 {
+    let h = hyper(i);
+    let lr = h.x;
+    let wd = h.y;
+    let p = params[i];
+    let g = g_in + wd * p;
+    let sq = s.alpha * state0[i] + (1.0 - s.alpha) * g * g;
+    state0[i] = sq;
+    let delta = sqrt(state1[i] + s.eps) / sqrt(sq + s.eps) * g;
+    state1[i] = s.alpha * state1[i] + (1.0 - s.alpha) * delta * delta;
+    let updated = p - lr * delta;
+    params[i] = updated;
+    return updated;
+}
+
 @compute @workgroup_size(256)
 fn adadelta_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element(gid, nwg);
     if (i >= piece.len) {
         return;
     }
-    let h = hyper(i);
-    let lr = h.x;
-    let wd = h.y;
-    let p = params[i];
-    let g = gradient(i) + wd * p;
-    let sq = s.alpha * state0[i] + (1.0 - s.alpha) * g * g;
-    state0[i] = sq;
-    let delta = sqrt(state1[i] + s.eps) / sqrt(sq + s.eps) * g;
-    state1[i] = s.alpha * state1[i] + (1.0 - s.alpha) * delta * delta;
-    params[i] = p - lr * delta;
+    _ = adadelta_update(i, gradient(i));
 }

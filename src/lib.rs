@@ -22,6 +22,7 @@ pub mod nn;
 pub mod op;
 pub mod optim;
 pub mod parity;
+pub mod precision;
 pub mod report;
 pub mod rng;
 pub mod shape;

@@ -156,3 +156,33 @@ fn bench_quick_gpu_wall_clock_fallback() {
         }
     }
 }
+
+/// `--precision f16`: the matmul rows read f16 operands and write f16 outputs, so their
+/// bytes are half the f32 rows'; the FLOPs are the same.
+#[test]
+fn bench_f16_counts_half_the_bytes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "bench",
+            "matmul",
+            "--quick",
+            "--json",
+            "--backend",
+            "cpu",
+            "--precision",
+            "f16",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["precision"], "f16");
+    let rows = report["rows"].as_array().unwrap();
+    let square = rows
+        .iter()
+        .find(|r| r["shape"] == "256³")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(num(square, "flops"), Some(2.0 * 256f64.powi(3)));
+    assert_eq!(num(square, "bytes"), Some(2.0 * 3.0 * 256.0 * 256.0));
+}

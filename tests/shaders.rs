@@ -64,6 +64,18 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "adadelta_step",
         ],
     ),
+    (
+        "optim_half.wgsl",
+        &[
+            "grad_norm_partial_half",
+            "sgd_step_half",
+            "adam_step_half",
+            "adagrad_step_half",
+            "rmsprop_step_half",
+            "adadelta_step_half",
+        ],
+    ),
+    ("scaler.wgsl", &["write_loss_seed", "update_loss_scale"]),
     ("philox.wgsl", &["philox_fill"]),
     ("anomaly.wgsl", &["check_finite"]),
     ("philox_core.wgsl", &[]),
@@ -187,6 +199,11 @@ fn shader_sources() -> BTreeMap<String, String> {
             *s = format!("{core}{s}");
         }
     }
+    // optim_half.wgsl extends optim.wgsl (src/backend/wgpu/shaders.rs `OPTIM_HALF`).
+    let optim = sources.get("optim.wgsl").cloned().unwrap_or_default();
+    if let Some(s) = sources.get_mut("optim_half.wgsl") {
+        *s = format!("enable f16;\n{optim}{s}");
+    }
     if let Some(s) = sources.get_mut("matmul.wgsl") {
         *s = format!("{MATMUL_CONFIG}{s}");
     }
@@ -200,7 +217,8 @@ fn shader_sources() -> BTreeMap<String, String> {
     sources
 }
 
-/// Parses and validates one file, panicking with naga's rendered diagnostic.
+/// Parses and validates one file, panicking with naga's rendered diagnostic (f16 is
+/// allowed in modules that enable it).
 fn load(name: &str, source: &str) -> Module {
     let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| {
         panic!(
@@ -208,7 +226,12 @@ fn load(name: &str, source: &str) -> Module {
             e.emit_to_string_with_path(source, name)
         )
     });
-    Validator::new(ValidationFlags::all(), Capabilities::default())
+    let capabilities = if source.starts_with("enable f16;") {
+        Capabilities::default() | Capabilities::SHADER_FLOAT16
+    } else {
+        Capabilities::default()
+    };
+    Validator::new(ValidationFlags::all(), capabilities)
         .validate(&module)
         .unwrap_or_else(|e| {
             panic!(
@@ -295,7 +318,7 @@ fn workgroup_sizes_match_the_dispatch_conventions() {
             };
             let expected = match *entry {
                 e if e.starts_with("matmul") => [16, 16, 1],
-                "accumulate" => [1, 1, 1],
+                "accumulate" | "write_loss_seed" | "update_loss_scale" => [1, 1, 1],
                 _ => [256, 1, 1],
             };
             assert_eq!(ep.workgroup_size, expected, "{file}: `{entry}`");

@@ -2,10 +2,12 @@
 //! [`Plan`]s over the same arena layout, so any value can be compared between them.
 
 pub mod cpu;
+mod loss_scale;
 mod select;
 pub mod wgpu;
 
-pub use select::{select_backend, BackendChoice};
+pub use loss_scale::LossScale;
+pub use select::{select_backend, select_backend_for, BackendChoice};
 
 use crate::error::Result;
 use crate::graph::{ParamLayout, Plan, Slot};
@@ -107,4 +109,19 @@ pub trait Backend: Send {
 
     /// Reads a value of the last run of `plan` (an output, or any slot still intact).
     fn read_slot(&mut self, plan: PlanId, slot: Slot) -> Result<Vec<f32>>;
+
+    /// The GradScaler state of an f16 model ([`LossScale`]; `None` for f32 models, which
+    /// are not scaled). Waits for queued work.
+    ///
+    /// Every training run of an f16 model seeds its backward pass with the scale, unscales
+    /// the gradients in the optimizer and, when any is not finite, skips the whole update
+    /// and counts it in `skipped`. To learn whether the last step was skipped, compare
+    /// `skipped` with its previous value, or read one float with
+    /// [`Backend::read_grad_norm_sq`]: for f16 models it is the squared norm of the
+    /// unscaled gradients, non-finite exactly when the update was skipped.
+    fn read_loss_scale(&mut self) -> Result<Option<LossScale>>;
+
+    /// Overwrites the GradScaler state of an f16 model (to resume a run, and for tests);
+    /// an error for f32 models.
+    fn write_loss_scale(&mut self, s: LossScale) -> Result<()>;
 }

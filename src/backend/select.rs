@@ -6,6 +6,7 @@ use super::cpu::CpuBackend;
 use super::wgpu::{AdapterPolicy, WgpuBackend};
 use super::Backend;
 use crate::error::{Error, Result};
+use crate::precision::Precision;
 
 /// The user's choice of backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +45,49 @@ pub fn select_backend(choice: BackendChoice) -> Result<Box<dyn Backend>> {
             Err(e) => {
                 eprintln!("{e}; training on the CPU backend (use --backend gpu to use a software adapter)");
                 Ok(Box::new(CpuBackend::new()))
+            }
+        },
+    }
+}
+
+/// Opens the chosen backend for a model trained in `precision`, and says which precision it
+/// will train in. The CPU backend runs f16 as an emulation (same rounding as the GPU's f16
+/// storage). A GPU without `SHADER_F16` is a typed error when the GPU was asked for by name
+/// (`--backend gpu --precision f16`), and with `Auto` a one-line message and f32.
+pub fn select_backend_for(
+    choice: BackendChoice,
+    precision: Precision,
+) -> Result<(Box<dyn Backend>, Precision)> {
+    let gpu = |policy| -> Result<(WgpuBackend, bool)> {
+        let b = WgpuBackend::new(policy)?;
+        let f16 = b.context().has_f16();
+        Ok((b, f16))
+    };
+    match (choice, precision) {
+        (_, Precision::F32) | (BackendChoice::Cpu, _) => Ok((select_backend(choice)?, precision)),
+        (BackendChoice::Gpu, Precision::F16) => match gpu(AdapterPolicy::AllowSoftware)? {
+            (b, true) => Ok((Box::new(b), precision)),
+            (b, false) => Err(Error::Unsupported(format!(
+                "--precision f16 needs the SHADER_F16 feature, which {} lacks (use --precision \
+                 f32)",
+                b.describe()
+            ))),
+        },
+        (BackendChoice::Auto, Precision::F16) => match gpu(AdapterPolicy::HardwareOnly) {
+            Ok((b, true)) => Ok((Box::new(b), precision)),
+            Ok((b, false)) => {
+                eprintln!(
+                    "{} lacks SHADER_F16 (f16 shaders): training in f32",
+                    b.describe()
+                );
+                Ok((Box::new(b), Precision::F32))
+            }
+            Err(e) => {
+                eprintln!(
+                    "{e}; training on the CPU backend, which emulates f16 (use --backend gpu \
+                     to use a software adapter)"
+                );
+                Ok((Box::new(CpuBackend::new()), precision))
             }
         },
     }

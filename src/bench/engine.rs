@@ -10,8 +10,9 @@ use crate::backend::cpu::CpuBackend;
 use crate::backend::wgpu::{AdapterPolicy, Clock, WgpuBackend};
 use crate::backend::{Backend, BackendChoice, PlanId, Tail};
 use crate::error::{Error, Result};
-use crate::graph::{Graph, ParamLayout, Plan};
+use crate::graph::{ArenaKind, Graph, ParamLayout, Plan, ValueId};
 use crate::optim::{Optimizer, StepScalars};
+use crate::precision::Precision;
 
 /// How long to spend on one measurement.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -146,8 +147,13 @@ impl Engine {
 
     /// Puts `graph`'s parameters (filled from their initialisers) and buffers on the
     /// device, with `optimizer` state when given.
-    fn init(&mut self, graph: &Graph, optimizer: Option<Optimizer>) -> Result<ParamLayout> {
-        let layout = ParamLayout::of(graph);
+    fn init(
+        &mut self,
+        graph: &Graph,
+        optimizer: Option<Optimizer>,
+        precision: Precision,
+    ) -> Result<ParamLayout> {
+        let layout = ParamLayout::grouped_in(graph, &|_| false, precision);
         let fill = |items: Vec<(
             crate::graph::ValueId,
             &str,
@@ -222,9 +228,20 @@ impl Engine {
     }
 
     /// Plans, compiles and times one case.
-    pub fn measure(&mut self, case: &Case, budget: Budget) -> Result<BenchResult> {
-        let layout = self.init(&case.graph, None)?;
+    /// In f16 the operands that matmuls read and the f16 outputs count 2 bytes each.
+    pub fn measure(
+        &mut self,
+        case: &Case,
+        budget: Budget,
+        precision: Precision,
+    ) -> Result<BenchResult> {
+        let layout = self.init(&case.graph, None, precision)?;
         let plan = Plan::build(&case.graph, &layout, &case.outputs, &[])?;
+        let bytes = if precision.is_half() {
+            plan_traffic(&layout, &plan, &case.outputs)
+        } else {
+            case.bytes
+        };
         let id = self.backend().compile(&plan, Tail::default())?;
         let m = self.time(id, &StepScalars::default(), false, budget)?;
         Ok(BenchResult {
@@ -235,7 +252,7 @@ impl Engine {
             calls: m.calls,
             clock: m.clock,
             flops: case.flops,
-            bytes: Some(case.bytes),
+            bytes: Some(bytes),
             images: None,
         })
     }
@@ -255,7 +272,7 @@ impl Engine {
             crate::shape::Shape::new(&[n]),
             crate::nn::Init::Constant(0.5),
         );
-        let layout = self.init(&g, Some(optimizer))?;
+        let layout = self.init(&g, Some(optimizer), Precision::F32)?;
         let plan = Plan::build(&g, &layout, &[], &[])?;
         let tail = Tail {
             update: true,
@@ -318,6 +335,30 @@ impl Engine {
             images: None,
         })
     }
+}
+
+/// Bytes a plan must move: each parameter (operand) read once, at the width the plan reads
+/// it (f16 where a matmul reads its f16 copy), and each output written once at its slot's
+/// width.
+fn plan_traffic(layout: &ParamLayout, plan: &Plan, outputs: &[ValueId]) -> f64 {
+    let read: f64 = layout
+        .entries
+        .iter()
+        .map(|e| {
+            let half = plan.steps.iter().any(|s| {
+                s.inputs
+                    .iter()
+                    .any(|i| i.arena == ArenaKind::ParamsHalf && i.offset == e.offset)
+            });
+            e.shape.numel() as f64 * if half { 2.0 } else { 4.0 }
+        })
+        .sum();
+    let written: f64 = outputs
+        .iter()
+        .filter_map(|&o| plan.output_slot(o))
+        .map(|s| (s.len * s.arena.element_bytes()) as f64)
+        .sum();
+    read + written
 }
 
 #[cfg(test)]

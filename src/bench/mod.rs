@@ -13,6 +13,7 @@ mod step;
 pub use engine::{median, Budget};
 pub use report::Report;
 
+use crate::precision::Precision;
 use std::str::FromStr;
 
 use crate::backend::wgpu::Clock;
@@ -97,6 +98,9 @@ pub struct BenchOptions {
     pub backend: BackendChoice,
     /// Small shapes and few repetitions (CI smoke tests, software adapters).
     pub quick: bool,
+    /// f32, or f16 storage (activations and matmul/conv operands in f16, f32 accumulation)
+    /// for the op and training-step rows.
+    pub precision: Precision,
 }
 
 /// One measured row.
@@ -145,6 +149,7 @@ struct Plan {
     software: bool,
     budget: Budget,
     batch: usize,
+    precision: Precision,
 }
 
 impl Plan {
@@ -203,12 +208,14 @@ pub fn run(options: &BenchOptions, progress: &mut dyn FnMut(&BenchResult)) -> Re
             }
         },
         batch: if options.quick { 8 } else { 128 },
+        precision: options.precision,
     };
     let mut report = Report {
         device: engine.backend().describe(),
         backend: engine.kind(),
         software: plan.software,
         quick: options.quick,
+        precision: options.precision,
         clock: engine.clock(),
         rows: Vec::new(),
         skipped: Vec::new(),
@@ -231,6 +238,7 @@ pub fn run(options: &BenchOptions, progress: &mut dyn FnMut(&BenchResult)) -> Re
         let mut probe = engine.measure(
             &cases::square(if plan.quick { 256 } else { 1024 })?,
             plan.budget,
+            plan.precision,
         )?;
         probe.group = Group::Ceiling;
         push(&mut report, probe);
@@ -249,34 +257,34 @@ fn run_group(
     match group {
         Group::Matmul => {
             for n in plan.squares() {
-                out.push(engine.measure(&cases::square(n)?, budget)?);
+                out.push(engine.measure(&cases::square(n)?, budget, plan.precision)?);
             }
             if !plan.quick && plan.software {
                 skipped.push("matmul 4096³: software adapter".into());
             }
             for spec in ["mlp", "cnn"] {
                 for p in shapes::training_products(spec, plan.batch)? {
-                    out.push(engine.measure(&cases::matmul(p, spec)?, budget)?);
+                    out.push(engine.measure(&cases::matmul(p, spec)?, budget, plan.precision)?);
                 }
             }
         }
         Group::Conv => {
             for layer in shapes::conv_layers("cnn", plan.batch)? {
-                out.push(engine.measure(&cases::conv_forward(&layer)?, budget)?);
-                out.push(engine.measure(&cases::conv_backward(&layer)?, budget)?);
+                out.push(engine.measure(&cases::conv_forward(&layer)?, budget, plan.precision)?);
+                out.push(engine.measure(&cases::conv_backward(&layer)?, budget, plan.precision)?);
             }
         }
         Group::Softmax => {
             for (r, c) in plan.rows_cols() {
                 for case in cases::softmax(r, c)? {
-                    out.push(engine.measure(&case, budget)?);
+                    out.push(engine.measure(&case, budget, plan.precision)?);
                 }
             }
         }
         Group::Norm => {
             for (r, c) in plan.rows_cols() {
                 for case in cases::norms(r, c)? {
-                    out.push(engine.measure(&case, budget)?);
+                    out.push(engine.measure(&case, budget, plan.precision)?);
                 }
             }
         }
@@ -305,7 +313,13 @@ fn run_group(
                 let flops = shapes::step_flops(spec, plan.batch)?;
                 let backend = engine.another()?;
                 out.push(step::training_step(
-                    backend, spec, &train, plan.batch, flops, budget,
+                    backend,
+                    spec,
+                    &train,
+                    plan.batch,
+                    flops,
+                    budget,
+                    plan.precision,
                 )?);
             }
         }

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use super::{BenchResult, Group};
 use crate::backend::wgpu::Clock;
+use crate::precision::Precision;
 
 /// Everything one run measured.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,6 +18,8 @@ pub struct Report {
     pub software: bool,
     /// Whether this was a `--quick` run.
     pub quick: bool,
+    /// The precision op and step rows ran in.
+    pub precision: Precision,
     /// The clock op rows were timed with.
     pub clock: Clock,
     /// The rows, the ceilings first.
@@ -80,8 +83,9 @@ impl Report {
     /// The human-readable table.
     pub fn table(&self) -> String {
         let mut s = format!(
-            "device: {}\nclock: {}{}\nceilings: {} GB/s (copy), {} GFLOP/s (best matmul)\n",
+            "device: {}\nprecision: {}\nclock: {}{}\nceilings: {} GB/s (copy), {} GFLOP/s (best matmul)\n",
             self.device,
+            self.precision,
             self.clock.name(),
             if self.software {
                 " (software adapter: correctness only, not performance figures)"
@@ -146,6 +150,7 @@ impl Report {
             "backend": self.backend,
             "software_adapter": self.software,
             "quick": self.quick,
+            "precision": self.precision.to_string(),
             "clock": self.clock.name(),
             "ceilings": {
                 "bandwidth_gbps": self.bandwidth_gbps(),
@@ -188,6 +193,7 @@ mod tests {
             backend: "cpu",
             software: false,
             quick: true,
+            precision: Precision::F32,
             clock: Clock::Wall,
             rows: vec![
                 row(Group::Ceiling, "copy (memcpy)", 1.0, None, Some(20e9)),

@@ -9,6 +9,7 @@ use crate::backend::wgpu::Clock;
 use crate::backend::Backend;
 use crate::data::{Batcher, Dataset};
 use crate::error::Result;
+use crate::precision::Precision;
 use crate::train::{TrainConfig, Trainer};
 
 /// Trials whose per-step times are medianed; each runs several steps ended by one
@@ -24,8 +25,10 @@ pub fn training_step(
     batch: usize,
     flops: f64,
     budget: Budget,
+    precision: Precision,
 ) -> Result<BenchResult> {
     let config = TrainConfig {
+        precision,
         batch_size: batch,
         sample: [1, data.rows, data.cols],
         ..TrainConfig::default()

@@ -29,6 +29,7 @@ pub fn gradients(graph: &mut Graph, loss: ValueId) -> Result<Vec<(ValueId, Value
     }
     graph.set_label("backward");
     let seed = graph.constant(1.0, graph.shape(loss).clone());
+    graph.loss_seed = Some(seed);
     let mut grads: HashMap<ValueId, ValueId> = HashMap::new();
     grads.insert(loss, seed);
 

@@ -1,12 +1,14 @@
 //! The static graph: built once from a model spec, differentiated once, planned once.
 
+mod autocast;
 mod autodiff;
 mod interpret;
 mod plan;
 
+pub use autocast::{half_output, reads_half_weights};
 pub use autodiff::gradients;
 pub use interpret::interpret;
-pub use plan::{ArenaKind, ParamEntry, ParamLayout, Plan, Slot, Step, ALIGN};
+pub use plan::{ArenaKind, ParamEntry, ParamLayout, Plan, Slot, Step, ALIGN, ARENA_KINDS};
 
 use crate::error::{Error, Result};
 use crate::nn::Init;
@@ -62,6 +64,7 @@ pub struct Node {
 pub struct Graph {
     nodes: Vec<Node>,
     label: String,
+    loss_seed: Option<ValueId>,
 }
 
 impl Graph {
@@ -163,6 +166,12 @@ impl Graph {
     /// A constant tensor with every element equal to `value`.
     pub fn constant(&mut self, value: f32, shape: Shape) -> ValueId {
         self.push(NodeKind::Constant(value), vec![], shape)
+    }
+
+    /// The constant 1 that seeds the backward pass of the loss (a loss scaler writes its
+    /// scale there instead); set by [`gradients`].
+    pub fn loss_seed(&self) -> Option<ValueId> {
+        self.loss_seed
     }
 
     /// Applies an op; the output shape is inferred and checked.

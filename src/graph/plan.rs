@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 
-use super::{Graph, NodeKind, ValueId};
+use super::{autocast, Graph, NodeKind, ValueId};
 use crate::error::{Error, Result};
 use crate::op::Op;
+use crate::precision::Precision;
 use crate::shape::Shape;
 
 /// Every slot starts on a multiple of this many f32 (256 bytes): the largest
@@ -15,6 +16,10 @@ pub const ALIGN: usize = 64;
 fn align(n: usize) -> usize {
     n.div_ceil(ALIGN) * ALIGN
 }
+
+/// Parameters of a model trained in f16 start on multiples of twice [`ALIGN`], so that
+/// their f16 copies (at half the byte offset) are 256-byte aligned too.
+const HALF_PARAM_ALIGN: usize = 2 * ALIGN;
 
 /// The flat buffers values live in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,6 +34,12 @@ pub enum ArenaKind {
     Inputs,
     /// Intermediate values of one plan, reused as their lifetimes end.
     Activations,
+    /// The f16 copy of the parameters that f16 plans read weights from, at the same element
+    /// offsets as [`ArenaKind::Params`] (half the byte offsets); the optimizer rewrites it.
+    ParamsHalf,
+    /// f16 intermediate values of one plan. They share the activation buffer: element
+    /// `offset` is at byte `2·offset`, inside f32 room the planner reserved.
+    ActivationsHalf,
 }
 
 impl ArenaKind {
@@ -40,11 +51,30 @@ impl ArenaKind {
             ArenaKind::Buffers => 2,
             ArenaKind::Inputs => 3,
             ArenaKind::Activations => 4,
+            ArenaKind::ParamsHalf => 5,
+            ArenaKind::ActivationsHalf => 6,
+        }
+    }
+
+    /// Whether its elements are f16 (2 bytes) rather than f32.
+    pub fn is_half(self) -> bool {
+        matches!(self, ArenaKind::ParamsHalf | ArenaKind::ActivationsHalf)
+    }
+
+    /// Bytes per element.
+    pub fn element_bytes(self) -> usize {
+        if self.is_half() {
+            2
+        } else {
+            4
         }
     }
 }
 
-/// Where a value lives: an arena and a range of f32 in it.
+/// Number of arena kinds ([`ArenaKind::index`] is below it).
+pub const ARENA_KINDS: usize = 7;
+
+/// Where a value lives: an arena and a range of elements (f32, or f16 in the half arenas).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Slot {
     /// The arena.
@@ -59,6 +89,17 @@ impl Slot {
     /// The element range in its arena.
     pub fn range(&self) -> std::ops::Range<usize> {
         self.offset..self.offset + self.len
+    }
+
+    /// Where it starts in its buffer, in bytes.
+    pub fn byte_offset(&self) -> usize {
+        self.offset * self.arena.element_bytes()
+    }
+
+    /// Its size in bytes, at least 4 and rounded up to a multiple of 4 (WebGPU binds whole
+    /// words).
+    pub fn byte_len(&self) -> usize {
+        (self.len.max(1) * self.arena.element_bytes()).next_multiple_of(4)
     }
 }
 
@@ -96,6 +137,9 @@ pub struct ParamLayout {
     pub buffers: Vec<ParamEntry>,
     /// The buffer arena's length in f32, padding included.
     pub buffers_size: usize,
+    /// The precision the model trains in; with f16, plans keep activations in f16 and read
+    /// weights from an f16 copy of the parameters.
+    pub precision: Precision,
 }
 
 impl ParamLayout {
@@ -108,7 +152,17 @@ impl ParamLayout {
     /// others (each part in creation order), so that a parameter group such as "no weight
     /// decay" is one contiguous range ending the arena, starting at [`Self::tail_start`].
     pub fn grouped(graph: &Graph, tail: &dyn Fn(&str) -> bool) -> Self {
-        let lay = |items: Vec<(ValueId, &str, &Shape, crate::nn::Init)>| {
+        Self::grouped_in(graph, tail, Precision::F32)
+    }
+
+    /// [`Self::grouped`] for a model trained in `precision`.
+    pub fn grouped_in(graph: &Graph, tail: &dyn Fn(&str) -> bool, precision: Precision) -> Self {
+        let param_align = if precision.is_half() {
+            HALF_PARAM_ALIGN
+        } else {
+            ALIGN
+        };
+        let lay = |items: Vec<(ValueId, &str, &Shape, crate::nn::Init)>, unit: usize| {
             let mut entries = Vec::new();
             let mut size = 0;
             let (head, rest): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| !tail(i.1));
@@ -118,17 +172,18 @@ impl ParamLayout {
                     shape: shape.clone(),
                     offset: size,
                 });
-                size += align(shape.numel());
+                size += shape.numel().div_ceil(unit) * unit;
             }
-            (entries, size.max(ALIGN))
+            (entries, size.max(unit))
         };
-        let (entries, size) = lay(graph.params());
-        let (buffers, buffers_size) = lay(graph.buffers());
+        let (entries, size) = lay(graph.params(), param_align);
+        let (buffers, buffers_size) = lay(graph.buffers(), ALIGN);
         ParamLayout {
             entries,
             size,
             buffers,
             buffers_size,
+            precision,
         }
     }
 
@@ -184,8 +239,11 @@ pub struct Plan {
     pub outputs: Vec<(ValueId, Slot)>,
     /// Length of the input arena in f32.
     pub inputs_size: usize,
-    /// Length of the activation arena in f32 (after reuse).
+    /// Length of the activation arena in f32 (after reuse; f16 values take half an f32).
     pub activations_size: usize,
+    /// The slot of the loss's seed gradient (a constant 1) when the plan differentiates a
+    /// loss: with loss scaling the backend writes the scale there before each run.
+    pub loss_seed: Option<Slot>,
 }
 
 impl Plan {
@@ -264,6 +322,24 @@ impl Plan {
             }
         }
 
+        let half = layout.precision.is_half();
+        // Values that must stay f32 although their op could write f16: parameter gradients
+        // and the parts summed into them (a weight's data and regularisation gradients).
+        let mut keep_f32 = vec![false; nodes.len()];
+        for &(_, g) in param_grads {
+            keep_f32[g] = true;
+        }
+        for id in (0..nodes.len()).rev() {
+            if keep_f32[id] && matches!(nodes[id].kind, NodeKind::Op(Op::Add | Op::Reshape)) {
+                for &i in &nodes[id].inputs {
+                    keep_f32[i] = true;
+                }
+            }
+        }
+        let half_output = |id: ValueId, op: &Op| half && autocast::half_output(op) && !keep_f32[id];
+        // Room a value takes in the activation arena, in f32 units.
+        let room = |len: usize, in_half: bool| align(if in_half { len.div_ceil(2) } else { len });
+
         let mut slots: HashMap<ValueId, Slot> = HashMap::new();
         let mut inputs = Vec::new();
         let mut constants = Vec::new();
@@ -311,13 +387,36 @@ impl Plan {
                     let output = match (pinned.get(&id), n.in_place) {
                         (Some(s), _) => *s,
                         (None, Some(target)) => slots[&target],
+                        (None, None) if half_output(id, op) => Slot {
+                            arena: ArenaKind::ActivationsHalf,
+                            offset: 2 * free.alloc(room(len, true)),
+                            len,
+                        },
                         (None, None) => Slot {
                             arena: ArenaKind::Activations,
-                            offset: free.alloc(align(len)),
+                            offset: free.alloc(room(len, false)),
                             len,
                         },
                     };
-                    let in_slots: Vec<Slot> = n.inputs.iter().map(|i| slots[i]).collect();
+                    let in_slots: Vec<Slot> = n
+                        .inputs
+                        .iter()
+                        .map(|i| {
+                            let s = slots[i];
+                            // f16 plans multiply by the optimizer's f16 copy of the weights.
+                            if half
+                                && s.arena == ArenaKind::Params
+                                && autocast::reads_half_weights(op)
+                            {
+                                Slot {
+                                    arena: ArenaKind::ParamsHalf,
+                                    ..s
+                                }
+                            } else {
+                                s
+                            }
+                        })
+                        .collect();
                     steps.push(Step {
                         op: *op,
                         inputs: in_slots,
@@ -338,15 +437,12 @@ impl Plan {
                         }
                         if last_use[root] == id && !seen.contains(&root) {
                             seen.push(root);
-                            let s = slots[&root];
-                            if s.arena == ArenaKind::Activations {
-                                free.release(s.offset, align(s.len));
-                            }
+                            release(&mut free, slots[&root]);
                         }
                     }
                     // A value nobody reads (and not a root) is freed at once.
-                    if last_use[id] == 0 && output.arena == ArenaKind::Activations {
-                        free.release(output.offset, align(len));
+                    if last_use[id] == 0 {
+                        release(&mut free, output);
                     }
                 }
             }
@@ -360,6 +456,7 @@ impl Plan {
             outputs,
             inputs_size: inputs_size.max(ALIGN),
             activations_size: free.high_water.max(ALIGN),
+            loss_seed: graph.loss_seed().and_then(|s| slots.get(&s).copied()),
         })
     }
 
@@ -377,6 +474,15 @@ impl Plan {
             .iter()
             .find(|(v, _)| *v == value)
             .map(|(_, s)| *s)
+    }
+}
+
+/// Returns an activation's room to the free list (values in other arenas are not planned).
+fn release(free: &mut FreeList, s: Slot) {
+    match s.arena {
+        ArenaKind::Activations => free.release(s.offset, align(s.len)),
+        ArenaKind::ActivationsHalf => free.release(s.offset / 2, align(s.len.div_ceil(2))),
+        _ => {}
     }
 }
 

@@ -8,6 +8,7 @@ use crate::graph::{Graph, ParamLayout, Plan};
 use crate::nn::Init;
 use crate::op::{Op, Tolerance};
 use crate::optim::StepScalars;
+use crate::precision::Precision;
 
 /// The step scalars of parity runs: a seed with both words set and a step past 1, so
 /// dropout masks exercise the whole counter and key.
@@ -208,13 +209,30 @@ fn eval64(
 /// Runs one case on `backend` through the planner and executor (one-op plan) and judges it.
 pub fn run_case(backend: &mut dyn Backend, case: &OpCase, seed: u64) -> Result<CaseResult> {
     let inputs = case.make_inputs(seed);
+    let got = case_output(backend, case, &inputs, Precision::F32)?;
+    check(case, &inputs, &got)
+}
+
+/// The output of one case's one-op plan on `backend`. With [`Precision::F16`] every input
+/// first passes through an f16 copy (`Scale(1)`, which autocast stores in f16), so the op
+/// reads f16 bindings, and its output is f16 where autocast says so: the same plan on the
+/// CPU backend is the emulated reference for the GPU's f16 kernels.
+pub fn case_output(
+    backend: &mut dyn Backend,
+    case: &OpCase,
+    inputs: &[Vec<f32>],
+    precision: Precision,
+) -> Result<Vec<f32>> {
     let mut g = Graph::new();
-    let ids: Vec<_> = case
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(i, (s, _))| g.input(&format!("in{i}"), s.clone()))
-        .collect();
+    let mut ids = Vec::new();
+    for (i, (s, _)) in case.inputs.iter().enumerate() {
+        let id = g.input(&format!("in{i}"), s.clone());
+        ids.push(if precision.is_half() {
+            g.op(Op::Scale(1.0), &[id])?
+        } else {
+            id
+        });
+    }
     let out = if is_in_place(&case.op) {
         let shape = case.op.output_shape(&[&case.inputs[0].0], None)?;
         let target = g.buffer("running", shape, RUNNING_INIT);
@@ -222,7 +240,7 @@ pub fn run_case(backend: &mut dyn Backend, case: &OpCase, seed: u64) -> Result<C
     } else {
         g.op_with_shape(case.op, &ids, case.target.as_ref())?
     };
-    let layout = ParamLayout::of(&g);
+    let layout = ParamLayout::grouped_in(&g, &|_| false, precision);
     let plan = Plan::build(&g, &layout, &[out], &[])?;
     let mut buffers = vec![0.0; layout.buffers_size];
     if let Some(e) = layout.buffers.first() {
@@ -236,6 +254,5 @@ pub fn run_case(backend: &mut dyn Backend, case: &OpCase, seed: u64) -> Result<C
     let slot = plan
         .output_slot(out)
         .ok_or_else(|| Error::Graph("planned output missing".into()))?;
-    let got = backend.read_slot(id, slot)?;
-    check(case, &inputs, &got)
+    backend.read_slot(id, slot)
 }

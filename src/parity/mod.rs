@@ -4,6 +4,8 @@
 
 mod cases;
 mod compare;
+mod half;
 
 pub use cases::{cases, InputKind, OpCase};
-pub use compare::{check, run_case, CaseResult, Mismatch};
+pub use compare::{case_output, check, run_case, CaseResult, Mismatch};
+pub use half::{half_bound, run_case_half};

@@ -70,6 +70,9 @@ pub struct TrainConfig {
     /// one, naming the op and its layer (`torch.autograd.detect_anomaly`); the update of
     /// that step is not applied. Slow: one extra pass over every value.
     pub detect_anomaly: bool,
+    /// f32, or f16 mixed precision (f16 activations, f32 master weights, dynamic loss
+    /// scaling).
+    pub precision: crate::precision::Precision,
     /// Emit [`Event::Step`](crate::train::Event::Step) after every step (for logs; costs one readback per step).
     pub step_events: bool,
 }
@@ -100,6 +103,7 @@ impl Default for TrainConfig {
             step_events: false,
             max_skips: None,
             detect_anomaly: false,
+            precision: crate::precision::Precision::F32,
             loss: Loss::CrossEntropy,
             penalty: Penalty::default(),
         }

@@ -10,7 +10,7 @@ pub use super::config::TrainConfig;
 use super::early_stop::{Tracker, Verdict};
 use super::objective::{objective, one_hot, Objective};
 use super::state_dict::{load_model_tensors, model_tensors};
-use crate::backend::{Backend, PlanId, Tail, METRIC_CORRECT, METRIC_LOSS};
+use crate::backend::{Backend, LossScale, PlanId, Tail, METRIC_CORRECT, METRIC_LOSS};
 use crate::checkpoint::{Checkpoint, Tensor};
 use crate::data::{Batcher, Dataset};
 use crate::error::{Error, Result};
@@ -91,6 +91,9 @@ pub struct EpochReport {
     pub lr: f32,
     /// Seconds spent training in this epoch.
     pub seconds: f64,
+    /// With f16 precision: the loss scale at the epoch's end and the steps skipped so far
+    /// for non-finite gradients (GradScaler's state).
+    pub loss_scale: Option<LossScale>,
 }
 
 /// A compiled plan and its batch size.
@@ -139,7 +142,7 @@ impl Trainer {
         let graph = build_objective(&model, 1, config, Mode::Train)?;
         let classes = graph.classes;
         let exempt = |name: &str| no_decay(&model, &config.no_decay, name);
-        let layout = ParamLayout::grouped(&graph.graph, &exempt);
+        let layout = ParamLayout::grouped_in(&graph.graph, &exempt, config.precision);
         let tail_start = layout.tail_start(&exempt);
         let params = initial_values(
             &graph.graph.params(),
@@ -353,9 +356,13 @@ impl Trainer {
                 )));
             }
         }
-        let guarded = self.config.max_skips.is_some()
-            || (self.config.clip.error_if_nonfinite && self.config.clip.max_norm.is_some());
-        if !guarded {
+        let error_if_nonfinite =
+            self.config.clip.error_if_nonfinite && self.config.clip.max_norm.is_some();
+        // f16 models skip steps on the device (GradScaler); the host reads whether this one
+        // was, so that a skipped step does not advance the optimizer's step count (Adam's
+        // bias corrections), as in PyTorch. One float per step.
+        let scaled = self.config.precision.is_half();
+        if !(self.config.max_skips.is_some() || error_if_nonfinite || scaled) {
             return Ok(());
         }
         // One float read back: the gradient norm the device computed (and tested by its
@@ -377,6 +384,8 @@ impl Trainer {
                  last update was not applied",
                 self.consecutive_skips
             ))),
+            // GradScaler skips without complaint: the loss scale halved for the next step.
+            None if scaled && !error_if_nonfinite => Ok(()),
             None => Err(Error::NonFinite(format!(
                 "the total gradient norm at step {} is {} (error_if_nonfinite); the update \
                  was not applied",
@@ -566,6 +575,7 @@ impl Trainer {
                 images_per_s: seen as f64 / seconds.max(1e-9),
                 lr: self.last_lr,
                 seconds,
+                loss_scale: self.backend.read_loss_scale()?,
             };
             if complete && !self.scheduler.per_batch() {
                 match &self.config.schedule {

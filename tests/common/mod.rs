@@ -54,6 +54,17 @@ pub fn loss_curve(
     config: &TrainConfig,
     steps: usize,
 ) -> (Vec<f32>, Vec<f32>) {
+    let (losses, mut trainer) = trained(backend, spec, config, steps);
+    (losses, trainer.params().unwrap())
+}
+
+/// [`loss_curve`]'s per-step losses and the trainer after them.
+pub fn trained(
+    backend: Box<dyn Backend>,
+    spec: &str,
+    config: &TrainConfig,
+    steps: usize,
+) -> (Vec<f32>, Trainer) {
     let (train, _) = data::embedded().unwrap();
     let mut trainer = Trainer::new(backend, spec, config).unwrap();
     let mut batcher = Batcher::new(&train, config.batch_size, false, 0).unwrap();
@@ -66,5 +77,5 @@ pub fn loss_curve(
         let m = trainer.backend_mut().read_metrics().unwrap();
         losses.push(m[METRIC_LOSS] / y.len() as f32);
     }
-    (losses, trainer.params().unwrap())
+    (losses, trainer)
 }

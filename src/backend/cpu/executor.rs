@@ -1,11 +1,12 @@
 //! The CPU executor: runs each plan step's reference kernel in order over Vec arenas laid
 //! out exactly as the GPU's buffers.
 
-use super::{grad_norm_sq, optimizer_step, run_op};
-use crate::backend::{step_rng, Backend, PlanId, Tail, METRICS};
+use super::{grad_norm_sq, grad_norm_sq_unscaled, optimizer_step, optimizer_step_unscaled, run_op};
+use crate::backend::{step_rng, Backend, LossScale, PlanId, Tail, METRICS};
 use crate::error::{Error, Result};
-use crate::graph::{ArenaKind, ParamLayout, Plan, Slot, Step};
+use crate::graph::{ArenaKind, ParamLayout, Plan, Slot, Step, ARENA_KINDS};
 use crate::optim::{Optimizer, StepScalars};
+use crate::precision::{round_slice_f16, Precision};
 use crate::rng::StepRng;
 
 struct CpuPlan {
@@ -13,6 +14,9 @@ struct CpuPlan {
     tail: Tail,
     inputs: Vec<f32>,
     activations: Vec<f32>,
+    /// The f16 activations, held as f32 values already rounded to f16, indexed by element
+    /// (twice the f32 arena's length: the planner gives f16 values half an f32 each).
+    activations_half: Vec<f32>,
     /// The first step of the last run whose output was not finite (with `check_finite`).
     anomaly: Option<usize>,
 }
@@ -21,6 +25,10 @@ struct CpuPlan {
 #[derive(Default)]
 pub struct CpuBackend {
     params: Vec<f32>,
+    /// The f16 copy of the parameters an f16 model's matmuls read (rounded f32 values);
+    /// empty for f32 models.
+    params_half: Vec<f32>,
+    precision: Precision,
     grads: Vec<f32>,
     buffers: Vec<f32>,
     /// Optimizer state buffers by index; unused ones are empty.
@@ -30,8 +38,11 @@ pub struct CpuBackend {
     plans: Vec<CpuPlan>,
     /// Print each step's op, shape and microseconds to stderr (`KILN_PROFILE=1`).
     profile: bool,
-    /// The squared gradient norm of the last clipped update.
+    /// The squared gradient norm of the last clipped update (of an f16 model: of every
+    /// update, unscaled; non-finite when the update was skipped).
     last_norm_sq: f32,
+    /// The GradScaler state of an f16 model (`None` for f32 models).
+    loss_scale: Option<LossScale>,
 }
 
 impl CpuBackend {
@@ -51,13 +62,34 @@ impl CpuBackend {
             ArenaKind::Buffers => &self.buffers,
             ArenaKind::Inputs => &plan.inputs,
             ArenaKind::Activations => &plan.activations,
+            ArenaKind::ParamsHalf => &self.params_half,
+            ArenaKind::ActivationsHalf => &plan.activations_half,
         }
+    }
+
+    /// Rewrites the f16 copy of the parameters from the f32 masters (f16 models only).
+    fn refresh_params_half(&mut self) {
+        refresh_half_copy(self.precision, &self.params, &mut self.params_half);
+    }
+}
+
+/// `half` = `params` rounded to f16 when the model trains in f16 (else left empty).
+fn refresh_half_copy(precision: Precision, params: &[f32], half: &mut Vec<f32>) {
+    if precision.is_half() {
+        half.clear();
+        half.extend_from_slice(params);
+        round_slice_f16(half);
     }
 }
 
 /// Runs one step: inputs borrowed from the arenas (indexed by [`ArenaKind::index`]),
 /// output written in place. The planner guarantees an output overlaps none of its inputs.
-fn execute_step(step: &Step, arenas: &mut [&mut Vec<f32>; 5], rng: &StepRng) -> Result<()> {
+/// An f16 output is computed in f32, then rounded, as the GPU stores it.
+fn execute_step(
+    step: &Step,
+    arenas: &mut [&mut Vec<f32>; ARENA_KINDS],
+    rng: &StepRng,
+) -> Result<()> {
     let o = step.output.arena.index();
     let (left, right) = arenas.split_at_mut(o);
     let Some((out_vec, right)) = right.split_first_mut() else {
@@ -92,7 +124,11 @@ fn execute_step(step: &Step, arenas: &mut [&mut Vec<f32>; 5], rng: &StepRng) -> 
         };
         ins.push(view.ok_or_else(|| out_of_bounds(step, s))?);
     }
-    run_op(&step.op, &ins, &step.input_shapes, out, &step.shape, rng)
+    run_op(&step.op, &ins, &step.input_shapes, out, &step.shape, rng)?;
+    if step.output.arena.is_half() {
+        round_slice_f16(out);
+    }
+    Ok(())
 }
 
 fn out_of_bounds(step: &Step, s: Slot) -> Error {
@@ -136,19 +172,39 @@ impl Backend for CpuBackend {
             _ => Vec::new(),
         });
         self.optimizer = optimizer;
+        self.precision = layout.precision;
+        self.loss_scale = layout.precision.is_half().then(LossScale::default);
+        self.refresh_params_half();
         Ok(())
     }
 
     fn compile(&mut self, plan: &Plan, tail: Tail) -> Result<PlanId> {
+        if tail.update && self.loss_scale.is_some() && plan.loss_seed.is_none() {
+            return Err(Error::Graph(
+                "an f16 training plan needs the loss seed its scale is written to".into(),
+            ));
+        }
         let mut inputs = vec![0.0; plan.inputs_size];
         for (slot, v) in &plan.constants {
             inputs[slot.range()].iter_mut().for_each(|x| *x = *v);
         }
+        let uses_half = plan
+            .steps
+            .iter()
+            .any(|s| s.output.arena == ArenaKind::ActivationsHalf);
         self.plans.push(CpuPlan {
             plan: plan.clone(),
             tail,
             inputs,
             activations: vec![0.0; plan.activations_size],
+            activations_half: vec![
+                0.0;
+                if uses_half {
+                    2 * plan.activations_size
+                } else {
+                    0
+                }
+            ],
             anomaly: None,
         });
         Ok(self.plans.len() - 1)
@@ -157,6 +213,8 @@ impl Backend for CpuBackend {
     fn run(&mut self, id: PlanId, feeds: &[&[f32]], scalars: &StepScalars) -> Result<()> {
         let CpuBackend {
             params,
+            params_half,
+            precision,
             grads,
             buffers,
             state,
@@ -165,6 +223,7 @@ impl Backend for CpuBackend {
             plans,
             profile,
             last_norm_sq,
+            loss_scale,
         } = self;
         let profile = *profile;
         let cp = plans
@@ -191,9 +250,25 @@ impl Backend for CpuBackend {
             tail,
             inputs,
             activations,
+            activations_half,
             anomaly,
         } = cp;
-        let mut arenas: [&mut Vec<f32>; 5] = [params, grads, buffers, inputs, activations];
+        // Loss scaling: the backward pass is seeded with the scale instead of 1.
+        if let (true, Some(ls), Some(seed)) = (tail.update, *loss_scale, plan.loss_seed) {
+            inputs
+                .get_mut(seed.range())
+                .ok_or_else(|| Error::Graph(format!("loss seed {seed:?} out of bounds")))?
+                .fill(ls.scale);
+        }
+        let mut arenas: [&mut Vec<f32>; ARENA_KINDS] = [
+            params,
+            grads,
+            buffers,
+            inputs,
+            activations,
+            params_half,
+            activations_half,
+        ];
         let rng = step_rng(scalars);
         *anomaly = None;
         for (index, step) in plan.steps.iter().enumerate() {
@@ -224,7 +299,24 @@ impl Backend for CpuBackend {
         if !tail.update {
             return Ok(());
         }
-        let [params, grads, _, _, _] = arenas;
+        let [params, grads, _, _, _, params_half, _] = arenas;
+        if let Some(ls) = loss_scale {
+            let optimizer = optimizer.as_ref().ok_or_else(|| {
+                Error::Config("a training plan ran on a model without an optimizer".into())
+            })?;
+            // Always the norm pass: its non-finite sum is GradScaler's found_inf.
+            let inv_scale = ls.inv_scale();
+            let norm_sq = grad_norm_sq_unscaled(grads, scalars, inv_scale);
+            *last_norm_sq = norm_sq;
+            let applied = optimizer_step_unscaled(
+                optimizer, params, grads, state, scalars, norm_sq, inv_scale,
+            );
+            if applied {
+                refresh_half_copy(*precision, params, params_half);
+            }
+            ls.update(!applied);
+            return Ok(());
+        }
         let norm_sq = if scalars.max_norm > 0.0 {
             grad_norm_sq(grads, scalars)
         } else {
@@ -235,6 +327,7 @@ impl Backend for CpuBackend {
             Error::Config("a training plan ran on a model without an optimizer".into())
         })?;
         optimizer_step(optimizer, params, grads, state, scalars, norm_sq);
+        refresh_half_copy(*precision, params, params_half);
         Ok(())
     }
 
@@ -267,6 +360,7 @@ impl Backend for CpuBackend {
             )));
         }
         self.params.copy_from_slice(params);
+        self.refresh_params_half();
         Ok(())
     }
 
@@ -312,6 +406,22 @@ impl Backend for CpuBackend {
                 "no optimizer state buffer {index} of {} values",
                 data.len()
             ))),
+        }
+    }
+
+    fn read_loss_scale(&mut self) -> Result<Option<LossScale>> {
+        Ok(self.loss_scale)
+    }
+
+    fn write_loss_scale(&mut self, s: LossScale) -> Result<()> {
+        match &mut self.loss_scale {
+            Some(ls) => {
+                *ls = s;
+                Ok(())
+            }
+            None => Err(Error::Config(
+                "only f16 models have a loss scale to write".into(),
+            )),
         }
     }
 

@@ -16,7 +16,7 @@ mod reduce;
 mod softmax;
 
 pub use executor::CpuBackend;
-pub use optim::{grad_norm_sq, optimizer_step};
+pub use optim::{grad_norm_sq, grad_norm_sq_unscaled, optimizer_step, optimizer_step_unscaled};
 
 use num_traits::{Float, FromPrimitive, ToPrimitive};
 

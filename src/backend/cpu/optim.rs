@@ -16,6 +16,27 @@ pub fn grad_norm_sq(grads: &[f32], s: &StepScalars) -> f32 {
         .sum::<f64>() as f32
 }
 
+/// The norm pass of an f16 model: Σ (clip_value(g · inv_scale))² over the gradient arena,
+/// each gradient unscaled in f32 first (as `scaler.unscale_` does before clipping), with
+/// +infinity in place of any unscaled gradient that is not finite, so that the result is
+/// non-finite exactly when GradScaler's `found_inf` is set (clipping by value would
+/// otherwise hide an infinity) or the sum itself overflows f32. Mirrors
+/// `grad_norm_partial_half` in `shaders/optim_half.wgsl`.
+pub fn grad_norm_sq_unscaled(grads: &[f32], s: &StepScalars, inv_scale: f32) -> f32 {
+    grads
+        .iter()
+        .map(|&g| {
+            let u = g * inv_scale;
+            if u.is_finite() {
+                let c = f64::from(clip_value(u, s.clip_value));
+                c * c
+            } else {
+                f64::INFINITY
+            }
+        })
+        .sum::<f64>() as f32
+}
+
 /// Elements per parallel block of the update.
 const BLOCK: usize = 1 << 14;
 
@@ -78,10 +99,51 @@ pub fn optimizer_step(
     s: &StepScalars,
     norm_sq: f32,
 ) {
-    use rayon::prelude::*;
     if s.skip_nonfinite != 0 && s.max_norm > 0.0 && !norm_sq.is_finite() {
         return;
     }
+    step_blocks(optimizer, params, grads, states, s, norm_sq, None);
+}
+
+/// One step of `optimizer` for an f16 model whose gradients are multiplied by the loss
+/// scale: each gradient is multiplied by `inv_scale` before clipping, and a non-finite
+/// `norm_sq` (from [`grad_norm_sq_unscaled`]: GradScaler's `found_inf`) skips the update
+/// whatever the clipping settings. Returns whether the update was applied.
+pub fn optimizer_step_unscaled(
+    optimizer: &Optimizer,
+    params: &mut [f32],
+    grads: &[f32],
+    states: &mut [Vec<f32>; 3],
+    s: &StepScalars,
+    norm_sq: f32,
+    inv_scale: f32,
+) -> bool {
+    if !norm_sq.is_finite() {
+        return false;
+    }
+    step_blocks(
+        optimizer,
+        params,
+        grads,
+        states,
+        s,
+        norm_sq,
+        Some(inv_scale),
+    );
+    true
+}
+
+/// The update over all blocks, gradients unscaled by `inv_scale` when given.
+fn step_blocks(
+    optimizer: &Optimizer,
+    params: &mut [f32],
+    grads: &[f32],
+    states: &mut [Vec<f32>; 3],
+    s: &StepScalars,
+    norm_sq: f32,
+    inv_scale: Option<f32>,
+) {
+    use rayon::prelude::*;
     let clip = clip_coefficient(norm_sq, s.max_norm);
     blocks(params, grads, states).into_par_iter().for_each(|b| {
         // The group boundary splits a block into at most two runs of constant (lr, wd).
@@ -105,7 +167,7 @@ pub fn optimizer_step(
             g_head,
             [a_head, b_head, c_head],
             s,
-            clip,
+            (clip, inv_scale),
             head,
         );
         update(
@@ -114,24 +176,33 @@ pub fn optimizer_step(
             g_tail,
             [a_tail, b_tail, c_tail],
             s,
-            clip,
+            (clip, inv_scale),
             tail,
         );
     });
 }
 
-/// The update of one run of elements sharing `(lr, wd)`.
+/// The update of one run of elements sharing `(lr, wd)`; `clip` is the norm-clipping
+/// coefficient and the factor that unscales the gradients of an f16 model, if any.
 fn update(
     optimizer: &Optimizer,
     params: &mut [f32],
     grads: &[f32],
     states: [&mut [f32]; 3],
     s: &StepScalars,
-    clip: f32,
+    (clip, inv_scale): (f32, Option<f32>),
     (lr, wd): (f32, f32),
 ) {
     let [s0, s1, s2] = states;
-    let grad = |i: usize| clip_value(grads[i], s.clip_value) * clip;
+    // f32 models take the gradient as it is (no multiplication, so their results do not
+    // change by a bit); f16 models unscale it first, as `scaler.unscale_` does.
+    let grad = |i: usize| {
+        let g = match inv_scale {
+            Some(inv) => grads[i] * inv,
+            None => grads[i],
+        };
+        clip_value(g, s.clip_value) * clip
+    };
     match optimizer {
         Optimizer::Sgd { .. } => {
             for (i, p) in params.iter_mut().enumerate() {

@@ -14,8 +14,9 @@ use super::kernels::{self, groups_1d, Dims, Launch, NORM_CHUNK};
 
 mod optimizer;
 mod record;
+mod scaler;
 use super::shaders;
-use crate::backend::{Backend, PlanId, Tail, METRICS};
+use crate::backend::{Backend, LossScale, PlanId, Tail, METRICS};
 use crate::error::{Error, Result};
 use crate::graph::{ArenaKind, ParamLayout, Plan, Slot, ALIGN};
 use crate::optim::{Optimizer, StepScalars};
@@ -33,6 +34,8 @@ struct Dispatch {
 /// The resident state of a model.
 struct ModelBuffers {
     params: Buffer,
+    /// The f16 copy of the parameters that f16 plans' matmuls read (f16 models only).
+    params_half: Option<Buffer>,
     grads: Buffer,
     buffers: Buffer,
     buffers_size: usize,
@@ -81,7 +84,8 @@ enum Output {
 /// The wgpu backend.
 pub struct WgpuBackend {
     ctx: GpuContext,
-    modules: HashMap<&'static str, ShaderModule>,
+    /// Shader modules by file and f16 bindings (see [`shaders::module_source`]).
+    modules: HashMap<(&'static str, Vec<bool>), ShaderModule>,
     layouts: HashMap<(BindingKind, usize), (BindGroupLayout, PipelineLayout)>,
     pipelines: HashMap<String, ComputePipeline>,
     model: Option<ModelBuffers>,
@@ -112,6 +116,28 @@ struct ExtraUniform<'a> {
 
 /// Binding of the step scalars in `BindingKind::GraphWithScalars` layouts.
 const SCALARS_BINDING: u32 = 7;
+
+/// `values` as f16 bytes (round to nearest even), padded to whole 4-byte words.
+fn half_bytes(values: &[f32]) -> Vec<u8> {
+    let mut bytes: Vec<u8> = values
+        .iter()
+        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+        .collect();
+    bytes.resize(bytes.len().next_multiple_of(4).max(4), 0);
+    bytes
+}
+
+/// The WGSL of `shader` with f16 at the storage bindings where `half` is true.
+fn module_text(shader: &str, half: &[bool]) -> Result<String> {
+    if half.iter().any(|&h| h) {
+        return shaders::module_source(shader, half);
+    }
+    shaders::ALL
+        .iter()
+        .find(|(name, _)| *name == shader)
+        .map(|(_, src)| (*src).to_string())
+        .ok_or_else(|| Error::Unsupported(format!("no shader named {shader}")))
+}
 
 fn storage_usage() -> wgpu::BufferUsages {
     wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
@@ -225,8 +251,8 @@ impl WgpuBackend {
         usize::try_from(self.ctx.limits.max_storage_buffer_binding_size / 4).unwrap_or(usize::MAX)
     }
 
-    fn check_binding(&self, what: &str, floats: usize) -> Result<()> {
-        let bytes = (floats * 4) as u64;
+    fn check_binding(&self, what: &str, bytes: usize) -> Result<()> {
+        let bytes = bytes as u64;
         if bytes > self.ctx.limits.max_storage_buffer_binding_size {
             return Err(Error::Unsupported(format!(
                 "{what} needs a binding of {bytes} bytes; this adapter allows {}",
@@ -284,15 +310,13 @@ impl WgpuBackend {
             .clone()
     }
 
-    fn module(&mut self, shader: &'static str) -> Result<ShaderModule> {
-        if let Some(m) = self.modules.get(shader) {
+    /// The module of `shader` with f16 at the storage bindings where `half` is true.
+    fn module(&mut self, shader: &'static str, half: &[bool]) -> Result<ShaderModule> {
+        let key = (shader, half.to_vec());
+        if let Some(m) = self.modules.get(&key) {
             return Ok(m.clone());
         }
-        let source = shaders::ALL
-            .iter()
-            .find(|(name, _)| *name == shader)
-            .map(|(_, src)| *src)
-            .ok_or_else(|| Error::Unsupported(format!("no shader named {shader}")))?;
+        let source = module_text(shader, half)?;
         let device = &self.ctx.device;
         let module = self.ctx.scoped(&format!("compiling {shader}"), || {
             device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -300,7 +324,7 @@ impl WgpuBackend {
                 source: wgpu::ShaderSource::Wgsl(source.into()),
             })
         })?;
-        self.modules.insert(shader, module.clone());
+        self.modules.insert(key, module.clone());
         Ok(module)
     }
 
@@ -312,12 +336,26 @@ impl WgpuBackend {
         kind: BindingKind,
         storage: usize,
     ) -> Result<(ComputePipeline, BindGroupLayout)> {
-        let key = format!("{shader}:{entry}:{constants:?}:{kind:?}:{storage}");
+        self.pipeline_typed(shader, entry, constants, kind, &vec![false; storage])
+    }
+
+    /// [`Self::pipeline`] with f16 at the storage bindings where `half` is true (one flag
+    /// per storage binding).
+    fn pipeline_typed(
+        &mut self,
+        shader: &'static str,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+        kind: BindingKind,
+        half: &[bool],
+    ) -> Result<(ComputePipeline, BindGroupLayout)> {
+        let storage = half.len();
+        let key = format!("{shader}:{entry}:{constants:?}:{kind:?}:{half:?}");
         let (bgl, pl) = self.layout(kind, storage);
         if let Some(p) = self.pipelines.get(&key) {
             return Ok((p.clone(), bgl));
         }
-        let module = self.module(shader)?;
+        let module = self.module(shader, half)?;
         let device = &self.ctx.device;
         let pipeline = self
             .ctx
@@ -358,8 +396,8 @@ impl WgpuBackend {
                 binding: i as u32 + 1,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer,
-                    offset: (slot.offset * 4) as u64,
-                    size: NonZeroU64::new((slot.len.max(1) * 4) as u64),
+                    offset: slot.byte_offset() as u64,
+                    size: NonZeroU64::new(slot.byte_len() as u64),
                 }),
             });
         }
@@ -441,7 +479,32 @@ impl Backend for WgpuBackend {
                     })
             }
         });
+        let params_half = if layout.precision.is_half() {
+            if !self
+                .ctx
+                .device
+                .features()
+                .contains(wgpu::Features::SHADER_F16)
+            {
+                return Err(Error::Unsupported(format!(
+                    "f16 precision needs the SHADER_F16 feature, which {} lacks",
+                    self.ctx.describe()
+                )));
+            }
+            Some(
+                self.ctx
+                    .device
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("f16 params"),
+                        contents: &half_bytes(params),
+                        usage: storage_usage(),
+                    }),
+            )
+        } else {
+            None
+        };
         let mut m = ModelBuffers {
+            params_half,
             params: self
                 .ctx
                 .device
@@ -487,10 +550,11 @@ impl Backend for WgpuBackend {
     }
 
     fn compile(&mut self, plan: &Plan, tail: Tail) -> Result<PlanId> {
-        let (params, grads, buffers, metrics, scalars) = {
+        let (params, params_half, grads, buffers, metrics, scalars) = {
             let m = self.model()?;
             (
                 m.params.clone(),
+                m.params_half.clone(),
                 m.grads.clone(),
                 m.buffers.clone(),
                 m.metrics.clone(),
@@ -586,8 +650,14 @@ impl Backend for WgpuBackend {
             } else {
                 BindingKind::Graph
             };
+            // The metrics and the anomaly flag are f32 whatever arena their stand-in names.
+            let half: Vec<bool> = slots
+                .iter()
+                .enumerate()
+                .map(|(k, s)| s.arena.is_half() && (k > 0 || *output == Output::Arena))
+                .collect();
             let (pipeline, bgl) =
-                self.pipeline(l.shader, l.entry, &l.constants, kind, slots.len())?;
+                self.pipeline_typed(l.shader, l.entry, &l.constants, kind, &half)?;
             let storage: Vec<(&Buffer, Slot)> = slots
                 .iter()
                 .enumerate()
@@ -600,14 +670,15 @@ impl Backend for WgpuBackend {
                             ArenaKind::Grads => &grads,
                             ArenaKind::Buffers => &buffers,
                             ArenaKind::Inputs => &inputs,
-                            ArenaKind::Activations => &activations,
+                            ArenaKind::Activations | ArenaKind::ActivationsHalf => &activations,
+                            ArenaKind::ParamsHalf => params_half.as_ref().unwrap_or(&params),
                         },
                     };
                     (buffer, *s)
                 })
                 .collect();
             for (_, s) in &storage {
-                self.check_binding("a tensor", s.len)?;
+                self.check_binding("a tensor", s.byte_len())?;
             }
             let uniform = (
                 &dims,
@@ -628,6 +699,12 @@ impl Backend for WgpuBackend {
                 bind_group,
                 groups: l.groups,
             });
+        }
+        // f16 training: the loss scale seeds the backward pass (scaler.rs).
+        if tail.update {
+            if let Some(seed) = self.loss_seed_dispatch(plan, &inputs)? {
+                dispatches.insert(0, seed);
+            }
         }
         self.plans.push(GpuPlan {
             inputs,
@@ -748,6 +825,9 @@ impl Backend for WgpuBackend {
         self.ctx
             .queue
             .write_buffer(&m.params, 0, bytemuck::cast_slice(params));
+        if let Some(h) = &m.params_half {
+            self.ctx.queue.write_buffer(h, 0, &half_bytes(params));
+        }
         Ok(())
     }
 
@@ -813,6 +893,14 @@ impl Backend for WgpuBackend {
         }
     }
 
+    fn read_loss_scale(&mut self) -> Result<Option<LossScale>> {
+        self.read_loss_scale_words()
+    }
+
+    fn write_loss_scale(&mut self, s: LossScale) -> Result<()> {
+        self.write_loss_scale_words(s)
+    }
+
     fn read_slot(&mut self, plan: PlanId, slot: Slot) -> Result<Vec<f32>> {
         let m = self.model()?;
         let p = self
@@ -824,8 +912,22 @@ impl Backend for WgpuBackend {
             ArenaKind::Grads => &m.grads,
             ArenaKind::Buffers => &m.buffers,
             ArenaKind::Inputs => &p.inputs,
-            ArenaKind::Activations => &p.activations,
+            ArenaKind::Activations | ArenaKind::ActivationsHalf => &p.activations,
+            ArenaKind::ParamsHalf => m
+                .params_half
+                .as_ref()
+                .ok_or_else(|| Error::Graph("this model has no f16 weights".into()))?,
         };
-        self.ctx.read(buffer, slot.offset, slot.len)
+        if !slot.arena.is_half() {
+            return self.ctx.read(buffer, slot.offset, slot.len);
+        }
+        // f16 slots start on a 4-byte boundary (even element offsets): read whole words.
+        let words = self
+            .ctx
+            .read(buffer, slot.offset / 2, slot.len.div_ceil(2))?;
+        Ok(bytemuck::cast_slice::<f32, u16>(&words)[..slot.len]
+            .iter()
+            .map(|&b| half::f16::from_bits(b).to_f32())
+            .collect())
     }
 }

@@ -93,9 +93,23 @@ pub const REDUCE: &str = concat!(
 
 /// `grad_norm_partial`, `grad_norm_final` and the `*_step` updates. Not the Dims
 /// convention: `@binding(0)` is [`StepScalars`](crate::optim::StepScalars), then params,
-/// grads, state0..state2, partials and norm at bindings 1 to 7, and at 8 the piece of the
-/// arenas a dispatch covers.
+/// grads, state0..state2, partials and norm at bindings 1 to 7, and at 9 the piece of the
+/// arenas a dispatch covers (8 is [`OPTIM_HALF`]'s f16 weight copy).
 pub const OPTIM: &str = include_str!("../../../shaders/optim.wgsl");
+
+/// The optimizer of f16 models: `enable f16;`, [`OPTIM`], then `optim_half.wgsl`'s entry
+/// points (`grad_norm_partial_half`, `*_step_half`), which unscale the gradients by the
+/// loss scale, skip steps with non-finite gradients and write the f16 weight copy at
+/// `@binding(8)`. Needs `wgpu::Features::SHADER_F16`.
+pub const OPTIM_HALF: &str = concat!(
+    "enable f16;\n",
+    include_str!("../../../shaders/optim.wgsl"),
+    include_str!("../../../shaders/optim_half.wgsl")
+);
+
+/// `write_loss_seed` and `update_loss_scale`: GradScaler's state on the device (one
+/// invocation each). `@binding(1)` the scaler's words, `@binding(2)` the loss-seed slot.
+pub const SCALER: &str = include_str!("../../../shaders/scaler.wgsl");
 
 /// `check_finite`: `--detect-anomaly`'s test of a step's output, with an atomic flag of its
 /// own (not the graph-op interface).
@@ -157,6 +171,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("norm.wgsl", NORM),
     ("anomaly.wgsl", ANOMALY),
     ("optim.wgsl", OPTIM),
+    ("optim_half.wgsl", OPTIM_HALF),
+    ("scaler.wgsl", SCALER),
     ("philox.wgsl", PHILOX),
 ];
 

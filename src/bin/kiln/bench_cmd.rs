@@ -24,6 +24,10 @@ pub struct BenchArgs {
     /// Smaller shapes and fewer repetitions (software adapters, CI smoke tests).
     #[arg(long)]
     quick: bool,
+    /// f32, or f16: activations and matmul/conv operands stored in f16 (f32 accumulation),
+    /// training steps in mixed precision.
+    #[arg(long, default_value = "f32")]
+    precision: kiln::precision::Precision,
 }
 
 /// Runs `kiln bench`.
@@ -32,6 +36,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         groups: Group::parse_selection(&args.what)?,
         backend: args.backend,
         quick: args.quick,
+        precision: args.precision,
     };
     // Rows are printed once the ceilings are known; a terminal sees progress meanwhile.
     let live = std::io::stderr().is_terminal();

@@ -62,8 +62,15 @@ impl JsonLog {
                     }
                     _ => String::new(),
                 };
+                let scale = r.loss_scale.map_or(String::new(), |s| {
+                    format!(
+                        ",\"loss_scale\":{},\"skipped_steps\":{}",
+                        num(s.scale),
+                        s.skipped
+                    )
+                });
                 format!(
-                    "{{\"epoch\":{},\"train_loss\":{},\"train_accuracy\":{},\"test_loss\":{},\"test_accuracy\":{},\"images_per_s\":{}{val}}}",
+                    "{{\"epoch\":{},\"train_loss\":{},\"train_accuracy\":{},\"test_loss\":{},\"test_accuracy\":{},\"images_per_s\":{}{val}{scale}}}",
                     r.epoch,
                     num(r.train_loss),
                     num(r.train_accuracy),

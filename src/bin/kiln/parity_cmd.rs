@@ -5,7 +5,8 @@ use clap::Args;
 use kiln::backend::cpu::CpuBackend;
 use kiln::backend::wgpu::{AdapterPolicy, WgpuBackend};
 use kiln::backend::Backend;
-use kiln::parity::{cases, run_case};
+use kiln::parity::{cases, run_case, run_case_half};
+use kiln::precision::Precision;
 use kiln::{Error, Result};
 
 /// Arguments of `kiln parity`.
@@ -17,6 +18,10 @@ pub struct ParityArgs {
     /// Only ops whose name contains this text.
     #[arg(long)]
     op: Option<String>,
+    /// f32: against the f64 reference. f16: every op reading and writing f16 bindings,
+    /// against the CPU backend's emulation of the same f16 plan.
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
     /// Seed for the random inputs.
     #[arg(long, default_value_t = 1000)]
     seed: u64,
@@ -29,7 +34,7 @@ pub fn run(args: ParityArgs) -> Result<()> {
     } else {
         Box::new(WgpuBackend::new(AdapterPolicy::AllowSoftware)?)
     };
-    println!("device: {}", backend.describe());
+    println!("device: {} ({})", backend.describe(), args.precision);
     println!(
         "{:<22} {:<28} {:>11} {:>11} {:>9}  result",
         "op", "shapes", "max abs", "max rel", "err/tol"
@@ -43,7 +48,11 @@ pub fn run(args: ParityArgs) -> Result<()> {
         {
             continue;
         }
-        let r = run_case(backend.as_mut(), case, args.seed + i as u64)?;
+        let seed = args.seed + i as u64;
+        let r = match args.precision {
+            Precision::F32 => run_case(backend.as_mut(), case, seed)?,
+            Precision::F16 => run_case_half(backend.as_mut(), &mut CpuBackend::new(), case, seed)?,
+        };
         println!(
             "{:<22} {:<28} {:>11.3e} {:>11.3e} {:>9.3}  {}",
             r.op,

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use kiln::backend::{select_backend, BackendChoice};
+use kiln::backend::{select_backend_for, BackendChoice};
 use kiln::checkpoint::Checkpoint;
 use kiln::optim::schedule::{parse_schedule, Warmup};
 use kiln::optim::{Clip, Optimizer};
+use kiln::precision::Precision;
 use kiln::train::{EarlyStopping, Event, Monitor, Penalty, TrainConfig, Trainer};
 use kiln::{data, Error, Result};
 
@@ -25,6 +26,10 @@ pub struct TrainArgs {
     /// auto (a hardware GPU if there is one, else the CPU), gpu, or cpu.
     #[arg(long, default_value = "auto")]
     backend: BackendChoice,
+    /// f32, or f16 mixed precision: f16 activations and gradients, f32 master weights and
+    /// optimizer state, dynamic loss scaling (torch.autocast + GradScaler).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
     /// Epochs.
     #[arg(long, default_value_t = 5)]
     epochs: usize,
@@ -327,7 +332,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         train = train.take(n)?;
     }
     let optimizer = optimizer(&args)?;
-    let config = TrainConfig {
+    let mut config = TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
         lr: args.lr.unwrap_or(optimizer.default_lr()),
@@ -368,8 +373,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         init: kiln::nn::parse_init(&args.init_scheme)?,
         ..TrainConfig::default()
     };
-    let backend = select_backend(args.backend)?;
-    println!("backend: {}", backend.describe());
+    let (backend, precision) = select_backend_for(args.backend, args.precision)?;
+    config.precision = precision;
+    println!("backend: {} ({precision})", backend.describe());
     println!(
         "data: {} ({} train, {} test images of {}x{})",
         args.data
@@ -437,8 +443,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 (Some(l), Some(a)) => format!(", val loss {l:.4}, val acc {:.2}%", 100.0 * a),
                 _ => String::new(),
             };
+            let scale = r.loss_scale.map_or(String::new(), |s| {
+                format!(", loss scale {}, {} skipped", s.scale, s.skipped)
+            });
             println!(
-                "epoch {}/{}: lr {:.3e}, train loss {:.4}, train acc {:.2}%{val}, test loss {:.4}, test acc {:.2}%, {:.0} img/s ({:.1} s)",
+                "epoch {}/{}: lr {:.3e}, train loss {:.4}, train acc {:.2}%{val}, test loss {:.4}, test acc {:.2}%, {:.0} img/s ({:.1} s){scale}",
                 r.epoch,
                 config.epochs,
                 r.lr,

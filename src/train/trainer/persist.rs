@@ -100,6 +100,16 @@ impl Trainer {
         for (k, v) in meta.into_iter().chain(sched_meta) {
             ckpt.metadata.insert(k.to_string(), v);
         }
+        // GradScaler's state, as PyTorch checkpoints keep `scaler.state_dict()`.
+        if let Some(s) = self.backend.read_loss_scale()? {
+            for (k, v) in [
+                ("scaler.scale", s.scale.to_string()),
+                ("scaler.growth_tracker", s.growth_tracker.to_string()),
+                ("scaler.skipped", s.skipped.to_string()),
+            ] {
+                ckpt.metadata.insert(k.to_string(), v);
+            }
+        }
         Ok(ckpt)
     }
 
@@ -174,10 +184,26 @@ impl Trainer {
         };
         let mut scheduler = self.scheduler.clone();
         scheduler.restore(&state)?;
+        // A checkpoint of an f32 run resumed in f16 starts a fresh GradScaler.
+        let loss_scale = match ckpt.metadata.get("scaler.scale") {
+            Some(scale) if self.config.precision.is_half() => Some(LossScale {
+                scale: parse(path, "scaler.scale", scale)?,
+                growth_tracker: parse(
+                    path,
+                    "scaler.growth_tracker",
+                    meta("scaler.growth_tracker")?,
+                )?,
+                skipped: parse(path, "scaler.skipped", meta("scaler.skipped")?)?,
+            }),
+            _ => None,
+        };
         // From here on only the backend can fail (a device error), not the checkpoint.
         self.load_weights(ckpt, path)?;
         for (k, arena) in states {
             self.backend.write_state(k, &arena)?;
+        }
+        if let Some(s) = loss_scale {
+            self.backend.write_loss_scale(s)?;
         }
         self.step = step;
         self.epoch = epoch;

@@ -2,6 +2,11 @@
 //! passes of the global gradient norm (used when clipping or guarding against non-finite
 //! gradients) and the fused update. Arenas larger than one storage binding are processed
 //! in pieces, each bound at its own offset and told where it starts by a small uniform.
+//!
+//! f16 models use `optim_half.wgsl`'s kernels instead: the norm passes always run (their
+//! sum is the loss scaler's found_inf), the update unscales the gradients and writes the
+//! f16 weight copy (bound in pieces like the other arenas, at half their byte offsets), and
+//! `scaler.wgsl`'s `update_loss_scale` follows (see `scaler.rs`).
 
 use wgpu::util::DeviceExt;
 use wgpu::Buffer;
@@ -12,8 +17,26 @@ use crate::error::{Error, Result};
 use crate::graph::{ArenaKind, Slot};
 use crate::optim::{Optimizer, StepScalars};
 
-/// Binding of the piece uniform (`struct Piece` in `shaders/optim.wgsl`).
-pub(super) const PIECE_BINDING: u32 = 8;
+/// Binding of the piece uniform (`struct Piece` in `shaders/optim.wgsl`); 8 is the f16
+/// weight copy of `optim_half.wgsl`, so storage bindings run 1..=n without a gap.
+pub(super) const PIECE_BINDING: u32 = 9;
+
+/// Words of the norm buffer the optimizer binds: the squared norm, and for f16 models the
+/// loss scaler's state after it (`shaders/scaler.wgsl`).
+const NORM_WORDS_F32: usize = 1;
+const NORM_WORDS_F16: usize = 4;
+
+/// `optim_half.wgsl`'s update kernel of `optimizer` (unscale, skip on found_inf, write
+/// the f16 copy).
+fn half_kernel(optimizer: &Optimizer) -> &'static str {
+    match optimizer {
+        Optimizer::Sgd { .. } => "sgd_step_half",
+        Optimizer::Adam { .. } => "adam_step_half",
+        Optimizer::Adagrad { .. } => "adagrad_step_half",
+        Optimizer::RmsProp { .. } => "rmsprop_step_half",
+        Optimizer::Adadelta { .. } => "adadelta_step_half",
+    }
+}
 
 /// Where one optimizer piece starts in the arenas and how many parameters it covers.
 #[repr(C)]
@@ -24,7 +47,9 @@ struct Piece {
     pad: [u32; 2],
 }
 
-/// The optimizer's dispatches: (norm passes, updates, the piece uniforms they read).
+/// The optimizer's dispatches: (norm passes, updates, the piece uniforms they read). For
+/// f16 models the norm passes are part of the updates (they always run) and the first
+/// list is empty, so a run records the same two lists either way.
 type OptimizerDispatches = (Vec<Dispatch>, Vec<Dispatch>, Buffer);
 
 impl WgpuBackend {
@@ -58,7 +83,8 @@ impl WgpuBackend {
             .collect()
     }
 
-    /// The norm passes and the fused update of `optimizer` over the model's arenas.
+    /// The norm passes and the fused update of `optimizer` over the model's arenas (for
+    /// f16 models, with the loss scaler's update after them).
     pub(super) fn optimizer_dispatches(
         &mut self,
         optimizer: Option<Optimizer>,
@@ -82,6 +108,14 @@ impl WgpuBackend {
                 contents: &bytes,
                 usage: wgpu::BufferUsages::UNIFORM,
             });
+        let half = m.params_half.as_ref();
+        if half.is_some() {
+            self.reset_loss_scale(m);
+        }
+        let (shader, storage_count, norm_words) = match half {
+            Some(_) => ("optim_half.wgsl", 8, NORM_WORDS_F16),
+            None => ("optim.wgsl", 7, NORM_WORDS_F32),
+        };
         let max = self.max_groups();
         let partial_count = m.size.div_ceil(NORM_CHUNK as usize).max(1);
         let mut partials = Vec::new();
@@ -106,15 +140,24 @@ impl WgpuBackend {
                     whole(m.state_len[k])
                 }
             };
-            let storage: Vec<(&Buffer, Slot)> = vec![
+            let mut storage: Vec<(&Buffer, Slot)> = vec![
                 (&m.params, range),
                 (&m.grads, range),
                 (&m.state[0], state(0)),
                 (&m.state[1], state(1)),
                 (&m.state[2], state(2)),
                 (&m.partials, whole(partial_count)),
-                (&m.norm, whole(1)),
+                (&m.norm, whole(norm_words)),
             ];
+            if let Some(h) = half {
+                // The f16 copy at the same element offsets: byte 2·base, 8 KiB-aligned
+                // since pieces are multiples of 4,096 parameters.
+                let half_range = Slot {
+                    arena: ArenaKind::ParamsHalf,
+                    ..range
+                };
+                storage.push((h, half_range));
+            }
             let piece = ExtraUniform {
                 binding: PIECE_BINDING,
                 buffer: &uniforms,
@@ -123,7 +166,7 @@ impl WgpuBackend {
             };
             let mut make = |entry: &'static str, groups: (u32, u32)| -> Result<Dispatch> {
                 let (pipeline, bgl) =
-                    self.pipeline("optim.wgsl", entry, &[], BindingKind::Optim, 7)?;
+                    self.pipeline(shader, entry, &[], BindingKind::Optim, storage_count)?;
                 let uniform = (&m.scalars, 0, std::mem::size_of::<StepScalars>() as u64);
                 let bind_group = self.bind_group(&bgl, uniform, &storage, Some(piece));
                 Ok(Dispatch {
@@ -133,18 +176,33 @@ impl WgpuBackend {
                 })
             };
             let chunks = (p.len as usize).div_ceil(NORM_CHUNK as usize).max(1);
+            let partial_entry = match half {
+                Some(_) => "grad_norm_partial_half",
+                None => "grad_norm_partial",
+            };
             partials.push(make(
-                "grad_norm_partial",
+                partial_entry,
                 groups_1d(chunks * super::kernels::WORKGROUP as usize, max)?,
             )?);
             if i == 0 {
                 last = Some(make("grad_norm_final", (1, 1))?);
             }
             if let Some(o) = optimizer {
-                updates.push(make(o.kernel(), groups_1d(p.len as usize, max)?)?);
+                let entry = match half {
+                    Some(_) => half_kernel(&o),
+                    None => o.kernel(),
+                };
+                updates.push(make(entry, groups_1d(p.len as usize, max)?)?);
             }
         }
         partials.extend(last);
+        if half.is_some() && optimizer.is_some() {
+            // f16: norm passes, updates, then the scaler, all in every training run.
+            let mut all = partials;
+            all.append(&mut updates);
+            all.push(self.loss_scale_update_dispatch(m)?);
+            return Ok((Vec::new(), all, uniforms));
+        }
         Ok((partials, updates, uniforms))
     }
 }

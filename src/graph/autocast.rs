@@ -1,0 +1,92 @@
+//! Which values an f16 plan stores in f16: PyTorch's autocast lists, for kiln's ops.
+//!
+//! Ops that move or transform activations (matmul, bias, activations, data movement of
+//! convolution, pooling, normalisation outputs, dropout) and the gradients flowing back
+//! through them write f16. Reductions, losses and their scalars, softmax, batch statistics
+//! and class indices stay f32, as autocast keeps them: they sum many values or need more
+//! than f16's 11 bits. Parameter gradients are f32 whatever the op (the planner decides).
+
+use crate::op::Op;
+
+/// Whether an f16 plan stores this op's output in f16.
+pub fn half_output(op: &Op) -> bool {
+    match op {
+        Op::MatMul { .. }
+        | Op::BiasAdd
+        | Op::Add
+        | Op::Scale(_)
+        | Op::Activation(_)
+        | Op::ActivationGrad(_)
+        | Op::Im2Col(_)
+        | Op::Col2Im(_)
+        | Op::RowsToNchw(_)
+        | Op::NchwToRows(_)
+        | Op::MaxPool(_)
+        | Op::MaxPoolGrad(_)
+        | Op::AvgPool(_)
+        | Op::AvgPoolGrad(_)
+        | Op::BatchNormApply(_)
+        | Op::BatchNormGrad(_)
+        | Op::LayerNorm { .. }
+        | Op::LayerNormGrad { .. }
+        | Op::Dropout(_)
+        | Op::DropoutGrad(_)
+        | Op::SoftmaxCrossEntropyGrad { .. }
+        | Op::MseGrad
+        | Op::BceWithLogitsGrad
+        | Op::L1Grad
+        | Op::SmoothL1Grad { .. }
+        | Op::HuberGrad { .. } => true,
+        Op::BiasGrad
+        | Op::Softmax
+        | Op::SoftmaxGrad
+        | Op::SoftmaxCrossEntropy { .. }
+        | Op::Mse
+        | Op::BceWithLogits
+        | Op::L1
+        | Op::SmoothL1 { .. }
+        | Op::Huber { .. }
+        | Op::Sum
+        | Op::Mean
+        | Op::SumSquares
+        | Op::SumSquaresGrad
+        | Op::SumAbs
+        | Op::SumAbsGrad
+        | Op::Broadcast(_)
+        | Op::Argmax
+        | Op::Correct
+        | Op::Reshape
+        | Op::BatchNormStats(_)
+        | Op::BatchNormGammaGrad(_)
+        | Op::ChannelSum(_)
+        | Op::BatchNormRunning { .. }
+        | Op::LayerNormGammaGrad { .. } => false,
+    }
+}
+
+/// Whether an f16 plan feeds this op the f16 copy of a parameter instead of the f32 master
+/// (the weights of matmuls, and so of convolutions; biases and norm scales stay f32).
+pub fn reads_half_weights(op: &Op) -> bool {
+    matches!(op, Op::MatMul { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn losses_and_reductions_stay_f32() {
+        assert!(half_output(&Op::MatMul {
+            trans_a: false,
+            trans_b: true
+        }));
+        assert!(!half_output(&Op::Mean));
+        assert!(!half_output(&Op::Correct));
+        assert!(!half_output(&Op::Softmax));
+        assert!(reads_half_weights(&Op::MatMul {
+            trans_a: true,
+            trans_b: false
+        }));
+        assert!(!reads_half_weights(&Op::BiasAdd));
+    }
+}
