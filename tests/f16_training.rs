@@ -234,3 +234,26 @@ fn cli_reports_the_loss_scale() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// On a device without `SHADER_F16`, an f16 model is a typed `Unsupported` naming the
+/// feature (what `--backend gpu --precision f16` reports), and f32 still trains there.
+#[test]
+fn f16_without_shader_f16_is_a_typed_error() {
+    use kiln::backend::wgpu::{AdapterPolicy, GpuContext, WgpuBackend};
+    if common::gpu().is_none() {
+        return;
+    }
+    let open = || {
+        let ctx = GpuContext::withholding(AdapterPolicy::AllowSoftware, wgpu::Features::SHADER_F16)
+            .unwrap();
+        assert!(!ctx.has_f16());
+        Box::new(WgpuBackend::with_context(ctx))
+    };
+    match Trainer::new(open(), "mlp", &config(Precision::F16, 1, 0)) {
+        Err(kiln::Error::Unsupported(why)) => assert!(why.contains("SHADER_F16"), "{why}"),
+        Err(e) => panic!("expected Unsupported, got {e}"),
+        Ok(_) => panic!("an f16 model was accepted without SHADER_F16"),
+    }
+    let (losses, _) = common::trained(open(), "mlp", &config(Precision::F32, 1, 0), 2);
+    assert!(losses.iter().all(|l| l.is_finite()));
+}

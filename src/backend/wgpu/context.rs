@@ -103,6 +103,20 @@ impl GpuContext {
         policy: AdapterPolicy,
         adjust: impl FnOnce(&mut wgpu::Limits),
     ) -> Result<Self> {
+        Self::open(policy, adjust, wgpu::Features::empty())
+    }
+
+    /// Opens a device without the optional `features` even where the adapter has them
+    /// (say `SHADER_F16`), so that what kiln does on adapters lacking them can be tested.
+    pub fn withholding(policy: AdapterPolicy, features: wgpu::Features) -> Result<Self> {
+        Self::open(policy, |_| {}, features)
+    }
+
+    fn open(
+        policy: AdapterPolicy,
+        adjust: impl FnOnce(&mut wgpu::Limits),
+        withheld: wgpu::Features,
+    ) -> Result<Self> {
         let adapter = choose_adapter(policy)?;
         let info = adapter.get_info();
         let mut limits = adapter.limits();
@@ -110,7 +124,7 @@ impl GpuContext {
         // Optional features, each requested only where the adapter has it: timestamps for
         // kernel timings, SHADER_F16 for mixed precision (f16 storage); see `has_f16`.
         let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
-        let features = adapter.features() & wanted;
+        let features = adapter.features() & wanted - withheld;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("kiln"),
             required_features: features,
