@@ -124,7 +124,7 @@ impl GpuContext {
         // Optional features, each requested only where the adapter has it: timestamps for
         // kernel timings, SHADER_F16 for mixed precision (f16 storage); see `has_f16`.
         let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
-        let features = adapter.features() & wanted - withheld;
+        let features = adapter.features() & (wanted - withheld);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("kiln"),
             required_features: features,
