@@ -257,3 +257,86 @@ fn f16_without_shader_f16_is_a_typed_error() {
     let (losses, _) = common::trained(open(), "mlp", &config(Precision::F32, 1, 0), 2);
     assert!(losses.iter().all(|l| l.is_finite()));
 }
+
+/// Parameter gradients are f32 end to end in f16 plans: nothing copied or summed into the
+/// gradient arena comes from an f16 slot (a conv weight's gradient is a reshaped copy of a
+/// product, which must itself be f32), and the products writing it accumulate in f32.
+#[test]
+fn f16_plans_keep_parameter_gradients_f32() {
+    use kiln::graph::{gradients, ArenaKind, Graph, ParamLayout, Plan};
+    use kiln::nn::{Mode, Model};
+    use kiln::op::Op;
+    use kiln::shape::Shape;
+    for spec in ["mlp", "cnn"] {
+        let model = Model::parse(spec).unwrap();
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::new(&[4, 784]));
+        let labels = g.input("labels", Shape::new(&[4]));
+        let built = model.build(&mut g, x, [1, 28, 28], Mode::Train).unwrap();
+        let loss = g
+            .op(
+                Op::SoftmaxCrossEntropy {
+                    label_smoothing: 0.0,
+                },
+                &[built.output, labels],
+            )
+            .unwrap();
+        let grads = gradients(&mut g, loss).unwrap();
+        let layout = ParamLayout::grouped_in(&g, &|_| false, Precision::F16);
+        let plan = Plan::build(&g, &layout, &[loss], &grads).unwrap();
+        let mut half_reads = 0;
+        for s in plan
+            .steps
+            .iter()
+            .filter(|s| s.output.arena == ArenaKind::Grads)
+        {
+            let copies = !matches!(
+                s.op,
+                Op::MatMul { .. } | Op::BiasGrad | Op::BatchNormGammaGrad(_) | Op::ChannelSum(_)
+            );
+            let reads_half = s.inputs.iter().any(|i| i.arena.is_half());
+            assert!(
+                !(copies && reads_half),
+                "{spec}: {} copies f16 values into the gradient arena",
+                s.op.name()
+            );
+            half_reads += usize::from(reads_half);
+        }
+        // The reductions themselves do read f16 activations and gradients.
+        assert!(half_reads > 0, "{spec}: no gradient reads f16 values");
+    }
+}
+
+/// With `--detect-anomaly`, an overflow of the loss-scaled backward pass of an f16 model is
+/// GradScaler's skip (the scale backs off), not an anomaly that stops training; on both
+/// backends.
+#[test]
+fn detect_anomaly_leaves_scaled_overflows_to_the_scaler() {
+    let config = TrainConfig {
+        detect_anomaly: true,
+        ..config(Precision::F16, 1, 0)
+    };
+    let (train, _) = data::embedded().unwrap();
+    let mut batcher = data::Batcher::new(&train, config.batch_size, false, 0).unwrap();
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    batcher.next_batch(&mut x, &mut y).unwrap();
+    let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(CpuBackend::new())];
+    if let Some(gpu) = common::gpu().filter(|g| g.context().has_f16()) {
+        backends.push(Box::new(gpu));
+    }
+    for backend in backends {
+        let mut t = Trainer::new(backend, "mlp", &config).unwrap();
+        let huge = LossScale {
+            scale: 1e30,
+            ..LossScale::default()
+        };
+        t.backend_mut().write_loss_scale(huge).unwrap();
+        t.train_batch(&x, &y).unwrap();
+        assert_eq!((t.steps(), t.skipped_steps()), (0, 1));
+        t.backend_mut()
+            .write_loss_scale(LossScale::default())
+            .unwrap();
+        t.train_batch(&x, &y).unwrap();
+        assert_eq!((t.steps(), t.skipped_steps()), (1, 1));
+    }
+}

@@ -324,13 +324,18 @@ impl Plan {
 
         let half = layout.precision.is_half();
         // Values that must stay f32 although their op could write f16: parameter gradients
-        // and the parts summed into them (a weight's data and regularisation gradients).
+        // and what flows into them unchanged or summed (a weight's data and regularisation
+        // gradients, the product a conv weight's gradient is a reshaped copy of).
         let mut keep_f32 = vec![false; nodes.len()];
         for &(_, g) in param_grads {
             keep_f32[g] = true;
         }
         for id in (0..nodes.len()).rev() {
-            if keep_f32[id] && matches!(nodes[id].kind, NodeKind::Op(Op::Add | Op::Reshape)) {
+            let passes_on = matches!(
+                nodes[id].kind,
+                NodeKind::Op(Op::Add | Op::Reshape | Op::Scale(_))
+            );
+            if keep_f32[id] && passes_on {
                 for &i in &nodes[id].inputs {
                     keep_f32[i] = true;
                 }

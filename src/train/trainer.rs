@@ -129,7 +129,15 @@ pub struct Trainer {
     /// One-hot targets of the current batch (for losses that read them), reused.
     targets: Vec<f32>,
     /// With `detect_anomaly`: for each training plan, what each of its steps computes.
-    sites: HashMap<PlanId, Vec<String>>,
+    sites: HashMap<PlanId, Sites>,
+}
+
+/// What the steps of a training plan compute, for naming the first non-finite one.
+struct Sites {
+    /// "op -> shape in layer" for each step.
+    names: Vec<String>,
+    /// The index of the first step of the backward pass.
+    first_backward: usize,
 }
 
 impl Trainer {
@@ -276,7 +284,7 @@ impl Trainer {
         };
         let id = self.backend.compile(&plan, tail)?;
         if training && self.config.detect_anomaly {
-            let sites = plan
+            let names = plan
                 .steps
                 .iter()
                 .map(|s| {
@@ -289,7 +297,19 @@ impl Trainer {
                     format!("{} -> {} in {layer}", s.op.name(), s.shape)
                 })
                 .collect();
-            self.sites.insert(id, sites);
+            // Backward nodes are created after the loss, so their ids are larger.
+            let first_backward = plan
+                .steps
+                .iter()
+                .position(|s| s.node > fg.total)
+                .unwrap_or(plan.steps.len());
+            self.sites.insert(
+                id,
+                Sites {
+                    names,
+                    first_backward,
+                },
+            );
         }
         let predictions = if training {
             None
@@ -336,32 +356,36 @@ impl Trainer {
         self.step += 1;
         self.last_lr = scalars.lr;
         self.run_plan(c.id, images, labels, &scalars)?;
-        if self.config.detect_anomaly {
-            if let Some(index) = self.backend.read_anomaly(c.id)? {
-                // The device skipped the update if the anomaly reached the gradients.
-                let applied = self.backend.read_grad_norm_sq()?.is_finite();
-                if !applied {
-                    self.step -= 1;
-                }
-                let site = self
-                    .sites
-                    .get(&c.id)
-                    .and_then(|s| s.get(index))
-                    .map_or("an unknown op", String::as_str);
-                return Err(Error::NonFinite(format!(
-                    "anomaly detected at step {}: op #{index} ({site}) produced the first \
-                     NaN or infinity; the update was {}applied",
-                    self.step + u32::from(!applied),
-                    if applied { "" } else { "not " }
-                )));
-            }
-        }
-        let error_if_nonfinite =
-            self.config.clip.error_if_nonfinite && self.config.clip.max_norm.is_some();
         // f16 models skip steps on the device (GradScaler); the host reads whether this one
         // was, so that a skipped step does not advance the optimizer's step count (Adam's
         // bias corrections), as in PyTorch. One float per step.
         let scaled = self.config.precision.is_half();
+        if self.config.detect_anomaly {
+            if let Some(index) = self.backend.read_anomaly(c.id)? {
+                // The device skipped the update if the anomaly reached the gradients.
+                let applied = self.backend.read_grad_norm_sq()?.is_finite();
+                let sites = self.sites.get(&c.id);
+                let in_backward = sites.is_some_and(|s| index >= s.first_backward);
+                // An overflow of a loss-scaled backward pass is GradScaler's business: the
+                // step was skipped and the scale backs off (counted below), not an anomaly.
+                if !(scaled && in_backward && !applied) {
+                    if !applied {
+                        self.step -= 1;
+                    }
+                    let site = sites
+                        .and_then(|s| s.names.get(index))
+                        .map_or("an unknown op", String::as_str);
+                    return Err(Error::NonFinite(format!(
+                        "anomaly detected at step {}: op #{index} ({site}) produced the first \
+                         NaN or infinity; the update was {}applied",
+                        self.step + u32::from(!applied),
+                        if applied { "" } else { "not " }
+                    )));
+                }
+            }
+        }
+        let error_if_nonfinite =
+            self.config.clip.error_if_nonfinite && self.config.clip.max_norm.is_some();
         if !(self.config.max_skips.is_some() || error_if_nonfinite || scaled) {
             return Ok(());
         }

@@ -430,6 +430,9 @@ impl Backend for CpuBackend {
             .plans
             .get(plan)
             .ok_or_else(|| Error::Graph(format!("no plan {plan}")))?;
-        Ok(self.arena(cp, slot.arena)[slot.range()].to_vec())
+        self.arena(cp, slot.arena)
+            .get(slot.range())
+            .map(<[f32]>::to_vec)
+            .ok_or_else(|| Error::Graph(format!("{slot:?} is outside its arena")))
     }
 }

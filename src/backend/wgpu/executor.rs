@@ -127,18 +127,6 @@ fn half_bytes(values: &[f32]) -> Vec<u8> {
     bytes
 }
 
-/// The WGSL of `shader` with f16 at the storage bindings where `half` is true.
-fn module_text(shader: &str, half: &[bool]) -> Result<String> {
-    if half.iter().any(|&h| h) {
-        return shaders::module_source(shader, half);
-    }
-    shaders::ALL
-        .iter()
-        .find(|(name, _)| *name == shader)
-        .map(|(_, src)| (*src).to_string())
-        .ok_or_else(|| Error::Unsupported(format!("no shader named {shader}")))
-}
-
 fn storage_usage() -> wgpu::BufferUsages {
     wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
 }
@@ -316,7 +304,7 @@ impl WgpuBackend {
         if let Some(m) = self.modules.get(&key) {
             return Ok(m.clone());
         }
-        let source = module_text(shader, half)?;
+        let source = shaders::module_source(shader, half)?;
         let device = &self.ctx.device;
         let module = self.ctx.scoped(&format!("compiling {shader}"), || {
             device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -480,12 +468,7 @@ impl Backend for WgpuBackend {
             }
         });
         let params_half = if layout.precision.is_half() {
-            if !self
-                .ctx
-                .device
-                .features()
-                .contains(wgpu::Features::SHADER_F16)
-            {
+            if !self.ctx.has_f16() {
                 return Err(Error::Unsupported(format!(
                     "f16 precision needs the SHADER_F16 feature, which {} lacks",
                     self.ctx.describe()
@@ -661,7 +644,7 @@ impl Backend for WgpuBackend {
             let storage: Vec<(&Buffer, Slot)> = slots
                 .iter()
                 .enumerate()
-                .map(|(k, s)| {
+                .map(|(k, s)| -> Result<(&Buffer, Slot)> {
                     let buffer = match (k, output, &anomaly) {
                         (0, Output::Metrics, _) => &metrics,
                         (0, Output::AnomalyFlag, Some(flag)) => flag,
@@ -671,12 +654,17 @@ impl Backend for WgpuBackend {
                             ArenaKind::Buffers => &buffers,
                             ArenaKind::Inputs => &inputs,
                             ArenaKind::Activations | ArenaKind::ActivationsHalf => &activations,
-                            ArenaKind::ParamsHalf => params_half.as_ref().unwrap_or(&params),
+                            ArenaKind::ParamsHalf => params_half.as_ref().ok_or_else(|| {
+                                Error::Graph(
+                                    "an f16 plan on a model laid out in f32 (no f16 weights)"
+                                        .into(),
+                                )
+                            })?,
                         },
                     };
-                    (buffer, *s)
+                    Ok((buffer, *s))
                 })
-                .collect();
+                .collect::<Result<_>>()?;
             for (_, s) in &storage {
                 self.check_binding("a tensor", s.byte_len())?;
             }
@@ -920,6 +908,11 @@ impl Backend for WgpuBackend {
         };
         if !slot.arena.is_half() {
             return self.ctx.read(buffer, slot.offset, slot.len);
+        }
+        if slot.offset % 2 != 0 {
+            return Err(Error::Graph(format!(
+                "{slot:?} starts inside a word; kiln reads f16 slots from even offsets"
+            )));
         }
         // f16 slots start on a 4-byte boundary (even element offsets): read whole words.
         let words = self

@@ -24,7 +24,7 @@ pub(super) const PIECE_BINDING: u32 = 9;
 /// Words of the norm buffer the optimizer binds: the squared norm, and for f16 models the
 /// loss scaler's state after it (`shaders/scaler.wgsl`).
 const NORM_WORDS_F32: usize = 1;
-const NORM_WORDS_F16: usize = 4;
+const NORM_WORDS_F16: usize = super::scaler::SCALER_WORDS;
 
 /// `optim_half.wgsl`'s update kernel of `optimizer` (unscale, skip on found_inf, write
 /// the f16 copy).

@@ -14,7 +14,7 @@ use crate::graph::{ArenaKind, Plan, Slot};
 use crate::optim::StepScalars;
 
 /// The scaler's words in the norm buffer: the norm (found_inf), scale, tracker, skipped.
-const SCALER_WORDS: usize = 4;
+pub(super) const SCALER_WORDS: usize = 4;
 
 /// The norm buffer's first words, as the scaler kernels bind them.
 fn scaler_slot() -> Slot {
