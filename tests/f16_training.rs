@@ -111,8 +111,9 @@ fn cnn_f16_tracks_f32_on_a_small_run() {
     assert!((r16.test_accuracy - r32.test_accuracy).abs() <= 0.02);
 }
 
-/// The GPU's f16 training steps follow the CPU emulation: 30 steps of the mlp preset, the
-/// per-step losses within f16 tolerance, the scaler state identical.
+/// The GPU's f16 training steps follow the CPU emulation: 30 steps of the mlp preset and
+/// 6 of the cnn (f16 convolution, batch norm, pooling, dropout; batch 16), the per-step
+/// losses within f16 tolerance, the scaler state identical.
 #[test]
 fn gpu_f16_training_follows_the_cpu_emulation() {
     let Some(gpu) = common::gpu() else { return };
@@ -120,21 +121,35 @@ fn gpu_f16_training_follows_the_cpu_emulation() {
         eprintln!("skipped: the adapter lacks SHADER_F16");
         return;
     }
-    let config = config(Precision::F16, 1, 0);
-    let (cpu_losses, cpu_scale) = f16_curve(Box::new(CpuBackend::new()), &config, 30);
-    let (gpu_losses, gpu_scale) = f16_curve(Box::new(gpu), &config, 30);
-    for (i, (c, g)) in cpu_losses.iter().zip(&gpu_losses).enumerate() {
-        assert!((c - g).abs() <= 1e-2 * c.abs(), "step {i}: cpu {c} gpu {g}");
+    let mut gpu: Option<Box<dyn Backend>> = Some(Box::new(gpu));
+    for (spec, batch, steps) in [("mlp", 128, 30), ("cnn", 16, 6)] {
+        let config = TrainConfig {
+            batch_size: batch,
+            ..config(Precision::F16, 1, 0)
+        };
+        let backend = match gpu.take() {
+            Some(b) => b,
+            None => Box::new(common::gpu().unwrap()),
+        };
+        let (cpu_losses, cpu_scale) = f16_curve(Box::new(CpuBackend::new()), spec, &config, steps);
+        let (gpu_losses, gpu_scale) = f16_curve(backend, spec, &config, steps);
+        for (i, (c, g)) in cpu_losses.iter().zip(&gpu_losses).enumerate() {
+            assert!(
+                (c - g).abs() <= 1e-2 * c.abs(),
+                "{spec} step {i}: cpu {c} gpu {g}"
+            );
+        }
+        assert_eq!(cpu_scale, gpu_scale, "{spec}");
     }
-    assert_eq!(cpu_scale, gpu_scale);
 }
 
 fn f16_curve(
     backend: Box<dyn Backend>,
+    spec: &str,
     config: &TrainConfig,
     steps: usize,
 ) -> (Vec<f32>, Option<LossScale>) {
-    let (losses, mut trainer) = common::trained(backend, "mlp", config, steps);
+    let (losses, mut trainer) = common::trained(backend, spec, config, steps);
     (losses, trainer.backend_mut().read_loss_scale().unwrap())
 }
 
@@ -177,15 +192,28 @@ fn overflowing_step_is_skipped_without_advancing_the_step_count() {
     assert_eq!(t.params().unwrap(), fresh.params().unwrap());
 }
 
-/// The scaler's state travels in checkpoints (as `scaler.state_dict()` does) and a resumed
-/// f16 run continues with it.
+/// The scaler's state travels in checkpoints (as `scaler.state_dict()` does): a resumed f16
+/// run continues with it, bit for bit as the uninterrupted run.
 #[test]
 fn loss_scale_survives_a_checkpoint() {
     let config = config(Precision::F16, 1, 0);
-    let (_, mut t) = common::trained(Box::new(CpuBackend::new()), "mlp", &config, 3);
+    let (train, _) = data::embedded().unwrap();
+    let mut batcher = data::Batcher::new(&train, config.batch_size, false, 0).unwrap();
+    let batches: Vec<(Vec<f32>, Vec<f32>)> = (0..5)
+        .map(|_| {
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            batcher.next_batch(&mut x, &mut y).unwrap();
+            (x, y)
+        })
+        .collect();
+    let mut t = Trainer::new(Box::new(CpuBackend::new()), "mlp", &config).unwrap();
+    for (x, y) in &batches[..3] {
+        t.train_batch(x, y).unwrap();
+    }
+    // A state no fresh scaler has: the next two steps grow the scale at the interval.
     let state = LossScale {
         scale: 1024.0,
-        growth_tracker: 7,
+        growth_tracker: LossScale::GROWTH_INTERVAL - 2,
         skipped: 2,
     };
     t.backend_mut().write_loss_scale(state).unwrap();
@@ -201,6 +229,16 @@ fn loss_scale_survives_a_checkpoint() {
         resumed.backend_mut().read_loss_scale().unwrap(),
         Some(state)
     );
+    for (x, y) in &batches[3..] {
+        t.train_batch(x, y).unwrap();
+        resumed.train_batch(x, y).unwrap();
+    }
+    let grown = resumed.backend_mut().read_loss_scale().unwrap();
+    assert_eq!(
+        grown.map(|s| (s.scale, s.growth_tracker)),
+        Some((2048.0, 0))
+    );
+    assert_eq!(grown, t.backend_mut().read_loss_scale().unwrap());
     assert_eq!(resumed.params().unwrap(), t.params().unwrap());
 }
 
