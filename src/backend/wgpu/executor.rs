@@ -3,16 +3,17 @@
 //! it once. Parameters, gradients and optimizer state never leave the device.
 
 use std::collections::HashMap;
-use std::num::NonZeroU64;
 
 use wgpu::util::DeviceExt;
 use wgpu::{BindGroup, BindGroupLayout, Buffer, ComputePipeline, PipelineLayout, ShaderModule};
 
 use super::chunk;
 use super::context::{AdapterPolicy, GpuContext};
-use super::kernels::{self, groups_1d, Dims, Launch, NORM_CHUNK};
+use super::kernels::{self, Dims, Launch, NORM_CHUNK};
 
 mod optimizer;
+mod philox;
+mod pipelines;
 mod record;
 mod scaler;
 use super::shaders;
@@ -154,72 +155,6 @@ impl WgpuBackend {
         &self.ctx
     }
 
-    /// Runs `shaders/philox.wgsl` on the device: `blocks` consecutive Philox4x32-10 blocks
-    /// from `counter` (its first word incremented per block) under `key`, for checking the
-    /// device's generator against the host's and the published known answers.
-    pub fn philox_blocks(
-        &mut self,
-        counter: [u32; 4],
-        key: [u32; 2],
-        blocks: u32,
-    ) -> Result<Vec<u32>> {
-        let (pipeline, bgl) =
-            self.pipeline("philox.wgsl", "philox_fill", &[], BindingKind::Graph, 1)?;
-        // The shader reads the f words as raw bits (key and the last counter word).
-        let dims = Dims {
-            d: [blocks, counter[0], counter[1], counter[2]],
-            f: [
-                f32::from_bits(key[0]),
-                f32::from_bits(key[1]),
-                f32::from_bits(counter[3]),
-                0.0,
-            ],
-            e: [0; 8],
-        };
-        let device = &self.ctx.device;
-        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("philox dims"),
-            contents: bytemuck::bytes_of(&dims),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let words = blocks as usize * 4;
-        let out = self.buffer("philox out", words);
-        let slot = Slot {
-            arena: ArenaKind::Activations,
-            offset: 0,
-            len: words,
-        };
-        let bind_group = self.bind_group(
-            &bgl,
-            (&uniform, 0, std::mem::size_of::<Dims>() as u64),
-            &[(&out, slot)],
-            None,
-        );
-        let dispatch = Dispatch {
-            pipeline,
-            bind_group,
-            groups: groups_1d(blocks as usize, self.max_groups())?,
-        };
-        let ctx = &self.ctx;
-        ctx.scoped("running philox_fill", || {
-            let mut encoder = ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("philox"),
-                });
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("philox"),
-                    timestamp_writes: None,
-                });
-                Self::record(&mut pass, std::iter::once(&dispatch));
-            }
-            ctx.queue.submit([encoder.finish()]);
-        })?;
-        let floats = self.ctx.read(&out, 0, words)?;
-        Ok(floats.iter().map(|f| f.to_bits()).collect())
-    }
-
     fn buffer(&self, label: &str, floats: usize) -> Buffer {
         self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
@@ -248,164 +183,6 @@ impl WgpuBackend {
             )));
         }
         Ok(())
-    }
-
-    fn layout(&mut self, kind: BindingKind, storage: usize) -> (BindGroupLayout, PipelineLayout) {
-        let device = &self.ctx.device;
-        self.layouts
-            .entry((kind, storage))
-            .or_insert_with(|| {
-                let uniform = |binding| wgpu::BindGroupLayoutEntry {
-                    binding,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                    count: None,
-                };
-                let mut entries = vec![uniform(0)];
-                if kind == BindingKind::GraphWithScalars {
-                    entries.push(uniform(SCALARS_BINDING));
-                }
-                if kind == BindingKind::Optim {
-                    entries.push(uniform(optimizer::PIECE_BINDING));
-                }
-                for b in 1..=storage as u32 {
-                    entries.push(wgpu::BindGroupLayoutEntry {
-                        binding: b,
-                        visibility: wgpu::ShaderStages::COMPUTE,
-                        ty: wgpu::BindingType::Buffer {
-                            ty: wgpu::BufferBindingType::Storage { read_only: false },
-                            has_dynamic_offset: false,
-                            min_binding_size: None,
-                        },
-                        count: None,
-                    });
-                }
-                let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: Some("kiln bind group layout"),
-                    entries: &entries,
-                });
-                let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some("kiln pipeline layout"),
-                    bind_group_layouts: &[Some(&bgl)],
-                    immediate_size: 0,
-                });
-                (bgl, pl)
-            })
-            .clone()
-    }
-
-    /// The module of `shader` with f16 at the storage bindings where `half` is true.
-    fn module(&mut self, shader: &'static str, half: &[bool]) -> Result<ShaderModule> {
-        let key = (shader, half.to_vec());
-        if let Some(m) = self.modules.get(&key) {
-            return Ok(m.clone());
-        }
-        let source = shaders::module_source(shader, half)?;
-        let device = &self.ctx.device;
-        let module = self.ctx.scoped(&format!("compiling {shader}"), || {
-            device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(shader),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            })
-        })?;
-        self.modules.insert(key, module.clone());
-        Ok(module)
-    }
-
-    fn pipeline(
-        &mut self,
-        shader: &'static str,
-        entry: &'static str,
-        constants: &[(&'static str, f64)],
-        kind: BindingKind,
-        storage: usize,
-    ) -> Result<(ComputePipeline, BindGroupLayout)> {
-        self.pipeline_typed(shader, entry, constants, kind, &vec![false; storage])
-    }
-
-    /// [`Self::pipeline`] with f16 at the storage bindings where `half` is true (one flag
-    /// per storage binding).
-    fn pipeline_typed(
-        &mut self,
-        shader: &'static str,
-        entry: &'static str,
-        constants: &[(&'static str, f64)],
-        kind: BindingKind,
-        half: &[bool],
-    ) -> Result<(ComputePipeline, BindGroupLayout)> {
-        let storage = half.len();
-        let key = format!("{shader}:{entry}:{constants:?}:{kind:?}:{half:?}");
-        let (bgl, pl) = self.layout(kind, storage);
-        if let Some(p) = self.pipelines.get(&key) {
-            return Ok((p.clone(), bgl));
-        }
-        let module = self.module(shader, half)?;
-        let device = &self.ctx.device;
-        let pipeline = self
-            .ctx
-            .scoped(&format!("creating pipeline {shader}:{entry}"), || {
-                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(entry),
-                    layout: Some(&pl),
-                    module: &module,
-                    entry_point: Some(entry),
-                    compilation_options: wgpu::PipelineCompilationOptions {
-                        constants,
-                        zero_initialize_workgroup_memory: false,
-                    },
-                    cache: None,
-                })
-            })?;
-        self.pipelines.insert(key, pipeline.clone());
-        Ok((pipeline, bgl))
-    }
-
-    fn bind_group(
-        &self,
-        layout: &BindGroupLayout,
-        uniform: (&Buffer, u64, u64),
-        storage: &[(&Buffer, Slot)],
-        extra: Option<ExtraUniform<'_>>,
-    ) -> BindGroup {
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: uniform.0,
-                offset: uniform.1,
-                size: NonZeroU64::new(uniform.2),
-            }),
-        }];
-        for (i, (buffer, slot)) in storage.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer,
-                    offset: slot.byte_offset() as u64,
-                    size: NonZeroU64::new(slot.byte_len() as u64),
-                }),
-            });
-        }
-        if let Some(u) = extra {
-            entries.push(wgpu::BindGroupEntry {
-                binding: u.binding,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: u.buffer,
-                    offset: u.offset,
-                    size: NonZeroU64::new(u.size),
-                }),
-            });
-        }
-        self.ctx
-            .device
-            .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout,
-                entries: &entries,
-            })
     }
 
     fn model(&self) -> Result<&ModelBuffers> {
@@ -909,7 +686,7 @@ impl Backend for WgpuBackend {
         if !slot.arena.is_half() {
             return self.ctx.read(buffer, slot.offset, slot.len);
         }
-        if slot.offset % 2 != 0 {
+        if !slot.offset.is_multiple_of(2) {
             return Err(Error::Graph(format!(
                 "{slot:?} starts inside a word; kiln reads f16 slots from even offsets"
             )));
