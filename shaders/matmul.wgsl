@@ -23,16 +23,28 @@
 // Four entry points differ only in how they read global memory: `matmul` reads both
 // operands a float at a time; `matmul_a4`, `matmul_b4` and `matmul_a4b4` read in0, in1 or
 // both as vec4 through the aliases in0v and in1v (the host picks them when an operand's
-// contiguous dimension, binding offset and length are multiples of 4 floats).
+// contiguous dimension, binding offset and length are multiples of 4 floats). Each has a
+// `matmul_bias*` twin with the bias epilogue below.
 //
 // Every configuration and every entry point computes each output the same way: an f32
 // accumulator starting at 0 that takes fma(a[k], b[k], acc) for k = 0, 1, .., K-1 in
 // order (the K tail is padded with zeros in both operands, and fma(0, 0, acc) = acc), then
 // adds it to out in accumulate mode. So the results do not depend on the configuration
 // the autotuner picks: they are bit-identical.
+//
+// Op::MatMulBias runs the same kernel with a bias epilogue: out[M, N] = op(in0)·op(in1) +
+// in2 (the bias [N], broadcast over the rows). The `matmul_bias*` entry points read the
+// invocation's bias columns through ld2 before the product, and with the override HAS_BIAS
+// set, store() adds them to each value (after the accumulate-mode add, so the last piece
+// of a product split along K adds the bias once) before its one store. In f32 that is the
+// accumulator plus the bias in f32, rounded once: bit-identical to MatMul then BiasAdd.
+// Why entry points as well as the constant: wgpu counts a binding an entry point's code
+// mentions as used whatever the overrides are, and plain products bind no in2, so only
+// the bias entry points may read it.
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
+override HAS_BIAS: bool = false;
 
 const BM: u32 = WY * TM;
 const BN: u32 = WX * TN;
@@ -72,6 +84,9 @@ var<private> ty: u32;
 var<private> t: u32;
 var<private> row0: u32;
 var<private> col0: u32;
+// The bias of the invocation's columns, in acc's column order (0 past N); filled by
+// load_bias() in the bias entry points, read by store() when HAS_BIAS.
+var<private> bias_v: array<vec4<f32>, RN>;
 
 fn begin(tile: u32, lid: vec3<u32>) {
     tx = lid.x;
@@ -268,7 +283,21 @@ fn multiply() {
     }
 }
 
-// Writes (or, with d3 = 1, adds) the in-bounds outputs of the invocation.
+// The bias of the invocation's columns (bias entry points only: they alone read in2).
+fn load_bias() {
+    let n = dims.d1;
+    for (var h = 0u; h < RN; h++) {
+        let col = col0 + h * 4u * WX + tx * 4u;
+        for (var c = 0u; c < 4u; c++) {
+            if (col + c < n) {
+                bias_v[h][c] = ld2(col + c);
+            }
+        }
+    }
+}
+
+// Writes (or, with d3 = 1, adds) the in-bounds outputs of the invocation, plus the bias
+// with HAS_BIAS.
 fn store() {
     let m = dims.d0;
     let n = dims.d1;
@@ -284,11 +313,14 @@ fn store() {
                 for (var c = 0u; c < 4u; c++) {
                     if (col + c < n) {
                         let i = row * n + col + c;
+                        var x = v[c];
                         if (dims.d3 == 1u) {
-                            st_out(i, ld_out(i) + v[c]);
-                        } else {
-                            st_out(i, v[c]);
+                            x = ld_out(i) + x;
                         }
+                        if (HAS_BIAS) {
+                            x = x + bias_v[h][c];
+                        }
+                        st_out(i, x);
                     }
                 }
             }
@@ -296,20 +328,11 @@ fn store() {
     }
 }
 
-// The four entry points: the same loop, with the next K tile fetched from global memory
+// The product loops, one per way of reading the operands (scalar or vec4 for each), each
+// leaving the invocation's outputs in acc: the next K tile is fetched from global memory
 // into registers while the current one is multiplied out of workgroup memory.
 
-@compute @workgroup_size(WX, WY)
-fn matmul(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    let tile = wg.x + wg.y * nwg.x;
-    if ((tile / dims.e0) * BM >= dims.d0) {
-        return;
-    }
-    begin(tile, lid);
+fn product() {
     let tiles = k_tiles();
     fetch_a(0u);
     fetch_b(0u);
@@ -324,6 +347,76 @@ fn matmul(
         multiply();
         workgroupBarrier();
     }
+}
+
+fn product_a4() {
+    let tiles = k_tiles();
+    fetch_a4(0u);
+    fetch_b(0u);
+    for (var kt = 0u; kt < tiles; kt++) {
+        stage_a4();
+        stage_b();
+        workgroupBarrier();
+        if (kt + 1u < tiles) {
+            fetch_a4((kt + 1u) * BK);
+            fetch_b((kt + 1u) * BK);
+        }
+        multiply();
+        workgroupBarrier();
+    }
+}
+
+fn product_b4() {
+    let tiles = k_tiles();
+    fetch_a(0u);
+    fetch_b4(0u);
+    for (var kt = 0u; kt < tiles; kt++) {
+        stage_a();
+        stage_b4();
+        workgroupBarrier();
+        if (kt + 1u < tiles) {
+            fetch_a((kt + 1u) * BK);
+            fetch_b4((kt + 1u) * BK);
+        }
+        multiply();
+        workgroupBarrier();
+    }
+}
+
+fn product_a4b4() {
+    let tiles = k_tiles();
+    fetch_a4(0u);
+    fetch_b4(0u);
+    for (var kt = 0u; kt < tiles; kt++) {
+        stage_a4();
+        stage_b4();
+        workgroupBarrier();
+        if (kt + 1u < tiles) {
+            fetch_a4((kt + 1u) * BK);
+            fetch_b4((kt + 1u) * BK);
+        }
+        multiply();
+        workgroupBarrier();
+    }
+}
+
+// The entry points: `matmul*` for Op::MatMul, `matmul_bias*` (with HAS_BIAS) for
+// Op::MatMulBias; the suffix says which operands are read as vec4. A workgroup past the
+// last tile returns at once (the tile index is uniform across the workgroup, so the
+// barriers in the product loops stay in uniform control flow).
+
+@compute @workgroup_size(WX, WY)
+fn matmul(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let tile = wg.x + wg.y * nwg.x;
+    if ((tile / dims.e0) * BM >= dims.d0) {
+        return;
+    }
+    begin(tile, lid);
+    product();
     store();
 }
 
@@ -338,20 +431,7 @@ fn matmul_a4(
         return;
     }
     begin(tile, lid);
-    let tiles = k_tiles();
-    fetch_a4(0u);
-    fetch_b(0u);
-    for (var kt = 0u; kt < tiles; kt++) {
-        stage_a4();
-        stage_b();
-        workgroupBarrier();
-        if (kt + 1u < tiles) {
-            fetch_a4((kt + 1u) * BK);
-            fetch_b((kt + 1u) * BK);
-        }
-        multiply();
-        workgroupBarrier();
-    }
+    product_a4();
     store();
 }
 
@@ -366,20 +446,7 @@ fn matmul_b4(
         return;
     }
     begin(tile, lid);
-    let tiles = k_tiles();
-    fetch_a(0u);
-    fetch_b4(0u);
-    for (var kt = 0u; kt < tiles; kt++) {
-        stage_a();
-        stage_b4();
-        workgroupBarrier();
-        if (kt + 1u < tiles) {
-            fetch_a((kt + 1u) * BK);
-            fetch_b4((kt + 1u) * BK);
-        }
-        multiply();
-        workgroupBarrier();
-    }
+    product_b4();
     store();
 }
 
@@ -394,19 +461,70 @@ fn matmul_a4b4(
         return;
     }
     begin(tile, lid);
-    let tiles = k_tiles();
-    fetch_a4(0u);
-    fetch_b4(0u);
-    for (var kt = 0u; kt < tiles; kt++) {
-        stage_a4();
-        stage_b4();
-        workgroupBarrier();
-        if (kt + 1u < tiles) {
-            fetch_a4((kt + 1u) * BK);
-            fetch_b4((kt + 1u) * BK);
-        }
-        multiply();
-        workgroupBarrier();
+    product_a4b4();
+    store();
+}
+
+@compute @workgroup_size(WX, WY)
+fn matmul_bias(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let tile = wg.x + wg.y * nwg.x;
+    if ((tile / dims.e0) * BM >= dims.d0) {
+        return;
     }
+    begin(tile, lid);
+    load_bias();
+    product();
+    store();
+}
+
+@compute @workgroup_size(WX, WY)
+fn matmul_bias_a4(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let tile = wg.x + wg.y * nwg.x;
+    if ((tile / dims.e0) * BM >= dims.d0) {
+        return;
+    }
+    begin(tile, lid);
+    load_bias();
+    product_a4();
+    store();
+}
+
+@compute @workgroup_size(WX, WY)
+fn matmul_bias_b4(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let tile = wg.x + wg.y * nwg.x;
+    if ((tile / dims.e0) * BM >= dims.d0) {
+        return;
+    }
+    begin(tile, lid);
+    load_bias();
+    product_b4();
+    store();
+}
+
+@compute @workgroup_size(WX, WY)
+fn matmul_bias_a4b4(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let tile = wg.x + wg.y * nwg.x;
+    if ((tile / dims.e0) * BM >= dims.d0) {
+        return;
+    }
+    begin(tile, lid);
+    load_bias();
+    product_a4b4();
     store();
 }

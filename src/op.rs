@@ -65,6 +65,17 @@ pub enum Op {
         /// Read `b` ([N, K] in memory) as [K, N].
         trans_b: bool,
     },
+    /// `(a, b, bias [N]) → op(a) · op(b) + bias`, the bias broadcast over the rows: a
+    /// [`Op::MatMul`] followed by an [`Op::BiasAdd`] in one kernel, whose epilogue adds the
+    /// bias to the f32 accumulator before the one store (`graph::fuse_bias` creates it
+    /// after differentiation, so the product is not written and read back). In f32 it is
+    /// bit-identical to the two ops: the same accumulator plus the same f32 addition.
+    MatMulBias {
+        /// Read `a` ([K, M] in memory) as [M, K].
+        trans_a: bool,
+        /// Read `b` ([N, K] in memory) as [K, N].
+        trans_b: bool,
+    },
     /// `x + b` with `x` [rows, cols] and `b` [cols] broadcast over the rows.
     BiasAdd,
     /// Column sums of `dy` [rows, cols] → [cols]: the gradient of [`Op::BiasAdd`] for `b`.
@@ -280,7 +291,8 @@ impl Op {
             | Op::SmoothL1 { .. }
             | Op::Huber { .. }
             | Op::Correct => 2,
-            Op::SoftmaxCrossEntropyGrad { .. }
+            Op::MatMulBias { .. }
+            | Op::SoftmaxCrossEntropyGrad { .. }
             | Op::MseGrad
             | Op::BceWithLogitsGrad
             | Op::L1Grad
@@ -323,6 +335,11 @@ impl Op {
         match self {
             Op::MatMul { trans_a, trans_b } => format!(
                 "matmul{}{}",
+                if *trans_a { "_ta" } else { "" },
+                if *trans_b { "_tb" } else { "" }
+            ),
+            Op::MatMulBias { trans_a, trans_b } => format!(
+                "matmul_bias{}{}",
                 if *trans_a { "_ta" } else { "" },
                 if *trans_b { "_tb" } else { "" }
             ),
@@ -382,6 +399,7 @@ impl Op {
     pub fn differentiable_inputs(&self) -> &'static [usize] {
         match self {
             Op::MatMul { .. } | Op::BiasAdd | Op::Add => &[0, 1],
+            Op::MatMulBias { .. } => &[0, 1, 2],
             Op::Scale(_)
             | Op::Activation(_)
             | Op::Softmax
@@ -462,6 +480,7 @@ impl Op {
             | Op::LayerNormGrad { .. } => Tolerance::Relative(1e-4),
             Op::SumSquaresGrad | Op::SumAbsGrad => Tolerance::Relative(1e-5),
             Op::MatMul { .. }
+            | Op::MatMulBias { .. }
             | Op::BiasGrad
             | Op::Sum
             | Op::SumSquares
@@ -510,7 +529,7 @@ impl Op {
         }
         let mismatch = |detail: String| Err(Error::shape(self.name(), detail));
         match self {
-            Op::MatMul { trans_a, trans_b } => {
+            Op::MatMul { trans_a, trans_b } | Op::MatMulBias { trans_a, trans_b } => {
                 let (a, b) = (inputs[0], inputs[1]);
                 if a.rank() != 2 || b.rank() != 2 {
                     return mismatch(format!("operands must be 2-D, got {a} and {b}"));
@@ -529,6 +548,11 @@ impl Op {
                     return mismatch(format!(
                         "inner dimensions differ: {a} (K={ka}) and {b} (K={kb})"
                     ));
+                }
+                if let Some(bias) = inputs.get(2) {
+                    if bias.rank() != 1 || bias.0[0] != n {
+                        return mismatch(format!("bias {bias} does not match the {n} columns"));
+                    }
                 }
                 Ok(Shape::new(&[m, n]))
             }
@@ -779,6 +803,29 @@ mod tests {
         };
         let err = op.output_shape(&[&a, &b], None);
         assert!(matches!(err, Err(Error::Shape { .. })));
+    }
+
+    #[test]
+    fn matmul_bias_checks_the_bias_against_the_columns() {
+        let a = Shape::new(&[3, 5]);
+        let b = Shape::new(&[7, 5]);
+        let op = Op::MatMulBias {
+            trans_a: false,
+            trans_b: true,
+        };
+        assert_eq!(op.name(), "matmul_bias_tb");
+        assert_eq!(
+            op.output_shape(&[&a, &b, &Shape::new(&[7])], None).ok(),
+            Some(Shape::new(&[3, 7]))
+        );
+        for bad in [Shape::new(&[5]), Shape::new(&[1, 7])] {
+            let err = op.output_shape(&[&a, &b, &bad], None);
+            assert!(matches!(err, Err(Error::Shape { .. })), "{bad}");
+        }
+        assert!(matches!(
+            op.output_shape(&[&a, &b], None),
+            Err(Error::Graph(_))
+        ));
     }
 
     #[test]

@@ -49,6 +49,7 @@ const UNSPLITTABLE: &[&str] = &[
     "dropout",
     "dropout_grad",
     "matmul_ta_tb",
+    "matmul_bias_ta_tb",
 ];
 
 #[test]

@@ -13,7 +13,16 @@ use naga::{AddressSpace, Module, Scalar, ScalarKind, ShaderStage, StorageAccess,
 const ENTRY_POINTS: &[(&str, &[&str])] = &[
     (
         "matmul.wgsl",
-        &["matmul", "matmul_a4", "matmul_b4", "matmul_a4b4"],
+        &[
+            "matmul",
+            "matmul_a4",
+            "matmul_b4",
+            "matmul_a4b4",
+            "matmul_bias",
+            "matmul_bias_a4",
+            "matmul_bias_b4",
+            "matmul_bias_a4b4",
+        ],
     ),
     (
         "elementwise.wgsl",
@@ -131,7 +140,7 @@ const NEEDS_PHILOX: &[&str] = &["philox.wgsl", "dropout.wgsl"];
 
 /// The pipeline-overridable constants the executor sets, per file.
 const OVERRIDES: &[(&str, &[&str])] = &[
-    ("matmul.wgsl", &["TRANS_A", "TRANS_B"]),
+    ("matmul.wgsl", &["TRANS_A", "TRANS_B", "HAS_BIAS"]),
     ("activation.wgsl", &["KIND"]),
 ];
 

@@ -94,7 +94,8 @@ fn describe_conv(layer: &ConvLayer) -> String {
 }
 
 /// A conv layer's training forward, built by the model builder: im2col, the product with
-/// the weight, the bias, and the rows-to-NCHW layout.
+/// the weight, the bias (fused into the product when measured, as training plans it), and
+/// the rows-to-NCHW layout.
 pub fn conv_forward(layer: &ConvLayer) -> Result<Case> {
     let geom = layer.geom;
     let model = Model::parse(&layer.spec)?;
@@ -296,7 +297,7 @@ pub fn norms(rows: usize, cols: usize) -> Result<Vec<Case>> {
 mod tests {
     use super::super::shapes::{conv_layers, training_plan};
     use super::*;
-    use crate::graph::{ParamLayout, Plan};
+    use crate::graph::{fuse_bias, ParamLayout, Plan};
 
     fn op_names(plan: &Plan, keep: impl Fn(&crate::graph::Step) -> bool) -> Vec<String> {
         let mut v: Vec<String> = plan
@@ -329,7 +330,10 @@ mod tests {
                 (conv_backward(&layer).unwrap(), backward),
             ] {
                 let layout = ParamLayout::of(&case.graph);
-                let p = Plan::build(&case.graph, &layout, &case.outputs, &[]).unwrap();
+                // Fused as `Engine::measure` plans it.
+                let mut graph = case.graph.clone();
+                fuse_bias(&mut graph, &case.outputs).unwrap();
+                let p = Plan::build(&graph, &layout, &case.outputs, &[]).unwrap();
                 assert!(!want.is_empty(), "{} {}", case.name, layer.spec);
                 assert_eq!(op_names(&p, |_| true), want, "{} {}", case.name, layer.spec);
             }

@@ -2,13 +2,13 @@
 //! conv layers a preset's training step runs, and the FLOPs of a whole step.
 
 use crate::error::Result;
-use crate::graph::{gradients, Graph, ParamLayout, Plan, Step};
+use crate::graph::{fuse_bias, gradients, Graph, ParamLayout, Plan, Step};
 use crate::nn::{Mode, Model};
 use crate::op::{ConvGeom, Op};
 use crate::train::{objective, TrainConfig};
 
 /// A preset's training graph and plan at batch `batch`, built as the trainer builds it
-/// (default configuration: cross-entropy, no penalties).
+/// (default configuration: cross-entropy, no penalties; bias adds fused into products).
 pub fn training_plan(spec: &str, batch: usize) -> Result<(Graph, Plan)> {
     let model = Model::parse(spec)?;
     let config = TrainConfig::default();
@@ -27,6 +27,14 @@ pub fn training_plan(spec: &str, batch: usize) -> Result<(Graph, Plan)> {
     let layout = ParamLayout::of(&graph);
     let mut outputs = vec![fg.loss, fg.correct];
     outputs.extend(&fg.updates);
+    if config.fuse {
+        let keep: Vec<_> = outputs
+            .iter()
+            .copied()
+            .chain(grads.iter().map(|g| g.1))
+            .collect();
+        fuse_bias(&mut graph, &keep)?;
+    }
     let plan = Plan::build(&graph, &layout, &outputs, &grads)?;
     Ok((graph, plan))
 }
@@ -47,9 +55,11 @@ pub struct Product {
 }
 
 impl Product {
-    /// The product a plan step computes, when it is a matmul.
+    /// The product a plan step computes, when it is a matmul (with or without a fused
+    /// bias: the bias epilogue is not counted).
     pub fn of_step(step: &Step) -> Option<Product> {
-        let Op::MatMul { trans_a, trans_b } = step.op else {
+        let (Op::MatMul { trans_a, trans_b } | Op::MatMulBias { trans_a, trans_b }) = step.op
+        else {
             return None;
         };
         let (a, b) = (step.input_shapes.first()?, step.input_shapes.get(1)?);

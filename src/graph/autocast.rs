@@ -12,6 +12,7 @@ use crate::op::Op;
 pub fn half_output(op: &Op) -> bool {
     match op {
         Op::MatMul { .. }
+        | Op::MatMulBias { .. }
         | Op::BiasAdd
         | Op::Add
         | Op::Scale(_)
@@ -66,8 +67,10 @@ pub fn half_output(op: &Op) -> bool {
 
 /// Whether an f16 plan feeds this op the f16 copy of a parameter instead of the f32 master
 /// (the weights of matmuls, and so of convolutions; biases and norm scales stay f32).
+/// A fused [`Op::MatMulBias`] reads its bias from the f16 copy too, as autocast's
+/// `F.linear` casts every operand, bias included, to f16.
 pub fn reads_half_weights(op: &Op) -> bool {
-    matches!(op, Op::MatMul { .. })
+    matches!(op, Op::MatMul { .. } | Op::MatMulBias { .. })
 }
 
 #[cfg(test)]
@@ -88,5 +91,10 @@ mod tests {
             trans_b: false
         }));
         assert!(!reads_half_weights(&Op::BiasAdd));
+        let fused = Op::MatMulBias {
+            trans_a: false,
+            trans_b: true,
+        };
+        assert!(half_output(&fused) && reads_half_weights(&fused));
     }
 }

@@ -82,42 +82,14 @@ fn rule(
     let x = inputs.first().copied().unwrap_or(out);
     Ok(match op {
         Op::MatMul { trans_a, trans_b } => {
-            let (a, b) = (inputs[0], inputs[1]);
-            let da = if trans_a {
-                g.op(
-                    Op::MatMul {
-                        trans_a: trans_b,
-                        trans_b: true,
-                    },
-                    &[b, dy],
-                )?
-            } else {
-                g.op(
-                    Op::MatMul {
-                        trans_a: false,
-                        trans_b: !trans_b,
-                    },
-                    &[dy, b],
-                )?
-            };
-            let db = if trans_b {
-                g.op(
-                    Op::MatMul {
-                        trans_a: true,
-                        trans_b: trans_a,
-                    },
-                    &[dy, a],
-                )?
-            } else {
-                g.op(
-                    Op::MatMul {
-                        trans_a: !trans_a,
-                        trans_b: false,
-                    },
-                    &[a, dy],
-                )?
-            };
-            vec![(a, da), (b, db)]
+            matmul_rule(g, trans_a, trans_b, inputs[0], inputs[1], dy)?
+        }
+        // Created after differentiation (`graph::fuse_bias`), but its rule is the two it
+        // fuses: the product's and the bias add's.
+        Op::MatMulBias { trans_a, trans_b } => {
+            let mut v = matmul_rule(g, trans_a, trans_b, inputs[0], inputs[1], dy)?;
+            v.push((inputs[2], g.op(Op::BiasGrad, &[dy])?));
+            v
         }
         Op::BiasAdd => {
             let db = g.op(Op::BiasGrad, &[dy])?;
@@ -218,4 +190,51 @@ fn rule(
             )))
         }
     })
+}
+
+/// The gradient rule of `op(a) · op(b)`: each operand's gradient is a product of the
+/// output gradient with the other operand, read transposed in place where needed.
+fn matmul_rule(
+    g: &mut Graph,
+    trans_a: bool,
+    trans_b: bool,
+    a: ValueId,
+    b: ValueId,
+    dy: ValueId,
+) -> Result<Vec<(ValueId, ValueId)>> {
+    let da = if trans_a {
+        g.op(
+            Op::MatMul {
+                trans_a: trans_b,
+                trans_b: true,
+            },
+            &[b, dy],
+        )?
+    } else {
+        g.op(
+            Op::MatMul {
+                trans_a: false,
+                trans_b: !trans_b,
+            },
+            &[dy, b],
+        )?
+    };
+    let db = if trans_b {
+        g.op(
+            Op::MatMul {
+                trans_a: true,
+                trans_b: trans_a,
+            },
+            &[dy, a],
+        )?
+    } else {
+        g.op(
+            Op::MatMul {
+                trans_a: !trans_a,
+                trans_b: false,
+            },
+            &[a, dy],
+        )?
+    };
+    Ok(vec![(a, da), (b, db)])
 }

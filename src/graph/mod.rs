@@ -2,11 +2,13 @@
 
 mod autocast;
 mod autodiff;
+mod fuse;
 mod interpret;
 mod plan;
 
 pub use autocast::{half_output, reads_half_weights};
 pub use autodiff::gradients;
+pub use fuse::fuse_bias;
 pub use interpret::interpret;
 pub use plan::{ArenaKind, ParamEntry, ParamLayout, Plan, Slot, Step, ALIGN, ARENA_KINDS};
 
@@ -201,6 +203,43 @@ impl Graph {
             other => other,
         })?;
         Ok(self.push(NodeKind::Op(op), inputs.to_vec(), shape))
+    }
+
+    /// Makes node `id` compute `op` on `inputs` instead, keeping its id, label and shape,
+    /// so every reader is unchanged: the rewrite a fusion pass makes after differentiation.
+    /// The inputs must come before `id` (the graph stays in topological order) and the new
+    /// op must produce the node's shape; nodes that no longer have readers stay in the
+    /// graph, and the planner leaves them out.
+    pub fn replace_op(&mut self, id: ValueId, op: Op, inputs: &[ValueId]) -> Result<()> {
+        let Some(node) = self.nodes.get(id) else {
+            return Err(Error::Graph(format!("no node {id} to replace")));
+        };
+        if !matches!(node.kind, NodeKind::Op(_)) || node.in_place.is_some() {
+            return Err(Error::Graph(format!(
+                "node {id} is not an op computing a value of its own"
+            )));
+        }
+        if let Some(&bad) = inputs.iter().find(|&&i| i >= id) {
+            return Err(Error::Graph(format!(
+                "{} at node {id} cannot read value {bad}, which does not come before it",
+                op.name()
+            )));
+        }
+        let shapes: Vec<&Shape> = inputs.iter().map(|&i| &self.nodes[i].shape).collect();
+        let shape = op.output_shape(&shapes, None)?;
+        if shape != node.shape {
+            return Err(Error::shape(
+                op.name(),
+                format!(
+                    "replacing node {id} of shape {} with a value of shape {shape}",
+                    node.shape
+                ),
+            ));
+        }
+        let node = &mut self.nodes[id];
+        node.kind = NodeKind::Op(op);
+        node.inputs = inputs.to_vec();
+        Ok(())
     }
 
     /// The parameters, in creation order: (value id, name, shape, init).

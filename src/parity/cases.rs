@@ -178,6 +178,23 @@ pub fn cases() -> Vec<OpCase> {
         c.push(OpCase::new(Op::Dropout(spec), vec![real(d)]));
         c.push(OpCase::new(Op::DropoutGrad(spec), vec![real(d)]));
     }
+    // The fused bias epilogue: every transpose, sizes off the tiles (65 rows, 33 or 300
+    // columns) and off the vec4 reads (odd K, M, N), and a K long enough to exercise the
+    // pipelined K tiles. Last, so that the cases above keep their seeds (the tests seed
+    // each case by its index).
+    for (m, n, k) in [(1, 1, 1), (7, 13, 5), (65, 33, 130), (3, 300, 70)] {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let a = if ta { [k, m] } else { [m, k] };
+            let b = if tb { [n, k] } else { [k, n] };
+            c.push(OpCase::new(
+                Op::MatMulBias {
+                    trans_a: ta,
+                    trans_b: tb,
+                },
+                vec![real(&a), real(&b), real(&[n])],
+            ));
+        }
+    }
     c
 }
 

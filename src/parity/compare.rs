@@ -91,7 +91,7 @@ impl CaseResult {
 fn terms(case: &OpCase) -> usize {
     let s = &case.inputs[0].0;
     match case.op {
-        Op::MatMul { trans_a, .. } => {
+        Op::MatMul { trans_a, .. } | Op::MatMulBias { trans_a, .. } => {
             if trans_a {
                 s.0[0]
             } else {

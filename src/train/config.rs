@@ -75,6 +75,11 @@ pub struct TrainConfig {
     pub precision: crate::precision::Precision,
     /// Emit [`Event::Step`](crate::train::Event::Step) after every step (for logs; costs one readback per step).
     pub step_events: bool,
+    /// Fuse each product's bias add into the product's epilogue
+    /// ([`fuse_bias`](crate::graph::fuse_bias)), saving a pass over every linear and conv
+    /// output. In f32 the results are bit-identical either way; `false` plans the two ops
+    /// separately, for comparisons.
+    pub fuse: bool,
 }
 
 impl Default for TrainConfig {
@@ -101,6 +106,7 @@ impl Default for TrainConfig {
             max_steps: None,
             checkpoint_every: None,
             step_events: false,
+            fuse: true,
             max_skips: None,
             detect_anomaly: false,
             precision: crate::precision::Precision::F32,

@@ -67,6 +67,44 @@ pub fn matmul<T: Real>(
     }
 }
 
+/// `out[m, n] = op(a) · op(b) + bias[n]`: the product exactly as [`matmul`] computes it,
+/// then the bias added to each row in place, so each output takes the same two roundings
+/// as `MatMul` then `BiasAdd` and the fused op is bit-identical to them. Large outputs
+/// take the bias in blocks of rows on all cores (each element is one addition, so the
+/// thread count cannot change a result), small ones on this thread, where a parallel
+/// dispatch would cost more than the additions.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_bias<T: Real>(
+    a: &[T],
+    b: &[T],
+    bias: &[T],
+    out: &mut [T],
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: bool,
+    trans_b: bool,
+) {
+    use rayon::prelude::*;
+    matmul(a, b, out, m, n, k, trans_a, trans_b);
+    if n == 0 || bias.len() < n || out.len() < m * n {
+        return;
+    }
+    let add = |rows: &mut [T]| {
+        for row in rows.chunks_mut(n) {
+            for (o, &bv) in row.iter_mut().zip(bias) {
+                *o = *o + bv;
+            }
+        }
+    };
+    let out = &mut out[..m * n];
+    if out.len() >= 1 << 18 {
+        out.par_chunks_mut(n * 64).for_each(add);
+    } else {
+        add(out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +121,25 @@ mod tests {
             }
         }
         c
+    }
+
+    #[test]
+    fn the_fused_bias_gives_the_bits_of_a_separate_bias_add() {
+        // Below and above the size where the bias is added in parallel.
+        for ((m, n, k), (ta, tb)) in [(300, 37, 19), (4000, 70, 3)].into_iter().flat_map(|s| {
+            [(false, false), (true, false), (false, true), (true, true)].map(|t| (s, t))
+        }) {
+            let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let bias: Vec<f32> = (0..n).map(|i| (i as f32 * 0.7).sin()).collect();
+            let mut product = vec![0.0; m * n];
+            matmul(&a, &b, &mut product, m, n, k, ta, tb);
+            let mut separate = vec![0.0; m * n];
+            super::super::elementwise::bias_add(&product, &bias, &mut separate);
+            let mut fused = vec![0.0; m * n];
+            matmul_bias(&a, &b, &bias, &mut fused, m, n, k, ta, tb);
+            assert_eq!(fused, separate, "ta={ta} tb={tb}");
+        }
     }
 
     #[test]

@@ -105,6 +105,18 @@ pub fn run_op<T: Real>(
             let n = out_shape.0[1];
             matmul::matmul(inputs[0], inputs[1], out, m, n, k, trans_a, trans_b);
         }
+        Op::MatMulBias { trans_a, trans_b } => {
+            let a = &shapes[0];
+            let (m, k) = if trans_a {
+                (a.0[1], a.0[0])
+            } else {
+                (a.0[0], a.0[1])
+            };
+            let n = out_shape.0[1];
+            matmul::matmul_bias(
+                inputs[0], inputs[1], inputs[2], out, m, n, k, trans_a, trans_b,
+            );
+        }
         Op::BiasAdd => elementwise::bias_add(inputs[0], inputs[1], out),
         Op::BiasGrad => elementwise::bias_grad(inputs[0], out, shapes[0].rows()),
         Op::Add => elementwise::add(inputs[0], inputs[1], out),

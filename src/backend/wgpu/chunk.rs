@@ -77,22 +77,32 @@ fn partition(step: &Step) -> Option<Partition> {
             fixed(rows, vec![Some(cols), Some(cols), Some(1), None], false)
         }
         Op::Argmax => fixed(rows, vec![Some(1), Some(cols)], false),
+        // Rows of the product; a fused bias ([N]) is bound whole by every piece.
         Op::MatMul {
+            trans_a: false,
+            trans_b: _,
+        }
+        | Op::MatMulBias {
             trans_a: false,
             trans_b: _,
         } => fixed(
             in0.0[0],
-            vec![Some(step.shape.0[1]), Some(in0.0[1]), None],
+            vec![Some(step.shape.0[1]), Some(in0.0[1]), None, None],
             false,
         ),
         // op(a) = aᵀ with a [K, M]: rows of a (and of b, when it is not transposed) are
-        // ranges of K, so the product is a sum of the pieces' products.
+        // ranges of K, so the product is a sum of the pieces' products. With a fused bias
+        // only the last piece adds it, after the sum (see `split`).
         Op::MatMul {
+            trans_a: true,
+            trans_b: false,
+        }
+        | Op::MatMulBias {
             trans_a: true,
             trans_b: false,
         } => fixed(
             in0.0[0],
-            vec![None, Some(in0.0[1]), Some(step.input_shapes[1].0[1])],
+            vec![None, Some(in0.0[1]), Some(step.input_shapes[1].0[1]), None],
             true,
         ),
         Op::BiasGrad => fixed(rows, vec![None, Some(cols)], true),
@@ -189,6 +199,18 @@ fn piece(step: &Step, p: &Partition, first: usize, count: usize) -> Step {
     s
 }
 
+/// A summed piece of a product with a fused bias, other than the last: a plain product.
+/// Only the last piece adds the bias, to the sum of all the pieces, so the result takes the
+/// roundings of the split `MatMul` followed by `BiasAdd`.
+fn without_bias(mut step: Step) -> Step {
+    if let Op::MatMulBias { trans_a, trans_b } = step.op {
+        step.op = Op::MatMul { trans_a, trans_b };
+        step.inputs.truncate(2);
+        step.input_shapes.truncate(2);
+    }
+    step
+}
+
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 {
         a
@@ -266,10 +288,17 @@ pub fn split(
         (0..p.units)
             .step_by(per)
             .enumerate()
-            .map(|(i, first)| Chunk {
-                step: piece(step, &p, first, per.min(p.units - first)),
-                accumulate: p.sums && i > 0,
-                whole: step.shape.clone(),
+            .map(|(i, first)| {
+                let count = per.min(p.units - first);
+                let mut s = piece(step, &p, first, count);
+                if p.sums && first + count < p.units {
+                    s = without_bias(s);
+                }
+                Chunk {
+                    step: s,
+                    accumulate: p.sums && i > 0,
+                    whole: step.shape.clone(),
+                }
             })
             .collect()
     };
@@ -375,6 +404,50 @@ mod tests {
             500
         );
         assert!(c.iter().all(|c| c.step.output == s.output));
+    }
+
+    /// `matmul` with a fused bias [N] after its operands.
+    fn with_bias(mut s: Step) -> Step {
+        let Op::MatMul { trans_a, trans_b } = s.op else {
+            unreachable!()
+        };
+        s.op = Op::MatMulBias { trans_a, trans_b };
+        let n = s.shape.0[1];
+        s.inputs.push(slot(s.output.offset + s.output.len, n));
+        s.input_shapes.push(Shape(vec![n]));
+        s
+    }
+
+    #[test]
+    fn a_fused_bias_stays_whole_across_row_pieces() {
+        let s = with_bias(matmul(false, [300, 10], [10, 2], [300, 2]));
+        let c = split(&s, limits(1024), |_| true).unwrap();
+        assert_eq!(c.len(), 4);
+        for piece in &c {
+            assert_eq!(piece.step.op, s.op);
+            assert_eq!(piece.step.inputs[2], s.inputs[2], "the bias is bound whole");
+            assert_eq!(piece.step.input_shapes[2], s.input_shapes[2]);
+            assert!(!piece.accumulate);
+        }
+    }
+
+    #[test]
+    fn a_fused_bias_is_added_by_the_last_summed_piece_only() {
+        let s = with_bias(matmul(true, [500, 4], [500, 3], [4, 3]));
+        let c = split(&s, limits(1000), |_| true).unwrap();
+        assert!(c.len() > 1);
+        let (last, rest) = c.split_last().unwrap();
+        assert_eq!(last.step.op, s.op);
+        assert_eq!(last.step.inputs[2], s.inputs[2]);
+        assert!(last.accumulate);
+        for piece in rest {
+            assert!(matches!(piece.step.op, Op::MatMul { trans_a: true, .. }));
+            assert_eq!(piece.step.inputs.len(), 2);
+        }
+        assert_eq!(
+            c.iter().map(|c| c.step.inputs[0].len / 4).sum::<usize>(),
+            500
+        );
     }
 
     #[test]

@@ -167,7 +167,7 @@ pub fn launch_with(step: &Step, max: u32, pick: Pick<'_>) -> Result<Launch> {
     };
     let zf = [0.0; 4];
     Ok(match step.op {
-        Op::MatMul { .. } => match matmul::problem(step)? {
+        Op::MatMul { .. } | Op::MatMulBias { .. } => match matmul::problem(step)? {
             Some(p) => matmul::launch(step, &pick(&p), max)?,
             None => return Err(Error::Graph("a matmul without sizes".into())),
         },
@@ -349,7 +349,8 @@ pub fn launch_chunk_with(chunk: &Chunk, max: u32, pick: Pick<'_>) -> Result<Laun
     }
     if chunk.accumulate {
         match chunk.step.op {
-            Op::MatMul { .. } => l.dims.d[3] = 1,
+            // The chunker leaves the bias to the last piece, after the sum (chunk.rs).
+            Op::MatMul { .. } | Op::MatMulBias { .. } => l.dims.d[3] = 1,
             Op::BiasGrad => l.dims.d[2] = 1,
             other => {
                 return Err(Error::Graph(format!(

@@ -162,9 +162,19 @@ fn dim(shape: &crate::shape::Shape, i: usize, what: &str) -> Result<usize> {
         .ok_or_else(|| Error::Graph(format!("matmul {what} has shape {shape}, not 2-D")))
 }
 
-/// The sizes of a matmul step, or `None` for any other op.
+/// The transpose flags and whether a bias is fused, for the ops this kernel runs.
+fn flags(op: Op) -> Option<(bool, bool, bool)> {
+    match op {
+        Op::MatMul { trans_a, trans_b } => Some((trans_a, trans_b, false)),
+        Op::MatMulBias { trans_a, trans_b } => Some((trans_a, trans_b, true)),
+        _ => None,
+    }
+}
+
+/// The sizes of a matmul step (with or without a fused bias, which the autotuner treats as
+/// the same problem: the epilogue is a few loads per output), or `None` for any other op.
 pub fn problem(step: &Step) -> Result<Option<MatmulProblem>> {
-    let Op::MatMul { trans_a, .. } = step.op else {
+    let Some((trans_a, _, _)) = flags(step.op) else {
         return Ok(None);
     };
     let a = step
@@ -192,10 +202,11 @@ fn u(v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Unsupported(format!("dimension {v} exceeds u32")))
 }
 
-/// The launch of matmul step `step` in configuration `config` on a device with at most
-/// `max` workgroups per dimension.
+/// The launch of matmul step `step` (`MatMul`, or `MatMulBias` through the bias entry
+/// points with `HAS_BIAS` set) in configuration `config` on a device with at most `max`
+/// workgroups per dimension.
 pub fn launch(step: &Step, config: &MatmulConfig, max: u32) -> Result<Launch> {
-    let Op::MatMul { trans_a, trans_b } = step.op else {
+    let Some((trans_a, trans_b, bias)) = flags(step.op) else {
         return Err(Error::Graph(format!("{} is not a matmul", step.op.name())));
     };
     let p = problem(step)?.ok_or_else(|| Error::Graph("not a matmul".into()))?;
@@ -203,11 +214,15 @@ pub fn launch(step: &Step, config: &MatmulConfig, max: u32) -> Result<Launch> {
     let tiles_m = p.m.div_ceil(config.tile_m() as usize).max(1);
     let a4 = vec4_ok(if trans_a { p.m } else { p.k }, step.inputs.first());
     let b4 = vec4_ok(if trans_b { p.k } else { p.n }, step.inputs.get(1));
-    let entry = match (a4, b4) {
-        (false, false) => "matmul",
-        (true, false) => "matmul_a4",
-        (false, true) => "matmul_b4",
-        (true, true) => "matmul_a4b4",
+    let entry = match (bias, a4, b4) {
+        (false, false, false) => "matmul",
+        (false, true, false) => "matmul_a4",
+        (false, false, true) => "matmul_b4",
+        (false, true, true) => "matmul_a4b4",
+        (true, false, false) => "matmul_bias",
+        (true, true, false) => "matmul_bias_a4",
+        (true, false, true) => "matmul_bias_b4",
+        (true, true, true) => "matmul_bias_a4b4",
     };
     let groups = fold(tiles_m * tiles_n, max).map_err(|_| {
         Error::Unsupported(format!(
@@ -224,6 +239,7 @@ pub fn launch(step: &Step, config: &MatmulConfig, max: u32) -> Result<Launch> {
         constants: vec![
             ("TRANS_A", f64::from(u8::from(trans_a))),
             ("TRANS_B", f64::from(u8::from(trans_b))),
+            ("HAS_BIAS", f64::from(u8::from(bias))),
         ],
         dims: Dims {
             d: [u(p.m)?, u(p.n)?, u(p.k)?, 0],
@@ -298,6 +314,27 @@ mod tests {
         // An offset that is not a multiple of 4 floats.
         assert_eq!(entry(&step(false, false, 8, 16, 12, [2, 128])), "matmul_b4");
         assert_eq!(entry(&step(false, false, 3, 5, 7, [0, 128])), "matmul");
+    }
+
+    #[test]
+    fn a_fused_bias_is_the_same_problem_through_the_bias_entry_points() {
+        let plain = step(false, true, 8, 16, 12, [0, 128]);
+        let mut fused = plain.clone();
+        fused.op = Op::MatMulBias {
+            trans_a: false,
+            trans_b: true,
+        };
+        fused.inputs.push(slot(2048, 16));
+        fused.input_shapes.push(Shape(vec![16]));
+        assert_eq!(problem(&fused).unwrap(), problem(&plain).unwrap());
+        let (p, f) = (
+            launch(&plain, &DEFAULT, 65_535).unwrap(),
+            launch(&fused, &DEFAULT, 65_535).unwrap(),
+        );
+        assert_eq!((p.entry, f.entry), ("matmul_a4b4", "matmul_bias_a4b4"));
+        assert!(f.constants.contains(&("HAS_BIAS", 1.0)));
+        assert!(p.constants.contains(&("HAS_BIAS", 0.0)));
+        assert_eq!((p.dims, p.groups), (f.dims, f.groups));
     }
 
     #[test]

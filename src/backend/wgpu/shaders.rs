@@ -44,8 +44,9 @@ macro_rules! matmul_module {
 
 /// `matmul`, `matmul_a4`, `matmul_b4`, `matmul_a4b4`: out[M, N] = op(in0) · op(in1) in
 /// 32x32 tiles (8x8 invocations of 4x4 outputs, K tiles of 16), numbered row-major and
-/// folded into x and y. Dims: d0 = M, d1 = N, d2 = K, d3 = 1 to accumulate, e0 = tiles
-/// per row. Overrides `TRANS_A`, `TRANS_B` (bool, default false).
+/// folded into x and y; `matmul_bias*` add in2 (a bias [N]) in the epilogue. Dims: d0 = M,
+/// d1 = N, d2 = K, d3 = 1 to accumulate, e0 = tiles per row. Overrides `TRANS_A`,
+/// `TRANS_B`, `HAS_BIAS` (bool, default false; `HAS_BIAS` with the bias entry points).
 pub const MATMUL_32X32: &str = matmul_module!(8, 8, 4, 4, 16);
 
 /// The matmul kernel in 64x64 tiles (16x16 invocations of 4x4 outputs, K tiles of 16): the

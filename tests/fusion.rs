@@ -1,0 +1,180 @@
+//! The bias-add fusion (`graph::fuse_bias`): training steps with it are bit-identical to
+//! steps without it in f32, on the CPU backend and on wgpu (lavapipe in CI), and its plans
+//! have one step fewer per linear or conv layer.
+
+mod common;
+
+use kiln::backend::cpu::CpuBackend;
+use kiln::backend::wgpu::{AdapterPolicy, GpuContext, WgpuBackend};
+use kiln::backend::Backend;
+use kiln::graph::{fuse_bias, gradients, ParamLayout, Plan};
+use kiln::nn::{Mode, Model};
+use kiln::op::Op;
+use kiln::parity::{run_case, InputKind, OpCase};
+use kiln::shape::Shape;
+use kiln::train::{objective, TrainConfig};
+
+fn config(fuse: bool, batch_size: usize) -> TrainConfig {
+    TrainConfig {
+        batch_size,
+        fuse,
+        ..TrainConfig::default()
+    }
+}
+
+/// Trains `steps` steps of `spec` with and without fusion on backends from `backend` and
+/// asserts that every loss and every parameter has the same bits.
+fn same_bits(backend: &dyn Fn() -> Box<dyn Backend>, spec: &str, batch: usize, steps: usize) {
+    let (fused_loss, fused_params) =
+        common::loss_curve(backend(), spec, &config(true, batch), steps);
+    let (plain_loss, plain_params) =
+        common::loss_curve(backend(), spec, &config(false, batch), steps);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(
+        bits(&fused_loss),
+        bits(&plain_loss),
+        "{spec}: losses {fused_loss:?} fused vs {plain_loss:?}"
+    );
+    assert!(fused_loss.iter().all(|l| l.is_finite()), "{fused_loss:?}");
+    let differ = fused_params
+        .iter()
+        .zip(&plain_params)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
+    assert_eq!(fused_params.len(), plain_params.len());
+    assert_eq!(
+        differ,
+        0,
+        "{spec}: {differ} parameters differ (largest by {})",
+        common::max_abs_diff(&fused_params, &plain_params)
+    );
+}
+
+#[test]
+fn cpu_training_is_bit_identical_with_and_without_fusion() {
+    let cpu = || -> Box<dyn Backend> { Box::new(CpuBackend::new()) };
+    same_bits(&cpu, "mlp", 64, 3);
+    same_bits(&cpu, "cnn", 16, 2);
+}
+
+#[test]
+fn gpu_training_is_bit_identical_with_and_without_fusion() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let gpu = || -> Box<dyn Backend> {
+        match common::gpu() {
+            Some(b) => Box::new(b),
+            None => panic!("the adapter went away between two tests"),
+        }
+    };
+    same_bits(&gpu, "mlp", 32, 3);
+    // lavapipe runs a cnn step of batch 8 in about a fifth of a second.
+    same_bits(&gpu, "cnn", 8, 2);
+}
+
+/// The training plan of `spec` at batch 4, with or without fusion.
+fn training_plan(spec: &str, fuse: bool) -> Plan {
+    let model = Model::parse(spec).unwrap();
+    let c = TrainConfig::default();
+    let fg = objective(
+        &model,
+        4,
+        c.sample,
+        Mode::Train,
+        c.loss,
+        c.label_smoothing,
+        c.penalty,
+        &|_| true,
+    )
+    .unwrap();
+    let mut graph = fg.graph;
+    let grads = gradients(&mut graph, fg.total).unwrap();
+    let mut outputs = vec![fg.loss, fg.correct];
+    outputs.extend(&fg.updates);
+    let keep: Vec<_> = outputs
+        .iter()
+        .copied()
+        .chain(grads.iter().map(|g| g.1))
+        .collect();
+    let fused = if fuse {
+        fuse_bias(&mut graph, &keep).unwrap()
+    } else {
+        0
+    };
+    let plan = Plan::build(&graph, &ParamLayout::of(&graph), &outputs, &grads).unwrap();
+    assert_eq!(
+        fused,
+        plan.steps
+            .iter()
+            .filter(|s| matches!(s.op, Op::MatMulBias { .. }))
+            .count()
+    );
+    plan
+}
+
+#[test]
+fn fused_plans_have_one_step_fewer_per_linear_or_conv_layer() {
+    // mlp: three linear layers; cnn: two conv and two linear layers.
+    for (spec, layers) in [("mlp", 3), ("cnn", 4)] {
+        let plain = training_plan(spec, false);
+        let fused = training_plan(spec, true);
+        assert_eq!(
+            fused.steps.len() + layers,
+            plain.steps.len(),
+            "{spec}: {} steps fused, {} plain",
+            fused.steps.len(),
+            plain.steps.len()
+        );
+        let count = |p: &Plan, f: &dyn Fn(&Op) -> bool| p.steps.iter().filter(|s| f(&s.op)).count();
+        assert_eq!(count(&fused, &|op| *op == Op::BiasAdd), 0, "{spec}");
+        assert_eq!(
+            count(&fused, &|op| matches!(op, Op::MatMulBias { .. })),
+            layers,
+            "{spec}"
+        );
+        assert_eq!(count(&plain, &|op| *op == Op::BiasAdd), layers, "{spec}");
+        // The backward products are untouched: the same number of products in all.
+        let products = |p: &Plan| {
+            count(p, &|op| {
+                matches!(op, Op::MatMul { .. } | Op::MatMulBias { .. })
+            })
+        };
+        assert_eq!(products(&fused), products(&plain), "{spec}");
+    }
+}
+
+/// A weight-gradient-shaped product (aᵀ·b) with a fused bias on a device whose bindings
+/// hold 1024 floats: split along K into summed pieces, of which only the last adds the
+/// bias (were each piece to add it, the result would be off by a multiple of the bias).
+/// Rows split with the bias bound whole are covered by the training steps of
+/// `tests/limits.rs`, which fuse by default.
+#[test]
+fn a_fused_product_split_along_k_adds_its_bias_once() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let ctx = GpuContext::with_limits(AdapterPolicy::AllowSoftware, |l| {
+        l.max_storage_buffer_binding_size = 4096;
+    })
+    .unwrap();
+    let mut gpu = WgpuBackend::with_context(ctx);
+    let (k, m, n) = (200, 16, 8);
+    let real = |d: &[usize]| (Shape::new(d), InputKind::Real(1.0));
+    let case = OpCase {
+        op: Op::MatMulBias {
+            trans_a: true,
+            trans_b: false,
+        },
+        inputs: vec![real(&[k, m]), real(&[k, n]), real(&[n])],
+        target: None,
+    };
+    let r = run_case(&mut gpu, &case, 7).unwrap();
+    assert!(
+        r.passed(),
+        "max abs {:.3e}, worst/bound {:.2}, {:?}",
+        r.max_abs,
+        r.worst_ratio,
+        r.mismatches
+    );
+}
