@@ -1,167 +1,10 @@
-// Activations and their derivatives, mirroring src/backend/cpu/activation.rs.
+// The Op::Activation* kernels; the functions are activation_core.wgsl's (prepended).
 //
 // KIND selects the function (Activation::code): 0 relu, 1 leaky_relu, 2 sigmoid, 3 tanh,
 // 4 gelu (exact erf form). It has no default so that a pipeline built without it fails
 // loudly instead of silently computing relu. dims.d0 = n, dims.f0 = leaky slope.
 
 override KIND: u32;
-
-const FRAC_1_SQRT_2: f32 = 0.7071067811865476;
-// 1/sqrt(2π)
-const FRAC_1_SQRT_2PI: f32 = 0.3989422804014327;
-
-// Taylor coefficients of erf(z)/z in powers of z²: 2/√π · (−1)ⁿ / (n! (2n+1)).
-// Ten terms bound the truncation error by 5e-9 for |z| < 0.84375.
-const ERF_T0: f32 = 1.1283791670955126;
-const ERF_T1: f32 = -0.37612638903183754;
-const ERF_T2: f32 = 0.11283791670955126;
-const ERF_T3: f32 = -0.026866170645131252;
-const ERF_T4: f32 = 0.005223977625442188;
-const ERF_T5: f32 = -0.0008548327023450852;
-const ERF_T6: f32 = 0.00012055332981789664;
-const ERF_T7: f32 = -1.492565035840625e-05;
-const ERF_T8: f32 = 1.6462114365889246e-06;
-const ERF_T9: f32 = -1.6365844691234924e-07;
-
-// Below this |z| the series is used; above it, erfc's fit. Both are below 1e-7 absolute
-// error at the seam (measured in emulated f32 against f64 erf: at most 9.8e-8 overall).
-const ERF_SERIES_LIMIT: f32 = 0.84375;
-
-// erf(z) for |z| < ERF_SERIES_LIMIT, with relative accuracy (so tiny z stays exact).
-fn erf_series(z: f32) -> f32 {
-    let z2 = z * z;
-    var p = ERF_T9;
-    p = p * z2 + ERF_T8;
-    p = p * z2 + ERF_T7;
-    p = p * z2 + ERF_T6;
-    p = p * z2 + ERF_T5;
-    p = p * z2 + ERF_T4;
-    p = p * z2 + ERF_T3;
-    p = p * z2 + ERF_T2;
-    p = p * z2 + ERF_T1;
-    p = p * z2 + ERF_T0;
-    return z * p;
-}
-
-// erfc(a) for a >= 0: the Chebyshev fit of Numerical Recipes (2nd ed., §6.2, `erfcc`),
-// fractional error below 1.2e-7 for every a >= 0. Because the error is relative, the far
-// tail (where erfc is tiny and 1 + erf(z) would cancel) keeps its accuracy.
-fn erfc_nonneg(a: f32) -> f32 {
-    let t = 1.0 / (1.0 + 0.5 * a);
-    var p = 0.17087277;
-    p = p * t - 0.82215223;
-    p = p * t + 1.48851587;
-    p = p * t - 1.13520398;
-    p = p * t + 0.27886807;
-    p = p * t - 0.18628806;
-    p = p * t + 0.09678418;
-    p = p * t + 0.37409196;
-    p = p * t + 1.00002368;
-    return t * exp(-a * a - 1.26551223 + t * p);
-}
-
-// erf(z), absolute error below 2e-7 (WGSL has no erf builtin).
-fn erf(z: f32) -> f32 {
-    let a = abs(z);
-    if (a < ERF_SERIES_LIMIT) {
-        return erf_series(z);
-    }
-    let r = 1.0 - erfc_nonneg(a);
-    return select(r, -r, z < 0.0);
-}
-
-// erfc(z) = 1 − erf(z), with relative accuracy in the right tail.
-fn erfc(z: f32) -> f32 {
-    let a = abs(z);
-    if (a < ERF_SERIES_LIMIT) {
-        return 1.0 - erf_series(z);
-    }
-    let c = erfc_nonneg(a);
-    return select(c, 2.0 - c, z < 0.0);
-}
-
-// 1 + erf(z), the factor of GELU's CDF. Written as erfc(−z) rather than 1 + erf(z): for
-// negative z the sum cancels to a tiny number and would keep only erf's absolute accuracy.
-fn one_plus_erf(z: f32) -> f32 {
-    return erfc(-z);
-}
-
-// tanh without the builtin: WGSL only promises tanh "inherited from sinh/cosh", i.e. the
-// accuracy of (eˣ − e⁻ˣ)/(eˣ + e⁻ˣ), which loses all relative accuracy near 0 and is NaN
-// (∞/∞) once eˣ overflows. This is Cephes' tanhf: an odd polynomial (relative error about
-// 1e-7) below 0.625, then 1 − 2/(e²ˣ + 1).
-fn tanh_f32(x: f32) -> f32 {
-    let a = abs(x);
-    if (a < 0.625) {
-        let z = x * x;
-        var p = -5.70498872745e-3;
-        p = p * z + 2.06390887954e-2;
-        p = p * z - 5.37397155531e-2;
-        p = p * z + 1.33314422036e-1;
-        p = p * z - 3.33332819422e-1;
-        return p * z * x + x;
-    }
-    // Past 10, tanh rounds to exactly 1 in f32; clamping keeps e^(2a) finite.
-    let e = exp(2.0 * min(a, 10.0));
-    let t = 1.0 - 2.0 / (e + 1.0);
-    return select(t, -t, x < 0.0);
-}
-
-// 1 / (1 + e⁻ˣ). WGSL lets implementations assume no infinities, so e⁻ˣ is kept finite:
-// for x < −88 the result is already below f32's normal range either way.
-fn sigmoid(x: f32) -> f32 {
-    return 1.0 / (1.0 + exp(min(-x, 88.0)));
-}
-
-fn apply(x: f32) -> f32 {
-    switch KIND {
-        // relu. NaN propagates, as torch.relu does; tested by its bits because WGSL
-        // leaves max() with a NaN operand unspecified and compilers may fold x != x.
-        case 0u: {
-            let nan = (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
-            return select(0.0, x, x > 0.0 || nan);
-        }
-        case 1u: {
-            return select(x * dims.f0, x, x > 0.0);
-        }
-        case 2u: {
-            return sigmoid(x);
-        }
-        case 3u: {
-            return tanh_f32(x);
-        }
-        // 4: gelu
-        default: {
-            return x * 0.5 * one_plus_erf(x * FRAC_1_SQRT_2);
-        }
-    }
-}
-
-// The subgradient at the kinks is 0 (relu) or the slope (leaky relu), as PyTorch.
-fn derivative(x: f32) -> f32 {
-    switch KIND {
-        case 0u: {
-            return select(0.0, 1.0, x > 0.0);
-        }
-        case 1u: {
-            return select(dims.f0, 1.0, x > 0.0);
-        }
-        case 2u: {
-            let s = sigmoid(x);
-            return s * (1.0 - s);
-        }
-        case 3u: {
-            let t = tanh_f32(x);
-            return 1.0 - t * t;
-        }
-        // 4: gelu, Φ(x) + x·φ(x)
-        default: {
-            let cdf = 0.5 * one_plus_erf(x * FRAC_1_SQRT_2);
-            let pdf = FRAC_1_SQRT_2PI * exp(-(x * x) * 0.5);
-            return cdf + x * pdf;
-        }
-    }
-}
 
 // out = f(in0)
 @compute @workgroup_size(256)
@@ -173,7 +16,7 @@ fn activation(
     if (i >= dims.d0) {
         return;
     }
-    st_out(i, apply(ld0(i)));
+    st_out(i, act_apply(KIND, ld0(i), dims.f0));
 }
 
 // out = dy · f'(x), with x = in0 (the activation's input) and dy = in1.
@@ -186,5 +29,18 @@ fn activation_grad(
     if (i >= dims.d0) {
         return;
     }
-    st_out(i, ld1(i) * derivative(ld0(i)));
+    st_out(i, ld1(i) * act_derivative(KIND, ld0(i), dims.f0));
+}
+
+// out = dy · f'(x) from y = f(x) = in0 and dy = in1 (relu, sigmoid, tanh).
+@compute @workgroup_size(256)
+fn activation_grad_from_output(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= dims.d0) {
+        return;
+    }
+    st_out(i, ld1(i) * act_derivative_from_output(KIND, ld0(i)));
 }

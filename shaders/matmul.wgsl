@@ -41,10 +41,19 @@
 // Why entry points as well as the constant: wgpu counts a binding an entry point's code
 // mentions as used whatever the overrides are, and plain products bind no in2, so only
 // the bias entry points may read it.
+//
+// Op::MatMulBiasAct adds an activation to that epilogue: the bias entry points with
+// HAS_ACT set and ACT_KIND = Activation::code (relu, sigmoid or tanh) apply
+// activation_core.wgsl's act_apply (prepended to every matmul module, the text the
+// activation kernel runs) to the biased sum before the one store. In f32 that is
+// bit-identical to MatMulBias then Activation; a product split along K runs it in the last
+// piece only, after the sum, as it does the bias.
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
+override HAS_ACT: bool = false;
+override ACT_KIND: u32 = 0u;
 
 const BM: u32 = WY * TM;
 const BN: u32 = WX * TN;
@@ -297,7 +306,7 @@ fn load_bias() {
 }
 
 // Writes (or, with d3 = 1, adds) the in-bounds outputs of the invocation, plus the bias
-// with HAS_BIAS.
+// with HAS_BIAS, then the activation with HAS_ACT.
 fn store() {
     let m = dims.d0;
     let n = dims.d1;
@@ -319,6 +328,9 @@ fn store() {
                         }
                         if (HAS_BIAS) {
                             x = x + bias_v[h][c];
+                        }
+                        if (HAS_ACT) {
+                            x = act_apply(ACT_KIND, x, 0.0);
                         }
                         st_out(i, x);
                     }

@@ -41,6 +41,16 @@ impl Activation {
         }
     }
 
+    /// Whether the derivative is a function of the output, so that the gradient can read
+    /// `y = f(x)` instead of `x` (relu: y > 0; sigmoid: y·(1 − y); tanh: 1 − y²), as
+    /// PyTorch's backward does for these three. Leaky relu and gelu read their input.
+    pub fn grad_from_output(self) -> bool {
+        matches!(
+            self,
+            Activation::Relu | Activation::Sigmoid | Activation::Tanh
+        )
+    }
+
     /// The lower-case name used in model specs.
     pub fn name(self) -> &'static str {
         match self {
@@ -76,6 +86,20 @@ pub enum Op {
         /// Read `b` ([N, K] in memory) as [K, N].
         trans_b: bool,
     },
+    /// `(a, b, bias [N]) → f(op(a) · op(b) + bias)`: an [`Op::MatMulBias`] followed by an
+    /// [`Op::Activation`] whose gradient reads its output (relu, sigmoid, tanh; see
+    /// [`Activation::grad_from_output`]), in one kernel whose epilogue applies `f` to the
+    /// f32 sum before the one store (`graph::fuse_activation` creates it after
+    /// differentiation, when the pre-activation has no other reader). In f32 it is
+    /// bit-identical to the two ops.
+    MatMulBiasAct {
+        /// Read `a` ([K, M] in memory) as [M, K].
+        trans_a: bool,
+        /// Read `b` ([N, K] in memory) as [K, N].
+        trans_b: bool,
+        /// The activation applied last.
+        act: Activation,
+    },
     /// `x + b` with `x` [rows, cols] and `b` [cols] broadcast over the rows.
     BiasAdd,
     /// Column sums of `dy` [rows, cols] → [cols]: the gradient of [`Op::BiasAdd`] for `b`.
@@ -86,8 +110,15 @@ pub enum Op {
     Scale(f32),
     /// `f(x)` element-wise.
     Activation(Activation),
-    /// `(x, dy) → dy · f'(x)`: the gradient of [`Op::Activation`].
+    /// `(x, dy) → dy · f'(x)`: the gradient of [`Op::Activation`] from its input (leaky
+    /// relu, gelu; autodiff emits [`Op::ActivationGradFromOutput`] for the others).
     ActivationGrad(Activation),
+    /// `(y, dy) → dy · f'(x)` computed from the output `y = f(x)`: relu dy·(y > 0), sigmoid
+    /// dy·y·(1 − y), tanh dy·(1 − y²), as PyTorch's threshold_backward, sigmoid_backward
+    /// and tanh_backward. Only for [`Activation::grad_from_output`] kinds. Why: the
+    /// pre-activation is then dead after the forward activation, so a product's epilogue
+    /// can apply the activation ([`Op::MatMulBiasAct`]) without storing it.
+    ActivationGradFromOutput(Activation),
     /// Softmax over the last dimension.
     Softmax,
     /// `(y, dy) → y · (dy − Σ dy·y)` per row: the gradient of [`Op::Softmax`] from its output.
@@ -283,6 +314,7 @@ impl Op {
             | Op::BiasAdd
             | Op::Add
             | Op::ActivationGrad(_)
+            | Op::ActivationGradFromOutput(_)
             | Op::SoftmaxGrad
             | Op::SoftmaxCrossEntropy { .. }
             | Op::Mse
@@ -292,6 +324,7 @@ impl Op {
             | Op::Huber { .. }
             | Op::Correct => 2,
             Op::MatMulBias { .. }
+            | Op::MatMulBiasAct { .. }
             | Op::SoftmaxCrossEntropyGrad { .. }
             | Op::MseGrad
             | Op::BceWithLogitsGrad
@@ -343,12 +376,23 @@ impl Op {
                 if *trans_a { "_ta" } else { "" },
                 if *trans_b { "_tb" } else { "" }
             ),
+            Op::MatMulBiasAct {
+                trans_a,
+                trans_b,
+                act,
+            } => format!(
+                "matmul_bias_{}{}{}",
+                act.name(),
+                if *trans_a { "_ta" } else { "" },
+                if *trans_b { "_tb" } else { "" }
+            ),
             Op::BiasAdd => "bias_add".into(),
             Op::BiasGrad => "bias_grad".into(),
             Op::Add => "add".into(),
             Op::Scale(_) => "scale".into(),
             Op::Activation(a) => a.name().into(),
             Op::ActivationGrad(a) => format!("{}_grad", a.name()),
+            Op::ActivationGradFromOutput(a) => format!("{}_grad_from_output", a.name()),
             Op::Softmax => "softmax".into(),
             Op::SoftmaxGrad => "softmax_grad".into(),
             Op::SoftmaxCrossEntropy { .. } => "cross_entropy".into(),
@@ -399,7 +443,7 @@ impl Op {
     pub fn differentiable_inputs(&self) -> &'static [usize] {
         match self {
             Op::MatMul { .. } | Op::BiasAdd | Op::Add => &[0, 1],
-            Op::MatMulBias { .. } => &[0, 1, 2],
+            Op::MatMulBias { .. } | Op::MatMulBiasAct { .. } => &[0, 1, 2],
             Op::Scale(_)
             | Op::Activation(_)
             | Op::Softmax
@@ -438,6 +482,7 @@ impl Op {
             | Op::DropoutGrad(_) => &[],
             Op::BiasGrad
             | Op::ActivationGrad(_)
+            | Op::ActivationGradFromOutput(_)
             | Op::SoftmaxGrad
             | Op::SoftmaxCrossEntropyGrad { .. }
             | Op::MseGrad
@@ -481,6 +526,7 @@ impl Op {
             Op::SumSquaresGrad | Op::SumAbsGrad => Tolerance::Relative(1e-5),
             Op::MatMul { .. }
             | Op::MatMulBias { .. }
+            | Op::MatMulBiasAct { .. }
             | Op::BiasGrad
             | Op::Sum
             | Op::SumSquares
@@ -494,6 +540,7 @@ impl Op {
             | Op::SoftmaxCrossEntropy { .. } => Tolerance::Reduction,
             Op::Activation(Activation::Relu | Activation::LeakyRelu(_))
             | Op::ActivationGrad(Activation::Relu | Activation::LeakyRelu(_))
+            | Op::ActivationGradFromOutput(Activation::Relu | Activation::LeakyRelu(_))
             | Op::BiasAdd
             | Op::Add
             | Op::Scale(_)
@@ -504,6 +551,7 @@ impl Op {
             | Op::HuberGrad { .. } => Tolerance::Relative(1e-5),
             Op::Activation(_)
             | Op::ActivationGrad(_)
+            | Op::ActivationGradFromOutput(_)
             | Op::Softmax
             | Op::SoftmaxCrossEntropyGrad { .. }
             | Op::BceWithLogitsGrad => Tolerance::Relative(1e-4),
@@ -529,7 +577,14 @@ impl Op {
         }
         let mismatch = |detail: String| Err(Error::shape(self.name(), detail));
         match self {
-            Op::MatMul { trans_a, trans_b } | Op::MatMulBias { trans_a, trans_b } => {
+            Op::MatMulBiasAct { act, .. } if !act.grad_from_output() => Err(Error::Unsupported(
+                format!("{}: only relu, sigmoid and tanh are fused", self.name()),
+            )),
+            Op::MatMul { trans_a, trans_b }
+            | Op::MatMulBias { trans_a, trans_b }
+            | Op::MatMulBiasAct {
+                trans_a, trans_b, ..
+            } => {
                 let (a, b) = (inputs[0], inputs[1]);
                 if a.rank() != 2 || b.rank() != 2 {
                     return mismatch(format!("operands must be 2-D, got {a} and {b}"));
@@ -571,7 +626,14 @@ impl Op {
                 Ok(inputs[0].clone())
             }
             Op::Scale(_) | Op::Activation(_) | Op::Softmax => Ok(inputs[0].clone()),
-            Op::ActivationGrad(_) | Op::SoftmaxGrad => {
+            Op::ActivationGradFromOutput(a) if !a.grad_from_output() => {
+                Err(Error::Unsupported(format!(
+                    "{}: the gradient of {} needs its input, not its output",
+                    self.name(),
+                    a.name()
+                )))
+            }
+            Op::ActivationGrad(_) | Op::ActivationGradFromOutput(_) | Op::SoftmaxGrad => {
                 if inputs[0] != inputs[1] {
                     return mismatch(format!("{} vs {}", inputs[0], inputs[1]));
                 }

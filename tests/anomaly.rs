@@ -44,11 +44,13 @@ fn a_non_finite_input_is_pinned_on_the_first_layer_that_reads_it() {
         let Error::NonFinite(message) = &err else {
             panic!("{name}: {err}")
         };
-        // The first op of the plan is layer 0's product with its bias fused (x·Wᵀ + b);
-        // its output row 3 is NaN.
+        // The first op of the plan is layer 0's product with its bias and layer 1's relu
+        // fused (relu(x·Wᵀ + b)); its output row 3 is NaN.
         assert!(
-            message
-                .contains("step 2: op #0 (matmul_bias_tb -> [4, 16] in layer 0 'linear(784,16)')"),
+            message.contains(
+                "step 2: op #0 (matmul_bias_relu_tb -> [4, 16] in layer 0 'linear(784,16)' \
+                 and layer 1 'relu')"
+            ),
             "{name}: {message}"
         );
         assert!(
@@ -80,7 +82,7 @@ fn an_overflow_deep_in_the_network_is_named_by_its_op_and_layer() {
         let (x, y) = batch();
         let err = t.train_batch(&x, &y).unwrap_err().to_string();
         assert!(
-            err.contains("op #2 (matmul_bias_tb -> [4, 10] in layer 2 'linear(16,10)')"),
+            err.contains("op #1 (matmul_bias_tb -> [4, 10] in layer 2 'linear(16,10)')"),
             "{name}: {err}"
         );
         assert_eq!(t.params().unwrap(), p, "{name}: the update was applied");

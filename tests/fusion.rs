@@ -1,15 +1,16 @@
-//! The bias-add fusion (`graph::fuse_bias`): training steps with it are bit-identical to
-//! steps without it in f32, on the CPU backend and on wgpu (lavapipe in CI), and its plans
-//! have one step fewer per linear or conv layer.
+//! The epilogue fusions (`graph::fuse`: the bias add, then a relu, sigmoid or tanh, into
+//! the product): training steps with them are bit-identical to steps without them in f32,
+//! on the CPU backend and on wgpu (lavapipe in CI), and their plans have one step fewer
+//! per linear or conv layer and one fewer per activation fused.
 
 mod common;
 
 use kiln::backend::cpu::CpuBackend;
 use kiln::backend::wgpu::{AdapterPolicy, GpuContext, WgpuBackend};
 use kiln::backend::Backend;
-use kiln::graph::{fuse_bias, gradients, ParamLayout, Plan};
+use kiln::graph::{fuse, fuse_bias, gradients, ParamLayout, Plan};
 use kiln::nn::{Mode, Model};
-use kiln::op::Op;
+use kiln::op::{Activation, Op};
 use kiln::parity::{run_case, InputKind, OpCase};
 use kiln::shape::Shape;
 use kiln::train::{objective, TrainConfig};
@@ -55,7 +56,12 @@ fn cpu_training_is_bit_identical_with_and_without_fusion() {
     let cpu = || -> Box<dyn Backend> { Box::new(CpuBackend::new()) };
     same_bits(&cpu, "mlp", 64, 3);
     same_bits(&cpu, "cnn", 16, 2);
+    same_bits(&cpu, SIGMOID_TANH, 32, 3);
 }
+
+/// A model whose fused epilogues apply sigmoid and tanh (the presets fuse relu only), with
+/// widths off the tile sizes.
+const SIGMOID_TANH: &str = "linear(784,100),sigmoid,linear(100,37),tanh,linear(37,10)";
 
 #[test]
 fn gpu_training_is_bit_identical_with_and_without_fusion() {
@@ -69,12 +75,13 @@ fn gpu_training_is_bit_identical_with_and_without_fusion() {
         }
     };
     same_bits(&gpu, "mlp", 32, 3);
+    same_bits(&gpu, SIGMOID_TANH, 32, 3);
     // lavapipe runs a cnn step of batch 8 in about a fifth of a second.
     same_bits(&gpu, "cnn", 8, 2);
 }
 
-/// The training plan of `spec` at batch 4, with or without fusion.
-fn training_plan(spec: &str, fuse: bool) -> Plan {
+/// The training plan of `spec` at batch 4, with the fusions `fusion` names.
+fn training_plan(spec: &str, fusion: Fusion) -> Plan {
     let model = Model::parse(spec).unwrap();
     let c = TrainConfig::default();
     let fg = objective(
@@ -97,28 +104,38 @@ fn training_plan(spec: &str, fuse: bool) -> Plan {
         .copied()
         .chain(grads.iter().map(|g| g.1))
         .collect();
-    let fused = if fuse {
-        fuse_bias(&mut graph, &keep).unwrap()
-    } else {
-        0
+    let fused = match fusion {
+        Fusion::None => 0,
+        Fusion::Bias => fuse_bias(&mut graph, &keep).unwrap(),
+        Fusion::All => fuse(&mut graph, &keep).unwrap(),
     };
     let plan = Plan::build(&graph, &ParamLayout::of(&graph), &outputs, &grads).unwrap();
-    assert_eq!(
-        fused,
-        plan.steps
-            .iter()
-            .filter(|s| matches!(s.op, Op::MatMulBias { .. }))
-            .count()
-    );
+    let mut saved = 0;
+    for s in &plan.steps {
+        match s.op {
+            Op::MatMulBias { .. } => saved += 1,
+            Op::MatMulBiasAct { .. } => saved += 2,
+            _ => {}
+        }
+    }
+    assert_eq!(fused, saved);
     plan
+}
+
+/// Which fusions a plan gets.
+#[derive(Clone, Copy)]
+enum Fusion {
+    None,
+    Bias,
+    All,
 }
 
 #[test]
 fn fused_plans_have_one_step_fewer_per_linear_or_conv_layer() {
     // mlp: three linear layers; cnn: two conv and two linear layers.
     for (spec, layers) in [("mlp", 3), ("cnn", 4)] {
-        let plain = training_plan(spec, false);
-        let fused = training_plan(spec, true);
+        let plain = training_plan(spec, Fusion::None);
+        let fused = training_plan(spec, Fusion::Bias);
         assert_eq!(
             fused.steps.len() + layers,
             plain.steps.len(),
@@ -144,11 +161,50 @@ fn fused_plans_have_one_step_fewer_per_linear_or_conv_layer() {
     }
 }
 
+#[test]
+fn fused_activations_save_one_more_step_each() {
+    // mlp: relu after two of its three linear layers; cnn: after its first linear layer
+    // only (its conv relus follow batch norms, its logits have none).
+    for (spec, acts) in [("mlp", 2), ("cnn", 1), (SIGMOID_TANH, 2)] {
+        let bias = training_plan(spec, Fusion::Bias);
+        let all = training_plan(spec, Fusion::All);
+        assert_eq!(
+            all.steps.len() + acts,
+            bias.steps.len(),
+            "{spec}: {} steps with activations fused, {} with biases only",
+            all.steps.len(),
+            bias.steps.len()
+        );
+        let fused = |p: &Plan| {
+            p.steps
+                .iter()
+                .filter(|s| matches!(s.op, Op::MatMulBiasAct { .. }))
+                .count()
+        };
+        assert_eq!(fused(&all), acts, "{spec}");
+        // Every fused activation reads its output in the backward pass: no gradient step
+        // reads a pre-activation, and the relus after batch norms are still planned.
+        let from_input = all
+            .steps
+            .iter()
+            .filter(|s| matches!(s.op, Op::ActivationGrad(_)))
+            .count();
+        assert_eq!(from_input, 0, "{spec}");
+        let left = all
+            .steps
+            .iter()
+            .filter(|s| s.op == Op::Activation(Activation::Relu))
+            .count();
+        assert_eq!(left, if spec == "cnn" { 2 } else { 0 }, "{spec}");
+    }
+}
+
 /// A weight-gradient-shaped product (aᵀ·b) with a fused bias on a device whose bindings
 /// hold 1024 floats: split along K into summed pieces, of which only the last adds the
 /// bias (were each piece to add it, the result would be off by a multiple of the bias).
 /// Rows split with the bias bound whole are covered by the training steps of
-/// `tests/limits.rs`, which fuse by default.
+/// `tests/limits.rs`, which fuse by default. The same with a fused sigmoid, which only the
+/// last piece may apply, to the whole sum.
 #[test]
 fn a_fused_product_split_along_k_adds_its_bias_once() {
     if common::gpu().is_none() {
@@ -161,20 +217,30 @@ fn a_fused_product_split_along_k_adds_its_bias_once() {
     let mut gpu = WgpuBackend::with_context(ctx);
     let (k, m, n) = (200, 16, 8);
     let real = |d: &[usize]| (Shape::new(d), InputKind::Real(1.0));
-    let case = OpCase {
-        op: Op::MatMulBias {
+    for op in [
+        Op::MatMulBias {
             trans_a: true,
             trans_b: false,
         },
-        inputs: vec![real(&[k, m]), real(&[k, n]), real(&[n])],
-        target: None,
-    };
-    let r = run_case(&mut gpu, &case, 7).unwrap();
-    assert!(
-        r.passed(),
-        "max abs {:.3e}, worst/bound {:.2}, {:?}",
-        r.max_abs,
-        r.worst_ratio,
-        r.mismatches
-    );
+        Op::MatMulBiasAct {
+            trans_a: true,
+            trans_b: false,
+            act: Activation::Sigmoid,
+        },
+    ] {
+        let case = OpCase {
+            op,
+            inputs: vec![real(&[k, m]), real(&[k, n]), real(&[n])],
+            target: None,
+        };
+        let r = run_case(&mut gpu, &case, 7).unwrap();
+        assert!(
+            r.passed(),
+            "{}: max abs {:.3e}, worst/bound {:.2}, {:?}",
+            r.op,
+            r.max_abs,
+            r.worst_ratio,
+            r.mismatches
+        );
+    }
 }

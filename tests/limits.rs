@@ -50,6 +50,9 @@ const UNSPLITTABLE: &[&str] = &[
     "dropout_grad",
     "matmul_ta_tb",
     "matmul_bias_ta_tb",
+    "matmul_bias_relu_ta_tb",
+    "matmul_bias_sigmoid_ta_tb",
+    "matmul_bias_tanh_ta_tb",
 ];
 
 #[test]

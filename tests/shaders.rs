@@ -28,7 +28,15 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
         "elementwise.wgsl",
         &["bias_add", "bias_grad", "add", "scale", "broadcast"],
     ),
-    ("activation.wgsl", &["activation", "activation_grad"]),
+    (
+        "activation.wgsl",
+        &[
+            "activation",
+            "activation_grad",
+            "activation_grad_from_output",
+        ],
+    ),
+    ("activation_core.wgsl", &[]),
     ("softmax.wgsl", &["softmax", "softmax_grad"]),
     (
         "loss.wgsl",
@@ -138,9 +146,16 @@ const MATMUL_CONFIG: &str = "const WX: u32 = 16u;\nconst WY: u32 = 16u;\nconst T
 /// Files the executor builds with `philox_core.wgsl` prepended (WGSL has no includes).
 const NEEDS_PHILOX: &[&str] = &["philox.wgsl", "dropout.wgsl"];
 
+/// Files the executor builds with `activation_core.wgsl` prepended (the activation kernels
+/// and the matmul's fused activation epilogue share its functions).
+const NEEDS_ACTIVATION: &[&str] = &["activation.wgsl", "matmul.wgsl"];
+
 /// The pipeline-overridable constants the executor sets, per file.
 const OVERRIDES: &[(&str, &[&str])] = &[
-    ("matmul.wgsl", &["TRANS_A", "TRANS_B", "HAS_BIAS"]),
+    (
+        "matmul.wgsl",
+        &["TRANS_A", "TRANS_B", "HAS_BIAS", "HAS_ACT", "ACT_KIND"],
+    ),
     ("activation.wgsl", &["KIND"]),
 ];
 
@@ -206,6 +221,15 @@ fn shader_sources() -> BTreeMap<String, String> {
     for name in NEEDS_PHILOX {
         if let Some(s) = sources.get_mut(*name) {
             *s = format!("{core}{s}");
+        }
+    }
+    let activation = sources
+        .get("activation_core.wgsl")
+        .cloned()
+        .unwrap_or_default();
+    for name in NEEDS_ACTIVATION {
+        if let Some(s) = sources.get_mut(*name) {
+            *s = format!("{activation}{s}");
         }
     }
     // optim_half.wgsl extends optim.wgsl (src/backend/wgpu/shaders.rs `OPTIM_HALF`).

@@ -297,7 +297,7 @@ pub fn norms(rows: usize, cols: usize) -> Result<Vec<Case>> {
 mod tests {
     use super::super::shapes::{conv_layers, training_plan};
     use super::*;
-    use crate::graph::{fuse_bias, ParamLayout, Plan};
+    use crate::graph::{fuse, ParamLayout, Plan};
 
     fn op_names(plan: &Plan, keep: impl Fn(&crate::graph::Step) -> bool) -> Vec<String> {
         let mut v: Vec<String> = plan
@@ -332,7 +332,7 @@ mod tests {
                 let layout = ParamLayout::of(&case.graph);
                 // Fused as `Engine::measure` plans it.
                 let mut graph = case.graph.clone();
-                fuse_bias(&mut graph, &case.outputs).unwrap();
+                fuse(&mut graph, &case.outputs).unwrap();
                 let p = Plan::build(&graph, &layout, &case.outputs, &[]).unwrap();
                 assert!(!want.is_empty(), "{} {}", case.name, layer.spec);
                 assert_eq!(op_names(&p, |_| true), want, "{} {}", case.name, layer.spec);

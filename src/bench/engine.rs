@@ -10,7 +10,7 @@ use crate::backend::cpu::CpuBackend;
 use crate::backend::wgpu::{AdapterPolicy, Clock, WgpuBackend};
 use crate::backend::{Backend, BackendChoice, PlanId, Tail};
 use crate::error::{Error, Result};
-use crate::graph::{fuse_bias, ArenaKind, Graph, ParamLayout, Plan, ValueId};
+use crate::graph::{fuse, ArenaKind, Graph, ParamLayout, Plan, ValueId};
 use crate::optim::{Optimizer, StepScalars};
 use crate::precision::Precision;
 
@@ -236,9 +236,10 @@ impl Engine {
         precision: Precision,
     ) -> Result<BenchResult> {
         let layout = self.init(&case.graph, None, precision)?;
-        // Planned as training plans it: a product's bias add fused into its epilogue.
+        // Planned as training plans it: a product's bias add (and activation) fused into its
+        // epilogue.
         let mut graph = case.graph.clone();
-        fuse_bias(&mut graph, &case.outputs)?;
+        fuse(&mut graph, &case.outputs)?;
         let plan = Plan::build(&graph, &layout, &case.outputs, &[])?;
         let bytes = if precision.is_half() {
             plan_traffic(&layout, &plan, &case.outputs)

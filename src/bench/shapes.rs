@@ -2,13 +2,14 @@
 //! conv layers a preset's training step runs, and the FLOPs of a whole step.
 
 use crate::error::Result;
-use crate::graph::{fuse_bias, gradients, Graph, ParamLayout, Plan, Step};
+use crate::graph::{fuse, gradients, Graph, ParamLayout, Plan, Step};
 use crate::nn::{Mode, Model};
 use crate::op::{ConvGeom, Op};
 use crate::train::{objective, TrainConfig};
 
 /// A preset's training graph and plan at batch `batch`, built as the trainer builds it
-/// (default configuration: cross-entropy, no penalties; bias adds fused into products).
+/// (default configuration: cross-entropy, no penalties; bias adds and activations fused
+/// into products).
 pub fn training_plan(spec: &str, batch: usize) -> Result<(Graph, Plan)> {
     let model = Model::parse(spec)?;
     let config = TrainConfig::default();
@@ -33,7 +34,7 @@ pub fn training_plan(spec: &str, batch: usize) -> Result<(Graph, Plan)> {
             .copied()
             .chain(grads.iter().map(|g| g.1))
             .collect();
-        fuse_bias(&mut graph, &keep)?;
+        fuse(&mut graph, &keep)?;
     }
     let plan = Plan::build(&graph, &layout, &outputs, &grads)?;
     Ok((graph, plan))
@@ -56,9 +57,13 @@ pub struct Product {
 
 impl Product {
     /// The product a plan step computes, when it is a matmul (with or without a fused
-    /// bias: the bias epilogue is not counted).
+    /// bias and activation: the epilogue is not counted).
     pub fn of_step(step: &Step) -> Option<Product> {
-        let (Op::MatMul { trans_a, trans_b } | Op::MatMulBias { trans_a, trans_b }) = step.op
+        let (Op::MatMul { trans_a, trans_b }
+        | Op::MatMulBias { trans_a, trans_b }
+        | Op::MatMulBiasAct {
+            trans_a, trans_b, ..
+        }) = step.op
         else {
             return None;
         };

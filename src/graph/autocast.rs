@@ -13,11 +13,13 @@ pub fn half_output(op: &Op) -> bool {
     match op {
         Op::MatMul { .. }
         | Op::MatMulBias { .. }
+        | Op::MatMulBiasAct { .. }
         | Op::BiasAdd
         | Op::Add
         | Op::Scale(_)
         | Op::Activation(_)
         | Op::ActivationGrad(_)
+        | Op::ActivationGradFromOutput(_)
         | Op::Im2Col(_)
         | Op::Col2Im(_)
         | Op::RowsToNchw(_)
@@ -68,9 +70,12 @@ pub fn half_output(op: &Op) -> bool {
 /// Whether an f16 plan feeds this op the f16 copy of a parameter instead of the f32 master
 /// (the weights of matmuls, and so of convolutions; biases and norm scales stay f32).
 /// A fused [`Op::MatMulBias`] reads its bias from the f16 copy too, as autocast's
-/// `F.linear` casts every operand, bias included, to f16.
+/// `F.linear` casts every operand, bias included, to f16 (so does [`Op::MatMulBiasAct`]).
 pub fn reads_half_weights(op: &Op) -> bool {
-    matches!(op, Op::MatMul { .. } | Op::MatMulBias { .. })
+    matches!(
+        op,
+        Op::MatMul { .. } | Op::MatMulBias { .. } | Op::MatMulBiasAct { .. }
+    )
 }
 
 #[cfg(test)]

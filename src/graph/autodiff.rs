@@ -91,12 +91,31 @@ fn rule(
             v.push((inputs[2], g.op(Op::BiasGrad, &[dy])?));
             v
         }
+        // Created by `graph::fuse_activation`; the activation's gradient reads the output,
+        // then the rule is MatMulBias's on it.
+        Op::MatMulBiasAct {
+            trans_a,
+            trans_b,
+            act,
+        } => {
+            let dpre = g.op(Op::ActivationGradFromOutput(act), &[out, dy])?;
+            let mut v = matmul_rule(g, trans_a, trans_b, inputs[0], inputs[1], dpre)?;
+            v.push((inputs[2], g.op(Op::BiasGrad, &[dpre])?));
+            v
+        }
         Op::BiasAdd => {
             let db = g.op(Op::BiasGrad, &[dy])?;
             vec![(x, dy), (inputs[1], db)]
         }
         Op::Add => vec![(inputs[0], dy), (inputs[1], dy)],
         Op::Scale(f) => vec![(x, g.op(Op::Scale(f), &[dy])?)],
+        // From the output where the derivative is a function of it (relu, sigmoid, tanh),
+        // as PyTorch's backward does: the pre-activation then has no reader after the
+        // forward pass, so fusion can leave it unstored (and f16 gradients round as
+        // PyTorch's do). Leaky relu and gelu read their input.
+        Op::Activation(a) if a.grad_from_output() => {
+            vec![(x, g.op(Op::ActivationGradFromOutput(a), &[out, dy])?)]
+        }
         Op::Activation(a) => vec![(x, g.op(Op::ActivationGrad(a), &[x, dy])?)],
         Op::Softmax => vec![(x, g.op(Op::SoftmaxGrad, &[out, dy])?)],
         Op::SoftmaxCrossEntropy { label_smoothing } => {
@@ -174,6 +193,7 @@ fn rule(
         | Op::SumAbsGrad
         | Op::BiasGrad
         | Op::ActivationGrad(_)
+        | Op::ActivationGradFromOutput(_)
         | Op::SoftmaxGrad
         | Op::SoftmaxCrossEntropyGrad { .. }
         | Op::MseGrad

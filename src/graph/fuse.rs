@@ -1,5 +1,8 @@
 //! Fusion of a bias add into the product before it: `BiasAdd(MatMul(a, b), bias)` becomes
-//! one `MatMulBias(a, b, bias)`.
+//! one `MatMulBias(a, b, bias)`; then of an activation into that:
+//! `Activation(MatMulBias(a, b, bias))` becomes one `MatMulBiasAct(a, b, bias)` for relu,
+//! sigmoid and tanh, whose gradients read the activation's output, so that nothing reads
+//! the pre-activation once the forward pass is done.
 //!
 //! Why: every linear and conv layer is a product followed by a bias add, and as two
 //! dispatches the second re-reads and re-writes the whole product (on the CPU, a second
@@ -16,11 +19,15 @@ use super::{Graph, NodeKind, ValueId};
 use crate::error::Result;
 use crate::op::Op;
 
-/// Rewrites every `BiasAdd` whose input 0 is a `MatMul` read by nothing else (and not in
-/// `keep`: the values the caller will plan as outputs or parameter gradients) into a
-/// `MatMulBias` node with the same id, reading the product's operands and the bias.
-/// Returns how many were fused; a graph without the pattern is left unchanged.
-pub fn fuse_bias(graph: &mut Graph, keep: &[ValueId]) -> Result<usize> {
+/// Every fusion kiln plans, in order: [`fuse_bias`], then [`fuse_activation`] (which
+/// fuses into the products the first created). What the trainer and the benchmarks run
+/// after differentiation; returns the number of steps saved.
+pub fn fuse(graph: &mut Graph, keep: &[ValueId]) -> Result<usize> {
+    Ok(fuse_bias(graph, keep)? + fuse_activation(graph, keep)?)
+}
+
+/// How many nodes read each value (as an input or as the target of an in-place update).
+fn readers(graph: &Graph) -> Vec<usize> {
     let mut readers = vec![0usize; graph.nodes().len()];
     for node in graph.nodes() {
         for &i in &node.inputs {
@@ -30,6 +37,15 @@ pub fn fuse_bias(graph: &mut Graph, keep: &[ValueId]) -> Result<usize> {
             readers[t] += 1;
         }
     }
+    readers
+}
+
+/// Rewrites every `BiasAdd` whose input 0 is a `MatMul` read by nothing else (and not in
+/// `keep`: the values the caller will plan as outputs or parameter gradients) into a
+/// `MatMulBias` node with the same id, reading the product's operands and the bias.
+/// Returns how many were fused; a graph without the pattern is left unchanged.
+pub fn fuse_bias(graph: &mut Graph, keep: &[ValueId]) -> Result<usize> {
+    let readers = readers(graph);
     let mut fused = 0;
     for id in 0..graph.nodes().len() {
         let node = graph.node(id);
@@ -51,16 +67,78 @@ pub fn fuse_bias(graph: &mut Graph, keep: &[ValueId]) -> Result<usize> {
     Ok(fused)
 }
 
+/// Rewrites every `Activation` of a kind whose gradient reads its output (relu, sigmoid,
+/// tanh: [`Activation::grad_from_output`](crate::op::Activation::grad_from_output)) whose
+/// input is a `MatMulBias` read by nothing else and not in `keep` into a `MatMulBiasAct`
+/// node with the same id, reading the product's operands and bias; the pre-activation is
+/// left without readers. Leaky relu and gelu are left alone: their gradients read the
+/// pre-activation, which would then have to be stored anyway. Returns how many were fused.
+pub fn fuse_activation(graph: &mut Graph, keep: &[ValueId]) -> Result<usize> {
+    let readers = readers(graph);
+    let mut fused = 0;
+    for id in 0..graph.nodes().len() {
+        let node = graph.node(id);
+        let NodeKind::Op(Op::Activation(act)) = node.kind else {
+            continue;
+        };
+        if !act.grad_from_output() || node.in_place.is_some() {
+            continue;
+        }
+        let pre = node.inputs[0];
+        let p = graph.node(pre);
+        let node = node.clone();
+        let NodeKind::Op(Op::MatMulBias { trans_a, trans_b }) = p.kind else {
+            continue;
+        };
+        if readers[pre] != 1 || p.in_place.is_some() || keep.contains(&pre) {
+            continue;
+        }
+        let inputs = p.inputs.clone();
+        // Reported (`--detect-anomaly`) as both layers: a non-finite value may come from
+        // the product's layer as well as from the activation's.
+        let label = if p.label == node.label {
+            p.label.clone()
+        } else {
+            format!("{} and {}", p.label, node.label)
+        };
+        let op = Op::MatMulBiasAct {
+            trans_a,
+            trans_b,
+            act,
+        };
+        graph.replace_op(id, op, &inputs)?;
+        graph.relabel(id, label)?;
+        fused += 1;
+    }
+    Ok(fused)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::graph::{gradients, interpret, ParamLayout, Plan};
     use crate::nn::Init;
+    use crate::op::Activation;
     use crate::rng::StepRng;
     use crate::shape::Shape;
 
     /// x [4, 3] · w [5, 3]ᵀ + b [5] → relu → mean, differentiated.
     fn linear() -> (Graph, Vec<ValueId>, Vec<(ValueId, ValueId)>, ValueId) {
+        let (g, outputs, grads, y, _) = linear_with(Activation::Relu);
+        (g, outputs, grads, y)
+    }
+
+    /// x [4, 3] · w [5, 3]ᵀ + b [5] → `act` → mean, differentiated; also returns the
+    /// pre-activation `y` and the activation `h`.
+    fn linear_with(
+        act: Activation,
+    ) -> (
+        Graph,
+        Vec<ValueId>,
+        Vec<(ValueId, ValueId)>,
+        ValueId,
+        ValueId,
+    ) {
         let mut g = Graph::new();
         let x = g.input("x", Shape::new(&[4, 3]));
         let w = g.param("w", Shape::new(&[5, 3]), Init::Uniform { bound: 1.0 });
@@ -71,12 +149,10 @@ mod tests {
         };
         let y = g.op(mm, &[x, w]).unwrap();
         let y = g.op(Op::BiasAdd, &[y, b]).unwrap();
-        let h = g
-            .op(Op::Activation(crate::op::Activation::Relu), &[y])
-            .unwrap();
+        let h = g.op(Op::Activation(act), &[y]).unwrap();
         let loss = g.op(Op::Mean, &[h]).unwrap();
         let grads = gradients(&mut g, loss).unwrap();
-        (g, vec![loss], grads, y)
+        (g, vec![loss], grads, y, h)
     }
 
     fn keep(outputs: &[ValueId], grads: &[(ValueId, ValueId)]) -> Vec<ValueId> {
@@ -129,5 +205,62 @@ mod tests {
         g.op(Op::Sum, &[product]).unwrap();
         assert_eq!(fuse_bias(&mut g, &keep(&outputs, &grads)).unwrap(), 0);
         assert_eq!(g.node(y).kind, NodeKind::Op(Op::BiasAdd));
+    }
+
+    #[test]
+    fn an_activation_reading_its_output_is_fused_into_the_biased_product() {
+        for act in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
+            let (mut g, outputs, grads, _, h) = linear_with(act);
+            let layout = ParamLayout::of(&g);
+            let before = Plan::build(&g, &layout, &outputs, &grads).unwrap();
+            assert_eq!(fuse(&mut g, &keep(&outputs, &grads)).unwrap(), 2, "{act:?}");
+            let want = Op::MatMulBiasAct {
+                trans_a: false,
+                trans_b: true,
+                act,
+            };
+            assert_eq!(g.node(h).kind, NodeKind::Op(want));
+            let after = Plan::build(&g, &layout, &outputs, &grads).unwrap();
+            assert_eq!(after.steps.len() + 2, before.steps.len(), "{act:?}");
+            assert!(after.steps.iter().all(|s| s.op != Op::Activation(act)));
+            // The pre-activation is not computed at all.
+            assert!(after
+                .steps
+                .iter()
+                .all(|s| !matches!(s.op, Op::MatMulBias { .. })));
+            // The same values and gradients, in f64 through the reference kernels.
+            let (plain, _, _, _, _) = linear_with(act);
+            let feed = |id: ValueId| -> Option<Vec<f64>> {
+                let n = g.shape(id).numel();
+                Some((0..n).map(|i| ((i * 7 + id) as f64 * 0.37).sin()).collect())
+            };
+            let rng = StepRng::default();
+            let a = interpret(&g, &feed, &rng).unwrap();
+            let b = interpret(&plain, &feed, &rng).unwrap();
+            assert_eq!(a[h], b[h], "{act:?}");
+            for &(_, grad) in &grads {
+                assert_eq!(a[grad], b[grad], "{act:?}");
+            }
+            assert_eq!(fuse(&mut g, &[]).unwrap(), 0);
+        }
+    }
+
+    #[test]
+    fn activations_reading_their_input_or_a_read_pre_activation_are_not_fused() {
+        for act in [Activation::LeakyRelu(0.1), Activation::Gelu] {
+            let (mut g, outputs, grads, _, h) = linear_with(act);
+            assert_eq!(fuse(&mut g, &keep(&outputs, &grads)).unwrap(), 1, "{act:?}");
+            assert_eq!(g.node(h).kind, NodeKind::Op(Op::Activation(act)));
+        }
+        let (mut g, outputs, grads, y, h) = linear_with(Activation::Tanh);
+        let mut kept = keep(&outputs, &grads);
+        kept.push(y);
+        assert_eq!(fuse(&mut g, &kept).unwrap(), 1);
+        assert_eq!(
+            g.node(h).kind,
+            NodeKind::Op(Op::Activation(Activation::Tanh))
+        );
+        g.op(Op::Sum, &[y]).unwrap();
+        assert_eq!(fuse_activation(&mut g, &keep(&outputs, &grads)).unwrap(), 0);
     }
 }

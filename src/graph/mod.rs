@@ -8,7 +8,7 @@ mod plan;
 
 pub use autocast::{half_output, reads_half_weights};
 pub use autodiff::gradients;
-pub use fuse::fuse_bias;
+pub use fuse::{fuse, fuse_activation, fuse_bias};
 pub use interpret::interpret;
 pub use plan::{ArenaKind, ParamEntry, ParamLayout, Plan, Slot, Step, ALIGN, ARENA_KINDS};
 
@@ -239,6 +239,17 @@ impl Graph {
         let node = &mut self.nodes[id];
         node.kind = NodeKind::Op(op);
         node.inputs = inputs.to_vec();
+        Ok(())
+    }
+
+    /// Renames the layer node `id` is reported under (a fused node computes parts of two
+    /// layers). Errors for a node that does not exist.
+    pub fn relabel(&mut self, id: ValueId, label: impl Into<String>) -> Result<()> {
+        let node = self
+            .nodes
+            .get_mut(id)
+            .ok_or_else(|| Error::Graph(format!("no node {id} to relabel")))?;
+        node.label = label.into();
         Ok(())
     }
 

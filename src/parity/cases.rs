@@ -195,6 +195,40 @@ pub fn cases() -> Vec<OpCase> {
             ));
         }
     }
+    // Gradients of relu, sigmoid and tanh from their outputs: y drawn from each output's
+    // range (relu's includes negatives, which it never outputs, to test the mask).
+    for (a, y) in [
+        (Activation::Relu, wide as fn(&[usize]) -> (Shape, InputKind)),
+        (Activation::Sigmoid, unit),
+        (Activation::Tanh, real),
+    ] {
+        for d in [&[1][..], &[777], &[3, 1029]] {
+            c.push(OpCase::new(
+                Op::ActivationGradFromOutput(a),
+                vec![y(d), real(d)],
+            ));
+        }
+    }
+    // The fused activation epilogue: each activation it fuses, every transpose, the same
+    // shapes as the bias epilogue's, with operands wide enough (±2) that the sums reach
+    // each activation's saturated and linear parts.
+    for act in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
+        for (m, n, k) in [(1, 1, 1), (7, 13, 5), (65, 33, 130), (3, 300, 70)] {
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                let a = if ta { [k, m] } else { [m, k] };
+                let b = if tb { [n, k] } else { [k, n] };
+                let wide2 = |d: &[usize]| (Shape::new(d), InputKind::Real(2.0));
+                c.push(OpCase::new(
+                    Op::MatMulBiasAct {
+                        trans_a: ta,
+                        trans_b: tb,
+                        act,
+                    },
+                    vec![wide2(&a), real(&b), wide2(&[n])],
+                ));
+            }
+        }
+    }
     c
 }
 

@@ -91,7 +91,9 @@ impl CaseResult {
 fn terms(case: &OpCase) -> usize {
     let s = &case.inputs[0].0;
     match case.op {
-        Op::MatMul { trans_a, .. } | Op::MatMulBias { trans_a, .. } => {
+        Op::MatMul { trans_a, .. }
+        | Op::MatMulBias { trans_a, .. }
+        | Op::MatMulBiasAct { trans_a, .. } => {
             if trans_a {
                 s.0[0]
             } else {
@@ -135,8 +137,25 @@ pub fn check(case: &OpCase, inputs: &[Vec<f32>], got: &[f32]) -> Result<CaseResu
         ));
     }
     let tolerance = case.op.tolerance();
+    // A fused activation after a product: the product's bound judged at the activation's
+    // input magnitude (relu, sigmoid and tanh have slopes of at most 1, so the input's
+    // error bounds the output's), plus the activation's own element-wise bound.
+    let (magnitude_op, act_rtol) = match case.op {
+        Op::MatMulBiasAct {
+            trans_a,
+            trans_b,
+            act,
+        } => (
+            Op::MatMulBias { trans_a, trans_b },
+            match Op::Activation(act).tolerance() {
+                Tolerance::Relative(r) => r,
+                _ => 0.0,
+            },
+        ),
+        op => (op, 0.0),
+    };
     let magnitude = match tolerance {
-        Tolerance::Reduction => eval64(case.op, &abs64, &shapes, &out_shape)?,
+        Tolerance::Reduction => eval64(magnitude_op, &abs64, &shapes, &out_shape)?,
         _ => Vec::new(),
     };
     let k = terms(case) as f64;
@@ -156,7 +175,11 @@ pub fn check(case: &OpCase, inputs: &[Vec<f32>], got: &[f32]) -> Result<CaseResu
             Tolerance::Exact => 0.0,
             Tolerance::Relative(rtol) => rtol * e.abs().max(0.01 * max_ref),
             // Plus the rounding of the f32 result itself.
-            Tolerance::Reduction => 2.0 * k * eps32 * magnitude[i].abs() + eps32 * e.abs(),
+            Tolerance::Reduction => {
+                2.0 * k * eps32 * magnitude[i].abs()
+                    + eps32 * e.abs()
+                    + act_rtol * e.abs().max(0.01 * max_ref)
+            }
         };
         // NaN errors compare false, so they count as out of bounds.
         let within = err <= bound;

@@ -75,10 +75,10 @@ pub struct TrainConfig {
     pub precision: crate::precision::Precision,
     /// Emit [`Event::Step`](crate::train::Event::Step) after every step (for logs; costs one readback per step).
     pub step_events: bool,
-    /// Fuse each product's bias add into the product's epilogue
-    /// ([`fuse_bias`](crate::graph::fuse_bias)), saving a pass over every linear and conv
-    /// output. In f32 the results are bit-identical either way; `false` plans the two ops
-    /// separately, for comparisons.
+    /// Fuse each product's bias add, and a relu, sigmoid or tanh after it, into the
+    /// product's epilogue ([`fuse`](crate::graph::fuse)), saving a pass over every linear
+    /// and conv output and one over every such activation. In f32 the results are
+    /// bit-identical either way; `false` plans the ops separately, for comparisons.
     pub fuse: bool,
 }
 

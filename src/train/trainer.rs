@@ -14,7 +14,7 @@ use crate::backend::{Backend, LossScale, PlanId, Tail, METRIC_CORRECT, METRIC_LO
 use crate::checkpoint::{Checkpoint, Tensor};
 use crate::data::{Batcher, Dataset};
 use crate::error::{Error, Result};
-use crate::graph::{fuse_bias, gradients, ParamEntry, ParamLayout, Plan, Slot, ValueId};
+use crate::graph::{fuse, gradients, ParamEntry, ParamLayout, Plan, Slot, ValueId};
 use crate::nn::{Init, Layer, Mode, Model};
 use crate::optim::schedule::{LrScheduler, PlateauMode, Schedule, SchedulerState};
 use crate::optim::StepScalars;
@@ -274,7 +274,7 @@ impl Trainer {
                 .copied()
                 .chain(grads.iter().map(|g| g.1))
                 .collect();
-            fuse_bias(&mut graph, &keep)?;
+            fuse(&mut graph, &keep)?;
         }
         let plan = Plan::build(&graph, &self.layout, &outputs, &grads)?;
         let slot = |v| {

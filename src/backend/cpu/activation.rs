@@ -68,23 +68,108 @@ pub fn derivative<T: Real>(a: Activation, x: T) -> T {
     }
 }
 
+/// `f'(x)` from the output `y = f(x)`, for the kinds whose derivative is a function of it
+/// ([`Activation::grad_from_output`]): relu (y > 0), sigmoid y·(1 − y), tanh 1 − y². The
+/// same arithmetic as [`derivative`] on the value it recomputes, so from an f32 output the
+/// gradient has the same bits. `None` for leaky relu and gelu, which need their input.
+pub fn derivative_from_output<T: Real>(a: Activation, y: T) -> Option<T> {
+    match a {
+        Activation::Relu => Some(if y > T::zero() { T::one() } else { T::zero() }),
+        Activation::Sigmoid => Some(y * (T::one() - y)),
+        Activation::Tanh => Some(T::one() - y * y),
+        Activation::LeakyRelu(_) | Activation::Gelu => None,
+    }
+}
+
+/// Runs `body` with `a` as a constant of each kind, so that the loop inside is compiled
+/// once per kind with [`apply`]'s match resolved (and vectorised), instead of branching on
+/// the kind per element.
+macro_rules! per_kind {
+    ($a:expr, |$k:ident| $body:expr) => {
+        match $a {
+            Activation::Relu => {
+                let $k = Activation::Relu;
+                $body
+            }
+            Activation::Sigmoid => {
+                let $k = Activation::Sigmoid;
+                $body
+            }
+            Activation::Tanh => {
+                let $k = Activation::Tanh;
+                $body
+            }
+            Activation::Gelu => {
+                let $k = Activation::Gelu;
+                $body
+            }
+            $k @ Activation::LeakyRelu(_) => $body,
+        }
+    };
+}
+
 /// `out = f(x)`.
 pub fn forward<T: Real>(a: Activation, x: &[T], out: &mut [T]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = apply(a, v);
-    }
+    per_kind!(a, |k| for (o, &v) in out.iter_mut().zip(x) {
+        *o = apply(k, v);
+    })
+}
+
+/// `xs = f(xs)` in place: the fused activation epilogue of `MatMulBiasAct` on the CPU (the
+/// arithmetic of [`forward`]).
+pub fn forward_in_place<T: Real>(a: Activation, xs: &mut [T]) {
+    per_kind!(a, |k| for v in xs.iter_mut() {
+        *v = apply(k, *v);
+    })
 }
 
 /// `out = dy · f'(x)`.
 pub fn backward<T: Real>(a: Activation, x: &[T], dy: &[T], out: &mut [T]) {
-    for ((o, &v), &g) in out.iter_mut().zip(x).zip(dy) {
-        *o = g * derivative(a, v);
+    per_kind!(a, |k| for ((o, &v), &g) in out.iter_mut().zip(x).zip(dy) {
+        *o = g * derivative(k, v);
+    })
+}
+
+/// `out = dy · f'(x)` from the output `y` (see [`derivative_from_output`]); `false` (and
+/// `out` untouched) for a kind whose derivative needs the input.
+pub fn backward_from_output<T: Real>(a: Activation, y: &[T], dy: &[T], out: &mut [T]) -> bool {
+    if !a.grad_from_output() {
+        return false;
     }
+    per_kind!(a, |k| for ((o, &v), &g) in out.iter_mut().zip(y).zip(dy) {
+        *o = g * derivative_from_output(k, v).unwrap_or_else(T::nan);
+    });
+    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gradients_from_the_output_have_the_bits_of_those_from_the_input() {
+        for a in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
+            for i in -400..400 {
+                let x = i as f32 * 0.037 + 0.001;
+                let from_x = derivative(a, x);
+                let from_y = derivative_from_output(a, apply(a, x));
+                assert_eq!(
+                    from_y.map(f32::to_bits),
+                    Some(from_x.to_bits()),
+                    "{a:?} {x}"
+                );
+            }
+        }
+        assert!(derivative_from_output(Activation::Gelu, 1.0f32).is_none());
+        let mut out = [7.0f32];
+        assert!(!backward_from_output(
+            Activation::LeakyRelu(0.1),
+            &[1.0],
+            &[1.0],
+            &mut out
+        ));
+        assert_eq!(out, [7.0]);
+    }
 
     #[test]
     fn relu_propagates_nan_like_torch() {

@@ -105,7 +105,10 @@ pub fn run_op<T: Real>(
             let n = out_shape.0[1];
             matmul::matmul(inputs[0], inputs[1], out, m, n, k, trans_a, trans_b);
         }
-        Op::MatMulBias { trans_a, trans_b } => {
+        Op::MatMulBias { trans_a, trans_b }
+        | Op::MatMulBiasAct {
+            trans_a, trans_b, ..
+        } => {
             let a = &shapes[0];
             let (m, k) = if trans_a {
                 (a.0[1], a.0[0])
@@ -113,8 +116,12 @@ pub fn run_op<T: Real>(
                 (a.0[0], a.0[1])
             };
             let n = out_shape.0[1];
+            let act = match *op {
+                Op::MatMulBiasAct { act, .. } => Some(act),
+                _ => None,
+            };
             matmul::matmul_bias(
-                inputs[0], inputs[1], inputs[2], out, m, n, k, trans_a, trans_b,
+                inputs[0], inputs[1], inputs[2], out, m, n, k, trans_a, trans_b, act,
             );
         }
         Op::BiasAdd => elementwise::bias_add(inputs[0], inputs[1], out),
@@ -123,6 +130,15 @@ pub fn run_op<T: Real>(
         Op::Scale(f) => elementwise::scale(inputs[0], out, T::of(f64::from(f))),
         Op::Activation(a) => activation::forward(a, inputs[0], out),
         Op::ActivationGrad(a) => activation::backward(a, inputs[0], inputs[1], out),
+        Op::ActivationGradFromOutput(a) => {
+            if !activation::backward_from_output(a, inputs[0], inputs[1], out) {
+                return Err(Error::Unsupported(format!(
+                    "{}: the gradient of {} needs its input",
+                    op.name(),
+                    a.name()
+                )));
+            }
+        }
         Op::Softmax => softmax::softmax(inputs[0], out, shapes[0].last()),
         Op::SoftmaxGrad => softmax::softmax_grad(inputs[0], inputs[1], out, shapes[0].last()),
         Op::SoftmaxCrossEntropy { label_smoothing } => {

@@ -60,6 +60,7 @@ fn partition(step: &Step) -> Option<Partition> {
         | Op::Broadcast(_)
         | Op::Activation(_)
         | Op::ActivationGrad(_)
+        | Op::ActivationGradFromOutput(_)
         | Op::MseGrad
         | Op::BceWithLogitsGrad
         | Op::L1Grad
@@ -85,14 +86,16 @@ fn partition(step: &Step) -> Option<Partition> {
         | Op::MatMulBias {
             trans_a: false,
             trans_b: _,
-        } => fixed(
+        }
+        | Op::MatMulBiasAct { trans_a: false, .. } => fixed(
             in0.0[0],
             vec![Some(step.shape.0[1]), Some(in0.0[1]), None, None],
             false,
         ),
         // op(a) = aᵀ with a [K, M]: rows of a (and of b, when it is not transposed) are
         // ranges of K, so the product is a sum of the pieces' products. With a fused bias
-        // only the last piece adds it, after the sum (see `split`).
+        // only the last piece adds it, after the sum (see `split`), and applies a fused
+        // activation after that.
         Op::MatMul {
             trans_a: true,
             trans_b: false,
@@ -100,6 +103,11 @@ fn partition(step: &Step) -> Option<Partition> {
         | Op::MatMulBias {
             trans_a: true,
             trans_b: false,
+        }
+        | Op::MatMulBiasAct {
+            trans_a: true,
+            trans_b: false,
+            ..
         } => fixed(
             in0.0[0],
             vec![None, Some(in0.0[1]), Some(step.input_shapes[1].0[1]), None],
@@ -199,11 +207,16 @@ fn piece(step: &Step, p: &Partition, first: usize, count: usize) -> Step {
     s
 }
 
-/// A summed piece of a product with a fused bias, other than the last: a plain product.
-/// Only the last piece adds the bias, to the sum of all the pieces, so the result takes the
-/// roundings of the split `MatMul` followed by `BiasAdd`.
+/// A summed piece of a product with a fused bias (and activation), other than the last: a
+/// plain product. Only the last piece adds the bias and applies the activation, to the sum
+/// of all the pieces, so the result takes the roundings of the split `MatMul` followed by
+/// `BiasAdd` (and `Activation`).
 fn without_bias(mut step: Step) -> Step {
-    if let Op::MatMulBias { trans_a, trans_b } = step.op {
+    if let Op::MatMulBias { trans_a, trans_b }
+    | Op::MatMulBiasAct {
+        trans_a, trans_b, ..
+    } = step.op
+    {
         step.op = Op::MatMul { trans_a, trans_b };
         step.inputs.truncate(2);
         step.input_shapes.truncate(2);
@@ -448,6 +461,36 @@ mod tests {
             c.iter().map(|c| c.step.inputs[0].len / 4).sum::<usize>(),
             500
         );
+    }
+
+    #[test]
+    fn a_fused_activation_is_applied_by_the_last_summed_piece_only() {
+        let mut s = with_bias(matmul(true, [500, 4], [500, 3], [4, 3]));
+        s.op = Op::MatMulBiasAct {
+            trans_a: true,
+            trans_b: false,
+            act: crate::op::Activation::Sigmoid,
+        };
+        let c = split(&s, limits(1000), |_| true).unwrap();
+        let (last, rest) = c.split_last().unwrap();
+        assert!(!rest.is_empty());
+        assert_eq!(last.step.op, s.op);
+        assert!(last.accumulate);
+        assert!(rest
+            .iter()
+            .all(|p| matches!(p.step.op, Op::MatMul { trans_a: true, .. })));
+        // Rows: every piece applies it, with the bias bound whole.
+        let mut r = with_bias(matmul(false, [300, 10], [10, 2], [300, 2]));
+        r.op = Op::MatMulBiasAct {
+            trans_a: false,
+            trans_b: false,
+            act: crate::op::Activation::Relu,
+        };
+        let c = split(&r, limits(1024), |_| true).unwrap();
+        assert!(c.len() > 1);
+        assert!(c
+            .iter()
+            .all(|p| p.step.op == r.op && p.step.inputs[2] == r.inputs[2]));
     }
 
     #[test]

@@ -167,10 +167,12 @@ pub fn launch_with(step: &Step, max: u32, pick: Pick<'_>) -> Result<Launch> {
     };
     let zf = [0.0; 4];
     Ok(match step.op {
-        Op::MatMul { .. } | Op::MatMulBias { .. } => match matmul::problem(step)? {
-            Some(p) => matmul::launch(step, &pick(&p), max)?,
-            None => return Err(Error::Graph("a matmul without sizes".into())),
-        },
+        Op::MatMul { .. } | Op::MatMulBias { .. } | Op::MatMulBiasAct { .. } => {
+            match matmul::problem(step)? {
+                Some(p) => matmul::launch(step, &pick(&p), max)?,
+                None => return Err(Error::Graph("a matmul without sizes".into())),
+            }
+        }
         Op::BiasAdd => simple(
             "elementwise.wgsl",
             "bias_add",
@@ -196,12 +198,12 @@ pub fn launch_with(step: &Step, max: u32, pick: Pick<'_>) -> Result<Launch> {
             dims([n, 0, 0, 0], [f, 0.0, 0.0, 0.0])?,
             n,
         )?,
-        Op::Activation(a) | Op::ActivationGrad(a) => Launch {
+        Op::Activation(a) | Op::ActivationGrad(a) | Op::ActivationGradFromOutput(a) => Launch {
             shader: "activation.wgsl",
-            entry: if matches!(step.op, Op::Activation(_)) {
-                "activation"
-            } else {
-                "activation_grad"
+            entry: match step.op {
+                Op::Activation(_) => "activation",
+                Op::ActivationGrad(_) => "activation_grad",
+                _ => "activation_grad_from_output",
             },
             constants: vec![("KIND", f64::from(a.code()))],
             dims: dims([n, 0, 0, 0], [a.slope(), 0.0, 0.0, 0.0])?,
@@ -350,7 +352,7 @@ pub fn launch_chunk_with(chunk: &Chunk, max: u32, pick: Pick<'_>) -> Result<Laun
     if chunk.accumulate {
         match chunk.step.op {
             // The chunker leaves the bias to the last piece, after the sum (chunk.rs).
-            Op::MatMul { .. } | Op::MatMulBias { .. } => l.dims.d[3] = 1,
+            Op::MatMul { .. } | Op::MatMulBias { .. } | Op::MatMulBiasAct { .. } => l.dims.d[3] = 1,
             Op::BiasGrad => l.dims.d[2] = 1,
             other => {
                 return Err(Error::Graph(format!(

@@ -162,11 +162,20 @@ fn dim(shape: &crate::shape::Shape, i: usize, what: &str) -> Result<usize> {
         .ok_or_else(|| Error::Graph(format!("matmul {what} has shape {shape}, not 2-D")))
 }
 
-/// The transpose flags and whether a bias is fused, for the ops this kernel runs.
-fn flags(op: Op) -> Option<(bool, bool, bool)> {
+/// The ops this kernel runs: transpose flags, whether a bias is fused, and the fused
+/// activation's code (`Activation::code`), if any.
+type Flags = (bool, bool, bool, Option<u32>);
+
+/// The [`Flags`] of `op`, or `None` when the kernel does not run it.
+fn flags(op: Op) -> Option<Flags> {
     match op {
-        Op::MatMul { trans_a, trans_b } => Some((trans_a, trans_b, false)),
-        Op::MatMulBias { trans_a, trans_b } => Some((trans_a, trans_b, true)),
+        Op::MatMul { trans_a, trans_b } => Some((trans_a, trans_b, false, None)),
+        Op::MatMulBias { trans_a, trans_b } => Some((trans_a, trans_b, true, None)),
+        Op::MatMulBiasAct {
+            trans_a,
+            trans_b,
+            act,
+        } => Some((trans_a, trans_b, true, Some(act.code()))),
         _ => None,
     }
 }
@@ -174,7 +183,7 @@ fn flags(op: Op) -> Option<(bool, bool, bool)> {
 /// The sizes of a matmul step (with or without a fused bias, which the autotuner treats as
 /// the same problem: the epilogue is a few loads per output), or `None` for any other op.
 pub fn problem(step: &Step) -> Result<Option<MatmulProblem>> {
-    let Some((trans_a, _, _)) = flags(step.op) else {
+    let Some((trans_a, ..)) = flags(step.op) else {
         return Ok(None);
     };
     let a = step
@@ -202,11 +211,11 @@ fn u(v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Unsupported(format!("dimension {v} exceeds u32")))
 }
 
-/// The launch of matmul step `step` (`MatMul`, or `MatMulBias` through the bias entry
-/// points with `HAS_BIAS` set) in configuration `config` on a device with at most `max`
-/// workgroups per dimension.
+/// The launch of matmul step `step` (`MatMul`; `MatMulBias` through the bias entry points
+/// with `HAS_BIAS` set; `MatMulBiasAct` as well with `HAS_ACT` and `ACT_KIND`) in
+/// configuration `config` on a device with at most `max` workgroups per dimension.
 pub fn launch(step: &Step, config: &MatmulConfig, max: u32) -> Result<Launch> {
-    let Some((trans_a, trans_b, bias)) = flags(step.op) else {
+    let Some((trans_a, trans_b, bias, act)) = flags(step.op) else {
         return Err(Error::Graph(format!("{} is not a matmul", step.op.name())));
     };
     let p = problem(step)?.ok_or_else(|| Error::Graph("not a matmul".into()))?;
@@ -240,6 +249,8 @@ pub fn launch(step: &Step, config: &MatmulConfig, max: u32) -> Result<Launch> {
             ("TRANS_A", f64::from(u8::from(trans_a))),
             ("TRANS_B", f64::from(u8::from(trans_b))),
             ("HAS_BIAS", f64::from(u8::from(bias))),
+            ("HAS_ACT", f64::from(u8::from(act.is_some()))),
+            ("ACT_KIND", f64::from(act.unwrap_or(0))),
         ],
         dims: Dims {
             d: [u(p.m)?, u(p.n)?, u(p.k)?, 0],
@@ -334,7 +345,22 @@ mod tests {
         assert_eq!((p.entry, f.entry), ("matmul_a4b4", "matmul_bias_a4b4"));
         assert!(f.constants.contains(&("HAS_BIAS", 1.0)));
         assert!(p.constants.contains(&("HAS_BIAS", 0.0)));
+        assert!(f.constants.contains(&("HAS_ACT", 0.0)));
         assert_eq!((p.dims, p.groups), (f.dims, f.groups));
+        // A fused activation: the bias entry points with HAS_ACT and the activation's code.
+        let mut act = fused.clone();
+        act.op = Op::MatMulBiasAct {
+            trans_a: false,
+            trans_b: true,
+            act: crate::op::Activation::Tanh,
+        };
+        assert_eq!(problem(&act).unwrap(), problem(&plain).unwrap());
+        let a = launch(&act, &DEFAULT, 65_535).unwrap();
+        assert_eq!(a.entry, "matmul_bias_a4b4");
+        assert!(a.constants.contains(&("HAS_BIAS", 1.0)));
+        assert!(a.constants.contains(&("HAS_ACT", 1.0)));
+        assert!(a.constants.contains(&("ACT_KIND", 3.0)));
+        assert_eq!((p.dims, p.groups), (a.dims, a.groups));
     }
 
     #[test]

@@ -20,7 +20,8 @@ mod shader_gen;
 
 /// One module of `shaders/matmul.wgsl`: the graph-op interface, the constants of one tile
 /// configuration (invocations `WX` x `WY`, outputs `TM` x `TN` per invocation, K tiles
-/// `BK` deep), then the kernel. The same numbers are in
+/// `BK` deep), the activation functions (`activation_core.wgsl`, for the fused activation
+/// epilogue), then the kernel. The same numbers are in
 /// [`matmul::CONFIGS`](super::matmul::CONFIGS), and a test checks that they agree.
 macro_rules! matmul_module {
     ($wx:literal, $wy:literal, $tm:literal, $tn:literal, $bk:literal) => {
@@ -37,6 +38,7 @@ macro_rules! matmul_module {
             "u;\nconst BK: u32 = ",
             $bk,
             "u;\n",
+            include_str!("../../../shaders/activation_core.wgsl"),
             include_str!("../../../shaders/matmul.wgsl")
         )
     };
@@ -46,7 +48,9 @@ macro_rules! matmul_module {
 /// 32x32 tiles (8x8 invocations of 4x4 outputs, K tiles of 16), numbered row-major and
 /// folded into x and y; `matmul_bias*` add in2 (a bias [N]) in the epilogue. Dims: d0 = M,
 /// d1 = N, d2 = K, d3 = 1 to accumulate, e0 = tiles per row. Overrides `TRANS_A`,
-/// `TRANS_B`, `HAS_BIAS` (bool, default false; `HAS_BIAS` with the bias entry points).
+/// `TRANS_B`, `HAS_BIAS` (bool, default false; `HAS_BIAS` with the bias entry points), and
+/// `HAS_ACT` with `ACT_KIND` (an [`Activation::code`](crate::op::Activation::code)) to
+/// apply an activation after the bias.
 pub const MATMUL_32X32: &str = matmul_module!(8, 8, 4, 4, 16);
 
 /// The matmul kernel in 64x64 tiles (16x16 invocations of 4x4 outputs, K tiles of 16): the
@@ -65,10 +69,12 @@ pub const ELEMENTWISE: &str = concat!(
     include_str!("../../../shaders/elementwise.wgsl")
 );
 
-/// `activation` and `activation_grad`; override `KIND` (u32, required) is
-/// [`Activation::code`](crate::op::Activation::code), Dims f0 the leaky slope.
+/// `activation`, `activation_grad` and `activation_grad_from_output` (the functions are
+/// `activation_core.wgsl`'s, which the matmul modules share); override `KIND` (u32,
+/// required) is [`Activation::code`](crate::op::Activation::code), Dims f0 the leaky slope.
 pub const ACTIVATION: &str = concat!(
     include_str!("../../../shaders/graph_op.wgsl"),
+    include_str!("../../../shaders/activation_core.wgsl"),
     include_str!("../../../shaders/activation.wgsl")
 );
 
