@@ -301,7 +301,7 @@ fn f16_without_shader_f16_is_a_typed_error() {
 /// product, which must itself be f32), and the products writing it accumulate in f32.
 #[test]
 fn f16_plans_keep_parameter_gradients_f32() {
-    use kiln::graph::{gradients, ArenaKind, Graph, ParamLayout, Plan};
+    use kiln::graph::{fuse, gradients, ArenaKind, Graph, ParamLayout, Plan};
     use kiln::nn::{Mode, Model};
     use kiln::op::Op;
     use kiln::shape::Shape;
@@ -320,8 +320,25 @@ fn f16_plans_keep_parameter_gradients_f32() {
             )
             .unwrap();
         let grads = gradients(&mut g, loss).unwrap();
+        // Fused as the trainer fuses (the products then read their bias too).
+        let keep: Vec<_> = std::iter::once(loss)
+            .chain(grads.iter().map(|g| g.1))
+            .collect();
+        fuse(&mut g, &keep).unwrap();
         let layout = ParamLayout::grouped_in(&g, &|_| false, Precision::F16);
         let plan = Plan::build(&g, &layout, &[loss], &grads).unwrap();
+        // Every fused forward product reads its weight and bias from the f16 copy.
+        let fused: Vec<_> = plan
+            .steps
+            .iter()
+            .filter(|s| matches!(s.op, Op::MatMulBias { .. } | Op::MatMulBiasAct { .. }))
+            .collect();
+        assert!(!fused.is_empty(), "{spec}: nothing fused");
+        for s in fused {
+            assert_eq!(s.inputs[1].arena, ArenaKind::ParamsHalf, "{spec}");
+            assert_eq!(s.inputs[2].arena, ArenaKind::ParamsHalf, "{spec}");
+            assert_eq!(s.output.arena, ArenaKind::ActivationsHalf, "{spec}");
+        }
         let mut half_reads = 0;
         for s in plan
             .steps

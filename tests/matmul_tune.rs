@@ -13,7 +13,7 @@ use kiln::backend::wgpu::tune::{ShapeClass, TuneCache, Tuning, ENV};
 use kiln::backend::wgpu::{AdapterPolicy, GpuContext, WgpuBackend};
 use kiln::backend::{Backend, Tail};
 use kiln::graph::{Graph, ParamLayout, Plan};
-use kiln::op::Op;
+use kiln::op::{Activation, Op};
 use kiln::optim::StepScalars;
 use kiln::parity::{check, InputKind, OpCase};
 use kiln::shape::Shape;
@@ -126,6 +126,28 @@ fn every_configuration_matches_the_reference_with_identical_bits() {
     for (m, n, k) in shapes {
         for (ta, tb) in TRANSPOSES {
             cases.push(case(ta, tb, m, n, k));
+        }
+    }
+    // The fused epilogues (bias; bias and an activation) under every configuration: the
+    // 128x128 tiles store two column groups per invocation, each with its own bias reads.
+    for (m, n, k) in [(3, 17, 63), (64, 128, 256), (129, 36, 12)] {
+        for (ta, tb) in TRANSPOSES {
+            for act in [None, Some(Activation::Sigmoid)] {
+                let mut c = case(ta, tb, m, n, k);
+                c.op = match act {
+                    None => Op::MatMulBias {
+                        trans_a: ta,
+                        trans_b: tb,
+                    },
+                    Some(act) => Op::MatMulBiasAct {
+                        trans_a: ta,
+                        trans_b: tb,
+                        act,
+                    },
+                };
+                c.inputs.push((Shape::new(&[n]), InputKind::Real(1.0)));
+                cases.push(c);
+            }
         }
     }
     every_config_on(&mut gpu, &cases, "lavapipe");

@@ -40,6 +40,15 @@ fn readers(graph: &Graph) -> Vec<usize> {
     readers
 }
 
+/// Whether a node strictly between `first` and `last` updates a value in place: the fused
+/// node reads `first`'s operands at `last`'s place in the order, after such a write (say a
+/// running statistic that is also an operand), where the product read them before it.
+fn writes_in_place_between(graph: &Graph, first: ValueId, last: ValueId) -> bool {
+    graph.nodes()[first + 1..last]
+        .iter()
+        .any(|n| n.in_place.is_some())
+}
+
 /// Rewrites every `BiasAdd` whose input 0 is a `MatMul` read by nothing else (and not in
 /// `keep`: the values the caller will plan as outputs or parameter gradients) into a
 /// `MatMulBias` node with the same id, reading the product's operands and the bias.
@@ -57,7 +66,11 @@ pub fn fuse_bias(graph: &mut Graph, keep: &[ValueId]) -> Result<usize> {
         let NodeKind::Op(Op::MatMul { trans_a, trans_b }) = p.kind else {
             continue;
         };
-        if readers[product] != 1 || p.in_place.is_some() || keep.contains(&product) {
+        if readers[product] != 1
+            || p.in_place.is_some()
+            || keep.contains(&product)
+            || writes_in_place_between(graph, product, id)
+        {
             continue;
         }
         let inputs = [p.inputs[0], p.inputs[1], bias];
@@ -90,7 +103,11 @@ pub fn fuse_activation(graph: &mut Graph, keep: &[ValueId]) -> Result<usize> {
         let NodeKind::Op(Op::MatMulBias { trans_a, trans_b }) = p.kind else {
             continue;
         };
-        if readers[pre] != 1 || p.in_place.is_some() || keep.contains(&pre) {
+        if readers[pre] != 1
+            || p.in_place.is_some()
+            || keep.contains(&pre)
+            || writes_in_place_between(graph, pre, id)
+        {
             continue;
         }
         let inputs = p.inputs.clone();
@@ -180,15 +197,15 @@ mod tests {
         assert_eq!(after.steps.len() + 1, before.steps.len());
         assert!(after.steps.iter().all(|s| s.op != Op::BiasAdd));
         // The same values, in f64 through the reference kernels.
-        let (fused, _, _, _) = linear();
+        let (plain, _, _, _) = linear();
         let feed = |id: ValueId| -> Option<Vec<f64>> {
             let n = g.shape(id).numel();
             Some((0..n).map(|i| ((i * 7 + id) as f64 * 0.37).sin()).collect())
         };
         let rng = StepRng::default();
-        let a = interpret(&g, &feed, &rng).unwrap();
-        let b = interpret(&fused, &feed, &rng).unwrap();
-        assert_eq!(a[y], b[y]);
+        let fused = interpret(&g, &feed, &rng).unwrap();
+        let unfused = interpret(&plain, &feed, &rng).unwrap();
+        assert_eq!(fused[y], unfused[y]);
         // Fusing again finds nothing.
         assert_eq!(fuse_bias(&mut g, &[]).unwrap(), 0);
     }
@@ -204,6 +221,31 @@ mod tests {
         // Read by a second node.
         g.op(Op::Sum, &[product]).unwrap();
         assert_eq!(fuse_bias(&mut g, &keep(&outputs, &grads)).unwrap(), 0);
+        assert_eq!(g.node(y).kind, NodeKind::Op(Op::BiasAdd));
+    }
+
+    /// A product whose operand is updated in place between it and its bias add keeps
+    /// reading the value before the update: fusing would read it after.
+    #[test]
+    fn an_in_place_write_between_product_and_bias_add_blocks_fusion() {
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::new(&[4, 2]));
+        let running = g.buffer("running", Shape::new(&[2, 2]), Init::RunningStats);
+        let b = g.param("b", Shape::new(&[2]), Init::Uniform { bound: 1.0 });
+        let mm = Op::MatMul {
+            trans_a: false,
+            trans_b: false,
+        };
+        let product = g.op(mm, &[x, running]).unwrap();
+        let stats = g.input("stats", Shape::new(&[2, 2]));
+        let update = Op::BatchNormRunning {
+            c: 2,
+            momentum: 0.1,
+            count: 4,
+        };
+        let updated = g.op_in_place(update, &[stats], running).unwrap();
+        let y = g.op(Op::BiasAdd, &[product, b]).unwrap();
+        assert_eq!(fuse(&mut g, &[y, updated]).unwrap(), 0);
         assert_eq!(g.node(y).kind, NodeKind::Op(Op::BiasAdd));
     }
 

@@ -229,6 +229,27 @@ pub fn cases() -> Vec<OpCase> {
             }
         }
     }
+    // The fused products with vec4 reads of A as well (M, K or both multiples of 4, by
+    // transpose), which the odd sizes above never take; with and without an activation.
+    for (m, n, k) in [(8, 13, 12), (8, 12, 12)] {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let a = if ta { [k, m] } else { [m, k] };
+            let b = if tb { [n, k] } else { [k, n] };
+            for op in [
+                Op::MatMulBias {
+                    trans_a: ta,
+                    trans_b: tb,
+                },
+                Op::MatMulBiasAct {
+                    trans_a: ta,
+                    trans_b: tb,
+                    act: Activation::Tanh,
+                },
+            ] {
+                c.push(OpCase::new(op, vec![real(&a), real(&b), real(&[n])]));
+            }
+        }
+    }
     c
 }
 

@@ -95,17 +95,8 @@ pub fn run_op<T: Real>(
         ));
     }
     match *op {
-        Op::MatMul { trans_a, trans_b } => {
-            let a = &shapes[0];
-            let (m, k) = if trans_a {
-                (a.0[1], a.0[0])
-            } else {
-                (a.0[0], a.0[1])
-            };
-            let n = out_shape.0[1];
-            matmul::matmul(inputs[0], inputs[1], out, m, n, k, trans_a, trans_b);
-        }
-        Op::MatMulBias { trans_a, trans_b }
+        Op::MatMul { trans_a, trans_b }
+        | Op::MatMulBias { trans_a, trans_b }
         | Op::MatMulBiasAct {
             trans_a, trans_b, ..
         } => {
@@ -120,9 +111,12 @@ pub fn run_op<T: Real>(
                 Op::MatMulBiasAct { act, .. } => Some(act),
                 _ => None,
             };
-            matmul::matmul_bias(
-                inputs[0], inputs[1], inputs[2], out, m, n, k, trans_a, trans_b, act,
-            );
+            match inputs.get(2) {
+                Some(bias) => matmul::matmul_bias(
+                    inputs[0], inputs[1], bias, out, m, n, k, trans_a, trans_b, act,
+                ),
+                None => matmul::matmul(inputs[0], inputs[1], out, m, n, k, trans_a, trans_b),
+            }
         }
         Op::BiasAdd => elementwise::bias_add(inputs[0], inputs[1], out),
         Op::BiasGrad => elementwise::bias_grad(inputs[0], out, shapes[0].rows()),
