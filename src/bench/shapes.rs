@@ -2,7 +2,7 @@
 //! conv layers a preset's training step runs, and the FLOPs of a whole step.
 
 use crate::error::Result;
-use crate::graph::{fuse, gradients, Graph, ParamLayout, Plan, Step};
+use crate::graph::{fuse_for_plan, gradients, Graph, ParamLayout, Plan, Step};
 use crate::nn::{Mode, Model};
 use crate::op::{ConvGeom, Op};
 use crate::train::{objective, TrainConfig};
@@ -29,12 +29,7 @@ pub fn training_plan(spec: &str, batch: usize) -> Result<(Graph, Plan)> {
     let mut outputs = vec![fg.loss, fg.correct];
     outputs.extend(&fg.updates);
     if config.fuse {
-        let keep: Vec<_> = outputs
-            .iter()
-            .copied()
-            .chain(grads.iter().map(|g| g.1))
-            .collect();
-        fuse(&mut graph, &keep)?;
+        fuse_for_plan(&mut graph, &outputs, &grads)?;
     }
     let plan = Plan::build(&graph, &layout, &outputs, &grads)?;
     Ok((graph, plan))

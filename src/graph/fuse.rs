@@ -26,6 +26,21 @@ pub fn fuse(graph: &mut Graph, keep: &[ValueId]) -> Result<usize> {
     Ok(fuse_bias(graph, keep)? + fuse_activation(graph, keep)?)
 }
 
+/// [`fuse`] for a plan of `outputs` and parameter gradients `param_grads` (the arguments
+/// [`Plan::build`](super::Plan::build) takes next), keeping every one of them.
+pub fn fuse_for_plan(
+    graph: &mut Graph,
+    outputs: &[ValueId],
+    param_grads: &[(ValueId, ValueId)],
+) -> Result<usize> {
+    let keep: Vec<ValueId> = outputs
+        .iter()
+        .copied()
+        .chain(param_grads.iter().map(|g| g.1))
+        .collect();
+    fuse(graph, &keep)
+}
+
 /// How many nodes read each value (as an input or as the target of an in-place update).
 fn readers(graph: &Graph) -> Vec<usize> {
     let mut readers = vec![0usize; graph.nodes().len()];

@@ -15,7 +15,7 @@ use crate::backend::{Backend, LossScale, PlanId, Tail, METRIC_CORRECT, METRIC_LO
 use crate::checkpoint::{Checkpoint, Tensor};
 use crate::data::{Batcher, Dataset};
 use crate::error::{Error, Result};
-use crate::graph::{fuse, gradients, ParamEntry, ParamLayout, Plan, Slot, ValueId};
+use crate::graph::{fuse_for_plan, gradients, ParamEntry, ParamLayout, Plan, Slot, ValueId};
 use crate::nn::{Init, Layer, Mode, Model};
 use crate::optim::schedule::{LrScheduler, PlateauMode, Schedule, SchedulerState};
 use crate::optim::StepScalars;
@@ -270,12 +270,7 @@ impl Trainer {
         }
         if self.config.fuse {
             // After differentiation, so that every reader of a product is known.
-            let keep: Vec<_> = outputs
-                .iter()
-                .copied()
-                .chain(grads.iter().map(|g| g.1))
-                .collect();
-            fuse(&mut graph, &keep)?;
+            fuse_for_plan(&mut graph, &outputs, &grads)?;
         }
         let plan = Plan::build(&graph, &self.layout, &outputs, &grads)?;
         let slot = |v| {
