@@ -300,10 +300,11 @@ impl Backend for CpuBackend {
             return Ok(());
         }
         let [params, grads, _, _, _, params_half, _] = arenas;
+        let optimizer = optimizer.as_ref().ok_or_else(|| {
+            Error::Config("a training plan ran on a model without an optimizer".into())
+        })?;
+        // Only f16 models have a loss scale (and an f16 copy of the weights).
         if let Some(ls) = loss_scale {
-            let optimizer = optimizer.as_ref().ok_or_else(|| {
-                Error::Config("a training plan ran on a model without an optimizer".into())
-            })?;
             // Always the norm pass: its non-finite sum is GradScaler's found_inf.
             let inv_scale = ls.inv_scale();
             let norm_sq = grad_norm_sq_unscaled(grads, scalars, inv_scale);
@@ -323,11 +324,7 @@ impl Backend for CpuBackend {
             0.0
         };
         *last_norm_sq = norm_sq;
-        let optimizer = optimizer.as_ref().ok_or_else(|| {
-            Error::Config("a training plan ran on a model without an optimizer".into())
-        })?;
         optimizer_step(optimizer, params, grads, state, scalars, norm_sq);
-        refresh_half_copy(*precision, params, params_half);
         Ok(())
     }
 
