@@ -1,0 +1,286 @@
+//! Shape inference: each op's output shape from its input shapes, with errors that name
+//! the op and the mismatch.
+
+use super::{Channels, Op, PoolGeom};
+use crate::error::{Error, Result};
+use crate::shape::Shape;
+
+impl Op {
+    /// The output shape for the given input shapes, or an error naming the mismatch.
+    /// `Broadcast` takes its output shape from the caller (`target`).
+    pub fn output_shape(&self, inputs: &[&Shape], target: Option<&Shape>) -> Result<Shape> {
+        if inputs.len() != self.arity() {
+            return Err(Error::Graph(format!(
+                "{} takes {} inputs, got {}",
+                self.name(),
+                self.arity(),
+                inputs.len()
+            )));
+        }
+        let mismatch = |detail: String| Err(Error::shape(self.name(), detail));
+        match self {
+            Op::MatMulBiasAct { act, .. } if !act.grad_from_output() => Err(Error::Unsupported(
+                format!("{}: only relu, sigmoid and tanh are fused", self.name()),
+            )),
+            Op::MatMul { trans_a, trans_b }
+            | Op::MatMulBias { trans_a, trans_b }
+            | Op::MatMulBiasAct {
+                trans_a, trans_b, ..
+            } => {
+                let (a, b) = (inputs[0], inputs[1]);
+                if a.rank() != 2 || b.rank() != 2 {
+                    return mismatch(format!("operands must be 2-D, got {a} and {b}"));
+                }
+                let (m, ka) = if *trans_a {
+                    (a.0[1], a.0[0])
+                } else {
+                    (a.0[0], a.0[1])
+                };
+                let (kb, n) = if *trans_b {
+                    (b.0[1], b.0[0])
+                } else {
+                    (b.0[0], b.0[1])
+                };
+                if ka != kb {
+                    return mismatch(format!(
+                        "inner dimensions differ: {a} (K={ka}) and {b} (K={kb})"
+                    ));
+                }
+                if let Some(bias) = inputs.get(2) {
+                    if bias.rank() != 1 || bias.0[0] != n {
+                        return mismatch(format!("bias {bias} does not match the {n} columns"));
+                    }
+                }
+                Ok(Shape::new(&[m, n]))
+            }
+            Op::BiasAdd => {
+                let (x, b) = (inputs[0], inputs[1]);
+                if b.rank() != 1 || x.last() != b.0[0] {
+                    return mismatch(format!("bias {b} does not match the last dimension of {x}"));
+                }
+                Ok(x.clone())
+            }
+            Op::BiasGrad => Ok(Shape::new(&[inputs[0].last()])),
+            Op::Add => {
+                if inputs[0] != inputs[1] {
+                    return mismatch(format!("{} vs {}", inputs[0], inputs[1]));
+                }
+                Ok(inputs[0].clone())
+            }
+            Op::Scale(_) | Op::Activation(_) | Op::Softmax => Ok(inputs[0].clone()),
+            Op::ActivationGradFromOutput(a) if !a.grad_from_output() => {
+                Err(Error::Unsupported(format!(
+                    "{}: the gradient of {} needs its input, not its output",
+                    self.name(),
+                    a.name()
+                )))
+            }
+            Op::ActivationGrad(_) | Op::ActivationGradFromOutput(_) | Op::SoftmaxGrad => {
+                if inputs[0] != inputs[1] {
+                    return mismatch(format!("{} vs {}", inputs[0], inputs[1]));
+                }
+                Ok(inputs[0].clone())
+            }
+            Op::SoftmaxCrossEntropy { .. } | Op::Correct => {
+                check_labels(self, inputs[0], inputs[1])?;
+                Ok(Shape::scalar())
+            }
+            Op::SoftmaxCrossEntropyGrad { .. } => {
+                check_labels(self, inputs[0], inputs[1])?;
+                Ok(inputs[0].clone())
+            }
+            Op::Mse
+            | Op::MseGrad
+            | Op::BceWithLogits
+            | Op::BceWithLogitsGrad
+            | Op::L1
+            | Op::L1Grad
+            | Op::SmoothL1 { .. }
+            | Op::SmoothL1Grad { .. }
+            | Op::Huber { .. }
+            | Op::HuberGrad { .. } => {
+                check_threshold(self)?;
+                if inputs[0].numel() != inputs[1].numel() {
+                    return mismatch(format!("prediction {} vs target {}", inputs[0], inputs[1]));
+                }
+                Ok(if self.arity() == 2 {
+                    Shape::scalar()
+                } else {
+                    inputs[0].clone()
+                })
+            }
+            Op::Sum | Op::Mean | Op::SumSquares | Op::SumAbs => Ok(Shape::scalar()),
+            Op::SumSquaresGrad | Op::SumAbsGrad => {
+                expect_numel(self, inputs[1], 1)?;
+                Ok(inputs[0].clone())
+            }
+            Op::Broadcast(_) => target
+                .cloned()
+                .ok_or_else(|| Error::Graph("broadcast needs a target shape".into())),
+            Op::Argmax => {
+                if inputs[0].rank() != 2 {
+                    return mismatch(format!("argmax takes [B, C], got {}", inputs[0]));
+                }
+                Ok(Shape::new(&[inputs[0].0[0]]))
+            }
+            Op::Reshape => {
+                let t =
+                    target.ok_or_else(|| Error::Graph("reshape needs a target shape".into()))?;
+                if t.numel() != inputs[0].numel() {
+                    return mismatch(format!("cannot view {} as {t}", inputs[0]));
+                }
+                Ok(t.clone())
+            }
+            Op::Im2Col(g) => {
+                expect_numel(self, inputs[0], g.n * g.c * g.h * g.w)?;
+                let empty = g.kh == 0 || g.kw == 0;
+                if empty || g.h + 2 * g.ph < g.kh || g.w + 2 * g.pw < g.kw || g.sh == 0 || g.sw == 0
+                {
+                    return mismatch(format!(
+                        "kernel {}x{} does not fit input {}x{} padded by {}x{}",
+                        g.kh, g.kw, g.h, g.w, g.ph, g.pw
+                    ));
+                }
+                Ok(Shape::new(&[g.n * g.oh() * g.ow(), g.patch()]))
+            }
+            Op::Col2Im(g) => {
+                expect_numel(self, inputs[0], g.n * g.oh() * g.ow() * g.patch())?;
+                Ok(Shape::new(&[g.n, g.c, g.h, g.w]))
+            }
+            Op::RowsToNchw(d) => {
+                expect_numel(self, inputs[0], d.n * d.c * d.h * d.w)?;
+                Ok(Shape::new(&[d.n, d.c, d.h, d.w]))
+            }
+            Op::NchwToRows(d) => {
+                expect_numel(self, inputs[0], d.n * d.c * d.h * d.w)?;
+                Ok(Shape::new(&[d.n * d.h * d.w, d.c]))
+            }
+            Op::MaxPool(g) | Op::AvgPool(g) => {
+                check_window(self, g)?;
+                expect_numel(self, inputs[0], g.n * g.c * g.h * g.w)?;
+                Ok(Shape::new(&[g.n, g.c, g.oh(), g.ow()]))
+            }
+            Op::MaxPoolGrad(g) => {
+                check_window(self, g)?;
+                expect_numel(self, inputs[0], g.n * g.c * g.h * g.w)?;
+                expect_numel(self, inputs[1], g.n * g.c * g.oh() * g.ow())?;
+                Ok(inputs[0].clone())
+            }
+            Op::AvgPoolGrad(g) => {
+                check_window(self, g)?;
+                expect_numel(self, inputs[0], g.n * g.c * g.oh() * g.ow())?;
+                Ok(Shape::new(&[g.n, g.c, g.h, g.w]))
+            }
+            Op::BatchNormStats(ch) => {
+                check_channels(self, inputs[0], ch)?;
+                Ok(Shape::new(&[2, ch.c]))
+            }
+            Op::BatchNormApply(ch) | Op::BatchNormGrad(ch) => {
+                check_channels(self, inputs[0], ch)?;
+                expect_numel(self, inputs[1], 2 * ch.c)?;
+                expect_numel(self, inputs[2], ch.c)?;
+                // The fourth input is beta [C] for Apply and dy (like x) for Grad.
+                let fourth = match self {
+                    Op::BatchNormApply(_) => ch.c,
+                    _ => inputs[0].numel(),
+                };
+                expect_numel(self, inputs[3], fourth)?;
+                Ok(inputs[0].clone())
+            }
+            Op::BatchNormGammaGrad(ch) => {
+                check_channels(self, inputs[0], ch)?;
+                expect_numel(self, inputs[1], 2 * ch.c)?;
+                expect_numel(self, inputs[2], inputs[0].numel())?;
+                Ok(Shape::new(&[ch.c]))
+            }
+            Op::ChannelSum(ch) => {
+                check_channels(self, inputs[0], ch)?;
+                Ok(Shape::new(&[ch.c]))
+            }
+            Op::BatchNormRunning { c, .. } => {
+                expect_numel(self, inputs[0], 2 * c)?;
+                Ok(Shape::new(&[2, *c]))
+            }
+            Op::LayerNorm { .. } | Op::LayerNormGrad { .. } => {
+                let cols = inputs[0].last();
+                expect_numel(self, inputs[1], cols)?;
+                let third = if matches!(self, Op::LayerNorm { .. }) {
+                    cols
+                } else {
+                    inputs[0].numel()
+                };
+                expect_numel(self, inputs[2], third)?;
+                Ok(inputs[0].clone())
+            }
+            Op::LayerNormGammaGrad { .. } => {
+                expect_numel(self, inputs[1], inputs[0].numel())?;
+                Ok(Shape::new(&[inputs[0].last()]))
+            }
+            Op::Dropout(_) | Op::DropoutGrad(_) => Ok(inputs[0].clone()),
+        }
+    }
+}
+
+fn expect_numel(op: &Op, s: &Shape, n: usize) -> Result<()> {
+    if s.numel() != n {
+        return Err(Error::shape(
+            op.name(),
+            format!("expected {n} elements, got {s}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_window(op: &Op, g: &PoolGeom) -> Result<()> {
+    if g.kh == 0 || g.kw == 0 || g.sh == 0 || g.sw == 0 || g.h < g.kh || g.w < g.kw {
+        return Err(Error::shape(
+            op.name(),
+            format!(
+                "window {}x{} with stride {}x{} does not fit input {}x{}",
+                g.kh, g.kw, g.sh, g.sw, g.h, g.w
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_channels(op: &Op, x: &Shape, ch: &Channels) -> Result<()> {
+    let per = ch.c * ch.s;
+    if x.rank() < 2 || x.0[1] != ch.c || per == 0 || !x.numel().is_multiple_of(per) {
+        return Err(Error::shape(
+            op.name(),
+            format!(
+                "expected [N, {}, ...] with {} values per channel, got {x}",
+                ch.c, ch.s
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Rejects the thresholds PyTorch rejects (a negative β, a non-positive δ), and NaN, for
+/// which neither branch of the loss is meaningful.
+fn check_threshold(op: &Op) -> Result<()> {
+    let (value, ok, rule) = match *op {
+        Op::SmoothL1 { beta } | Op::SmoothL1Grad { beta } => (beta, beta >= 0.0, "beta >= 0"),
+        Op::Huber { delta } | Op::HuberGrad { delta } => (delta, delta > 0.0, "delta > 0"),
+        _ => return Ok(()),
+    };
+    if !ok {
+        return Err(Error::Config(format!(
+            "{} needs {rule}, got {value}",
+            op.name()
+        )));
+    }
+    Ok(())
+}
+
+fn check_labels(op: &Op, logits: &Shape, labels: &Shape) -> Result<()> {
+    if logits.rank() != 2 || labels.numel() != logits.0[0] {
+        return Err(Error::shape(
+            op.name(),
+            format!("logits must be [B, C] and labels [B]; got {logits} and {labels}"),
+        ));
+    }
+    Ok(())
+}
