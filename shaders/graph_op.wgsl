@@ -5,7 +5,7 @@
 // (wgpu forbids one buffer bound read-only and read-write at once). A kernel uses the
 // bindings it needs; pipelines have explicit layouts with exactly those.
 
-// The host writes 64 bytes for every dispatch: d0..d3 sizes, f0..f3 scalars, e0..e7 more
+// The host writes 80 bytes for every dispatch: d0..d3 sizes, f0..f3 scalars, e0..e11 more
 // geometry (convolution, pooling); each kernel documents the fields it reads.
 struct Dims {
     d0: u32,
@@ -24,6 +24,10 @@ struct Dims {
     e5: u32,
     e6: u32,
     e7: u32,
+    e8: u32,
+    e9: u32,
+    e10: u32,
+    e11: u32,
 }
 
 @group(0) @binding(0) var<uniform> dims: Dims;

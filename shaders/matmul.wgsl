@@ -49,6 +49,24 @@
 // bit-identical to MatMulBias then Activation; a product split along K runs it in the last
 // piece only, after the sum, as it does the bias.
 
+// Op::ConvMatMul and Op::ConvWeightGrad run the same kernel as an implicit GEMM: one
+// operand is the im2col matrix of an image x [N, C, H, W], whose entries are read from x
+// while the tile is staged, so the matrix (C·KH·KW times the image) is never written.
+// COLS_A: in0 is x and A = im2col(x) [M = N·OH·OW, K = C·KH·KW] (the forward product,
+// with TRANS_A false); COLS_B: in1 is x and B = im2col(x) [K = N·OH·OW, N = C·KH·KW] (the
+// weight gradient, TRANS_B false). The geometry is in dims: e1 = C, e2 = H, e3 = W,
+// e4 = KH, e5 = KW, e6 = SH, e7 = SW, e8 = PH, e9 = PW, e10 = OH, e11 = OW. An entry is a
+// copy of a pixel or 0 in the padding, as Op::Im2Col writes it, so the products are
+// bit-identical to im2col followed by the plain kernel.
+//
+// The index arithmetic is hoisted out of the K loop where the tiling allows: the host
+// only uses configurations with NT a multiple of BK and of BN (matmul.rs), so every float
+// an invocation stages of the A tile lies in one column (kk = t % BK) and every float of
+// the B tile in one column (nn = t % BN). The forward product decomposes its rows once
+// (win_a) and the column once per K tile; the weight gradient its column once (tap_b) and
+// each row as it is fetched.
+override COLS_A: bool = false;
+override COLS_B: bool = false;
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
@@ -103,6 +121,97 @@ fn begin(tile: u32, lid: vec3<u32>) {
     t = lid.x + lid.y * WX;
     row0 = (tile / dims.e0) * BM;
     col0 = (tile % dims.e0) * BN;
+    if (COLS_A) {
+        for (var l = 0u; l < LA; l++) {
+            win_a[l] = cols_row(row0 + a_coord(t + l * NT).y);
+        }
+    }
+    if (COLS_B) {
+        tap_b = cols_col(col0 + t % BN);
+    }
+}
+
+// The sentinel cols_index returns for an entry in the padding.
+const PADDING: u32 = 0xffffffffu;
+
+// Row r = (n·OH + oy)·OW + ox of im2col(x): the offset of image n in x and the top-left
+// corner of its window, in padded coordinates.
+struct Window {
+    base: u32,
+    y: u32,
+    x: u32,
+}
+
+// Column q = (c·KH + ky)·KW + kx of im2col(x): the offset of channel c's plane and the tap.
+struct Tap {
+    plane: u32,
+    y: u32,
+    x: u32,
+}
+
+var<private> win_a: array<Window, LA>;
+var<private> tap_b: Tap;
+
+fn cols_row(r: u32) -> Window {
+    let ro = r / dims.e11;
+    let ox = r - ro * dims.e11;
+    let n = ro / dims.e10;
+    let oy = ro - n * dims.e10;
+    return Window(n * dims.e1 * dims.e2 * dims.e3, oy * dims.e6, ox * dims.e7);
+}
+
+fn cols_col(q: u32) -> Tap {
+    let kq = q / dims.e5;
+    let kx = q - kq * dims.e5;
+    let ch = kq / dims.e4;
+    let ky = kq - ch * dims.e4;
+    return Tap(ch * dims.e2 * dims.e3, ky, kx);
+}
+
+// The index in x of im2col(x)[row, column], or PADDING. Compared with the padding before
+// subtracting it, since u32 would wrap below zero.
+fn cols_index(w: Window, p: Tap) -> u32 {
+    let yy = w.y + p.y;
+    let xx = w.x + p.x;
+    if (yy < dims.e8 || yy - dims.e8 >= dims.e2 || xx < dims.e9 || xx - dims.e9 >= dims.e3) {
+        return PADDING;
+    }
+    return w.base + p.plane + (yy - dims.e8) * dims.e3 + (xx - dims.e9);
+}
+
+// The A tile from im2col(x) (COLS_A): every float this invocation stages is in column
+// k0 + t % BK.
+fn fetch_a_cols(k0: u32) {
+    let gk = k0 + t % BK;
+    let tap = cols_col(gk);
+    for (var l = 0u; l < LA; l++) {
+        let gm = row0 + a_coord(t + l * NT).y;
+        var v = 0.0;
+        if (gk < dims.d2 && gm < dims.d0) {
+            let i = cols_index(win_a[l], tap);
+            if (i != PADDING) {
+                v = ld0(i);
+            }
+        }
+        pa[l] = v;
+    }
+}
+
+// The B tile from im2col(x) (COLS_B): every float this invocation stages is in column
+// col0 + t % BN (tap_b); its rows are decomposed here.
+fn fetch_b_cols(k0: u32) {
+    let gn = col0 + t % BN;
+    for (var l = 0u; l < LB; l++) {
+        let gk = k0 + b_coord(t + l * NT).x;
+        var v = 0.0;
+        if (gk < dims.d2 && gn < dims.d1) {
+            let i = cols_index(cols_row(gk), tap_b);
+            if (i != PADDING) {
+                v = ld1(i);
+            }
+        }
+        pb[l] = v;
+    }
 }
 
 fn k_tiles() -> u32 {
@@ -135,6 +244,10 @@ fn b_coord(e: u32) -> vec2<u32> {
 
 // Scalar reads; floats past M, N or K are 0.
 fn fetch_a(k0: u32) {
+    if (COLS_A) {
+        fetch_a_cols(k0);
+        return;
+    }
     let m = dims.d0;
     let k = dims.d2;
     for (var l = 0u; l < LA; l++) {
@@ -161,6 +274,10 @@ fn stage_a() {
 }
 
 fn fetch_b(k0: u32) {
+    if (COLS_B) {
+        fetch_b_cols(k0);
+        return;
+    }
     let n = dims.d1;
     let k = dims.d2;
     for (var l = 0u; l < LB; l++) {

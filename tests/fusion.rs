@@ -1,14 +1,15 @@
-//! The epilogue fusions (`graph::fuse`: the bias add, then a relu, sigmoid or tanh, into
-//! the product): training steps with them are bit-identical to steps without them in f32,
-//! on the CPU backend and on wgpu (lavapipe in CI), and their plans have one step fewer
-//! per linear or conv layer and one fewer per activation fused.
+//! The fusions (`graph::fuse`: the bias add, then a relu, sigmoid or tanh, into the
+//! product; then im2col into the conv products, as implicit GEMM): training steps with
+//! them are bit-identical to steps without them in f32, on the CPU backend and on wgpu
+//! (lavapipe in CI), and their plans have one step fewer per linear or conv layer, one
+//! fewer per activation fused and no im2col matrix.
 
 mod common;
 
 use kiln::backend::cpu::CpuBackend;
 use kiln::backend::wgpu::{AdapterPolicy, GpuContext, WgpuBackend};
 use kiln::backend::Backend;
-use kiln::graph::{fuse, fuse_bias, gradients, ParamLayout, Plan};
+use kiln::graph::{fuse, fuse_activation, fuse_bias, gradients, ParamLayout, Plan};
 use kiln::nn::{Mode, Model};
 use kiln::op::{Activation, Op};
 use kiln::parity::{run_case, InputKind, OpCase};
@@ -107,6 +108,9 @@ fn training_plan(spec: &str, fusion: Fusion) -> Plan {
     let fused = match fusion {
         Fusion::None => 0,
         Fusion::Bias => fuse_bias(&mut graph, &keep).unwrap(),
+        Fusion::Epilogues => {
+            fuse_bias(&mut graph, &keep).unwrap() + fuse_activation(&mut graph, &keep).unwrap()
+        }
         Fusion::All => fuse(&mut graph, &keep).unwrap(),
     };
     let plan = Plan::build(&graph, &ParamLayout::of(&graph), &outputs, &grads).unwrap();
@@ -115,6 +119,10 @@ fn training_plan(spec: &str, fusion: Fusion) -> Plan {
         match s.op {
             Op::MatMulBias { .. } => saved += 1,
             Op::MatMulBiasAct { .. } => saved += 2,
+            // The im2col step, plus the epilogue's steps.
+            Op::ConvMatMul { bias, act, .. } => {
+                saved += 1 + usize::from(bias) + usize::from(act.is_some())
+            }
             _ => {}
         }
     }
@@ -127,6 +135,8 @@ fn training_plan(spec: &str, fusion: Fusion) -> Plan {
 enum Fusion {
     None,
     Bias,
+    /// The bias, then the activation.
+    Epilogues,
     All,
 }
 
@@ -167,7 +177,7 @@ fn fused_activations_save_one_more_step_each() {
     // only (its conv relus follow batch norms, its logits have none).
     for (spec, acts) in [("mlp", 2), ("cnn", 1), (SIGMOID_TANH, 2)] {
         let bias = training_plan(spec, Fusion::Bias);
-        let all = training_plan(spec, Fusion::All);
+        let all = training_plan(spec, Fusion::Epilogues);
         assert_eq!(
             all.steps.len() + acts,
             bias.steps.len(),
@@ -197,6 +207,40 @@ fn fused_activations_save_one_more_step_each() {
             .count();
         assert_eq!(left, if spec == "cnn" { 2 } else { 0 }, "{spec}");
     }
+}
+
+#[test]
+fn conv_products_read_the_image_and_no_im2col_matrix_is_planned() {
+    let epilogues = training_plan("cnn", Fusion::Epilogues);
+    let all = training_plan("cnn", Fusion::All);
+    let count = |p: &Plan, f: &dyn Fn(&Op) -> bool| p.steps.iter().filter(|s| f(&s.op)).count();
+    // Two conv layers: two im2col steps fewer, each forward product (with its bias) and
+    // weight gradient reading the image; the input gradient of the second layer is still
+    // a product followed by col2im.
+    assert_eq!(all.steps.len() + 2, epilogues.steps.len());
+    assert_eq!(count(&all, &|op| matches!(op, Op::Im2Col(_))), 0);
+    assert_eq!(count(&epilogues, &|op| matches!(op, Op::Im2Col(_))), 2);
+    let forward = |op: &Op| {
+        matches!(
+            op,
+            Op::ConvMatMul {
+                bias: true,
+                act: None,
+                ..
+            }
+        )
+    };
+    assert_eq!(count(&all, &forward), 2);
+    assert_eq!(count(&all, &|op| matches!(op, Op::ConvWeightGrad(_))), 2);
+    assert_eq!(count(&all, &|op| matches!(op, Op::Col2Im(_))), 1);
+    // The matrices were the largest activations: [4·28·28, 9] and [4·14·14, 288] floats,
+    // alive from the forward pass to the weight gradients.
+    assert!(
+        all.activations_size + 4 * 14 * 14 * 288 <= epilogues.activations_size,
+        "{} floats of activations with implicit GEMM, {} without",
+        all.activations_size,
+        epilogues.activations_size
+    );
 }
 
 /// A weight-gradient-shaped product (aᵀ·b) with a fused bias on a device whose bindings
@@ -234,6 +278,63 @@ fn a_fused_product_split_along_k_adds_its_bias_once() {
             target: None,
         };
         let r = run_case(&mut gpu, &case, 7).unwrap();
+        assert!(
+            r.passed(),
+            "{}: max abs {:.3e}, worst/bound {:.2}, {:?}",
+            r.op,
+            r.max_abs,
+            r.worst_ratio,
+            r.mismatches
+        );
+    }
+}
+
+/// The implicit-GEMM conv products on a device whose bindings hold 4096 floats: the
+/// forward product's output ([6·8·8, 16], 6144 floats) is split by images, each piece
+/// reading its images' range of the input; the weight gradient's output gradient likewise,
+/// its pieces summed (accumulate mode, the bias-free summed path).
+#[test]
+fn conv_products_split_by_images_match_the_reference() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let ctx = GpuContext::with_limits(AdapterPolicy::AllowSoftware, |l| {
+        l.max_storage_buffer_binding_size = 16 * 1024;
+    })
+    .unwrap();
+    let mut gpu = WgpuBackend::with_context(ctx);
+    let geom = kiln::op::ConvGeom {
+        n: 6,
+        c: 3,
+        h: 8,
+        w: 8,
+        kh: 3,
+        kw: 3,
+        sh: 1,
+        sw: 1,
+        ph: 1,
+        pw: 1,
+    };
+    let real = |d: &[usize]| (Shape::new(d), InputKind::Real(1.0));
+    let (x, w, b, dy) = (
+        real(&[6, 3, 8, 8]),
+        real(&[16, 27]),
+        real(&[16]),
+        real(&[6 * 64, 16]),
+    );
+    let forward = |bias: bool, act| Op::ConvMatMul { geom, bias, act };
+    let cases = [
+        (forward(false, None), vec![x.clone(), w.clone()]),
+        (forward(true, Some(Activation::Tanh)), vec![x.clone(), w, b]),
+        (Op::ConvWeightGrad(geom), vec![dy, x]),
+    ];
+    for (op, inputs) in cases {
+        let case = OpCase {
+            op,
+            inputs,
+            target: None,
+        };
+        let r = run_case(&mut gpu, &case, 11).unwrap();
         assert!(
             r.passed(),
             "{}: max abs {:.3e}, worst/bound {:.2}, {:?}",

@@ -113,14 +113,15 @@ fn every_op_case_is_split_to_fit_a_tiny_device_or_refused_by_name() {
 }
 
 /// Whole training steps on a device with small bindings and 8 workgroups per dimension:
-/// the batch, the im2col columns and the activations are split by rows or samples, the
-/// weight and bias gradients are summed over pieces of the batch, and the optimizer
+/// the batch, the conv products (implicit GEMM, split by images) and the activations are
+/// split by rows or samples, the weight and bias gradients are summed over pieces of the
+/// batch, and the optimizer
 /// updates a parameter arena larger than one binding in pieces (with clipping and a
 /// no-decay group whose boundary falls in the second piece).
 #[test]
 fn training_steps_split_to_fit_a_small_device_match_the_cpu() {
-    // (model, binding bytes): the CNN's im2col rows (6084 floats a sample) split on
-    // 256-byte offsets only every 16 samples, so its device has larger bindings.
+    // (model, binding bytes): the CNN's linear weight [10, 2704] is bound whole, so its
+    // device has larger bindings (its conv output, 173,056 floats, still splits).
     let models = [
         (
             "linear(784,8),relu,linear(8,64),relu,linear(64,64),relu,linear(64,10)",

@@ -13,7 +13,7 @@ use kiln::backend::wgpu::tune::{ShapeClass, TuneCache, Tuning, ENV};
 use kiln::backend::wgpu::{AdapterPolicy, GpuContext, WgpuBackend};
 use kiln::backend::{Backend, Tail};
 use kiln::graph::{Graph, ParamLayout, Plan};
-use kiln::op::{Activation, Op};
+use kiln::op::{Activation, ConvGeom, Op};
 use kiln::optim::StepScalars;
 use kiln::parity::{check, InputKind, OpCase};
 use kiln::shape::Shape;
@@ -148,6 +148,55 @@ fn every_configuration_matches_the_reference_with_identical_bits() {
                 c.inputs.push((Shape::new(&[n]), InputKind::Real(1.0)));
                 cases.push(c);
             }
+        }
+    }
+    // The implicit-GEMM convolution products, whose index arithmetic depends on the tile
+    // configuration (which column of a tile each invocation stages): strides, padding,
+    // kh ≠ kw, several tiles of rows and of K.
+    let geoms = [
+        ConvGeom {
+            n: 3,
+            c: 5,
+            h: 7,
+            w: 9,
+            kh: 3,
+            kw: 2,
+            sh: 2,
+            sw: 1,
+            ph: 1,
+            pw: 0,
+        },
+        ConvGeom {
+            n: 4,
+            c: 4,
+            h: 12,
+            w: 12,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            ph: 1,
+            pw: 1,
+        },
+    ];
+    for (g, oc) in geoms.into_iter().zip([37, 40]) {
+        let real = |d: &[usize]| (Shape::new(d), InputKind::Real(1.0));
+        let (x, w) = (real(&[g.n, g.c, g.h, g.w]), real(&[oc, g.patch()]));
+        let forward = |bias: bool, act| Op::ConvMatMul { geom: g, bias, act };
+        let rows = g.n * g.oh() * g.ow();
+        for (op, inputs) in [
+            (forward(false, None), vec![x.clone(), w.clone()]),
+            (
+                forward(true, Some(Activation::Relu)),
+                vec![x.clone(), w, real(&[oc])],
+            ),
+            (Op::ConvWeightGrad(g), vec![real(&[rows, oc]), x]),
+        ] {
+            cases.push(OpCase {
+                op,
+                inputs,
+                target: None,
+            });
         }
     }
     every_config_on(&mut gpu, &cases, "lavapipe");

@@ -430,16 +430,20 @@ fn graph_op_kernels_follow_the_binding_convention() {
                     let TypeInner::Struct { members, span } = &ty.inner else {
                         panic!("{file}: `dims` is not a struct");
                     };
-                    // 32 bytes, or 64 with e0..e7 for ops with more geometry; the host
-                    // always writes 64.
-                    assert!(*span == 32 || *span == 64, "{file}: Dims is {span} bytes");
+                    // 32 bytes, or 80 with e0..e11 for ops with more geometry; the host
+                    // always writes 80 (`kernels::Dims`).
+                    assert!(*span == 32 || *span == 80, "{file}: Dims is {span} bytes");
+                    assert_eq!(
+                        std::mem::size_of::<kiln::backend::wgpu::kernels::Dims>(),
+                        80
+                    );
                     let names: Vec<&str> = members
                         .iter()
                         .map(|m| m.name.as_deref().unwrap_or("?"))
                         .collect();
                     let full = [
                         "d0", "d1", "d2", "d3", "f0", "f1", "f2", "f3", "e0", "e1", "e2", "e3",
-                        "e4", "e5", "e6", "e7",
+                        "e4", "e5", "e6", "e7", "e8", "e9", "e10", "e11",
                     ];
                     assert_eq!(names, full[..members.len()], "{file}");
                     for (i, m) in members.iter().enumerate() {

@@ -116,9 +116,10 @@ pub fn conv_forward(layer: &ConvLayer) -> Result<Case> {
 }
 
 /// A conv layer's training backward: the ops autodiff emits for it (`graph/autodiff.rs`),
-/// from the output gradient and the im2col matrix the forward kept: NCHW-to-rows, the
-/// bias gradient, the weight gradient and, when the plan has it, the input gradient
-/// (product with the weight, then col2im).
+/// from the output gradient and the layer's input: NCHW-to-rows, the bias gradient, the
+/// weight gradient (the product with the im2col matrix, which fusion reads from the input
+/// as training plans it) and, when the plan has it, the input gradient (product with the
+/// weight, then col2im).
 pub fn conv_backward(layer: &ConvLayer) -> Result<Case> {
     let geom = layer.geom;
     let (oc, patch) = (layer.out_channels, geom.patch());
@@ -131,7 +132,8 @@ pub fn conv_backward(layer: &ConvLayer) -> Result<Case> {
     };
     let mut g = Graph::new();
     let dy = operand(&mut g, "dy", &[d.n, d.c, d.h, d.w]);
-    let cols = operand(&mut g, "cols", &[rows, patch]);
+    let x = operand(&mut g, "x", &[geom.n, geom.c, geom.h, geom.w]);
+    let cols = g.op(Op::Im2Col(geom), &[x])?;
     let drows = g.op(Op::NchwToRows(d), &[dy])?;
     let db = g.op(Op::BiasGrad, &[drows])?;
     let dw = g.op(

@@ -52,8 +52,30 @@ pub struct Product {
 
 impl Product {
     /// The product a plan step computes, when it is a matmul (with or without a fused
-    /// bias and activation: the epilogue is not counted).
+    /// bias and activation: the epilogue is not counted), or a convolution product, as
+    /// the product with its im2col matrix.
     pub fn of_step(step: &Step) -> Option<Product> {
+        match step.op {
+            Op::ConvMatMul { geom, .. } => {
+                return Some(Product {
+                    m: geom.n * geom.oh() * geom.ow(),
+                    n: *step.input_shapes.get(1)?.dims().first()?,
+                    k: geom.patch(),
+                    trans_a: false,
+                    trans_b: true,
+                })
+            }
+            Op::ConvWeightGrad(geom) => {
+                return Some(Product {
+                    m: *step.shape.dims().first()?,
+                    n: geom.patch(),
+                    k: geom.n * geom.oh() * geom.ow(),
+                    trans_a: true,
+                    trans_b: false,
+                })
+            }
+            _ => {}
+        }
         let (Op::MatMul { trans_a, trans_b }
         | Op::MatMulBias { trans_a, trans_b }
         | Op::MatMulBiasAct {
@@ -145,7 +167,10 @@ pub fn conv_layers(spec: &str, batch: usize) -> Result<Vec<ConvLayer>> {
     let (graph, plan) = training_plan(spec, batch)?;
     let mut out = Vec::new();
     for step in &plan.steps {
-        let Op::Im2Col(geom) = step.op else { continue };
+        // The layer's im2col, or the product that reads its input as im2col (fused).
+        let (Op::Im2Col(geom) | Op::ConvMatMul { geom, .. }) = step.op else {
+            continue;
+        };
         let label = &graph.node(step.node).label;
         // Forward nodes are labelled "layer i 'text'"; backward ones "backward".
         let Some(text) = label.split('\'').nth(1) else {
@@ -210,6 +235,15 @@ mod tests {
         assert!(!c[0].input_grad);
         assert_eq!((c[1].geom.c, c[1].geom.h, c[1].out_channels), (32, 14, 64));
         assert!(c[1].input_grad);
-        assert!(step_flops("cnn", 8).unwrap() > 0.0);
+        // Forward and weight gradient of both conv layers and the second's input
+        // gradient (the first's input is data), and the three products of each linear
+        // layer.
+        let conv = |g: &ConvGeom, oc: usize| 2.0 * (g.n * g.oh() * g.ow() * g.patch() * oc) as f64;
+        let linear = |m: usize, n: usize, k: usize| 2.0 * (m * n * k) as f64;
+        let want = 2.0 * conv(&c[0].geom, 32)
+            + 3.0 * conv(&c[1].geom, 64)
+            + 3.0 * linear(8, 128, 64 * 7 * 7)
+            + 3.0 * linear(8, 10, 128);
+        assert_eq!(step_flops("cnn", 8).unwrap(), want);
     }
 }

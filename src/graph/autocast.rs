@@ -14,6 +14,8 @@ pub fn half_output(op: &Op) -> bool {
         Op::MatMul { .. }
         | Op::MatMulBias { .. }
         | Op::MatMulBiasAct { .. }
+        | Op::ConvMatMul { .. }
+        | Op::ConvWeightGrad(_)
         | Op::BiasAdd
         | Op::Add
         | Op::Scale(_)
@@ -70,11 +72,15 @@ pub fn half_output(op: &Op) -> bool {
 /// Whether an f16 plan feeds this op the f16 copy of a parameter instead of the f32 master
 /// (the weights of matmuls, and so of convolutions; biases and norm scales stay f32).
 /// A fused [`Op::MatMulBias`] reads its bias from the f16 copy too, as autocast's
-/// `F.linear` casts every operand, bias included, to f16 (so does [`Op::MatMulBiasAct`]).
+/// `F.linear` casts every operand, bias included, to f16 (so does [`Op::MatMulBiasAct`],
+/// and [`Op::ConvMatMul`] as `F.conv2d` does).
 pub fn reads_half_weights(op: &Op) -> bool {
     matches!(
         op,
-        Op::MatMul { .. } | Op::MatMulBias { .. } | Op::MatMulBiasAct { .. }
+        Op::MatMul { .. }
+            | Op::MatMulBias { .. }
+            | Op::MatMulBiasAct { .. }
+            | Op::ConvMatMul { .. }
     )
 }
 

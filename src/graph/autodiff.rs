@@ -103,6 +103,27 @@ fn rule(
             v.push((inputs[2], g.op(Op::BiasGrad, &[dpre])?));
             v
         }
+        // Created by `graph::fuse_im2col`; its rule is the rules of the ops it fuses, with
+        // the weight gradient read from the image as well.
+        Op::ConvMatMul { geom, bias, act } => {
+            let dpre = match act {
+                Some(a) => g.op(Op::ActivationGradFromOutput(a), &[out, dy])?,
+                None => dy,
+            };
+            let product = Op::MatMul {
+                trans_a: false,
+                trans_b: false,
+            };
+            let dcols = g.op(product, &[dpre, inputs[1]])?;
+            let mut v = vec![
+                (x, g.op(Op::Col2Im(geom), &[dcols])?),
+                (inputs[1], g.op(Op::ConvWeightGrad(geom), &[dpre, x])?),
+            ];
+            if bias {
+                v.push((inputs[2], g.op(Op::BiasGrad, &[dpre])?));
+            }
+            v
+        }
         Op::BiasAdd => {
             let db = g.op(Op::BiasGrad, &[dy])?;
             vec![(x, dy), (inputs[1], db)]
@@ -180,6 +201,7 @@ fn rule(
         }
         Op::Dropout(spec) => vec![(x, g.op(Op::DropoutGrad(spec), &[dy])?)],
         Op::MaxPoolGrad(_)
+        | Op::ConvWeightGrad(_)
         | Op::AvgPoolGrad(_)
         | Op::BatchNormStats(_)
         | Op::BatchNormGrad(_)

@@ -20,10 +20,11 @@ use crate::error::Result;
 use crate::op::Op;
 
 /// Every fusion kiln plans, in order: [`fuse_bias`], then [`fuse_activation`] (which
-/// fuses into the products the first created). What the trainer and the benchmarks run
+/// fuses into the products the first created), then [`fuse_im2col`] (which turns those
+/// products into implicit-GEMM convolutions). What the trainer and the benchmarks run
 /// after differentiation; returns the number of steps saved.
 pub fn fuse(graph: &mut Graph, keep: &[ValueId]) -> Result<usize> {
-    Ok(fuse_bias(graph, keep)? + fuse_activation(graph, keep)?)
+    Ok(fuse_bias(graph, keep)? + fuse_activation(graph, keep)? + fuse_im2col(graph, keep)?)
 }
 
 /// [`fuse`] for a plan of `outputs` and parameter gradients `param_grads` (the arguments
@@ -145,12 +146,125 @@ pub fn fuse_activation(graph: &mut Graph, keep: &[ValueId]) -> Result<usize> {
     Ok(fused)
 }
 
+/// The value whose storage `v` is: reshapes are views of their input in a plan.
+fn storage_of(graph: &Graph, mut v: ValueId) -> ValueId {
+    while let NodeKind::Op(Op::Reshape) = graph.node(v).kind {
+        v = graph.node(v).inputs[0];
+    }
+    v
+}
+
+/// How a reader of an im2col matrix becomes an implicit-GEMM convolution product, or
+/// `None` when it reads the matrix any other way.
+fn conv_product(graph: &Graph, reader: ValueId, cols: ValueId) -> Option<(Op, Vec<ValueId>)> {
+    let node = graph.node(reader);
+    if node.in_place.is_some() {
+        return None;
+    }
+    let NodeKind::Op(op) = node.kind else {
+        return None;
+    };
+    let x = graph.node(cols).inputs[0];
+    let NodeKind::Op(Op::Im2Col(geom)) = graph.node(cols).kind else {
+        return None;
+    };
+    let ins = &node.inputs;
+    let forward = |bias, act| {
+        let mut inputs = vec![x, ins[1]];
+        inputs.extend(ins.get(2));
+        Some((Op::ConvMatMul { geom, bias, act }, inputs))
+    };
+    // The matrix as the first operand only (the forward product), or as the second only
+    // (the weight gradient).
+    let (as_a, as_b) = (ins[0] == cols, ins.get(1) == Some(&cols));
+    match op {
+        // The weight gradient: the output gradient read transposed times the matrix.
+        Op::MatMul {
+            trans_a: true,
+            trans_b: false,
+        } if as_b && !as_a => Some((Op::ConvWeightGrad(geom), vec![ins[0], x])),
+        _ if !as_a || as_b => None,
+        // The layer's forward product: the matrix times the weight read transposed.
+        Op::MatMul {
+            trans_a: false,
+            trans_b: true,
+        } => forward(false, None),
+        Op::MatMulBias {
+            trans_a: false,
+            trans_b: true,
+        } => forward(true, None),
+        Op::MatMulBiasAct {
+            trans_a: false,
+            trans_b: true,
+            act,
+        } => forward(true, Some(act)),
+        _ => None,
+    }
+}
+
+/// Rewrites the readers of every `Im2Col` matrix (not in `keep`) into implicit-GEMM
+/// convolution products that read the image instead (`Op::ConvMatMul` for the layer's
+/// forward product, with its fused bias and activation, `Op::ConvWeightGrad` for the
+/// weight gradient), when every reader is one of those two and nothing updates the image
+/// in place before the last of them: the matrix is then never written. Each reader keeps
+/// its id; the `Im2Col` node is left without readers. Returns how many matrices were
+/// removed.
+///
+/// Why: the im2col matrix is C·KH·KW times the image (9× for a 3×3 kernel) and, as the
+/// weight gradient reads it, lives in the activation arena from the forward pass to the
+/// backward pass; the products gather its entries from the image while staging their
+/// tiles instead. The input gradient (the product with the weight, then `Col2Im`) does
+/// not read the matrix and is left as it is.
+pub fn fuse_im2col(graph: &mut Graph, keep: &[ValueId]) -> Result<usize> {
+    let mut readers_of: Vec<Vec<ValueId>> = vec![Vec::new(); graph.nodes().len()];
+    for (id, node) in graph.nodes().iter().enumerate() {
+        for &i in node.inputs.iter().chain(node.in_place.iter()) {
+            if readers_of[i].last() != Some(&id) {
+                readers_of[i].push(id);
+            }
+        }
+    }
+    let mut fused = 0;
+    for (cols, readers) in readers_of.iter().enumerate() {
+        let node = graph.node(cols);
+        if !matches!(node.kind, NodeKind::Op(Op::Im2Col(_)))
+            || node.in_place.is_some()
+            || keep.contains(&cols)
+            || readers.is_empty()
+        {
+            continue;
+        }
+        let image = storage_of(graph, node.inputs[0]);
+        let Some(rewrites) = readers
+            .iter()
+            .map(|&r| conv_product(graph, r, cols).map(|(op, ins)| (r, op, ins)))
+            .collect::<Option<Vec<_>>>()
+        else {
+            continue;
+        };
+        // The products read the image where they stand; it must still hold what Im2Col
+        // read there.
+        let last = readers.iter().copied().max().unwrap_or(cols);
+        let overwritten = graph.nodes()[cols + 1..last]
+            .iter()
+            .any(|n| n.in_place.is_some_and(|t| storage_of(graph, t) == image));
+        if overwritten {
+            continue;
+        }
+        for (reader, op, inputs) in rewrites {
+            graph.replace_op(reader, op, &inputs)?;
+        }
+        fused += 1;
+    }
+    Ok(fused)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::graph::{gradients, interpret, ParamLayout, Plan};
     use crate::nn::Init;
-    use crate::op::Activation;
+    use crate::op::{Activation, ConvGeom};
     use crate::rng::StepRng;
     use crate::shape::Shape;
 
@@ -319,5 +433,140 @@ mod tests {
         );
         g.op(Op::Sum, &[y]).unwrap();
         assert_eq!(fuse_activation(&mut g, &keep(&outputs, &grads)).unwrap(), 0);
+    }
+
+    /// x [2, 3, 6, 6] → conv 3×3 (stride 2, padding 1, 4 channels, bias) → relu → mean,
+    /// differentiated with respect to the input too (so the input gradient is planned).
+    fn conv() -> (Graph, Vec<ValueId>, Vec<(ValueId, ValueId)>, ConvGeom) {
+        let mut g = Graph::new();
+        let geom = ConvGeom {
+            n: 2,
+            c: 3,
+            h: 6,
+            w: 6,
+            kh: 3,
+            kw: 3,
+            sh: 2,
+            sw: 2,
+            ph: 1,
+            pw: 1,
+        };
+        let x = g.param("x", Shape::new(&[2, 3, 6, 6]), Init::Uniform { bound: 1.0 });
+        let w = g.param("w", Shape::new(&[4, 27]), Init::Uniform { bound: 1.0 });
+        let b = g.param("b", Shape::new(&[4]), Init::Uniform { bound: 1.0 });
+        let cols = g.op(Op::Im2Col(geom), &[x]).unwrap();
+        let mm = Op::MatMul {
+            trans_a: false,
+            trans_b: true,
+        };
+        let y = g.op(mm, &[cols, w]).unwrap();
+        let y = g.op(Op::BiasAdd, &[y, b]).unwrap();
+        let h = g.op(Op::Activation(Activation::Relu), &[y]).unwrap();
+        let loss = g.op(Op::Mean, &[h]).unwrap();
+        let grads = gradients(&mut g, loss).unwrap();
+        (g, vec![loss, h], grads, geom)
+    }
+
+    fn feed(g: &Graph) -> impl Fn(ValueId) -> Option<Vec<f64>> + '_ {
+        |id: ValueId| {
+            let n = g.shape(id).numel();
+            Some((0..n).map(|i| ((i * 7 + id) as f64 * 0.37).sin()).collect())
+        }
+    }
+
+    #[test]
+    fn conv_products_read_the_image_and_give_the_same_values() {
+        let (mut g, outputs, grads, geom) = conv();
+        let (plain, _, _, _) = conv();
+        let layout = ParamLayout::of(&g);
+        let before = Plan::build(&g, &layout, &outputs, &grads).unwrap();
+        // The bias, the relu, then the matrix.
+        assert_eq!(fuse(&mut g, &keep(&outputs, &grads)).unwrap(), 3);
+        let after = Plan::build(&g, &layout, &outputs, &grads).unwrap();
+        assert_eq!(after.steps.len() + 3, before.steps.len());
+        let ops: Vec<Op> = after.steps.iter().map(|s| s.op).collect();
+        assert!(ops.iter().all(|op| !matches!(op, Op::Im2Col(_))), "{ops:?}");
+        let forward = Op::ConvMatMul {
+            geom,
+            bias: true,
+            act: Some(Activation::Relu),
+        };
+        assert!(ops.contains(&forward), "{ops:?}");
+        assert!(ops.contains(&Op::ConvWeightGrad(geom)), "{ops:?}");
+        assert!(ops.contains(&Op::Col2Im(geom)), "{ops:?}");
+        // The matrix ([2·3·3, 27] floats) is not in the activation arena any more.
+        assert!(after.activations_size + 18 * 27 <= before.activations_size);
+        // The same values and gradients, in f64 through the reference kernels.
+        let rng = StepRng::default();
+        let a = interpret(&g, &feed(&g), &rng).unwrap();
+        let b = interpret(&plain, &feed(&plain), &rng).unwrap();
+        for &v in outputs.iter().chain(grads.iter().map(|(_, d)| d)) {
+            assert_eq!(a[v], b[v], "value {v}");
+        }
+        assert_eq!(fuse(&mut g, &[]).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_matrix_read_otherwise_or_kept_is_left_alone() {
+        let (mut g, outputs, grads, _) = conv();
+        let cols = (0..g.nodes().len())
+            .find(|&i| matches!(g.node(i).kind, NodeKind::Op(Op::Im2Col(_))))
+            .unwrap();
+        let mut kept = keep(&outputs, &grads);
+        kept.push(cols);
+        assert_eq!(fuse_im2col(&mut g, &kept).unwrap(), 0);
+        g.op(Op::Sum, &[cols]).unwrap();
+        assert_eq!(fuse_im2col(&mut g, &keep(&outputs, &grads)).unwrap(), 0);
+        assert_eq!(
+            fuse_bias(&mut g, &keep(&outputs, &grads)).unwrap(),
+            1,
+            "the bias still fuses"
+        );
+    }
+
+    /// The products would read the image after an in-place update that Im2Col read
+    /// before: a buffer seen through a reshape, updated between the two.
+    #[test]
+    fn an_in_place_write_to_the_image_blocks_the_fusion() {
+        for update_between in [true, false] {
+            let mut g = Graph::new();
+            let running = g.buffer("running", Shape::new(&[2, 2]), Init::RunningStats);
+            let image = g.reshape(running, Shape::new(&[1, 1, 2, 2])).unwrap();
+            let geom = ConvGeom {
+                n: 1,
+                c: 1,
+                h: 2,
+                w: 2,
+                kh: 1,
+                kw: 1,
+                sh: 1,
+                sw: 1,
+                ph: 0,
+                pw: 0,
+            };
+            let cols = g.op(Op::Im2Col(geom), &[image]).unwrap();
+            let w = g.param("w", Shape::new(&[3, 1]), Init::Uniform { bound: 1.0 });
+            let stats = g.input("stats", Shape::new(&[2, 2]));
+            let update = Op::BatchNormRunning {
+                c: 2,
+                momentum: 0.1,
+                count: 4,
+            };
+            let mut keep = Vec::new();
+            if update_between {
+                keep.push(g.op_in_place(update, &[stats], running).unwrap());
+            }
+            let mm = Op::MatMul {
+                trans_a: false,
+                trans_b: true,
+            };
+            let y = g.op(mm, &[cols, w]).unwrap();
+            if !update_between {
+                keep.push(g.op_in_place(update, &[stats], running).unwrap());
+            }
+            keep.push(y);
+            let fused = fuse_im2col(&mut g, &keep).unwrap();
+            assert_eq!(fused, usize::from(!update_between));
+        }
     }
 }

@@ -8,7 +8,7 @@ mod plan;
 
 pub use autocast::{half_output, reads_half_weights};
 pub use autodiff::gradients;
-pub use fuse::{fuse, fuse_activation, fuse_bias, fuse_for_plan};
+pub use fuse::{fuse, fuse_activation, fuse_bias, fuse_for_plan, fuse_im2col};
 pub use interpret::interpret;
 pub use plan::{ArenaKind, ParamEntry, ParamLayout, Plan, Slot, Step, ALIGN, ARENA_KINDS};
 

@@ -102,6 +102,24 @@ pub enum Op {
         /// The activation applied last.
         act: Activation,
     },
+    /// `(x [N, C, H, W], w [OC, C·KH·KW][, bias [OC]]) → im2col(x) · wᵀ [+ bias] [→ f]`,
+    /// `[N·OH·OW, OC]`: a conv layer's forward product as an implicit GEMM, reading the
+    /// im2col matrix's entries straight from the image instead of materialising it
+    /// (`graph::fuse_im2col` rewrites [`Op::Im2Col`] followed by a [`Op::MatMul`],
+    /// [`Op::MatMulBias`] or [`Op::MatMulBiasAct`] into it after differentiation). The
+    /// im2col entries are copies or zeros, so it is bit-identical to the ops it replaces.
+    ConvMatMul {
+        /// The convolution's geometry (the image is `[geom.n, geom.c, geom.h, geom.w]`).
+        geom: ConvGeom,
+        /// Whether a bias `[OC]` follows the weight and is added (as [`Op::MatMulBias`]).
+        bias: bool,
+        /// The activation applied last (as [`Op::MatMulBiasAct`]; only with a bias).
+        act: Option<Activation>,
+    },
+    /// `(dy [N·OH·OW, OC], x [N, C, H, W]) → dyᵀ · im2col(x)`, `[OC, C·KH·KW]`: a conv
+    /// layer's weight gradient as an implicit GEMM (the `MatMul { trans_a: true }` that
+    /// autodiff emits on the im2col matrix, rewritten by `graph::fuse_im2col`).
+    ConvWeightGrad(ConvGeom),
     /// `x + b` with `x` [rows, cols] and `b` [cols] broadcast over the rows.
     BiasAdd,
     /// Column sums of `dy` [rows, cols] → [cols]: the gradient of [`Op::BiasAdd`] for `b`.
@@ -312,7 +330,9 @@ impl Op {
     /// Number of inputs.
     pub fn arity(&self) -> usize {
         match self {
+            Op::ConvMatMul { bias, .. } => 2 + usize::from(*bias),
             Op::MatMul { .. }
+            | Op::ConvWeightGrad(_)
             | Op::BiasAdd
             | Op::Add
             | Op::ActivationGrad(_)
@@ -388,6 +408,12 @@ impl Op {
                 if *trans_a { "_ta" } else { "" },
                 if *trans_b { "_tb" } else { "" }
             ),
+            Op::ConvMatMul { bias, act, .. } => match (bias, act) {
+                (_, Some(a)) => format!("conv_matmul_bias_{}", a.name()),
+                (true, None) => "conv_matmul_bias".into(),
+                (false, None) => "conv_matmul".into(),
+            },
+            Op::ConvWeightGrad(_) => "conv_weight_grad".into(),
             Op::BiasAdd => "bias_add".into(),
             Op::BiasGrad => "bias_grad".into(),
             Op::Add => "add".into(),
@@ -445,7 +471,10 @@ impl Op {
     pub fn differentiable_inputs(&self) -> &'static [usize] {
         match self {
             Op::MatMul { .. } | Op::BiasAdd | Op::Add => &[0, 1],
-            Op::MatMulBias { .. } | Op::MatMulBiasAct { .. } => &[0, 1, 2],
+            Op::MatMulBias { .. }
+            | Op::MatMulBiasAct { .. }
+            | Op::ConvMatMul { bias: true, .. } => &[0, 1, 2],
+            Op::ConvMatMul { bias: false, .. } => &[0, 1],
             Op::Scale(_)
             | Op::Activation(_)
             | Op::Softmax
@@ -482,7 +511,8 @@ impl Op {
             | Op::LayerNormGrad { .. }
             | Op::LayerNormGammaGrad { .. }
             | Op::DropoutGrad(_) => &[],
-            Op::BiasGrad
+            Op::ConvWeightGrad(_)
+            | Op::BiasGrad
             | Op::ActivationGrad(_)
             | Op::ActivationGradFromOutput(_)
             | Op::SoftmaxGrad
@@ -529,6 +559,8 @@ impl Op {
             Op::MatMul { .. }
             | Op::MatMulBias { .. }
             | Op::MatMulBiasAct { .. }
+            | Op::ConvMatMul { .. }
+            | Op::ConvWeightGrad(_)
             | Op::BiasGrad
             | Op::Sum
             | Op::SumSquares

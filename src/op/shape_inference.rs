@@ -1,7 +1,7 @@
 //! Shape inference: each op's output shape from its input shapes, with errors that name
 //! the op and the mismatch.
 
-use super::{Channels, Op, PoolGeom};
+use super::{Channels, ConvGeom, Op, PoolGeom};
 use crate::error::{Error, Result};
 use crate::shape::Shape;
 
@@ -52,6 +52,50 @@ impl Op {
                     }
                 }
                 Ok(Shape::new(&[m, n]))
+            }
+            Op::ConvMatMul {
+                act: Some(_),
+                bias: false,
+                ..
+            } => Err(Error::Unsupported(format!(
+                "{}: an activation is fused only after a bias",
+                self.name()
+            ))),
+            Op::ConvMatMul { act: Some(a), .. } if !a.grad_from_output() => {
+                Err(Error::Unsupported(format!(
+                    "{}: only relu, sigmoid and tanh are fused",
+                    self.name()
+                )))
+            }
+            Op::ConvMatMul { geom: g, .. } => {
+                check_conv(self, g)?;
+                expect_numel(self, inputs[0], g.n * g.c * g.h * g.w)?;
+                let w = inputs[1];
+                if w.rank() != 2 || w.0[1] != g.patch() {
+                    return mismatch(format!(
+                        "weight {w} is not [out_channels, {}] (C·KH·KW)",
+                        g.patch()
+                    ));
+                }
+                let oc = w.0[0];
+                if let Some(bias) = inputs.get(2) {
+                    if bias.rank() != 1 || bias.0[0] != oc {
+                        return mismatch(format!("bias {bias} does not match the {oc} channels"));
+                    }
+                }
+                Ok(Shape::new(&[g.n * g.oh() * g.ow(), oc]))
+            }
+            Op::ConvWeightGrad(g) => {
+                check_conv(self, g)?;
+                let dy = inputs[0];
+                if dy.rank() != 2 || dy.0[0] != g.n * g.oh() * g.ow() {
+                    return mismatch(format!(
+                        "output gradient {dy} is not [{}, out_channels] (N·OH·OW)",
+                        g.n * g.oh() * g.ow()
+                    ));
+                }
+                expect_numel(self, inputs[1], g.n * g.c * g.h * g.w)?;
+                Ok(Shape::new(&[dy.0[1], g.patch()]))
             }
             Op::BiasAdd => {
                 let (x, b) = (inputs[0], inputs[1]);
@@ -133,14 +177,7 @@ impl Op {
             }
             Op::Im2Col(g) => {
                 expect_numel(self, inputs[0], g.n * g.c * g.h * g.w)?;
-                let empty = g.kh == 0 || g.kw == 0;
-                if empty || g.h + 2 * g.ph < g.kh || g.w + 2 * g.pw < g.kw || g.sh == 0 || g.sw == 0
-                {
-                    return mismatch(format!(
-                        "kernel {}x{} does not fit input {}x{} padded by {}x{}",
-                        g.kh, g.kw, g.h, g.w, g.ph, g.pw
-                    ));
-                }
+                check_conv(self, g)?;
                 Ok(Shape::new(&[g.n * g.oh() * g.ow(), g.patch()]))
             }
             Op::Col2Im(g) => {
@@ -226,6 +263,21 @@ fn expect_numel(op: &Op, s: &Shape, n: usize) -> Result<()> {
         return Err(Error::shape(
             op.name(),
             format!("expected {n} elements, got {s}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The kernel fits the padded input and the strides are positive.
+fn check_conv(op: &Op, g: &ConvGeom) -> Result<()> {
+    let empty = g.kh == 0 || g.kw == 0;
+    if empty || g.h + 2 * g.ph < g.kh || g.w + 2 * g.pw < g.kw || g.sh == 0 || g.sw == 0 {
+        return Err(Error::shape(
+            op.name(),
+            format!(
+                "kernel {}x{} does not fit input {}x{} padded by {}x{}",
+                g.kh, g.kw, g.h, g.w, g.ph, g.pw
+            ),
         ));
     }
     Ok(())

@@ -292,8 +292,11 @@ fn conv_cases(c: &mut Vec<OpCase>) {
         [2, 3, 7, 9, 3, 2, 2, 1, 1, 0],
         [3, 5, 6, 6, 3, 3, 1, 1, 1, 1],
         [1, 2, 8, 5, 5, 3, 3, 2, 2, 1],
+        // Several tiles of rows and of K, a patch of 36 (read as vec4 by the weight).
+        [4, 4, 12, 12, 3, 3, 1, 1, 1, 1],
     ];
-    for [n, ch, h, w, kh, kw, sh, sw, ph, pw] in geoms {
+    let acts = [Activation::Relu, Activation::Sigmoid, Activation::Tanh];
+    for (i, [n, ch, h, w, kh, kw, sh, sw, ph, pw]) in geoms.into_iter().enumerate() {
         let g = ConvGeom {
             n,
             c: ch,
@@ -311,6 +314,21 @@ fn conv_cases(c: &mut Vec<OpCase>) {
             Op::Col2Im(g),
             vec![real(&[n * g.oh() * g.ow(), g.patch()])],
         ));
+        // The implicit-GEMM products, with every epilogue.
+        let oc = 3 + 9 * i;
+        let (x, wt, bias) = (real(&[n, ch, h, w]), real(&[oc, g.patch()]), real(&[oc]));
+        for (b, act) in [(false, None), (true, None), (true, Some(acts[i % 3]))] {
+            let mut inputs = vec![x.clone(), wt.clone()];
+            inputs.extend(b.then(|| bias.clone()));
+            let op = Op::ConvMatMul {
+                geom: g,
+                bias: b,
+                act,
+            };
+            c.push(OpCase::new(op, inputs));
+        }
+        let dy = real(&[n * g.oh() * g.ow(), oc]);
+        c.push(OpCase::new(Op::ConvWeightGrad(g), vec![dy, x]));
     }
     for [n, ch, h, w] in [[1, 1, 1, 1], [2, 5, 3, 7]] {
         let d = Nchw { n, c: ch, h, w };

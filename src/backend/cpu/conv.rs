@@ -1,9 +1,10 @@
 //! Data movement around the convolution matmul (mirrored by `shaders/conv.wgsl`).
 //!
-//! A 2-D convolution runs as `im2col` → matmul with the weight `[OC, C·KH·KW]` read
+//! A 2-D convolution is built as `im2col` → matmul with the weight `[OC, C·KH·KW]` read
 //! transposed → bias add on rows → `rows_to_nchw`; its backward goes through
 //! `nchw_to_rows` → matmuls → `col2im`. These four kernels only move (and, in `col2im`,
-//! sum) values; all the arithmetic is in the matmul.
+//! sum) values; all the arithmetic is in the matmul. Training plans fuse `im2col` into
+//! the forward product and the weight gradient (`graph::fuse_im2col`, `conv_product.rs`).
 
 use super::{for_each_sample, Real};
 use crate::op::ConvGeom;

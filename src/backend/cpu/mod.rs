@@ -4,6 +4,7 @@
 
 mod activation;
 mod conv;
+mod conv_product;
 mod dropout;
 mod elementwise;
 mod executor;
@@ -117,6 +118,13 @@ pub fn run_op<T: Real>(
                 ),
                 None => matmul::matmul(inputs[0], inputs[1], out, m, n, k, trans_a, trans_b),
             }
+        }
+        Op::ConvMatMul { geom, act, .. } => {
+            let (bias, oc) = (inputs.get(2).copied(), shapes[1].0[0]);
+            conv_product::conv_matmul(inputs[0], inputs[1], bias, out, &geom, oc, act)
+        }
+        Op::ConvWeightGrad(g) => {
+            conv_product::conv_weight_grad(inputs[0], inputs[1], out, &g, out_shape.0[0])
         }
         Op::BiasAdd => elementwise::bias_add(inputs[0], inputs[1], out),
         Op::BiasGrad => elementwise::bias_grad(inputs[0], out, shapes[0].rows()),

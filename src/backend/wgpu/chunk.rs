@@ -113,6 +113,28 @@ fn partition(step: &Step) -> Option<Partition> {
             vec![None, Some(in0.0[1]), Some(step.input_shapes[1].0[1]), None],
             true,
         ),
+        // Images: each piece's rows of the product come from its range of images; the
+        // weight and bias are bound whole.
+        Op::ConvMatMul { geom: g, .. } => fixed(
+            g.n,
+            vec![
+                Some(g.oh() * g.ow() * step.shape.last()),
+                Some(g.c * g.h * g.w),
+                None,
+                None,
+            ],
+            false,
+        ),
+        // The weight gradient sums over the images, like a weight gradient over rows.
+        Op::ConvWeightGrad(g) => fixed(
+            g.n,
+            vec![
+                None,
+                Some(g.oh() * g.ow() * in0.last()),
+                Some(g.c * g.h * g.w),
+            ],
+            true,
+        ),
         Op::BiasGrad => fixed(rows, vec![None, Some(cols)], true),
         Op::Im2Col(g) => fixed(
             g.n,
@@ -167,6 +189,12 @@ fn piece_op(op: Op, count: usize) -> Op {
     match op {
         Op::Im2Col(g) => Op::Im2Col(crate::op::ConvGeom { n: count, ..g }),
         Op::Col2Im(g) => Op::Col2Im(crate::op::ConvGeom { n: count, ..g }),
+        Op::ConvMatMul { geom, bias, act } => Op::ConvMatMul {
+            geom: crate::op::ConvGeom { n: count, ..geom },
+            bias,
+            act,
+        },
+        Op::ConvWeightGrad(g) => Op::ConvWeightGrad(crate::op::ConvGeom { n: count, ..g }),
         Op::RowsToNchw(d) => Op::RowsToNchw(crate::op::Nchw { n: count, ..d }),
         Op::NchwToRows(d) => Op::NchwToRows(crate::op::Nchw { n: count, ..d }),
         Op::MaxPool(g) => Op::MaxPool(crate::op::PoolGeom { n: count, ..g }),
@@ -514,5 +542,76 @@ mod tests {
         // A whole-bound operand larger than a binding cannot be split around.
         let s = matmul(false, [4, 3000], [3000, 2], [4, 2]);
         assert!(split(&s, limits(1024), |_| true).is_err());
+    }
+
+    #[test]
+    fn conv_products_split_by_images_with_their_geometry() {
+        let g = crate::op::ConvGeom {
+            n: 10,
+            c: 2,
+            h: 8,
+            w: 8,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            ph: 1,
+            pw: 1,
+        };
+        // x [10, 2, 8, 8] (128 floats an image), w [16, 18], out [640, 16] (1024 an image).
+        let (lx, lw, lo) = (1280, 288, 10 * 1024);
+        let forward = Step {
+            op: Op::ConvMatMul {
+                geom: g,
+                bias: false,
+                act: None,
+            },
+            inputs: vec![slot(0, lx), slot(lx, lw)],
+            input_shapes: vec![Shape(vec![10, 2, 8, 8]), Shape(vec![16, 18])],
+            output: slot(2048, lo),
+            shape: Shape(vec![640, 16]),
+            node: 0,
+        };
+        let c = split(&forward, limits(4096), |_| true).unwrap();
+        let images: Vec<usize> = c
+            .iter()
+            .map(|p| match p.step.op {
+                Op::ConvMatMul { geom, .. } => geom.n,
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(images, vec![4, 4, 2]);
+        for (i, p) in c.iter().enumerate() {
+            assert_eq!(p.step.inputs[0].offset, i * 4 * 128);
+            assert_eq!(
+                p.step.inputs[1], forward.inputs[1],
+                "the weight is bound whole"
+            );
+            assert_eq!(p.step.output.offset, 2048 + i * 4 * 1024);
+            assert!(!p.accumulate);
+        }
+        // The weight gradient: dy [640, 16] and x split alike, the [16, 18] output summed.
+        let grad = Step {
+            op: Op::ConvWeightGrad(g),
+            inputs: vec![slot(0, lo), slot(lo, lx)],
+            input_shapes: vec![Shape(vec![640, 16]), Shape(vec![10, 2, 8, 8])],
+            output: slot(lo + lx, 288),
+            shape: Shape(vec![16, 18]),
+            node: 0,
+        };
+        let c = split(&grad, limits(4096), |_| true).unwrap();
+        assert_eq!(c.len(), 3);
+        assert!(!c[0].accumulate && c[1..].iter().all(|p| p.accumulate));
+        for (i, p) in c.iter().enumerate() {
+            assert_eq!(
+                p.step.op,
+                Op::ConvWeightGrad(crate::op::ConvGeom {
+                    n: [4, 4, 2][i],
+                    ..g
+                })
+            );
+            assert_eq!(p.step.inputs[1].offset, lo + i * 4 * 128);
+            assert_eq!(p.step.output, grad.output);
+        }
     }
 }

@@ -17,7 +17,7 @@ pub const NORM_CHUNK: u32 = 4096;
 pub const MAX_GROUPS: u32 = 65_535;
 
 /// The per-step uniform of graph-op kernels (`struct Dims` in the shaders: `d0..d3`,
-/// `f0..f3`, then `e0..e7` for ops with more geometry, such as convolution).
+/// `f0..f3`, then `e0..e11` for ops with more geometry, such as convolution).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Dims {
@@ -26,7 +26,7 @@ pub struct Dims {
     /// Float parameters (slopes, factors, smoothing).
     pub f: [f32; 4],
     /// More integer parameters.
-    pub e: [u32; 8],
+    pub e: [u32; 12],
 }
 
 /// How one step is launched.
@@ -78,7 +78,7 @@ fn dims(d: [usize; 4], f: [f32; 4]) -> Result<Dims> {
 }
 
 fn dims_e(d: [usize; 4], f: [f32; 4], e: [usize; 8]) -> Result<Dims> {
-    let mut ee = [0u32; 8];
+    let mut ee = [0u32; 12];
     for (o, v) in ee.iter_mut().zip(e) {
         *o = u(v)?;
     }
@@ -167,12 +167,14 @@ pub fn launch_with(step: &Step, max: u32, pick: Pick<'_>) -> Result<Launch> {
     };
     let zf = [0.0; 4];
     Ok(match step.op {
-        Op::MatMul { .. } | Op::MatMulBias { .. } | Op::MatMulBiasAct { .. } => {
-            match matmul::problem(step)? {
-                Some(p) => matmul::launch(step, &pick(&p), max)?,
-                None => return Err(Error::Graph("a matmul without sizes".into())),
-            }
-        }
+        Op::MatMul { .. }
+        | Op::MatMulBias { .. }
+        | Op::MatMulBiasAct { .. }
+        | Op::ConvMatMul { .. }
+        | Op::ConvWeightGrad(_) => match matmul::problem(step)? {
+            Some(p) => matmul::launch(step, &pick(&p), max)?,
+            None => return Err(Error::Graph("a matmul without sizes".into())),
+        },
         Op::BiasAdd => simple(
             "elementwise.wgsl",
             "bias_add",
@@ -352,7 +354,10 @@ pub fn launch_chunk_with(chunk: &Chunk, max: u32, pick: Pick<'_>) -> Result<Laun
     if chunk.accumulate {
         match chunk.step.op {
             // The chunker leaves the bias to the last piece, after the sum (chunk.rs).
-            Op::MatMul { .. } | Op::MatMulBias { .. } | Op::MatMulBiasAct { .. } => l.dims.d[3] = 1,
+            Op::MatMul { .. }
+            | Op::MatMulBias { .. }
+            | Op::MatMulBiasAct { .. }
+            | Op::ConvWeightGrad(_) => l.dims.d[3] = 1,
             Op::BiasGrad => l.dims.d[2] = 1,
             other => {
                 return Err(Error::Graph(format!(

@@ -7,7 +7,7 @@
 use super::kernels::{fold, Dims, Launch};
 use crate::error::{Error, Result};
 use crate::graph::{Slot, Step};
-use crate::op::Op;
+use crate::op::{ConvGeom, Op};
 
 /// One tile configuration of `shaders/matmul.wgsl`: a workgroup of `wx` x `wy`
 /// invocations, each computing `tm` x `tn` outputs, computes a `wy·tm` x `wx·tn` tile of the
@@ -69,7 +69,9 @@ impl MatmulConfig {
     }
 
     /// Whether the kernel's staging loops divide evenly: every invocation stages the same
-    /// whole number of vec4s of each operand per K tile.
+    /// whole number of vec4s of each operand per K tile; and whether the floats it stages
+    /// of each tile lie in one column (invocations a multiple of BK and of BN), which the
+    /// implicit-GEMM convolution's index arithmetic relies on.
     const fn is_valid(&self) -> bool {
         let n = self.invocations();
         self.tm.is_multiple_of(4)
@@ -77,6 +79,8 @@ impl MatmulConfig {
             && self.bk.is_multiple_of(4)
             && (self.tile_m() * self.bk).is_multiple_of(4 * n)
             && (self.tile_n() * self.bk).is_multiple_of(4 * n)
+            && n.is_multiple_of(self.bk)
+            && n.is_multiple_of(self.tile_n())
     }
 }
 
@@ -162,35 +166,90 @@ fn dim(shape: &crate::shape::Shape, i: usize, what: &str) -> Result<usize> {
         .ok_or_else(|| Error::Graph(format!("matmul {what} has shape {shape}, not 2-D")))
 }
 
-/// The ops this kernel runs: transpose flags, whether a bias is fused, and the fused
-/// activation's code (`Activation::code`), if any.
-type Flags = (bool, bool, bool, Option<u32>);
+/// How the kernel runs one op: transpose flags, whether a bias is fused, the fused
+/// activation's code (`Activation::code`), and which operand, if any, is the im2col
+/// matrix of an image (the implicit-GEMM convolution products).
+struct Flags {
+    trans_a: bool,
+    trans_b: bool,
+    bias: bool,
+    act: Option<u32>,
+    cols: Cols,
+}
+
+/// Which operand the kernel reads as `im2col(x)` from the image `x`.
+#[derive(Clone, Copy, PartialEq)]
+enum Cols {
+    None,
+    /// in0 (`Op::ConvMatMul`).
+    A(ConvGeom),
+    /// in1 (`Op::ConvWeightGrad`).
+    B(ConvGeom),
+}
 
 /// The [`Flags`] of `op`, or `None` when the kernel does not run it.
 fn flags(op: Op) -> Option<Flags> {
+    let plain = |trans_a, trans_b, bias, act| Flags {
+        trans_a,
+        trans_b,
+        bias,
+        act,
+        cols: Cols::None,
+    };
     match op {
-        Op::MatMul { trans_a, trans_b } => Some((trans_a, trans_b, false, None)),
-        Op::MatMulBias { trans_a, trans_b } => Some((trans_a, trans_b, true, None)),
+        Op::MatMul { trans_a, trans_b } => Some(plain(trans_a, trans_b, false, None)),
+        Op::MatMulBias { trans_a, trans_b } => Some(plain(trans_a, trans_b, true, None)),
         Op::MatMulBiasAct {
             trans_a,
             trans_b,
             act,
-        } => Some((trans_a, trans_b, true, Some(act.code()))),
+        } => Some(plain(trans_a, trans_b, true, Some(act.code()))),
+        Op::ConvMatMul { geom, bias, act } => Some(Flags {
+            cols: Cols::A(geom),
+            ..plain(false, true, bias, act.map(|a| a.code()))
+        }),
+        Op::ConvWeightGrad(geom) => Some(Flags {
+            cols: Cols::B(geom),
+            ..plain(true, false, false, None)
+        }),
         _ => None,
     }
 }
 
 /// The sizes of a matmul step (with or without a fused bias, which the autotuner treats as
 /// the same problem: the epilogue is a few loads per output), or `None` for any other op.
+/// The convolution products take theirs from the geometry and the operand bound whole
+/// (the weight, or the weight gradient), since a split step's image is a flat range.
 pub fn problem(step: &Step) -> Result<Option<MatmulProblem>> {
-    let Some((trans_a, ..)) = flags(step.op) else {
+    let Some(f) = flags(step.op) else {
         return Ok(None);
     };
+    match f.cols {
+        Cols::A(g) => {
+            let w = step
+                .input_shapes
+                .get(1)
+                .ok_or_else(|| Error::Graph("conv product without a weight".into()))?;
+            return Ok(Some(MatmulProblem {
+                m: g.n * g.oh() * g.ow(),
+                n: dim(w, 0, "weight")?,
+                k: g.patch(),
+            }));
+        }
+        Cols::B(g) => {
+            return Ok(Some(MatmulProblem {
+                m: dim(&step.shape, 0, "output")?,
+                n: g.patch(),
+                k: g.n * g.oh() * g.ow(),
+            }));
+        }
+        Cols::None => {}
+    }
     let a = step
         .input_shapes
         .first()
         .ok_or_else(|| Error::Graph("matmul without inputs".into()))?;
-    let (m, k) = if trans_a {
+    let (m, k) = if f.trans_a {
         (dim(a, 1, "a")?, dim(a, 0, "a")?)
     } else {
         (dim(a, 0, "a")?, dim(a, 1, "a")?)
@@ -215,14 +274,18 @@ fn u(v: usize) -> Result<u32> {
 /// with `HAS_BIAS` set; `MatMulBiasAct` as well with `HAS_ACT` and `ACT_KIND`) in
 /// configuration `config` on a device with at most `max` workgroups per dimension.
 pub fn launch(step: &Step, config: &MatmulConfig, max: u32) -> Result<Launch> {
-    let Some((trans_a, trans_b, bias, act)) = flags(step.op) else {
+    let Some(f) = flags(step.op) else {
         return Err(Error::Graph(format!("{} is not a matmul", step.op.name())));
     };
+    let (trans_a, trans_b, bias, act) = (f.trans_a, f.trans_b, f.bias, f.act);
     let p = problem(step)?.ok_or_else(|| Error::Graph("not a matmul".into()))?;
     let tiles_n = p.n.div_ceil(config.tile_n() as usize).max(1);
     let tiles_m = p.m.div_ceil(config.tile_m() as usize).max(1);
-    let a4 = vec4_ok(if trans_a { p.m } else { p.k }, step.inputs.first());
-    let b4 = vec4_ok(if trans_b { p.k } else { p.n }, step.inputs.get(1));
+    // An im2col operand is gathered a float at a time.
+    let a4 = !matches!(f.cols, Cols::A(_))
+        && vec4_ok(if trans_a { p.m } else { p.k }, step.inputs.first());
+    let b4 = !matches!(f.cols, Cols::B(_))
+        && vec4_ok(if trans_b { p.k } else { p.n }, step.inputs.get(1));
     let entry = match (bias, a4, b4) {
         (false, false, false) => "matmul",
         (false, true, false) => "matmul_a4",
@@ -251,15 +314,44 @@ pub fn launch(step: &Step, config: &MatmulConfig, max: u32) -> Result<Launch> {
             ("HAS_BIAS", f64::from(u8::from(bias))),
             ("HAS_ACT", f64::from(u8::from(act.is_some()))),
             ("ACT_KIND", f64::from(act.unwrap_or(0))),
+            ("COLS_A", f64::from(u8::from(matches!(f.cols, Cols::A(_))))),
+            ("COLS_B", f64::from(u8::from(matches!(f.cols, Cols::B(_))))),
         ],
         dims: Dims {
             d: [u(p.m)?, u(p.n)?, u(p.k)?, 0],
             f: [0.0; 4],
-            e: [u(tiles_n)?, 0, 0, 0, 0, 0, 0, 0],
+            e: extra_dims(tiles_n, f.cols)?,
         },
         groups,
         needs_scalars: false,
     })
+}
+
+/// `e0` = tiles per row of the output, then the convolution's geometry in the layout
+/// `shaders/matmul.wgsl` documents (zeros for plain products).
+fn extra_dims(tiles_n: usize, cols: Cols) -> Result<[u32; 12]> {
+    let mut e = [u(tiles_n)?, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    if let Cols::A(g) | Cols::B(g) = cols {
+        let geometry = [
+            g.c,
+            g.h,
+            g.w,
+            g.kh,
+            g.kw,
+            g.sh,
+            g.sw,
+            g.ph,
+            g.pw,
+            g.oh(),
+            g.ow(),
+        ];
+        for (o, v) in e[1..].iter_mut().zip(geometry) {
+            *o = u(v)?;
+        }
+        // Offsets into the image are formed in u32 (up to the last pixel).
+        u(g.n * g.c * g.h * g.w)?;
+    }
+    Ok(e)
 }
 
 #[cfg(test)]

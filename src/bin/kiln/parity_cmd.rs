@@ -36,7 +36,7 @@ pub fn run(args: ParityArgs) -> Result<()> {
     };
     println!("device: {} ({})", backend.describe(), args.precision);
     println!(
-        "{:<22} {:<28} {:>11} {:>11} {:>9}  result",
+        "{:<24} {:<32} {:>11} {:>11} {:>9}  result",
         "op", "shapes", "max abs", "max rel", "err/tol"
     );
     let (mut passed, mut failed) = (0, 0);
@@ -54,7 +54,7 @@ pub fn run(args: ParityArgs) -> Result<()> {
             Precision::F16 => run_case_half(backend.as_mut(), &mut CpuBackend::new(), case, seed)?,
         };
         println!(
-            "{:<22} {:<28} {:>11.3e} {:>11.3e} {:>9.3}  {}",
+            "{:<24} {:<32} {:>11.3e} {:>11.3e} {:>9.3}  {}",
             r.op,
             r.shapes,
             r.max_abs,
