@@ -321,3 +321,103 @@ fn anomaly_detects_non_finite_f16() {
         assert_eq!(step, if bad { 3 } else { u32::MAX }, "{values:?}");
     }
 }
+
+/// The implicit-GEMM products of an f16 plan round the image values they gather to f16
+/// on the bits (`round_to_f16` in matmul.wgsl); a 1x1 convolution by a weight of 1 passes
+/// them through, so each output is that rounding. Checked against the `half` crate's
+/// conversion on both backends: ties to even, subnormals, the overflow to infinity at
+/// 65520, infinities. (Not −0: the product's sum starts at +0, so it comes out +0.)
+#[test]
+fn gathered_image_values_round_to_f16_like_half() {
+    use kiln::backend::cpu::CpuBackend;
+    use kiln::backend::{Backend, Tail};
+    use kiln::graph::{Graph, ParamLayout, Plan};
+    use kiln::op::{ConvGeom, Op};
+    use kiln::shape::Shape;
+    let t = 2f32.powi(-24);
+    let values = [
+        1.0,
+        1.0 + 2f32.powi(-11),
+        1.0 + 3.0 * 2f32.powi(-11),
+        std::f32::consts::PI,
+        -0.1,
+        65504.0,
+        65519.99,
+        65520.0,
+        -65520.0,
+        1.0e6,
+        2f32.powi(-14),
+        2f32.powi(-14) - t / 2.0,
+        t,
+        1.5 * t,
+        2.5 * t,
+        0.4 * t,
+        -0.6 * t,
+        1.0e-5,
+        -3.3e-6,
+        0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    ];
+    let n = values.len();
+    let geom = ConvGeom {
+        n: 1,
+        c: 1,
+        h: 1,
+        w: n,
+        kh: 1,
+        kw: 1,
+        sh: 1,
+        sw: 1,
+        ph: 0,
+        pw: 0,
+    };
+    let mut g = Graph::new();
+    let x = g.input("x", Shape::new(&[1, 1, 1, n]));
+    let w = g.param(
+        "w",
+        Shape::new(&[1, 1]),
+        kiln::nn::Init::Uniform { bound: 1.0 },
+    );
+    let op = Op::ConvMatMul {
+        geom,
+        bias: false,
+        act: None,
+    };
+    let y = g.op(op, &[x, w]).unwrap();
+    let layout = ParamLayout::grouped_in(&g, &|_| false, kiln::precision::Precision::F16);
+    let plan = Plan::build(&g, &layout, &[y], &[]).unwrap();
+    let want: Vec<u32> = values
+        .iter()
+        .map(|&v| f16::from_f32(v).to_f32().to_bits())
+        .collect();
+    let mut backends: Vec<(&str, Box<dyn Backend>)> = vec![("cpu", Box::new(CpuBackend::new()))];
+    if let Ok(b) = kiln::backend::wgpu::WgpuBackend::new(AdapterPolicy::AllowSoftware) {
+        if b.context().has_f16() {
+            backends.push(("gpu", Box::new(b)));
+        }
+    }
+    for (name, backend) in &mut backends {
+        let mut params = vec![0.0; layout.size];
+        params[layout.get("w").unwrap().offset] = 1.0;
+        backend
+            .init_model(&layout, &params, &vec![0.0; layout.buffers_size], None)
+            .unwrap();
+        let id = backend.compile(&plan, Tail::default()).unwrap();
+        backend
+            .run(id, &[&values], &kiln::optim::StepScalars::default())
+            .unwrap();
+        let got = backend.read_slot(id, plan.output_slot(y).unwrap()).unwrap();
+        let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(
+                g,
+                w,
+                "{name}: {:e} gave {:e}, f16 rounds it to {:e}",
+                values[i],
+                f32::from_bits(*g),
+                f32::from_bits(*w)
+            );
+        }
+    }
+}

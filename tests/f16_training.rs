@@ -331,7 +331,14 @@ fn f16_plans_keep_parameter_gradients_f32() {
         let fused: Vec<_> = plan
             .steps
             .iter()
-            .filter(|s| matches!(s.op, Op::MatMulBias { .. } | Op::MatMulBiasAct { .. }))
+            .filter(|s| {
+                matches!(
+                    s.op,
+                    Op::MatMulBias { .. }
+                        | Op::MatMulBiasAct { .. }
+                        | Op::ConvMatMul { bias: true, .. }
+                )
+            })
             .collect();
         assert!(!fused.is_empty(), "{spec}: nothing fused");
         for s in fused {
@@ -347,7 +354,11 @@ fn f16_plans_keep_parameter_gradients_f32() {
         {
             let copies = !matches!(
                 s.op,
-                Op::MatMul { .. } | Op::BiasGrad | Op::BatchNormGammaGrad(_) | Op::ChannelSum(_)
+                Op::MatMul { .. }
+                    | Op::ConvWeightGrad(_)
+                    | Op::BiasGrad
+                    | Op::BatchNormGammaGrad(_)
+                    | Op::ChannelSum(_)
             );
             let reads_half = s.inputs.iter().any(|i| i.arena.is_half());
             assert!(

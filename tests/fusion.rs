@@ -345,3 +345,93 @@ fn conv_products_split_by_images_match_the_reference() {
         );
     }
 }
+
+/// The outputs of one conv layer's forward product (with its bias) and weight gradient in
+/// an f16 plan, built from `image_in_f16` an f16 image (an op's output) or the f32 input
+/// itself (as the first layer reads the data), with or without `fuse_im2col`.
+fn conv_in_f16(backend: &mut dyn Backend, fused: bool, image_in_f16: bool) -> Vec<Vec<u32>> {
+    let geom = kiln::op::ConvGeom {
+        n: 2,
+        c: 3,
+        h: 7,
+        w: 6,
+        kh: 3,
+        kw: 3,
+        sh: 2,
+        sw: 1,
+        ph: 1,
+        pw: 1,
+    };
+    let rows = geom.n * geom.oh() * geom.ow();
+    let mut g = kiln::graph::Graph::new();
+    let x = g.input("x", Shape::new(&[2, 3, 7, 6]));
+    let dy = g.input("dy", Shape::new(&[rows, 5]));
+    let init = kiln::nn::Init::Uniform { bound: 1.0 };
+    let w = g.param("w", Shape::new(&[5, 27]), init);
+    let b = g.param("b", Shape::new(&[5]), init);
+    let image = if image_in_f16 {
+        g.op(Op::Scale(1.0), &[x]).unwrap()
+    } else {
+        x
+    };
+    let cols = g.op(Op::Im2Col(geom), &[image]).unwrap();
+    let product = Op::MatMulBias {
+        trans_a: false,
+        trans_b: true,
+    };
+    let y = g.op(product, &[cols, w, b]).unwrap();
+    let weight_grad = Op::MatMul {
+        trans_a: true,
+        trans_b: false,
+    };
+    let dw = g.op(weight_grad, &[dy, cols]).unwrap();
+    if fused {
+        assert_eq!(kiln::graph::fuse_im2col(&mut g, &[y, dw]).unwrap(), 1);
+    }
+    let layout = ParamLayout::grouped_in(&g, &|_| false, kiln::precision::Precision::F16);
+    let plan = Plan::build(&g, &layout, &[y, dw], &[]).unwrap();
+    let wave = |n: usize, k: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * k) % 97) as f32 / 97.0 - 0.5) * 1.7)
+            .collect()
+    };
+    let params = wave(layout.size, 7);
+    backend
+        .init_model(&layout, &params, &vec![0.0; layout.buffers_size], None)
+        .unwrap();
+    let id = backend
+        .compile(&plan, kiln::backend::Tail::default())
+        .unwrap();
+    let (xs, dys) = (wave(2 * 3 * 7 * 6, 13), wave(rows * 5, 5));
+    backend
+        .run(id, &[&xs, &dys], &kiln::optim::StepScalars::default())
+        .unwrap();
+    [y, dw]
+        .iter()
+        .map(|&v| {
+            let slot = plan.output_slot(v).unwrap();
+            let got = backend.read_slot(id, slot).unwrap();
+            got.iter().map(|x| x.to_bits()).collect()
+        })
+        .collect()
+}
+
+/// In f16 the implicit-GEMM products round the entries they gather as the unfused plan's
+/// f16 im2col matrix holds them: the same bits with and without the fusion, from an f32
+/// image (the data) and from an f16 one, on the CPU and on wgpu.
+#[test]
+fn f16_conv_products_are_bit_identical_with_and_without_implicit_gemm() {
+    let mut backends: Vec<(&str, Box<dyn Backend>)> = vec![("cpu", Box::new(CpuBackend::new()))];
+    if let Some(gpu) = common::gpu() {
+        if gpu.context().has_f16() {
+            backends.push(("gpu", Box::new(gpu)));
+        }
+    }
+    for (name, backend) in &mut backends {
+        for image_in_f16 in [false, true] {
+            let plain = conv_in_f16(backend.as_mut(), false, image_in_f16);
+            let fused = conv_in_f16(backend.as_mut(), true, image_in_f16);
+            assert_eq!(plain, fused, "{name}, image in f16: {image_in_f16}");
+        }
+    }
+}

@@ -179,7 +179,20 @@ fn every_configuration_matches_the_reference_with_identical_bits() {
             pw: 1,
         },
     ];
-    for (g, oc) in geoms.into_iter().zip([37, 40]) {
+    // Output images of 2x2: a K tile of the weight gradient spans several images.
+    let tiny = ConvGeom {
+        n: 9,
+        c: 2,
+        h: 3,
+        w: 3,
+        kh: 2,
+        kw: 2,
+        sh: 1,
+        sw: 1,
+        ph: 0,
+        pw: 0,
+    };
+    for (g, oc) in geoms.into_iter().chain([tiny]).zip([37, 40, 5]) {
         let real = |d: &[usize]| (Shape::new(d), InputKind::Real(1.0));
         let (x, w) = (real(&[g.n, g.c, g.h, g.w]), real(&[oc, g.patch()]));
         let forward = |bias: bool, act| Op::ConvMatMul { geom: g, bias, act };

@@ -6,6 +6,7 @@
 //! and class indices stay f32, as autocast keeps them: they sum many values or need more
 //! than f16's 11 bits. Parameter gradients are f32 whatever the op (the planner decides).
 
+use super::Step;
 use crate::op::Op;
 
 /// Whether an f16 plan stores this op's output in f16.
@@ -82,6 +83,18 @@ pub fn reads_half_weights(op: &Op) -> bool {
             | Op::MatMulBiasAct { .. }
             | Op::ConvMatMul { .. }
     )
+}
+
+/// Whether a convolution product step rounds the im2col entries it gathers from its
+/// image to f16: in f16 plans, whose steps touch f16 slots (the weight copy, the output
+/// gradient), so that the entries are those the unfused plan's f16 `Im2Col` output holds
+/// (an image in f32, such as the data, would otherwise be read unrounded). Both backends
+/// apply this one rule.
+pub fn rounds_im2col(step: &Step) -> bool {
+    matches!(step.op, Op::ConvMatMul { .. } | Op::ConvWeightGrad(_))
+        && std::iter::once(&step.output)
+            .chain(&step.inputs)
+            .any(|s| s.arena.is_half())
 }
 
 #[cfg(test)]

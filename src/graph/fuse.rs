@@ -146,12 +146,17 @@ pub fn fuse_activation(graph: &mut Graph, keep: &[ValueId]) -> Result<usize> {
     Ok(fused)
 }
 
-/// The value whose storage `v` is: reshapes are views of their input in a plan.
+/// The value whose storage `v` is: reshapes are views of their input in a plan, and an
+/// in-place update's value is its target's storage.
 fn storage_of(graph: &Graph, mut v: ValueId) -> ValueId {
-    while let NodeKind::Op(Op::Reshape) = graph.node(v).kind {
-        v = graph.node(v).inputs[0];
+    loop {
+        let node = graph.node(v);
+        v = match (node.in_place, &node.kind) {
+            (Some(target), _) => target,
+            (None, NodeKind::Op(Op::Reshape)) => node.inputs[0],
+            _ => return v,
+        };
     }
-    v
 }
 
 /// How a reader of an im2col matrix becomes an implicit-GEMM convolution product, or

@@ -6,7 +6,7 @@ mod fuse;
 mod interpret;
 mod plan;
 
-pub use autocast::{half_output, reads_half_weights};
+pub use autocast::{half_output, reads_half_weights, rounds_im2col};
 pub use autodiff::gradients;
 pub use fuse::{fuse, fuse_activation, fuse_bias, fuse_for_plan, fuse_im2col};
 pub use interpret::interpret;

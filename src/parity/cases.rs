@@ -294,6 +294,9 @@ fn conv_cases(c: &mut Vec<OpCase>) {
         [1, 2, 8, 5, 5, 3, 3, 2, 2, 1],
         // Several tiles of rows and of K, a patch of 36 (read as vec4 by the weight).
         [4, 4, 12, 12, 3, 3, 1, 1, 1, 1],
+        // Output images of 2x2, smaller than a K tile: the weight gradient's rows cross
+        // several images per tile.
+        [5, 2, 3, 3, 2, 2, 1, 1, 0, 0],
     ];
     let acts = [Activation::Relu, Activation::Sigmoid, Activation::Tanh];
     for (i, [n, ch, h, w, kh, kw, sh, sw, ph, pw]) in geoms.into_iter().enumerate() {

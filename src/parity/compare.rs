@@ -100,6 +100,8 @@ fn terms(case: &OpCase) -> usize {
                 s.0[1]
             }
         }
+        Op::ConvMatMul { geom, .. } => geom.patch(),
+        Op::ConvWeightGrad(geom) => geom.n * geom.oh() * geom.ow(),
         Op::BiasGrad => s.rows(),
         Op::SoftmaxGrad => s.last(),
         Op::SoftmaxCrossEntropy { .. } => s.numel() + s.rows(),
@@ -111,6 +113,14 @@ fn terms(case: &OpCase) -> usize {
         // Each x̂ carries the rounding of its row's mean and variance (cols terms).
         Op::LayerNormGammaGrad { .. } => 2 * s.rows() + s.last(),
         _ => s.numel(),
+    }
+}
+
+/// The element-wise bound of an activation fused into a product's epilogue.
+fn act_rtol_of(act: crate::op::Activation) -> f64 {
+    match Op::Activation(act).tolerance() {
+        Tolerance::Relative(r) => r,
+        _ => 0.0,
     }
 }
 
@@ -145,12 +155,18 @@ pub fn check(case: &OpCase, inputs: &[Vec<f32>], got: &[f32]) -> Result<CaseResu
             trans_a,
             trans_b,
             act,
+        } => (Op::MatMulBias { trans_a, trans_b }, act_rtol_of(act)),
+        Op::ConvMatMul {
+            geom,
+            bias,
+            act: Some(act),
         } => (
-            Op::MatMulBias { trans_a, trans_b },
-            match Op::Activation(act).tolerance() {
-                Tolerance::Relative(r) => r,
-                _ => 0.0,
+            Op::ConvMatMul {
+                geom,
+                bias,
+                act: None,
             },
+            act_rtol_of(act),
         ),
         op => (op, 0.0),
     };

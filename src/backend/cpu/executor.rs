@@ -1,10 +1,16 @@
 //! The CPU executor: runs each plan step's reference kernel in order over Vec arenas laid
 //! out exactly as the GPU's buffers.
 
-use super::{grad_norm_sq, grad_norm_sq_unscaled, optimizer_step, optimizer_step_unscaled, run_op};
+use super::cols_cache::ColsCache;
+use super::conv_product::{build_cols, conv_matmul_from_cols, conv_weight_grad_from_cols};
+use super::{
+    check_lengths, grad_norm_sq, grad_norm_sq_unscaled, optimizer_step, optimizer_step_unscaled,
+    run_op,
+};
 use crate::backend::{step_rng, Backend, LossScale, PlanId, Tail, METRICS};
 use crate::error::{Error, Result};
-use crate::graph::{ArenaKind, ParamLayout, Plan, Slot, Step, ARENA_KINDS};
+use crate::graph::{rounds_im2col, ArenaKind, ParamLayout, Plan, Slot, Step, ARENA_KINDS};
+use crate::op::Op;
 use crate::optim::{Optimizer, StepScalars};
 use crate::precision::{round_slice_f16, Precision};
 use crate::rng::StepRng;
@@ -19,6 +25,8 @@ struct CpuPlan {
     activations_half: Vec<f32>,
     /// The first step of the last run whose output was not finite (with `check_finite`).
     anomaly: Option<usize>,
+    /// The im2col matrices of its convolution products.
+    cols: ColsCache,
 }
 
 /// The CPU reference backend (f32; multi-threaded matmul through `gemm`).
@@ -84,11 +92,13 @@ fn refresh_half_copy(precision: Precision, params: &[f32], half: &mut Vec<f32>) 
 
 /// Runs one step: inputs borrowed from the arenas (indexed by [`ArenaKind::index`]),
 /// output written in place. The planner guarantees an output overlaps none of its inputs.
-/// An f16 output is computed in f32, then rounded, as the GPU stores it.
+/// An f16 output is computed in f32, then rounded, as the GPU stores it. A convolution
+/// product gets its im2col buffer in `cols`, with whether to build the matrix there.
 fn execute_step(
     step: &Step,
     arenas: &mut [&mut Vec<f32>; ARENA_KINDS],
     rng: &StepRng,
+    cols: Option<(&mut Vec<f32>, bool)>,
 ) -> Result<()> {
     let o = step.output.arena.index();
     let (left, right) = arenas.split_at_mut(o);
@@ -124,7 +134,30 @@ fn execute_step(
         };
         ins.push(view.ok_or_else(|| out_of_bounds(step, s))?);
     }
-    run_op(&step.op, &ins, &step.input_shapes, out, &step.shape, rng)?;
+    match (cols, step.op) {
+        (Some((buf, builds)), Op::ConvMatMul { geom, act, .. }) => {
+            check_lengths(&step.op, &ins, &step.input_shapes, out, &step.shape)?;
+            if builds {
+                build_cols(ins[0], buf, &geom);
+                if rounds_im2col(step) {
+                    round_slice_f16(buf);
+                }
+            }
+            let oc = step.input_shapes[1].0[0];
+            conv_matmul_from_cols(buf, ins[1], ins.get(2).copied(), out, &geom, oc, act);
+        }
+        (Some((buf, builds)), Op::ConvWeightGrad(geom)) => {
+            check_lengths(&step.op, &ins, &step.input_shapes, out, &step.shape)?;
+            if builds {
+                build_cols(ins[1], buf, &geom);
+                if rounds_im2col(step) {
+                    round_slice_f16(buf);
+                }
+            }
+            conv_weight_grad_from_cols(ins[0], buf, out, &geom, step.shape.0[0]);
+        }
+        _ => run_op(&step.op, &ins, &step.input_shapes, out, &step.shape, rng)?,
+    }
     if step.output.arena.is_half() {
         round_slice_f16(out);
     }
@@ -206,6 +239,7 @@ impl Backend for CpuBackend {
                 }
             ],
             anomaly: None,
+            cols: ColsCache::of(plan),
         });
         Ok(self.plans.len() - 1)
     }
@@ -252,6 +286,7 @@ impl Backend for CpuBackend {
             activations,
             activations_half,
             anomaly,
+            cols,
         } = cp;
         // Loss scaling: the backward pass is seeded with the scale instead of 1.
         if let (true, Some(ls), Some(seed)) = (tail.update, *loss_scale, plan.loss_seed) {
@@ -273,7 +308,7 @@ impl Backend for CpuBackend {
         *anomaly = None;
         for (index, step) in plan.steps.iter().enumerate() {
             let start = profile.then(std::time::Instant::now);
-            execute_step(step, &mut arenas, &rng)?;
+            execute_step(step, &mut arenas, &rng, cols.for_step(index))?;
             if tail.check_finite && anomaly.is_none() {
                 let out = &arenas[step.output.arena.index()][step.output.range()];
                 if out.iter().any(|v| !v.is_finite()) {

@@ -3,6 +3,7 @@
 //! the parity and gradcheck tests.
 
 mod activation;
+mod cols_cache;
 mod conv;
 mod conv_product;
 mod dropout;
@@ -78,6 +79,19 @@ pub fn run_op<T: Real>(
     out_shape: &Shape,
     rng: &StepRng,
 ) -> Result<()> {
+    check_lengths(op, inputs, shapes, out, out_shape)?;
+    run_checked(op, inputs, shapes, out, out_shape, rng)
+}
+
+/// Whether the buffers match the shapes and the shapes the op (what [`run_op`] checks
+/// before running a kernel).
+pub(crate) fn check_lengths<T: Real>(
+    op: &Op,
+    inputs: &[&[T]],
+    shapes: &[Shape],
+    out: &[T],
+    out_shape: &Shape,
+) -> Result<()> {
     let lengths_ok = inputs.len() == op.arity()
         && shapes.len() == op.arity()
         && inputs.iter().zip(shapes).all(|(x, s)| x.len() == s.numel())
@@ -95,6 +109,18 @@ pub fn run_op<T: Real>(
             ),
         ));
     }
+    Ok(())
+}
+
+/// [`run_op`] after [`check_lengths`].
+fn run_checked<T: Real>(
+    op: &Op,
+    inputs: &[&[T]],
+    shapes: &[Shape],
+    out: &mut [T],
+    out_shape: &Shape,
+    rng: &StepRng,
+) -> Result<()> {
     match *op {
         Op::MatMul { trans_a, trans_b }
         | Op::MatMulBias { trans_a, trans_b }

@@ -6,7 +6,7 @@
 
 use super::kernels::{fold, Dims, Launch};
 use crate::error::{Error, Result};
-use crate::graph::{Slot, Step};
+use crate::graph::{rounds_im2col, Slot, Step};
 use crate::op::{ConvGeom, Op};
 
 /// One tile configuration of `shaders/matmul.wgsl`: a workgroup of `wx` x `wy`
@@ -316,6 +316,7 @@ pub fn launch(step: &Step, config: &MatmulConfig, max: u32) -> Result<Launch> {
             ("ACT_KIND", f64::from(act.unwrap_or(0))),
             ("COLS_A", f64::from(u8::from(matches!(f.cols, Cols::A(_))))),
             ("COLS_B", f64::from(u8::from(matches!(f.cols, Cols::B(_))))),
+            ("ROUND_COLS", f64::from(u8::from(rounds_im2col(step)))),
         ],
         dims: Dims {
             d: [u(p.m)?, u(p.n)?, u(p.k)?, 0],

@@ -1,7 +1,7 @@
 //! The WGSL sources of the compute kernels, embedded at build time from `shaders/`.
 //!
 //! Graph-op kernels share one interface, `shaders/graph_op.wgsl`, prepended to each of
-//! them here (WGSL has no includes): `@binding(0)` the 64-byte `Dims` uniform,
+//! them here (WGSL has no includes): `@binding(0)` the 80-byte `Dims` uniform,
 //! `@binding(1)` the output, `@binding(2..=5)` the op's inputs in op order. Every storage
 //! buffer is declared `read_write`, because arenas bind slices of one buffer as inputs and
 //! outputs of the same dispatch. Pipelines have explicit layouts with exactly the bindings
