@@ -13,6 +13,7 @@ mod loss;
 mod matmul;
 mod norm;
 mod optim;
+mod optim_adam;
 mod pool;
 mod reduce;
 mod softmax;

@@ -210,17 +210,7 @@ fn update(
             }
         }
         Optimizer::Adam { .. } => {
-            for (i, p) in params.iter_mut().enumerate() {
-                *p = adam(
-                    *p,
-                    grad(i),
-                    &mut s0[i],
-                    &mut s1[i],
-                    s2.get_mut(i),
-                    s,
-                    (lr, wd),
-                );
-            }
+            super::optim_adam::adam_run(params, grads, [s0, s1, s2], s, (clip, inv_scale), (lr, wd))
         }
         Optimizer::Adagrad { .. } => {
             for (i, p) in params.iter_mut().enumerate() {
@@ -274,35 +264,6 @@ fn sgd(p: f32, g: f32, buf: Option<&mut f32>, s: &StepScalars, (lr, wd): (f32, f
         };
     }
     p - lr * d
-}
-
-/// torch.optim.Adam / AdamW for one element, in PyTorch's order of operations.
-fn adam(
-    p: f32,
-    g: f32,
-    m: &mut f32,
-    v: &mut f32,
-    vmax: Option<&mut f32>,
-    s: &StepScalars,
-    (lr, wd): (f32, f32),
-) -> f32 {
-    let (p, g) = if s.decoupled != 0 {
-        (p * (1.0 - lr * wd), g)
-    } else {
-        (p, g + wd * p)
-    };
-    // m + (1−β1)(g − m) is torch's lerp form of β1·m + (1−β1)·g.
-    *m += (1.0 - s.beta1) * (g - *m);
-    *v = s.beta2 * *v + (1.0 - s.beta2) * g * g;
-    let second = match (s.amsgrad != 0, vmax) {
-        (true, Some(vmax)) => {
-            *vmax = vmax.max(*v);
-            *vmax
-        }
-        _ => *v,
-    };
-    let denom = second.sqrt() / s.bias_correction2_sqrt + s.eps;
-    p - (lr / s.bias_correction1) * *m / denom
 }
 
 /// torch.optim.RMSprop for one element.
