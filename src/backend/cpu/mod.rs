@@ -2,6 +2,34 @@
 //! shaders mirror, generic over the float type so the same code is the f64 reference of
 //! the parity and gradcheck tests.
 
+/// Binds `$grad` to the gradient transform of an optimizer update (unscaled by the loss
+/// scale for f16 models, clipped by value, times the norm-clipping coefficient) and
+/// evaluates `$body` with it, one copy per kind of transform, so that the update loops
+/// are monomorphised and vectorise instead of testing the settings per element.
+macro_rules! with_grad_transform {
+    ($s:expr, ($clip:expr, $inv:expr), |$grad:ident| $body:expr) => {{
+        let (clip, cv) = ($clip, $s.clip_value);
+        match ($inv, cv > 0.0) {
+            (None, false) => {
+                let $grad = |g: f32| g * clip;
+                $body
+            }
+            (None, true) => {
+                let $grad = |g: f32| crate::optim::clip_value(g, cv) * clip;
+                $body
+            }
+            (Some(inv), false) => {
+                let $grad = |g: f32| (g * inv) * clip;
+                $body
+            }
+            (Some(inv), true) => {
+                let $grad = |g: f32| crate::optim::clip_value(g * inv, cv) * clip;
+                $body
+            }
+        }
+    }};
+}
+
 mod activation;
 mod cols_cache;
 mod conv;
@@ -14,6 +42,7 @@ mod matmul;
 mod norm;
 mod optim;
 mod optim_adam;
+mod optim_sgd;
 mod pool;
 mod reduce;
 mod softmax;

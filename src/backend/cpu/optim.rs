@@ -205,9 +205,7 @@ fn update(
     };
     match optimizer {
         Optimizer::Sgd { .. } => {
-            for (i, p) in params.iter_mut().enumerate() {
-                *p = sgd(*p, grad(i), s0.get_mut(i), s, (lr, wd));
-            }
+            super::optim_sgd::sgd_run(params, grads, s0, s, (clip, inv_scale), (lr, wd))
         }
         Optimizer::Adam { .. } => {
             super::optim_adam::adam_run(params, grads, [s0, s1, s2], s, (clip, inv_scale), (lr, wd))
@@ -243,27 +241,6 @@ fn update(
             }
         }
     }
-}
-
-/// torch.optim.SGD for one element; `buf` is the momentum buffer (None when momentum is
-/// 0), `(lr, wd)` the element's group's learning rate and weight decay.
-fn sgd(p: f32, g: f32, buf: Option<&mut f32>, s: &StepScalars, (lr, wd): (f32, f32)) -> f32 {
-    let mut d = g + wd * p;
-    if let (true, Some(buf)) = (s.momentum != 0.0, buf) {
-        // The first step seeds the buffer with d itself, as PyTorch does (no dampening).
-        let b = if s.step <= 1 {
-            d
-        } else {
-            s.momentum * *buf + (1.0 - s.dampening) * d
-        };
-        *buf = b;
-        d = if s.nesterov != 0 {
-            d + s.momentum * b
-        } else {
-            b
-        };
-    }
-    p - lr * d
 }
 
 /// torch.optim.RMSprop for one element.

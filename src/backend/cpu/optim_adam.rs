@@ -9,7 +9,7 @@
 //! (IEEE add, multiply, divide and square root give the same bits in SIMD lanes), so the
 //! result is bit-identical to `shaders/optim.wgsl`'s `adam_update` as before.
 
-use crate::optim::{clip_value, StepScalars};
+use crate::optim::StepScalars;
 
 /// The hyper-parameters of one run, computed once as the per-element code computed them.
 #[derive(Clone, Copy)]
@@ -46,24 +46,16 @@ pub fn adam_run(
         eps: s.eps,
         step_size: lr / s.bias_correction1,
     };
-    let (decoupled, amsgrad, cv) = (s.decoupled != 0, s.amsgrad != 0, s.clip_value);
-    // One monomorphised loop per way of transforming the gradient.
-    macro_rules! with_grad {
-        ($g:expr) => {
-            match (decoupled, amsgrad && vmax.len() == params.len()) {
-                (true, false) => run::<true>(params, grads, m, v, &c, $g),
-                (false, false) => run::<false>(params, grads, m, v, &c, $g),
-                (true, true) => run_amsgrad::<true>(params, grads, m, v, vmax, &c, $g),
-                (false, true) => run_amsgrad::<false>(params, grads, m, v, vmax, &c, $g),
-            }
-        };
-    }
-    match (inv_scale, cv > 0.0) {
-        (None, false) => with_grad!(|g: f32| g * clip),
-        (None, true) => with_grad!(|g: f32| clip_value(g, cv) * clip),
-        (Some(inv), false) => with_grad!(|g: f32| (g * inv) * clip),
-        (Some(inv), true) => with_grad!(|g: f32| clip_value(g * inv, cv) * clip),
-    }
+    let (decoupled, amsgrad) = (
+        s.decoupled != 0,
+        s.amsgrad != 0 && vmax.len() == params.len(),
+    );
+    with_grad_transform!(s, (clip, inv_scale), |grad| match (decoupled, amsgrad) {
+        (true, false) => run::<true>(params, grads, m, v, &c, grad),
+        (false, false) => run::<false>(params, grads, m, v, &c, grad),
+        (true, true) => run_amsgrad::<true>(params, grads, m, v, vmax, &c, grad),
+        (false, true) => run_amsgrad::<false>(params, grads, m, v, vmax, &c, grad),
+    })
 }
 
 /// Decoupled decay scales the parameter; coupled decay adds to the gradient.
@@ -126,6 +118,7 @@ fn run_amsgrad<const DECOUPLED: bool>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::optim::clip_value;
 
     /// torch.optim.Adam / AdamW for one element, in PyTorch's order of operations: the
     /// per-element form the update had before it was vectorised (and the WGSL kernel's),
