@@ -2,7 +2,7 @@
 //! out exactly as the GPU's buffers.
 
 use super::cols_cache::ColsCache;
-use super::conv_product::{build_cols, conv_matmul_from_cols, conv_weight_grad_from_cols};
+use super::conv_product::{build_cols, conv_matmul, conv_weight_grad};
 use super::{
     check_lengths, grad_norm_sq, grad_norm_sq_unscaled, optimizer_step, optimizer_step_unscaled,
     run_op,
@@ -144,7 +144,7 @@ fn execute_step(
                 }
             }
             let oc = step.input_shapes[1].0[0];
-            conv_matmul_from_cols(buf, ins[1], ins.get(2).copied(), out, &geom, oc, act);
+            conv_matmul(buf, ins[1], ins.get(2).copied(), out, &geom, oc, act);
         }
         (Some((buf, builds)), Op::ConvWeightGrad(geom)) => {
             check_lengths(&step.op, &ins, &step.input_shapes, out, &step.shape)?;
@@ -154,7 +154,7 @@ fn execute_step(
                     round_slice_f16(buf);
                 }
             }
-            conv_weight_grad_from_cols(ins[0], buf, out, &geom, step.shape.0[0]);
+            conv_weight_grad(ins[0], buf, out, &geom, step.shape.0[0]);
         }
         _ => run_op(&step.op, &ins, &step.input_shapes, out, &step.shape, rng)?,
     }

@@ -175,12 +175,18 @@ fn run_checked<T: Real>(
                 None => matmul::matmul(inputs[0], inputs[1], out, m, n, k, trans_a, trans_b),
             }
         }
+        // The executor keeps the im2col matrix per plan (`cols_cache.rs`); single ops
+        // (the f64 reference) build it per call.
         Op::ConvMatMul { geom, act, .. } => {
+            let mut cols = Vec::new();
+            conv_product::build_cols(inputs[0], &mut cols, &geom);
             let (bias, oc) = (inputs.get(2).copied(), shapes[1].0[0]);
-            conv_product::conv_matmul(inputs[0], inputs[1], bias, out, &geom, oc, act)
+            conv_product::conv_matmul(&cols, inputs[1], bias, out, &geom, oc, act)
         }
         Op::ConvWeightGrad(g) => {
-            conv_product::conv_weight_grad(inputs[0], inputs[1], out, &g, out_shape.0[0])
+            let mut cols = Vec::new();
+            conv_product::build_cols(inputs[1], &mut cols, &g);
+            conv_product::conv_weight_grad(inputs[0], &cols, out, &g, out_shape.0[0])
         }
         Op::BiasAdd => elementwise::bias_add(inputs[0], inputs[1], out),
         Op::BiasGrad => elementwise::bias_grad(inputs[0], out, shapes[0].rows()),
