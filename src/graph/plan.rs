@@ -250,11 +250,30 @@ impl Plan {
     /// Plans the nodes needed for `outputs` and for the gradients in `param_grads`
     /// (`(param, gradient)` pairs from [`super::gradients`]), which are written straight
     /// into the gradient arena at their parameter's offset.
+    ///
+    /// Activations share one arena: the plan is walked once to record when each value is
+    /// written and last read, then the values are placed offline, largest first, each at
+    /// the lowest offset free for its whole lifetime (or first fit in plan order, when
+    /// that packs tighter), and the plan is built with those offsets.
     pub fn build(
         graph: &Graph,
         layout: &ParamLayout,
         outputs: &[ValueId],
         param_grads: &[(ValueId, ValueId)],
+    ) -> Result<Plan> {
+        let mut lifetimes = Lifetimes::default();
+        Self::build_placed(graph, layout, outputs, param_grads, &mut lifetimes)?;
+        let mut placed = lifetimes.place();
+        Self::build_placed(graph, layout, outputs, param_grads, &mut placed)
+    }
+
+    /// [`Plan::build`] with activation offsets from `place`.
+    fn build_placed(
+        graph: &Graph,
+        layout: &ParamLayout,
+        outputs: &[ValueId],
+        param_grads: &[(ValueId, ValueId)],
+        free: &mut dyn Placement,
     ) -> Result<Plan> {
         let nodes = graph.nodes();
         // Entries are found by name: a layout may order its tensors differently from the
@@ -349,7 +368,6 @@ impl Plan {
         let mut inputs = Vec::new();
         let mut constants = Vec::new();
         let mut inputs_size = 0;
-        let mut free = FreeList::default();
         let mut steps = Vec::new();
 
         for (id, n) in nodes.iter().enumerate() {
@@ -442,12 +460,12 @@ impl Plan {
                         }
                         if last_use[root] == id && !seen.contains(&root) {
                             seen.push(root);
-                            release(&mut free, slots[&root]);
+                            release(free, slots[&root]);
                         }
                     }
                     // A value nobody reads (and not a root) is freed at once.
                     if last_use[id] == 0 {
-                        release(&mut free, output);
+                        release(free, output);
                     }
                 }
             }
@@ -460,7 +478,7 @@ impl Plan {
             constants,
             outputs,
             inputs_size: inputs_size.max(ALIGN),
-            activations_size: free.high_water.max(ALIGN),
+            activations_size: free.size().max(ALIGN),
             loss_seed: graph.loss_seed().and_then(|s| slots.get(&s).copied()),
         })
     }
@@ -483,11 +501,137 @@ impl Plan {
 }
 
 /// Returns an activation's room to the free list (values in other arenas are not planned).
-fn release(free: &mut FreeList, s: Slot) {
+fn release(free: &mut dyn Placement, s: Slot) {
     match s.arena {
         ArenaKind::Activations => free.release(s.offset, align(s.len)),
         ArenaKind::ActivationsHalf => free.release(s.offset / 2, align(s.len.div_ceil(2))),
         _ => {}
+    }
+}
+
+/// Where the activation values of a plan go, in f32 units: asked for room as the plan
+/// is walked, and told when a value's room is free again.
+trait Placement {
+    fn alloc(&mut self, len: usize) -> usize;
+    fn release(&mut self, offset: usize, len: usize);
+    /// The arena's length.
+    fn size(&self) -> usize;
+}
+
+/// Records each allocation's length and lifetime instead of placing it: allocation k is
+/// given "offset" k, by which its release is recognised.
+#[derive(Default)]
+struct Lifetimes {
+    /// (length, first event, event after the last read: usize::MAX if never released).
+    allocs: Vec<(usize, usize, usize)>,
+    /// The allocations and releases in order: (allocation, is a release).
+    events: Vec<(usize, bool)>,
+}
+
+impl Placement for Lifetimes {
+    fn alloc(&mut self, len: usize) -> usize {
+        let k = self.allocs.len();
+        self.allocs.push((len, self.events.len(), usize::MAX));
+        self.events.push((k, false));
+        k
+    }
+
+    fn release(&mut self, k: usize, _: usize) {
+        if let Some(a) = self.allocs.get_mut(k) {
+            a.2 = self.events.len();
+            self.events.push((k, true));
+        }
+    }
+
+    fn size(&self) -> usize {
+        0
+    }
+}
+
+impl Lifetimes {
+    /// Offsets for the recorded allocations: greedy by size (largest first, each at the
+    /// lowest offset no overlapping lifetime uses), or first fit replayed in plan order
+    /// when that gives the smaller arena.
+    fn place(&self) -> Placed {
+        let by_size = self.greedy_by_size();
+        let first_fit = self.first_fit();
+        let arena = |offsets: &[usize]| {
+            offsets
+                .iter()
+                .zip(&self.allocs)
+                .map(|(o, a)| o + a.0)
+                .max()
+                .unwrap_or(0)
+        };
+        let (a, b) = (arena(&by_size), arena(&first_fit));
+        let (offsets, size) = if a <= b { (by_size, a) } else { (first_fit, b) };
+        Placed {
+            offsets,
+            next: 0,
+            size,
+        }
+    }
+
+    fn greedy_by_size(&self) -> Vec<usize> {
+        let a = &self.allocs;
+        let mut order: Vec<usize> = (0..a.len()).collect();
+        order.sort_by(|&i, &j| a[j].0.cmp(&a[i].0).then(a[i].1.cmp(&a[j].1)));
+        let mut offsets = vec![0; a.len()];
+        let mut placed: Vec<usize> = Vec::new();
+        for &i in &order {
+            let (len, start, end) = a[i];
+            let mut busy: Vec<(usize, usize)> = placed
+                .iter()
+                .filter(|&&j| a[j].1 < end && start < a[j].2)
+                .map(|&j| (offsets[j], offsets[j] + a[j].0))
+                .collect();
+            busy.sort_unstable();
+            let mut offset = 0;
+            for (lo, hi) in busy {
+                if lo >= offset + len {
+                    break;
+                }
+                offset = offset.max(hi);
+            }
+            offsets[i] = offset;
+            placed.push(i);
+        }
+        offsets
+    }
+
+    fn first_fit(&self) -> Vec<usize> {
+        let mut free = FreeList::default();
+        let mut offsets = vec![0; self.allocs.len()];
+        for &(k, is_release) in &self.events {
+            let len = self.allocs[k].0;
+            if is_release {
+                free.release(offsets[k], len);
+            } else {
+                offsets[k] = free.alloc(len);
+            }
+        }
+        offsets
+    }
+}
+
+/// Offsets decided beforehand, handed out in allocation order.
+struct Placed {
+    offsets: Vec<usize>,
+    next: usize,
+    size: usize,
+}
+
+impl Placement for Placed {
+    fn alloc(&mut self, _: usize) -> usize {
+        let offset = self.offsets.get(self.next).copied().unwrap_or(self.size);
+        self.next += 1;
+        offset
+    }
+
+    fn release(&mut self, _: usize, _: usize) {}
+
+    fn size(&self) -> usize {
+        self.size
     }
 }
 
@@ -554,5 +698,87 @@ mod tests {
         assert_eq!(f.holes, vec![(0, 192)]);
         assert_eq!(f.alloc(192), 0);
         assert_eq!(f.high_water, 256);
+    }
+
+    /// Replays a sequence of allocations (len) and releases (index) through a recorder.
+    fn record(events: &[(bool, usize)]) -> Lifetimes {
+        let mut l = Lifetimes::default();
+        for &(is_alloc, v) in events {
+            if is_alloc {
+                Placement::alloc(&mut l, v);
+            } else {
+                Placement::release(&mut l, v, 0);
+            }
+        }
+        l
+    }
+
+    /// No two allocations alive at once share memory.
+    fn assert_disjoint(l: &Lifetimes, offsets: &[usize]) {
+        for (i, a) in l.allocs.iter().enumerate() {
+            for (j, b) in l.allocs.iter().enumerate().skip(i + 1) {
+                let live_together = a.1 < b.2 && b.1 < a.2;
+                let overlap = offsets[i] < offsets[j] + b.0 && offsets[j] < offsets[i] + a.0;
+                assert!(
+                    !(live_together && overlap),
+                    "allocations {i} and {j} collide"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn largest_first_placement_packs_what_first_fit_fragments() {
+        // 64 and 128 live; the 64 dies; 192 arrives while 128 lives; first fit (in plan
+        // order) puts it past the 128, largest first puts the 192 lowest.
+        let l = record(&[
+            (true, 64),
+            (true, 128),
+            (false, 0),
+            (true, 192),
+            (false, 1),
+            (true, 64),
+            (false, 2),
+            (false, 3),
+        ]);
+        let arena = |offsets: &[usize]| {
+            offsets
+                .iter()
+                .zip(&l.allocs)
+                .map(|(o, a)| o + a.0)
+                .max()
+                .unwrap()
+        };
+        let (greedy, first) = (l.greedy_by_size(), l.first_fit());
+        assert_disjoint(&l, &greedy);
+        assert_disjoint(&l, &first);
+        assert_eq!(arena(&first), 384);
+        assert_eq!(arena(&greedy), 320);
+        let placed = l.place();
+        assert_eq!((placed.size, placed.offsets), (320, greedy));
+    }
+
+    #[test]
+    fn a_training_plan_is_placed_without_collisions_and_no_larger_than_first_fit() {
+        let (graph, _) = crate::bench::shapes::training_plan("cnn", 4).unwrap();
+        // Record the plan's lifetimes the way build does, then check both placements.
+        let layout = ParamLayout::of(&graph);
+        let mut l = Lifetimes::default();
+        let roots: Vec<ValueId> = (0..graph.nodes().len())
+            .filter(|&i| !graph.nodes().iter().any(|n| n.inputs.contains(&i)))
+            .collect();
+        Plan::build_placed(&graph, &layout, &roots, &[], &mut l).unwrap();
+        assert!(l.allocs.len() > 20);
+        let (greedy, first) = (l.greedy_by_size(), l.first_fit());
+        assert_disjoint(&l, &greedy);
+        assert_disjoint(&l, &first);
+        let plan = Plan::build(&graph, &layout, &roots, &[]).unwrap();
+        let first_size = first
+            .iter()
+            .zip(&l.allocs)
+            .map(|(o, a)| o + a.0)
+            .max()
+            .unwrap();
+        assert!(plan.activations_size <= first_size.max(ALIGN));
     }
 }

@@ -8,7 +8,9 @@
 //! (image, geometry) run of readers: the first reader of a run builds the matrix, the
 //! later ones reuse it, as the unfused plan kept the matrix in its arena from the forward
 //! pass to the weight gradient. The buffers live as long as the plan, so the pages are
-//! touched once, not every step.
+//! touched once, not every step. A product nothing else shares a matrix with (an
+//! evaluation plan's forward products) builds it in one scratch buffer all such products
+//! of the plan share.
 
 use crate::graph::{rounds_im2col, Plan, Slot};
 use crate::op::{ConvGeom, Op};
@@ -16,6 +18,7 @@ use crate::op::{ConvGeom, Op};
 /// Which steps of a plan build or reuse which im2col buffer.
 #[derive(Debug, Default)]
 pub struct ColsCache {
+    /// Buffer 0 is the shared scratch; the others each serve one group of readers.
     buffers: Vec<Vec<f32>>,
     /// For each step: its buffer and whether the step builds it (else it is already
     /// built, from the same image, earlier in the same run).
@@ -43,7 +46,10 @@ impl ColsCache {
     pub fn of(plan: &Plan) -> Self {
         // (image, geometry and rounding, buffer, index of the group's last reader)
         let mut open: Vec<(Slot, (ConvGeom, bool), usize, usize)> = Vec::new();
-        let mut cache = ColsCache::default();
+        let mut cache = ColsCache {
+            buffers: vec![Vec::new()],
+            by_step: Vec::new(),
+        };
         for (index, step) in plan.steps.iter().enumerate() {
             let mut entry = None;
             if let Some((image, geom)) = image_of(&step.op, &step.inputs) {
@@ -71,6 +77,16 @@ impl ColsCache {
                 });
             }
             cache.by_step.push(entry);
+        }
+        // Groups of one reader share the scratch buffer (their matrix is used at once).
+        let mut readers = vec![0usize; cache.buffers.len()];
+        for &(buffer, _) in cache.by_step.iter().flatten() {
+            readers[buffer] += 1;
+        }
+        for (buffer, _) in cache.by_step.iter_mut().flatten() {
+            if readers[*buffer] == 1 {
+                *buffer = 0;
+            }
         }
         cache
     }
@@ -197,6 +213,21 @@ mod tests {
             weight_grad(GEOM, image),
         ]));
         assert_eq!(c.builds(), 1);
+    }
+
+    #[test]
+    fn products_that_share_no_matrix_use_the_scratch_buffer() {
+        let image = slot(0, 16);
+        let other = ConvGeom { sh: 2, ..GEOM };
+        let c = ColsCache::of(&plan(vec![
+            forward(GEOM, image),
+            forward(other, image),
+            weight_grad(GEOM, image),
+        ]));
+        let buffer = |i: usize| c.by_step[i].map(|e| e.0);
+        assert_eq!(buffer(1), Some(0), "a lone reader builds in the scratch");
+        assert_eq!(buffer(0), buffer(2));
+        assert_ne!(buffer(0), Some(0), "a shared matrix has its own buffer");
     }
 
     #[test]

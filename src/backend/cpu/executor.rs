@@ -346,7 +346,7 @@ impl Backend for CpuBackend {
             *last_norm_sq = norm_sq;
             let applied = optimizer_step_unscaled(
                 optimizer, params, grads, state, scalars, norm_sq, inv_scale,
-            );
+            )?;
             if applied {
                 refresh_half_copy(*precision, params, params_half);
             }
@@ -359,8 +359,7 @@ impl Backend for CpuBackend {
             0.0
         };
         *last_norm_sq = norm_sq;
-        optimizer_step(optimizer, params, grads, state, scalars, norm_sq);
-        Ok(())
+        optimizer_step(optimizer, params, grads, state, scalars, norm_sq)
     }
 
     fn read_metrics(&mut self) -> Result<[f32; METRICS]> {

@@ -2,6 +2,7 @@
 //! `shaders/optim.wgsl`): each gradient is clipped by value and scaled by the global-norm
 //! clipping coefficient on the fly, then one loop applies torch.optim's update.
 
+use crate::error::{Error, Result};
 use crate::optim::{clip_coefficient, clip_value, Optimizer, StepScalars};
 
 /// Σ g² over the gradient arena (after clipping by value), accumulated in f64; the GPU's
@@ -89,8 +90,9 @@ fn blocks<'a>(
 }
 
 /// One step of `optimizer` over the arena. `states` are its state buffers by index (see
-/// [`Optimizer::uses_state`]); unused ones may be empty. Blocks run on all cores; each
-/// element's arithmetic is the kernel's, in the kernel's order.
+/// [`Optimizer::uses_state`]); unused ones may be empty, used ones are as long as the
+/// parameters (else an error). Blocks run on all cores; each element's arithmetic is the
+/// kernel's, in the kernel's order.
 pub fn optimizer_step(
     optimizer: &Optimizer,
     params: &mut [f32],
@@ -98,17 +100,40 @@ pub fn optimizer_step(
     states: &mut [Vec<f32>; 3],
     s: &StepScalars,
     norm_sq: f32,
-) {
+) -> Result<()> {
+    check_arenas(optimizer, params, grads, states)?;
     if s.skip_nonfinite != 0 && s.max_norm > 0.0 && !norm_sq.is_finite() {
-        return;
+        return Ok(());
     }
     step_blocks(optimizer, params, grads, states, s, norm_sq, None);
+    Ok(())
+}
+
+/// The gradients and every state buffer the optimizer uses are as long as the parameters
+/// (the update loops run over zipped slices, which would stop at the shortest).
+fn check_arenas(
+    optimizer: &Optimizer,
+    params: &[f32],
+    grads: &[f32],
+    states: &[Vec<f32>; 3],
+) -> Result<()> {
+    let n = params.len();
+    let used_ok = (0..3).all(|k| !optimizer.uses_state(k) || states[k].len() == n);
+    if grads.len() != n || !used_ok {
+        return Err(Error::Graph(format!(
+            "optimizer arenas differ: {n} parameters, {} gradients, state buffers of {:?}",
+            grads.len(),
+            states.iter().map(Vec::len).collect::<Vec<_>>()
+        )));
+    }
+    Ok(())
 }
 
 /// One step of `optimizer` for an f16 model whose gradients are multiplied by the loss
 /// scale: each gradient is multiplied by `inv_scale` before clipping, and a non-finite
 /// `norm_sq` (from [`grad_norm_sq_unscaled`]: GradScaler's `found_inf`) skips the update
-/// whatever the clipping settings. Returns whether the update was applied.
+/// whatever the clipping settings. Returns whether the update was applied; arenas of
+/// different lengths are an error.
 pub fn optimizer_step_unscaled(
     optimizer: &Optimizer,
     params: &mut [f32],
@@ -117,9 +142,10 @@ pub fn optimizer_step_unscaled(
     s: &StepScalars,
     norm_sq: f32,
     inv_scale: f32,
-) -> bool {
+) -> Result<bool> {
+    check_arenas(optimizer, params, grads, states)?;
     if !norm_sq.is_finite() {
-        return false;
+        return Ok(false);
     }
     step_blocks(
         optimizer,
@@ -130,7 +156,7 @@ pub fn optimizer_step_unscaled(
         norm_sq,
         Some(inv_scale),
     );
-    true
+    Ok(true)
 }
 
 /// The update over all blocks, gradients unscaled by `inv_scale` when given.
@@ -290,7 +316,7 @@ mod tests {
         for step in 1..=steps {
             let g = vec![grads(w[0], step)];
             let s = opt.scalars(lr, step, Clip::default(), 1);
-            optimizer_step(&opt, &mut w, &g, &mut states, &s, 0.0);
+            optimizer_step(&opt, &mut w, &g, &mut states, &s, 0.0).unwrap();
             out.push(w[0]);
         }
         out
@@ -460,7 +486,7 @@ mod tests {
             let mut w = vec![0.0f32, 0.0];
             let s = opt.scalars(1.0, 1, clip, 2);
             let n = grad_norm_sq(&g, &s);
-            optimizer_step(&opt, &mut w, &g, &mut [vec![], vec![], vec![]], &s, n);
+            optimizer_step(&opt, &mut w, &g, &mut [vec![], vec![], vec![]], &s, n).unwrap();
             w
         };
         let w = run(Clip {
@@ -482,5 +508,20 @@ mod tests {
             ..Clip::default()
         });
         assert_eq!(w, vec![-3.0, -3.5]);
+    }
+
+    #[test]
+    fn arenas_of_different_lengths_are_refused() {
+        let opt = Optimizer::adamw();
+        let s = opt.scalars(1e-3, 1, Clip::default(), 3);
+        let mut w = vec![1.0f32; 3];
+        let mut states = [vec![0.0; 3], vec![0.0; 2], vec![]];
+        let err = optimizer_step(&opt, &mut w, &[0.5; 3], &mut states, &s, 0.0).unwrap_err();
+        assert!(err.to_string().contains("[3, 2, 0]"), "{err}");
+        assert!(optimizer_step(&opt, &mut w, &[0.5; 2], &mut states, &s, 0.0).is_err());
+        assert_eq!(w, vec![1.0; 3], "nothing was updated");
+        states[1] = vec![0.0; 3];
+        optimizer_step(&opt, &mut w, &[0.5; 3], &mut states, &s, 0.0).unwrap();
+        assert!(w.iter().all(|&x| x < 1.0));
     }
 }

@@ -115,7 +115,7 @@ mod tests {
             (0.9, false, 5, 0.1, 0.0, None),
             (0.9, true, 1, 0.0, 0.3, None),
             (0.8, true, 7, 0.0, 0.0, Some(1.0 / 512.0)),
-            (0.0, false, 3, 0.0, 0.3, Some(1.0 / 8.0)),
+            (0.0, false, 3, 0.0, 0.05, Some(1.0 / 8.0)),
         ] {
             let s = StepScalars {
                 momentum,
