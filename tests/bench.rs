@@ -120,9 +120,27 @@ fn check(report: &Value) {
     ] {
         find(op, shape);
     }
-    for spec in ["mlp", "cnn"] {
-        let step = find(&format!("train step {spec}"), "batch 8");
+    for (spec, floats) in [("mlp", 8 * (256 + 128 + 10)), ("cnn", 8 * 32 * 28 * 28)] {
+        let step = find(&format!("train step {spec}"), "batch 8, ");
         assert!(num(step, "images_per_s").unwrap() > 0.0, "{step}");
+        // The activation arena: at least the layers' outputs (floats of 4 bytes).
+        let shape = step["shape"].as_str().unwrap();
+        let memory = shape
+            .split(", ")
+            .nth(1)
+            .and_then(|s| s.strip_suffix(" of activations"))
+            .and_then(|s| s.split_once(' '))
+            .and_then(|(n, unit)| {
+                let scale = match unit {
+                    "kB" => 1e3,
+                    "MB" => 1e6,
+                    "GB" => 1e9,
+                    _ => return None,
+                };
+                n.parse::<f64>().ok().map(|n| n * scale)
+            })
+            .unwrap_or_else(|| panic!("no activation memory in {shape}"));
+        assert!(memory >= 4.0 * floats as f64, "{spec}: {shape}");
     }
 }
 

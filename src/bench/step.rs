@@ -1,5 +1,6 @@
 //! Whole training steps of a preset through the trainer (forward, backward, AdamW; the
-//! batch uploaded every step), timed by the wall clock as `kiln train` sees them.
+//! batch uploaded every step), timed by the wall clock as `kiln train` sees them, with
+//! the activation memory the training plan needs.
 
 use std::time::Instant;
 
@@ -59,10 +60,15 @@ pub fn training_step(
     for _ in 0..TRIALS {
         times.push(steps(per_trial)?);
     }
+    let activations = trainer.activation_bytes(true, subset.len).unwrap_or(0);
     Ok(BenchResult {
         group: Group::Step,
         name: format!("train step {spec}"),
-        shape: format!("batch {}", subset.len),
+        shape: format!(
+            "batch {}, {} of activations",
+            subset.len,
+            decimal_bytes(activations)
+        ),
         seconds: median(&times),
         calls: TRIALS * per_trial,
         clock: Clock::Wall,
@@ -70,4 +76,28 @@ pub fn training_step(
         bytes: None,
         images: Some(subset.len as f64),
     })
+}
+
+/// `bytes` in kB, MB or GB (powers of 1000), one decimal.
+fn decimal_bytes(bytes: usize) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else {
+        format!("{:.1} kB", b / 1e3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal_bytes;
+
+    #[test]
+    fn bytes_in_decimal_units() {
+        assert_eq!(decimal_bytes(12_608), "12.6 kB");
+        assert_eq!(decimal_bytes(64_299_776), "64.3 MB");
+        assert_eq!(decimal_bytes(2_500_000_000), "2.5 GB");
+    }
 }

@@ -103,6 +103,8 @@ struct Compiled {
     id: PlanId,
     /// Where an evaluation plan leaves its predicted classes.
     predictions: Option<Slot>,
+    /// Length of its activation arena, in f32 units.
+    activations: usize,
 }
 
 /// Trains a model on a backend.
@@ -321,9 +323,22 @@ impl Trainer {
         } else {
             plan.output_slot(fg.predictions)
         };
-        let c = Compiled { id, predictions };
+        let c = Compiled {
+            id,
+            predictions,
+            activations: plan.activations_size,
+        };
         self.plans.insert((training, batch), c);
         Ok(c)
+    }
+
+    /// Bytes of the activation arena of the training (`training`) or evaluation plan for
+    /// batches of `batch`, once it is compiled (the first batch of that size compiles it):
+    /// the memory a step needs beyond the parameters, gradients and optimizer state.
+    pub fn activation_bytes(&self, training: bool, batch: usize) -> Option<usize> {
+        self.plans
+            .get(&(training, batch))
+            .map(|c| c.activations * std::mem::size_of::<f32>())
     }
 
     /// One optimizer step on a batch given as `pixel/255` images `[n, features]` and f32 class
