@@ -4,6 +4,7 @@ mod autocast;
 mod autodiff;
 mod fuse;
 mod interpret;
+mod placement;
 mod plan;
 
 pub use autocast::{half_output, reads_half_weights, rounds_im2col};
