@@ -154,7 +154,16 @@ const NEEDS_ACTIVATION: &[&str] = &["activation.wgsl", "matmul.wgsl"];
 const OVERRIDES: &[(&str, &[&str])] = &[
     (
         "matmul.wgsl",
-        &["TRANS_A", "TRANS_B", "HAS_BIAS", "HAS_ACT", "ACT_KIND"],
+        &[
+            "TRANS_A",
+            "TRANS_B",
+            "HAS_BIAS",
+            "HAS_ACT",
+            "ACT_KIND",
+            "COLS_A",
+            "COLS_B",
+            "ROUND_COLS",
+        ],
     ),
     ("activation.wgsl", &["KIND"]),
 ];
@@ -237,8 +246,10 @@ fn shader_sources() -> BTreeMap<String, String> {
     if let Some(s) = sources.get_mut("optim_half.wgsl") {
         *s = format!("enable f16;\n{optim}{s}");
     }
+    // matmul_im2col.wgsl is half of the matmul kernel, not a module of its own.
+    let im2col = sources.remove("matmul_im2col.wgsl").unwrap_or_default();
     if let Some(s) = sources.get_mut("matmul.wgsl") {
-        *s = format!("{MATMUL_CONFIG}{s}");
+        *s = format!("{MATMUL_CONFIG}{im2col}{s}");
     }
     // Graph-op shaders are built with the shared interface in front (src/backend/wgpu/shaders.rs).
     let prelude = sources.get("graph_op.wgsl").cloned().unwrap_or_default();

@@ -21,7 +21,7 @@ mod shader_gen;
 /// One module of `shaders/matmul.wgsl`: the graph-op interface, the constants of one tile
 /// configuration (invocations `WX` x `WY`, outputs `TM` x `TN` per invocation, K tiles
 /// `BK` deep), the activation functions (`activation_core.wgsl`, for the fused activation
-/// epilogue), then the kernel. The same numbers are in
+/// epilogue), the implicit-GEMM gathers (`matmul_im2col.wgsl`), then the kernel. The same numbers are in
 /// [`matmul::CONFIGS`](super::matmul::CONFIGS), and a test checks that they agree.
 macro_rules! matmul_module {
     ($wx:literal, $wy:literal, $tm:literal, $tn:literal, $bk:literal) => {
@@ -39,6 +39,7 @@ macro_rules! matmul_module {
             $bk,
             "u;\n",
             include_str!("../../../shaders/activation_core.wgsl"),
+            include_str!("../../../shaders/matmul_im2col.wgsl"),
             include_str!("../../../shaders/matmul.wgsl")
         )
     };
