@@ -56,13 +56,15 @@ fn readers(graph: &Graph) -> Vec<usize> {
     readers
 }
 
-/// Whether a node strictly between `first` and `last` updates a value in place: the fused
-/// node reads `first`'s operands at `last`'s place in the order, after such a write (say a
-/// running statistic that is also an operand), where the product read them before it.
-fn writes_in_place_between(graph: &Graph, first: ValueId, last: ValueId) -> bool {
-    graph.nodes()[first + 1..last]
-        .iter()
-        .any(|n| n.in_place.is_some())
+/// Whether a node strictly between `first` and `last` updates in place the storage of
+/// any of `values`: a fused node at `last`'s place reads them after such a write (say a
+/// running statistic that is also an operand), where the node at `first` read them before.
+fn overwritten_between(graph: &Graph, first: ValueId, last: ValueId, values: &[ValueId]) -> bool {
+    let storages: Vec<ValueId> = values.iter().map(|&v| storage_of(graph, v)).collect();
+    graph.nodes()[first + 1..last].iter().any(|n| {
+        n.in_place
+            .is_some_and(|t| storages.contains(&storage_of(graph, t)))
+    })
 }
 
 /// Rewrites every `BiasAdd` whose input 0 is a `MatMul` read by nothing else (and not in
@@ -85,7 +87,7 @@ pub fn fuse_bias(graph: &mut Graph, keep: &[ValueId]) -> Result<usize> {
         if readers[product] != 1
             || p.in_place.is_some()
             || keep.contains(&product)
-            || writes_in_place_between(graph, product, id)
+            || overwritten_between(graph, product, id, &p.inputs)
         {
             continue;
         }
@@ -122,7 +124,7 @@ pub fn fuse_activation(graph: &mut Graph, keep: &[ValueId]) -> Result<usize> {
         if readers[pre] != 1
             || p.in_place.is_some()
             || keep.contains(&pre)
-            || writes_in_place_between(graph, pre, id)
+            || overwritten_between(graph, pre, id, &p.inputs)
         {
             continue;
         }
@@ -239,7 +241,7 @@ pub fn fuse_im2col(graph: &mut Graph, keep: &[ValueId]) -> Result<usize> {
         {
             continue;
         }
-        let image = storage_of(graph, node.inputs[0]);
+        let image = node.inputs[0];
         let Some(rewrites) = readers
             .iter()
             .map(|&r| conv_product(graph, r, cols).map(|(op, ins)| (r, op, ins)))
@@ -250,10 +252,7 @@ pub fn fuse_im2col(graph: &mut Graph, keep: &[ValueId]) -> Result<usize> {
         // The products read the image where they stand; it must still hold what Im2Col
         // read there.
         let last = readers.iter().copied().max().unwrap_or(cols);
-        let overwritten = graph.nodes()[cols + 1..last]
-            .iter()
-            .any(|n| n.in_place.is_some_and(|t| storage_of(graph, t) == image));
-        if overwritten {
+        if overwritten_between(graph, cols, last, &[image]) {
             continue;
         }
         for (reader, op, inputs) in rewrites {
