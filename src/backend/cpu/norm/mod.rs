@@ -1,0 +1,300 @@
+//! Batch and layer normalisation (mirrored by `shaders/norm.wgsl`), with PyTorch's
+//! semantics: biased variance to normalise, unbiased for the running estimate.
+//!
+//! Batch norm sees its input as `[N, C, S]` (`S = H·W` for NCHW images, `S = 1` for
+//! `[N, C]`), so each channel has `M = N·S` values; per-channel statistics are `[2, C]`,
+//! row 0 the means and row 1 the biased variances. Layer norm normalises each row of
+//! `[rows, cols]` over its columns.
+//!
+//! Variances are two-pass (Σ(x − mean)² after the mean is known), not E[x²] − mean²,
+//! which cancels catastrophically in f32 when |mean| ≫ std. Per-channel sums run in a
+//! fixed order, n outer and s inner, accumulated in place so that the walk over `x` stays
+//! contiguous whatever `S` is.
+
+use super::Real;
+
+/// `1 / sqrt(var + eps)`, the one place both directions take it from.
+fn inv_std<T: Real>(var: T, eps: T) -> T {
+    T::one() / (var + eps).sqrt()
+}
+
+/// Per-channel mean (`out[0][k]`) and biased variance (`out[1][k]`) of `x` ([N, C, S]).
+pub fn batch_norm_stats<T: Real>(x: &[T], out: &mut [T], n: usize, c: usize, s: usize) {
+    let count = T::of((n * s) as f64);
+    let (mean, var) = out[..2 * c].split_at_mut(c);
+    mean.fill(T::zero());
+    for ni in 0..n {
+        for (k, m) in mean.iter_mut().enumerate() {
+            let base = (ni * c + k) * s;
+            *m = x[base..base + s].iter().fold(*m, |acc, &v| acc + v);
+        }
+    }
+    for m in mean.iter_mut() {
+        *m = *m / count;
+    }
+    var.fill(T::zero());
+    for ni in 0..n {
+        for (k, v) in var.iter_mut().enumerate() {
+            let base = (ni * c + k) * s;
+            let mk = mean[k];
+            *v = x[base..base + s].iter().fold(*v, |acc, &xv| {
+                let d = xv - mk;
+                acc + d * d
+            });
+        }
+    }
+    for v in var.iter_mut() {
+        *v = *v / count;
+    }
+}
+
+/// `y = (x − mean) · (1/sqrt(var + eps)) · gamma + beta` per channel, with `stats` the
+/// batch statistics (training) or the running ones (evaluation), both `[2, C]`.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_apply<T: Real>(
+    x: &[T],
+    stats: &[T],
+    gamma: &[T],
+    beta: &[T],
+    out: &mut [T],
+    n: usize,
+    c: usize,
+    s: usize,
+    eps: f32,
+) {
+    let eps = T::of(f64::from(eps));
+    for ni in 0..n {
+        for k in 0..c {
+            let (mean, istd) = (stats[k], inv_std(stats[c + k], eps));
+            let (g, b) = (gamma[k], beta[k]);
+            let base = (ni * c + k) * s;
+            for (o, &v) in out[base..base + s].iter_mut().zip(&x[base..base + s]) {
+                *o = (v - mean) * istd * g + b;
+            }
+        }
+    }
+}
+
+/// Adds Σ dy (into `sums[k]`) and Σ dy·x̂ (into `sums[c + k]`) per channel, n outer.
+#[allow(clippy::too_many_arguments)]
+fn grad_sums<T: Real>(
+    x: &[T],
+    stats: &[T],
+    dy: &[T],
+    sums: &mut [T],
+    n: usize,
+    c: usize,
+    s: usize,
+    eps: T,
+) {
+    let (sum_dy, sum_dy_xhat) = sums[..2 * c].split_at_mut(c);
+    sum_dy.fill(T::zero());
+    sum_dy_xhat.fill(T::zero());
+    for ni in 0..n {
+        for k in 0..c {
+            let (mean, istd) = (stats[k], inv_std(stats[c + k], eps));
+            let base = (ni * c + k) * s;
+            let (mut a, mut b) = (sum_dy[k], sum_dy_xhat[k]);
+            for (&v, &g) in x[base..base + s].iter().zip(&dy[base..base + s]) {
+                a = a + g;
+                b = b + g * ((v - mean) * istd);
+            }
+            sum_dy[k] = a;
+            sum_dy_xhat[k] = b;
+        }
+    }
+}
+
+/// The input gradient of batch norm in training mode, through the batch statistics
+/// (`stats = batch_norm_stats(x)`): with `x̂ = (x − mean)·invstd`,
+/// `dx = gamma·invstd/M · (M·dy − Σdy − x̂·Σ(dy·x̂))`, sums per channel over N and S.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_grad<T: Real>(
+    x: &[T],
+    stats: &[T],
+    gamma: &[T],
+    dy: &[T],
+    out: &mut [T],
+    n: usize,
+    c: usize,
+    s: usize,
+    eps: f32,
+) {
+    let eps = T::of(f64::from(eps));
+    let count = T::of((n * s) as f64);
+    let mut sums = vec![T::zero(); 2 * c];
+    grad_sums(x, stats, dy, &mut sums, n, c, s, eps);
+    for ni in 0..n {
+        for k in 0..c {
+            let (mean, istd) = (stats[k], inv_std(stats[c + k], eps));
+            let scale = gamma[k] * istd / count;
+            let (sum_dy, sum_dy_xhat) = (sums[k], sums[c + k]);
+            let base = (ni * c + k) * s;
+            let rows = out[base..base + s]
+                .iter_mut()
+                .zip(&x[base..base + s])
+                .zip(&dy[base..base + s]);
+            for ((o, &v), &g) in rows {
+                let xhat = (v - mean) * istd;
+                *o = scale * (count * g - sum_dy - xhat * sum_dy_xhat);
+            }
+        }
+    }
+}
+
+/// gamma's gradient: Σ dy·x̂ per channel (`out` is `[C]`).
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_gamma_grad<T: Real>(
+    x: &[T],
+    stats: &[T],
+    dy: &[T],
+    out: &mut [T],
+    n: usize,
+    c: usize,
+    s: usize,
+    eps: f32,
+) {
+    let eps = T::of(f64::from(eps));
+    for (k, o) in out[..c].iter_mut().enumerate() {
+        let (mean, istd) = (stats[k], inv_std(stats[c + k], eps));
+        let mut acc = T::zero();
+        for ni in 0..n {
+            let base = (ni * c + k) * s;
+            for (&v, &g) in x[base..base + s].iter().zip(&dy[base..base + s]) {
+                acc = acc + g * ((v - mean) * istd);
+            }
+        }
+        *o = acc;
+    }
+}
+
+/// beta's gradient: Σ dy per channel over N and S (`out` is `[C]`).
+pub fn channel_sum<T: Real>(dy: &[T], out: &mut [T], n: usize, c: usize, s: usize) {
+    let out = &mut out[..c];
+    out.fill(T::zero());
+    for ni in 0..n {
+        for (k, o) in out.iter_mut().enumerate() {
+            let base = (ni * c + k) * s;
+            *o = dy[base..base + s].iter().fold(*o, |acc, &v| acc + v);
+        }
+    }
+}
+
+/// Updates the running statistics `out` (`[2, C]`: running mean, running variance) in
+/// place from the batch statistics `stats` of `count = M` values per channel:
+/// `mean ← (1 − m)·mean + m·batch_mean`, `var ← (1 − m)·var + m·batch_var·M/(M − 1)`.
+pub fn batch_norm_running<T: Real>(
+    stats: &[T],
+    out: &mut [T],
+    c: usize,
+    momentum: f32,
+    count: usize,
+) {
+    let m = T::of(f64::from(momentum));
+    let keep = T::one() - m;
+    // Bessel's correction. With one value per channel it would divide by zero: PyTorch's
+    // Python front end refuses such a batch in training ("Expected more than 1 value per
+    // channel when training"), and its kernel alone would store 0/0 = NaN. We keep the
+    // biased variance (0) instead, so the running estimate stays finite.
+    let bessel = if count > 1 {
+        T::of(count as f64) / T::of((count - 1) as f64)
+    } else {
+        T::one()
+    };
+    let (run_mean, run_var) = out[..2 * c].split_at_mut(c);
+    for (k, (rm, rv)) in run_mean.iter_mut().zip(run_var.iter_mut()).enumerate() {
+        *rm = keep * *rm + m * stats[k];
+        *rv = keep * *rv + m * (stats[c + k] * bessel);
+    }
+}
+
+/// Mean and `1/sqrt(biased var + eps)` of one row, two-pass.
+fn row_stats<T: Real>(row: &[T], eps: T) -> (T, T) {
+    let count = T::of(row.len() as f64);
+    let mean = row.iter().fold(T::zero(), |acc, &v| acc + v) / count;
+    let var = row.iter().fold(T::zero(), |acc, &v| {
+        let d = v - mean;
+        acc + d * d
+    }) / count;
+    (mean, inv_std(var, eps))
+}
+
+/// Layer norm of each row of `x` ([rows, cols]) over its columns:
+/// `y = (x − mean)·invstd·gamma + beta`, gamma and beta `[cols]`.
+pub fn layer_norm<T: Real>(
+    x: &[T],
+    gamma: &[T],
+    beta: &[T],
+    out: &mut [T],
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) {
+    let eps = T::of(f64::from(eps));
+    for r in 0..rows {
+        let span = r * cols..(r + 1) * cols;
+        let row = &x[span.clone()];
+        let (mean, istd) = row_stats(row, eps);
+        let cells = out[span].iter_mut().zip(row).zip(gamma).zip(beta);
+        for (((o, &v), &g), &b) in cells {
+            *o = (v - mean) * istd * g + b;
+        }
+    }
+}
+
+/// The input gradient of layer norm, the row statistics recomputed from `x`: with
+/// `g = dy·gamma`, `dx = invstd · (g − mean(g) − x̂·mean(g·x̂))` per row.
+pub fn layer_norm_grad<T: Real>(
+    x: &[T],
+    gamma: &[T],
+    dy: &[T],
+    out: &mut [T],
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) {
+    let eps = T::of(f64::from(eps));
+    let count = T::of(cols as f64);
+    for r in 0..rows {
+        let span = r * cols..(r + 1) * cols;
+        let (row, dyr) = (&x[span.clone()], &dy[span.clone()]);
+        let (mean, istd) = row_stats(row, eps);
+        let (mut sum_g, mut sum_g_xhat) = (T::zero(), T::zero());
+        for ((&v, &d), &w) in row.iter().zip(dyr).zip(gamma) {
+            let g = d * w;
+            sum_g = sum_g + g;
+            sum_g_xhat = sum_g_xhat + g * ((v - mean) * istd);
+        }
+        let (mean_g, mean_g_xhat) = (sum_g / count, sum_g_xhat / count);
+        let cells = out[span].iter_mut().zip(row).zip(dyr).zip(gamma);
+        for (((o, &v), &d), &w) in cells {
+            let xhat = (v - mean) * istd;
+            *o = istd * (d * w - mean_g - xhat * mean_g_xhat);
+        }
+    }
+}
+
+/// gamma's gradient of layer norm: Σ over rows of dy·x̂ (`out` is `[cols]`), rows in order.
+pub fn layer_norm_gamma_grad<T: Real>(
+    x: &[T],
+    dy: &[T],
+    out: &mut [T],
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) {
+    let eps = T::of(f64::from(eps));
+    let out = &mut out[..cols];
+    out.fill(T::zero());
+    for r in 0..rows {
+        let span = r * cols..(r + 1) * cols;
+        let (row, dyr) = (&x[span.clone()], &dy[span]);
+        let (mean, istd) = row_stats(row, eps);
+        for ((o, &v), &d) in out.iter_mut().zip(row).zip(dyr) {
+            *o = *o + d * ((v - mean) * istd);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
