@@ -5,8 +5,8 @@
 // (wgpu forbids one buffer bound read-only and read-write at once). A kernel uses the
 // bindings it needs; pipelines have explicit layouts with exactly those.
 
-// The host writes 80 bytes for every dispatch: d0..d3 sizes, f0..f3 scalars, e0..e11 more
-// geometry (convolution, pooling); each kernel documents the fields it reads.
+// The host writes 96 bytes for every dispatch: d0..d3 sizes, f0..f3 scalars, e0..e15 more
+// geometry (convolution, pooling, split-K); each kernel documents the fields it reads.
 struct Dims {
     d0: u32,
     d1: u32,
@@ -28,6 +28,10 @@ struct Dims {
     e9: u32,
     e10: u32,
     e11: u32,
+    e12: u32,
+    e13: u32,
+    e14: u32,
+    e15: u32,
 }
 
 @group(0) @binding(0) var<uniform> dims: Dims;

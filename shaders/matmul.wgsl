@@ -1,7 +1,8 @@
 // out[M, N] = op(in0) · op(in1), the register-blocked product behind Op::MatMul.
 //
 // dims.d0 = M, d1 = N, d2 = K, d3 = 1 to add to out instead of overwriting it (the host
-// splits a product too large for one binding along K and sums the pieces). in0 is [M, K]
+// splits a product too large for one binding along K and sums the pieces), e12 = the K of
+// each part of a split-K product (with SPLIT_K; see below). in0 is [M, K]
 // in memory, or [K, M] when TRANS_A; in1 is [K, N], or [N, K] when TRANS_B: the flags read
 // an operand as its transpose in place, so no gradient needs a transposed copy.
 //
@@ -36,7 +37,7 @@
 // in2 (the bias [N], broadcast over the rows). The `matmul_bias*` entry points read the
 // invocation's bias columns through ld2 before the product, and with the override HAS_BIAS
 // set, store() adds them to each value (after the accumulate-mode add, so the last piece
-// of a product split along K adds the bias once) before its one store. In f32 that is the
+// of a product the host cut into pieces along K adds the bias once) before its one store. In f32 that is the
 // accumulator plus the bias in f32, rounded once: bit-identical to MatMul then BiasAdd.
 // Why entry points as well as the constant: wgpu counts a binding an entry point's code
 // mentions as used whatever the overrides are, and plain products bind no in2, so only
@@ -46,18 +47,32 @@
 // HAS_ACT set and ACT_KIND = Activation::code (relu, sigmoid or tanh) apply
 // activation_core.wgsl's act_apply (prepended to every matmul module, the text the
 // activation kernel runs) to the biased sum before the one store. In f32 that is
-// bit-identical to MatMulBias then Activation; a product split along K runs it in the last
-// piece only, after the sum, as it does the bias.
+// bit-identical to MatMulBias then Activation; a product the host cut into pieces along K
+// runs it in the last piece only, after the sum, as it does the bias (and a split-K
+// product in its second pass, below).
 //
 // Op::ConvMatMul and Op::ConvWeightGrad run this kernel as an implicit GEMM, one operand
 // gathered from an image: matmul_im2col.wgsl (prepended to every matmul module) has that
 // half; fetch_a, fetch_b and begin() hand over to it when COLS_A or COLS_B is set.
+//
+// Split-K (SPLIT_K set, dims.e12 = L, a multiple of every BK): a product with few output
+// tiles and a long K runs as ceil(K / L) partial products, part p summing k in
+// [p·L, (p+1)·L), each a whole grid of tiles (workgroup f = wg.x + wg.y·nwg.x computes
+// tile f % tiles of part f / tiles), so that many workgroups share a sum one workgroup
+// would otherwise walk alone. A part stores its raw sums at out[p·M·N + row·N + col] (out is then the host's
+// f32 scratch), without the accumulate-mode add or the epilogue: matmul_split.wgsl adds
+// the parts in order and applies those. Each part is the same fma chain as above over its
+// range, so the configuration still never changes a bit.
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 override HAS_ACT: bool = false;
 override ACT_KIND: u32 = 0u;
+// A part of a split-K product (dims.e12 its K). An override, so that the pipelines of
+// unsplit products compile without the split's arithmetic and stores: as a runtime branch
+// on e12 it made lavapipe's unsplit products up to half again slower.
+override SPLIT_K: bool = false;
 
 const BM: u32 = WY * TM;
 const BN: u32 = WX * TN;
@@ -97,22 +112,73 @@ var<private> ty: u32;
 var<private> t: u32;
 var<private> row0: u32;
 var<private> col0: u32;
+// The first k of the workgroup's sum (its part's, under split-K) and where a part stores.
+var<private> k_first: u32;
+var<private> out_base: u32;
 // The bias of the invocation's columns, in acc's column order (0 past N); filled by
 // load_bias() in the bias entry points, read by store() when HAS_BIAS.
 var<private> bias_v: array<vec4<f32>, RN>;
 
-fn begin(tile: u32, lid: vec3<u32>) {
+// Output tiles of one (partial) product, and the number of parts (1 unless split-K).
+fn tile_count() -> u32 {
+    return ((dims.d0 + BM - 1u) / BM) * dims.e0;
+}
+
+fn part_count() -> u32 {
+    if (!SPLIT_K) {
+        return 1u;
+    }
+    return (dims.d2 + dims.e12 - 1u) / dims.e12;
+}
+
+// What workgroup wg.x + wg.y·nwg.x computes: tile `tile` of part `part`. It depends on
+// the workgroup alone, so the product loops' barriers stay in uniform control flow.
+struct Work {
+    tile: u32,
+    part: u32,
+}
+
+fn work_of(flat: u32) -> Work {
+    if (!SPLIT_K) {
+        return Work(flat, 0u);
+    }
+    let tiles = tile_count();
+    let part = flat / tiles;
+    return Work(flat - part * tiles, part);
+}
+
+// Whether the workgroup has no tile: the host folds the workgroups into x and y, so the
+// last row of the grid may run past the last tile of the last part.
+fn idle(w: Work) -> bool {
+    return w.part >= part_count() || w.tile >= tile_count();
+}
+
+// The first k of the workgroup's sum, and the number of K tiles it walks from there.
+fn part_k0(w: Work) -> u32 {
+    if (!SPLIT_K) {
+        return 0u;
+    }
+    return w.part * dims.e12;
+}
+
+fn part_k_tiles(w: Work) -> u32 {
+    var len = dims.d2;
+    if (SPLIT_K) {
+        len = min(dims.e12, dims.d2 - part_k0(w));
+    }
+    return (len + BK - 1u) / BK;
+}
+
+fn begin(w: Work, lid: vec3<u32>) {
     tx = lid.x;
     ty = lid.y;
     t = lid.x + lid.y * WX;
-    row0 = (tile / dims.e0) * BM;
-    col0 = (tile % dims.e0) * BN;
+    let row_tile = w.tile / dims.e0;
+    row0 = row_tile * BM;
+    col0 = (w.tile - row_tile * dims.e0) * BN;
+    k_first = part_k0(w);
+    out_base = w.part * dims.d0 * dims.d1;
     begin_cols();
-}
-
-
-fn k_tiles() -> u32 {
-    return (dims.d2 + BK - 1u) / BK;
 }
 
 fn put_a(kk: u32, mm: u32, v: f32) {
@@ -320,8 +386,12 @@ fn load_bias() {
 }
 
 // Writes (or, with d3 = 1, adds) the in-bounds outputs of the invocation, plus the bias
-// with HAS_BIAS, then the activation with HAS_ACT.
+// with HAS_BIAS, then the activation with HAS_ACT; a split-K part writes its raw sums.
 fn store() {
+    if (SPLIT_K) {
+        store_part();
+        return;
+    }
     let m = dims.d0;
     let n = dims.d1;
     for (var g = 0u; g < RM; g++) {
@@ -354,72 +424,88 @@ fn store() {
     }
 }
 
+// A split-K part's raw sums, at its place in the scratch.
+fn store_part() {
+    let m = dims.d0;
+    let n = dims.d1;
+    for (var g = 0u; g < RM; g++) {
+        for (var r = 0u; r < 4u; r++) {
+            let row = row0 + g * 4u * WY + ty * 4u + r;
+            for (var h = 0u; h < RN; h++) {
+                let col = col0 + h * 4u * WX + tx * 4u;
+                let v = acc[(g * 4u + r) * RN + h];
+                for (var c = 0u; c < 4u; c++) {
+                    if (row < m && col + c < n) {
+                        st_out(out_base + row * n + col + c, v[c]);
+                    }
+                }
+            }
+        }
+    }
+}
+
 // The product loops, one per way of reading the operands (scalar or vec4 for each), each
 // leaving the invocation's outputs in acc: the next K tile is fetched from global memory
 // into registers while the current one is multiplied out of workgroup memory.
 
-fn product() {
-    let tiles = k_tiles();
-    fetch_a(0u);
-    fetch_b(0u);
+fn product(k0: u32, tiles: u32) {
+    fetch_a(k0);
+    fetch_b(k0);
     for (var kt = 0u; kt < tiles; kt++) {
         stage_a();
         stage_b();
         workgroupBarrier();
         if (kt + 1u < tiles) {
-            fetch_a((kt + 1u) * BK);
-            fetch_b((kt + 1u) * BK);
+            fetch_a(k0 + (kt + 1u) * BK);
+            fetch_b(k0 + (kt + 1u) * BK);
         }
         multiply();
         workgroupBarrier();
     }
 }
 
-fn product_a4() {
-    let tiles = k_tiles();
-    fetch_a4(0u);
-    fetch_b(0u);
+fn product_a4(k0: u32, tiles: u32) {
+    fetch_a4(k0);
+    fetch_b(k0);
     for (var kt = 0u; kt < tiles; kt++) {
         stage_a4();
         stage_b();
         workgroupBarrier();
         if (kt + 1u < tiles) {
-            fetch_a4((kt + 1u) * BK);
-            fetch_b((kt + 1u) * BK);
+            fetch_a4(k0 + (kt + 1u) * BK);
+            fetch_b(k0 + (kt + 1u) * BK);
         }
         multiply();
         workgroupBarrier();
     }
 }
 
-fn product_b4() {
-    let tiles = k_tiles();
-    fetch_a(0u);
-    fetch_b4(0u);
+fn product_b4(k0: u32, tiles: u32) {
+    fetch_a(k0);
+    fetch_b4(k0);
     for (var kt = 0u; kt < tiles; kt++) {
         stage_a();
         stage_b4();
         workgroupBarrier();
         if (kt + 1u < tiles) {
-            fetch_a((kt + 1u) * BK);
-            fetch_b4((kt + 1u) * BK);
+            fetch_a(k0 + (kt + 1u) * BK);
+            fetch_b4(k0 + (kt + 1u) * BK);
         }
         multiply();
         workgroupBarrier();
     }
 }
 
-fn product_a4b4() {
-    let tiles = k_tiles();
-    fetch_a4(0u);
-    fetch_b4(0u);
+fn product_a4b4(k0: u32, tiles: u32) {
+    fetch_a4(k0);
+    fetch_b4(k0);
     for (var kt = 0u; kt < tiles; kt++) {
         stage_a4();
         stage_b4();
         workgroupBarrier();
         if (kt + 1u < tiles) {
-            fetch_a4((kt + 1u) * BK);
-            fetch_b4((kt + 1u) * BK);
+            fetch_a4(k0 + (kt + 1u) * BK);
+            fetch_b4(k0 + (kt + 1u) * BK);
         }
         multiply();
         workgroupBarrier();
@@ -437,12 +523,12 @@ fn matmul(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let tile = wg.x + wg.y * nwg.x;
-    if ((tile / dims.e0) * BM >= dims.d0) {
+    let w = work_of(wg.x + wg.y * nwg.x);
+    if (idle(w)) {
         return;
     }
-    begin(tile, lid);
-    product();
+    begin(w, lid);
+    product(part_k0(w), part_k_tiles(w));
     store();
 }
 
@@ -452,12 +538,12 @@ fn matmul_a4(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let tile = wg.x + wg.y * nwg.x;
-    if ((tile / dims.e0) * BM >= dims.d0) {
+    let w = work_of(wg.x + wg.y * nwg.x);
+    if (idle(w)) {
         return;
     }
-    begin(tile, lid);
-    product_a4();
+    begin(w, lid);
+    product_a4(part_k0(w), part_k_tiles(w));
     store();
 }
 
@@ -467,12 +553,12 @@ fn matmul_b4(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let tile = wg.x + wg.y * nwg.x;
-    if ((tile / dims.e0) * BM >= dims.d0) {
+    let w = work_of(wg.x + wg.y * nwg.x);
+    if (idle(w)) {
         return;
     }
-    begin(tile, lid);
-    product_b4();
+    begin(w, lid);
+    product_b4(part_k0(w), part_k_tiles(w));
     store();
 }
 
@@ -482,12 +568,12 @@ fn matmul_a4b4(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let tile = wg.x + wg.y * nwg.x;
-    if ((tile / dims.e0) * BM >= dims.d0) {
+    let w = work_of(wg.x + wg.y * nwg.x);
+    if (idle(w)) {
         return;
     }
-    begin(tile, lid);
-    product_a4b4();
+    begin(w, lid);
+    product_a4b4(part_k0(w), part_k_tiles(w));
     store();
 }
 
@@ -497,13 +583,13 @@ fn matmul_bias(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let tile = wg.x + wg.y * nwg.x;
-    if ((tile / dims.e0) * BM >= dims.d0) {
+    let w = work_of(wg.x + wg.y * nwg.x);
+    if (idle(w)) {
         return;
     }
-    begin(tile, lid);
+    begin(w, lid);
     load_bias();
-    product();
+    product(part_k0(w), part_k_tiles(w));
     store();
 }
 
@@ -513,13 +599,13 @@ fn matmul_bias_a4(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let tile = wg.x + wg.y * nwg.x;
-    if ((tile / dims.e0) * BM >= dims.d0) {
+    let w = work_of(wg.x + wg.y * nwg.x);
+    if (idle(w)) {
         return;
     }
-    begin(tile, lid);
+    begin(w, lid);
     load_bias();
-    product_a4();
+    product_a4(part_k0(w), part_k_tiles(w));
     store();
 }
 
@@ -529,13 +615,13 @@ fn matmul_bias_b4(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let tile = wg.x + wg.y * nwg.x;
-    if ((tile / dims.e0) * BM >= dims.d0) {
+    let w = work_of(wg.x + wg.y * nwg.x);
+    if (idle(w)) {
         return;
     }
-    begin(tile, lid);
+    begin(w, lid);
     load_bias();
-    product_b4();
+    product_b4(part_k0(w), part_k_tiles(w));
     store();
 }
 
@@ -545,12 +631,12 @@ fn matmul_bias_a4b4(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let tile = wg.x + wg.y * nwg.x;
-    if ((tile / dims.e0) * BM >= dims.d0) {
+    let w = work_of(wg.x + wg.y * nwg.x);
+    if (idle(w)) {
         return;
     }
-    begin(tile, lid);
+    begin(w, lid);
     load_bias();
-    product_a4b4();
+    product_a4b4(part_k0(w), part_k_tiles(w));
     store();
 }

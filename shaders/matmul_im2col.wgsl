@@ -128,7 +128,7 @@ fn fetch_a_cols(k0: u32) {
 
 // The B tile from im2col(x) (COLS_B): every float this invocation stages is in column
 // col0 + t % BN (tap_b), in the rows rows_b holds, which then move on by BK. The product
-// loops fetch K tiles in order from k0 = 0, as this requires.
+// loops fetch K tiles in order from the workgroup's first k (k_first), as this requires.
 fn fetch_b_cols(k0: u32) {
     let gn = col0 + t % BN;
     for (var l = 0u; l < LB; l++) {
@@ -167,7 +167,7 @@ fn begin_cols() {
     if (COLS_B) {
         tap_b = cols_col(col0 + t % BN);
         for (var l = 0u; l < LB; l++) {
-            let r = b_coord(t + l * NT).x;
+            let r = k_first + b_coord(t + l * NT).x;
             let ro = r / dims.e11;
             let n = ro / dims.e10;
             rows_b[l] = vec3<u32>(n, ro - n * dims.e10, r - ro * dims.e11);

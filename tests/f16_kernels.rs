@@ -46,13 +46,13 @@ impl Data {
     }
 }
 
-/// The 80-byte Dims uniform: d0..d3, f0..f3, e0..e7 (then e8..e11, zero here).
+/// The 96-byte Dims uniform: d0..d3, f0..f3, e0..e7 (then e8..e15, zero here).
 fn dims(d: [u32; 4], f: [f32; 4], e: [u32; 8]) -> Vec<u8> {
     let words: Vec<u32> = d
         .into_iter()
         .chain(f.map(f32::to_bits))
         .chain(e)
-        .chain([0; 4])
+        .chain([0; 8])
         .collect();
     bytemuck::cast_slice(&words).to_vec()
 }

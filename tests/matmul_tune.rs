@@ -8,6 +8,7 @@ mod common;
 
 use std::path::PathBuf;
 
+use kiln::backend::cpu::CpuBackend;
 use kiln::backend::wgpu::matmul::{MatmulProblem, CONFIGS, DEFAULT};
 use kiln::backend::wgpu::tune::{ShapeClass, TuneCache, Tuning, ENV};
 use kiln::backend::wgpu::{AdapterPolicy, GpuContext, WgpuBackend};
@@ -36,7 +37,7 @@ fn case(ta: bool, tb: bool, m: usize, n: usize, k: usize) -> OpCase {
 }
 
 /// Runs the product of `case` on `backend` and returns its output.
-fn run(backend: &mut WgpuBackend, case: &OpCase, inputs: &[Vec<f32>]) -> kiln::Result<Vec<f32>> {
+fn run(backend: &mut impl Backend, case: &OpCase, inputs: &[Vec<f32>]) -> kiln::Result<Vec<f32>> {
     let mut g = Graph::new();
     let ids: Vec<_> = case
         .inputs
@@ -121,6 +122,10 @@ fn every_configuration_matches_the_reference_with_identical_bits() {
         (4, 8, 255),
         (64, 128, 256),
         (129, 36, 12),
+        // Split along K (split_k.rs): 2 parts (the last one short), and 5 parts of a
+        // 37x70 product.
+        (5, 7, 1100),
+        (37, 70, 2600),
     ];
     let mut cases = Vec::new();
     for (m, n, k) in shapes {
@@ -130,7 +135,7 @@ fn every_configuration_matches_the_reference_with_identical_bits() {
     }
     // The fused epilogues (bias; bias and an activation) under every configuration: the
     // 128x128 tiles store two column groups per invocation, each with its own bias reads.
-    for (m, n, k) in [(3, 17, 63), (64, 128, 256), (129, 36, 12)] {
+    for (m, n, k) in [(3, 17, 63), (64, 128, 256), (129, 36, 12), (37, 70, 2600)] {
         for (ta, tb) in TRANSPOSES {
             for act in [None, Some(Activation::Sigmoid)] {
                 let mut c = case(ta, tb, m, n, k);
@@ -192,7 +197,53 @@ fn every_configuration_matches_the_reference_with_identical_bits() {
         ph: 0,
         pw: 0,
     };
-    for (g, oc) in geoms.into_iter().chain([tiny]).zip([37, 40, 5]) {
+    // Split along K: the weight gradient sums over 8 images of 16x16 (K = 2048, 4 parts)
+    // and over 30 of 7x7 (K = 1470, 2 parts, the second from the middle of an image); the
+    // forward product over 128 channels of 3x3 taps (K = 1152, 2 parts).
+    let long_sums = [
+        ConvGeom {
+            n: 30,
+            c: 3,
+            h: 14,
+            w: 14,
+            kh: 3,
+            kw: 3,
+            sh: 2,
+            sw: 2,
+            ph: 1,
+            pw: 1,
+        },
+        ConvGeom {
+            n: 8,
+            c: 3,
+            h: 16,
+            w: 16,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            ph: 1,
+            pw: 1,
+        },
+        ConvGeom {
+            n: 1,
+            c: 128,
+            h: 4,
+            w: 4,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            ph: 1,
+            pw: 1,
+        },
+    ];
+    for (g, oc) in geoms
+        .into_iter()
+        .chain([tiny])
+        .chain(long_sums)
+        .zip([37, 40, 5, 6, 6, 8])
+    {
         let real = |d: &[usize]| (Shape::new(d), InputKind::Real(1.0));
         let (x, w) = (real(&[g.n, g.c, g.h, g.w]), real(&[oc, g.patch()]));
         let forward = |bias: bool, act| Op::ConvMatMul { geom: g, bias, act };
@@ -251,8 +302,171 @@ fn accumulating_pieces_and_folded_dispatches_on_a_small_device() {
     let cases = [
         case(false, false, 20, 1088, 8),
         case(false, true, 20, 1088, 8),
+        // Split along K into 3 parts (at most 8 x 8 workgroups); and K = 10,000 cut by the
+        // binding limit into accumulating pieces, each split along K, whose sums add into
+        // the output.
+        case(true, false, 5, 7, 2000),
+        case(true, false, 5, 7, 10_000),
+        // The same with a bias and an activation: only the last piece's second pass adds
+        // them, after its parts and the earlier pieces' sums.
+        {
+            let mut c = case(true, false, 5, 7, 10_000);
+            c.op = Op::MatMulBiasAct {
+                trans_a: true,
+                trans_b: false,
+                act: Activation::Tanh,
+            };
+            c.inputs.push((Shape::new(&[7]), InputKind::Real(1.0)));
+            c
+        },
     ];
     every_config_on(&mut gpu, &cases, "folded");
+}
+
+/// The dispatches of `case`'s plan on `gpu`.
+fn dispatches(gpu: &mut WgpuBackend, case: &OpCase) -> usize {
+    let mut g = Graph::new();
+    let ids: Vec<_> = case
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, (s, _))| g.input(&format!("in{i}"), s.clone()))
+        .collect();
+    let out = g.op(case.op, &ids).unwrap();
+    let layout = ParamLayout::of(&g);
+    let plan = Plan::build(&g, &layout, &[out], &[]).unwrap();
+    gpu.init_model(
+        &layout,
+        &vec![0.0; layout.size],
+        &vec![0.0; layout.buffers_size],
+        None,
+    )
+    .unwrap();
+    let id = gpu.compile(&plan, Tail::default()).unwrap();
+    gpu.dispatch_count(id).unwrap()
+}
+
+/// Integers in [-3, 3], from a fixed linear congruential sequence.
+fn small_integers(len: usize, seed: u64) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005) | 1;
+    (0..len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((x >> 33) % 7) as f32 - 3.0
+        })
+        .collect()
+}
+
+/// Products split along K on integer operands: every partial sum and their total are exact
+/// in f32, so the GPU's output must equal the CPU backend's bit for bit. A part summed
+/// twice, left out or given another part's range changes the numbers.
+#[test]
+fn split_k_products_sum_every_part_exactly() {
+    let Some(mut gpu) = common::gpu() else { return };
+    // An unsplit product is one dispatch (the counterpart of the check below).
+    assert_eq!(dispatches(&mut gpu, &case(false, false, 37, 70, 1000)), 1);
+    let mut cases: Vec<OpCase> = TRANSPOSES
+        .iter()
+        .map(|&(ta, tb)| case(ta, tb, 37, 70, 2600))
+        .collect();
+    let mut biased = case(false, true, 37, 70, 2600);
+    biased.op = Op::MatMulBiasAct {
+        trans_a: false,
+        trans_b: true,
+        act: Activation::Relu,
+    };
+    biased
+        .inputs
+        .push((Shape::new(&[70]), InputKind::Real(1.0)));
+    cases.push(biased);
+    let g = ConvGeom {
+        n: 8,
+        c: 3,
+        h: 16,
+        w: 16,
+        kh: 3,
+        kw: 3,
+        sh: 1,
+        sw: 2,
+        ph: 1,
+        pw: 1,
+    };
+    let rows = g.n * g.oh() * g.ow();
+    let real = |d: &[usize]| (Shape::new(d), InputKind::Real(1.0));
+    cases.push(OpCase {
+        op: Op::ConvWeightGrad(g),
+        inputs: vec![real(&[rows, 6]), real(&[g.n, g.c, g.h, g.w])],
+        target: None,
+    });
+    // 7x7 output images: the second part starts at row 768 = image 15, row 4, column 5.
+    let odd = ConvGeom {
+        n: 30,
+        c: 3,
+        h: 14,
+        w: 14,
+        kh: 3,
+        kw: 3,
+        sh: 2,
+        sw: 2,
+        ph: 1,
+        pw: 1,
+    };
+    let odd_rows = odd.n * odd.oh() * odd.ow();
+    cases.push(OpCase {
+        op: Op::ConvWeightGrad(odd),
+        inputs: vec![real(&[odd_rows, 6]), real(&[odd.n, odd.c, odd.h, odd.w])],
+        target: None,
+    });
+    let wide = ConvGeom {
+        n: 1,
+        c: 128,
+        ph: 0,
+        pw: 0,
+        ..g
+    };
+    cases.push(OpCase {
+        op: Op::ConvMatMul {
+            geom: wide,
+            bias: true,
+            act: Some(Activation::Relu),
+        },
+        inputs: vec![
+            real(&[1, 128, 16, 16]),
+            real(&[8, wide.patch()]),
+            real(&[8]),
+        ],
+        target: None,
+    });
+    assert_eq!((odd.oh(), odd.ow(), odd_rows), (7, 7, 1470));
+    let mut cpu = CpuBackend::new();
+    for (i, c) in cases.iter().enumerate() {
+        let inputs: Vec<Vec<f32>> = c
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(j, (shape, _))| small_integers(shape.numel(), (10 * i + j) as u64))
+            .collect();
+        let want = run(&mut cpu, c, &inputs).unwrap();
+        let got = run(&mut gpu, c, &inputs).unwrap();
+        // The product ran as its parts and their sum.
+        assert_eq!(dispatches(&mut gpu, c), 2, "{} {}", c.op.name(), c.shapes());
+        assert!(want.iter().any(|v| v.abs() > 100.0), "{}", c.op.name());
+        let differ = want
+            .iter()
+            .zip(&got)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(
+            differ,
+            0,
+            "{} {}: {differ} of {} outputs differ",
+            c.op.name(),
+            c.shapes(),
+            want.len()
+        );
+    }
 }
 
 fn temp_cache(name: &str) -> PathBuf {

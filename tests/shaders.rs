@@ -24,6 +24,7 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "matmul_bias_a4b4",
         ],
     ),
+    ("matmul_split.wgsl", &["split_sum", "split_sum_bias"]),
     (
         "elementwise.wgsl",
         &["bias_add", "bias_grad", "add", "scale", "broadcast"],
@@ -126,6 +127,7 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
 /// dropout adds the step scalars at binding 7).
 const GRAPH_OP_FILES: &[&str] = &[
     "matmul.wgsl",
+    "matmul_split.wgsl",
     "elementwise.wgsl",
     "activation.wgsl",
     "softmax.wgsl",
@@ -148,7 +150,7 @@ const NEEDS_PHILOX: &[&str] = &["philox.wgsl", "dropout.wgsl"];
 
 /// Files the executor builds with `activation_core.wgsl` prepended (the activation kernels
 /// and the matmul's fused activation epilogue share its functions).
-const NEEDS_ACTIVATION: &[&str] = &["activation.wgsl", "matmul.wgsl"];
+const NEEDS_ACTIVATION: &[&str] = &["activation.wgsl", "matmul.wgsl", "matmul_split.wgsl"];
 
 /// The pipeline-overridable constants the executor sets, per file.
 const OVERRIDES: &[(&str, &[&str])] = &[
@@ -163,8 +165,10 @@ const OVERRIDES: &[(&str, &[&str])] = &[
             "COLS_A",
             "COLS_B",
             "ROUND_COLS",
+            "SPLIT_K",
         ],
     ),
+    ("matmul_split.wgsl", &["HAS_BIAS", "HAS_ACT", "ACT_KIND"]),
     ("activation.wgsl", &["KIND"]),
 ];
 
@@ -441,12 +445,12 @@ fn graph_op_kernels_follow_the_binding_convention() {
                     let TypeInner::Struct { members, span } = &ty.inner else {
                         panic!("{file}: `dims` is not a struct");
                     };
-                    // 32 bytes, or 80 with e0..e11 for ops with more geometry; the host
-                    // always writes 80 (`kernels::Dims`).
-                    assert!(*span == 32 || *span == 80, "{file}: Dims is {span} bytes");
+                    // 32 bytes, or 96 with e0..e15 for ops with more geometry; the host
+                    // always writes 96 (`kernels::Dims`).
+                    assert!(*span == 32 || *span == 96, "{file}: Dims is {span} bytes");
                     assert_eq!(
                         std::mem::size_of::<kiln::backend::wgpu::kernels::Dims>(),
-                        80
+                        96
                     );
                     let names: Vec<&str> = members
                         .iter()
@@ -454,7 +458,8 @@ fn graph_op_kernels_follow_the_binding_convention() {
                         .collect();
                     let full = [
                         "d0", "d1", "d2", "d3", "f0", "f1", "f2", "f3", "e0", "e1", "e2", "e3",
-                        "e4", "e5", "e6", "e7", "e8", "e9", "e10", "e11",
+                        "e4", "e5", "e6", "e7", "e8", "e9", "e10", "e11", "e12", "e13", "e14",
+                        "e15",
                     ];
                     assert_eq!(names, full[..members.len()], "{file}");
                     for (i, m) in members.iter().enumerate() {

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use wgpu::util::DeviceExt;
 use wgpu::{BindGroup, BindGroupLayout, Buffer, ComputePipeline, PipelineLayout, ShaderModule};
 
-use super::chunk;
 use super::context::{AdapterPolicy, GpuContext};
 use super::kernels::{self, Dims, Launch, NORM_CHUNK};
+use super::{chunk, matmul, split_k};
 
 mod optimizer;
 mod philox;
@@ -153,6 +153,16 @@ impl WgpuBackend {
     /// The device context.
     pub fn context(&self) -> &GpuContext {
         &self.ctx
+    }
+
+    /// The compute dispatches one run of `plan` records before the optimizer's update: one
+    /// per step or piece of a step, two per split-K product, plus any anomaly checks,
+    /// metric accumulations and the loss-scale seed.
+    pub fn dispatch_count(&self, plan: PlanId) -> Result<usize> {
+        self.plans
+            .get(plan)
+            .map(|p| p.dispatches.len())
+            .ok_or_else(|| Error::Graph(format!("no plan {plan}")))
     }
 
     fn buffer(&self, label: &str, floats: usize) -> Buffer {
@@ -334,7 +344,6 @@ impl Backend for WgpuBackend {
             )));
         }
         let inputs = self.buffer("inputs", plan.inputs_size);
-        let activations = self.buffer("activations", plan.activations_size);
         for (slot, v) in &plan.constants {
             let data = vec![*v; slot.len];
             self.ctx.queue.write_buffer(
@@ -356,16 +365,48 @@ impl Backend for WgpuBackend {
         };
         // Each product's tile configuration: the autotuner's choice (tune.rs).
         let pick = |p: &super::matmul::MatmulProblem| self.ctx.matmul_config(p);
+        // Split-K products keep their parts past the activations, in the same buffer: a
+        // product is split only when its parts fit there and in one binding.
+        let scratch_at = plan.activations_size.next_multiple_of(ALIGN);
+        let buffer_floats =
+            usize::try_from(self.ctx.limits.max_buffer_size / 4).unwrap_or(usize::MAX);
+        let split_limits = split_k::SplitLimits {
+            max_groups,
+            max_floats: limits
+                .max_floats
+                .min(buffer_floats.saturating_sub(scratch_at)),
+        };
+        let mut scratch_len = 0;
         for (index, step) in plan.steps.iter().enumerate() {
             let fits = |s: &crate::graph::Step| kernels::launch_with(s, max_groups, &pick).is_ok();
             for piece in chunk::split(step, limits, fits)? {
-                let mut slots = vec![piece.step.output];
-                slots.extend(&piece.step.inputs);
-                launches.push((
-                    kernels::launch_chunk_with(&piece, max_groups, &pick)?,
-                    slots,
-                    Output::Arena,
-                ));
+                let product = kernels::launch_chunk_with(&piece, max_groups, &pick)?;
+                let split = match matmul::problem(&piece.step)? {
+                    Some(p) => split_k::split_of(&p, split_limits).map(|s| (p, s)),
+                    None => None,
+                };
+                if let Some((p, split)) = split {
+                    let l = split_k::launches(&product, &p, split, max_groups)?;
+                    let scratch = Slot {
+                        arena: ArenaKind::Activations,
+                        offset: scratch_at,
+                        len: split.scratch_len(&p),
+                    };
+                    scratch_len = scratch_len.max(scratch.len);
+                    let ins = &piece.step.inputs;
+                    let mut parts_slots = vec![scratch];
+                    parts_slots.extend(ins.iter().take(2));
+                    let mut sum_slots = vec![piece.step.output, scratch];
+                    if l.has_bias {
+                        sum_slots.extend(ins.get(2));
+                    }
+                    launches.push((l.parts, parts_slots, Output::Arena));
+                    launches.push((l.sum, sum_slots, Output::Arena));
+                } else {
+                    let mut slots = vec![piece.step.output];
+                    slots.extend(&piece.step.inputs);
+                    launches.push((product, slots, Output::Arena));
+                }
                 if tail.check_finite {
                     launches.push((
                         kernels::check_finite(piece.step.output.len, index, max_groups)?,
@@ -387,6 +428,20 @@ impl Backend for WgpuBackend {
                 Output::Metrics,
             ));
         }
+        let activations_len = if scratch_len > 0 {
+            scratch_at + scratch_len
+        } else {
+            plan.activations_size
+        };
+        if (activations_len * 4) as u64 > self.ctx.limits.max_buffer_size {
+            return Err(Error::Unsupported(format!(
+                "the activation arena and split-K scratch need {} bytes; this adapter's \
+                 buffers hold {}",
+                activations_len * 4,
+                self.ctx.limits.max_buffer_size
+            )));
+        }
+        let activations = self.buffer("activations", activations_len);
         // One 256-byte-aligned uniform per launch, written once.
         let mut dims_bytes = vec![0u8; launches.len().max(1) * UNIFORM_STRIDE as usize];
         for (i, (l, _, _)) in launches.iter().enumerate() {

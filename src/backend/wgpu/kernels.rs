@@ -17,7 +17,7 @@ pub const NORM_CHUNK: u32 = 4096;
 pub const MAX_GROUPS: u32 = 65_535;
 
 /// The per-step uniform of graph-op kernels (`struct Dims` in the shaders: `d0..d3`,
-/// `f0..f3`, then `e0..e11` for ops with more geometry, such as convolution).
+/// `f0..f3`, then `e0..e15` for ops with more geometry, such as convolution).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Dims {
@@ -26,7 +26,7 @@ pub struct Dims {
     /// Float parameters (slopes, factors, smoothing).
     pub f: [f32; 4],
     /// More integer parameters.
-    pub e: [u32; 12],
+    pub e: [u32; 16],
 }
 
 /// How one step is launched.
@@ -78,7 +78,7 @@ fn dims(d: [usize; 4], f: [f32; 4]) -> Result<Dims> {
 }
 
 fn dims_e(d: [usize; 4], f: [f32; 4], e: [usize; 8]) -> Result<Dims> {
-    let mut ee = [0u32; 12];
+    let mut ee = [0u32; 16];
     for (o, v) in ee.iter_mut().zip(e) {
         *o = u(v)?;
     }

@@ -317,6 +317,7 @@ pub fn launch(step: &Step, config: &MatmulConfig, max: u32) -> Result<Launch> {
             ("COLS_A", f64::from(u8::from(matches!(f.cols, Cols::A(_))))),
             ("COLS_B", f64::from(u8::from(matches!(f.cols, Cols::B(_))))),
             ("ROUND_COLS", f64::from(u8::from(rounds_im2col(step)))),
+            ("SPLIT_K", 0.0),
         ],
         dims: Dims {
             d: [u(p.m)?, u(p.n)?, u(p.k)?, 0],
@@ -329,9 +330,11 @@ pub fn launch(step: &Step, config: &MatmulConfig, max: u32) -> Result<Launch> {
 }
 
 /// `e0` = tiles per row of the output, then the convolution's geometry in the layout
-/// `shaders/matmul.wgsl` documents (zeros for plain products).
-fn extra_dims(tiles_n: usize, cols: Cols) -> Result<[u32; 12]> {
-    let mut e = [u(tiles_n)?, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+/// `shaders/matmul.wgsl` documents (zeros for plain products); `e12` stays 0 here, and
+/// [`split_k::launches`](super::split_k::launches) sets it for a split product's parts.
+fn extra_dims(tiles_n: usize, cols: Cols) -> Result<[u32; 16]> {
+    let mut e = [0; 16];
+    e[0] = u(tiles_n)?;
     if let Cols::A(g) | Cols::B(g) = cols {
         let geometry = [
             g.c,
@@ -346,7 +349,7 @@ fn extra_dims(tiles_n: usize, cols: Cols) -> Result<[u32; 12]> {
             g.oh(),
             g.ow(),
         ];
-        for (o, v) in e[1..].iter_mut().zip(geometry) {
+        for (o, v) in e[1..12].iter_mut().zip(geometry) {
             *o = u(v)?;
         }
         // Offsets into the image are formed in u32 (up to the last pixel).

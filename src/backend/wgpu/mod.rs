@@ -6,6 +6,7 @@ mod executor;
 pub mod kernels;
 pub mod matmul;
 pub mod shaders;
+pub mod split_k;
 mod timing;
 pub mod tune;
 

@@ -1,7 +1,7 @@
 //! The WGSL sources of the compute kernels, embedded at build time from `shaders/`.
 //!
 //! Graph-op kernels share one interface, `shaders/graph_op.wgsl`, prepended to each of
-//! them here (WGSL has no includes): `@binding(0)` the 80-byte `Dims` uniform,
+//! them here (WGSL has no includes): `@binding(0)` the 96-byte `Dims` uniform,
 //! `@binding(1)` the output, `@binding(2..=5)` the op's inputs in op order. Every storage
 //! buffer is declared `read_write`, because arenas bind slices of one buffer as inputs and
 //! outputs of the same dispatch. Pipelines have explicit layouts with exactly the bindings
@@ -63,6 +63,16 @@ pub const MATMUL_128X64: &str = matmul_module!(16, 16, 8, 4, 16);
 
 /// The matmul kernel in 128x128 tiles (16x16 invocations of 8x8 outputs, K tiles of 8).
 pub const MATMUL_128X128: &str = matmul_module!(16, 16, 8, 8, 8);
+
+/// `split_sum` and `split_sum_bias`: the second pass of a split-K product, adding its
+/// parts (in0 [P, M, N]) in order with the product's epilogue (accumulate, bias in1,
+/// activation). Dims: d0 = M·N, d1 = N, d2 = P, d3 = 1 to accumulate; overrides
+/// `HAS_BIAS`, `HAS_ACT`, `ACT_KIND` as the matmul's.
+pub const MATMUL_SPLIT: &str = concat!(
+    include_str!("../../../shaders/graph_op.wgsl"),
+    include_str!("../../../shaders/activation_core.wgsl"),
+    include_str!("../../../shaders/matmul_split.wgsl")
+);
 
 /// `bias_add`, `bias_grad`, `add`, `scale`, `broadcast`.
 pub const ELEMENTWISE: &str = concat!(
@@ -168,6 +178,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("matmul_64x64.wgsl", MATMUL),
     ("matmul_128x64.wgsl", MATMUL_128X64),
     ("matmul_128x128.wgsl", MATMUL_128X128),
+    ("matmul_split.wgsl", MATMUL_SPLIT),
     ("elementwise.wgsl", ELEMENTWISE),
     ("activation.wgsl", ACTIVATION),
     ("softmax.wgsl", SOFTMAX),

@@ -29,7 +29,7 @@ impl WgpuBackend {
                 f32::from_bits(counter[3]),
                 0.0,
             ],
-            e: [0; 12],
+            e: [0; 16],
         };
         let device = &self.ctx.device;
         let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
