@@ -12,8 +12,8 @@ use kiln::backend::cpu::CpuBackend;
 use kiln::backend::wgpu::matmul::{MatmulProblem, CONFIGS, DEFAULT};
 use kiln::backend::wgpu::tune::{ShapeClass, TuneCache, Tuning, ENV};
 use kiln::backend::wgpu::{AdapterPolicy, GpuContext, WgpuBackend};
-use kiln::backend::{Backend, Tail};
-use kiln::graph::{Graph, ParamLayout, Plan};
+use kiln::backend::{Backend, PlanId, Tail};
+use kiln::graph::{Graph, ParamLayout, Plan, ValueId};
 use kiln::op::{Activation, ConvGeom, Op};
 use kiln::optim::StepScalars;
 use kiln::parity::{check, InputKind, OpCase};
@@ -36,8 +36,9 @@ fn case(ta: bool, tb: bool, m: usize, n: usize, k: usize) -> OpCase {
     }
 }
 
-/// Runs the product of `case` on `backend` and returns its output.
-fn run(backend: &mut impl Backend, case: &OpCase, inputs: &[Vec<f32>]) -> kiln::Result<Vec<f32>> {
+/// `case`'s op as a plan of its own, compiled on `backend` (with a model of no parameters):
+/// the plan's id, the plan and the op's output.
+fn compiled(backend: &mut impl Backend, case: &OpCase) -> kiln::Result<(PlanId, Plan, ValueId)> {
     let mut g = Graph::new();
     let ids: Vec<_> = case
         .inputs
@@ -55,11 +56,39 @@ fn run(backend: &mut impl Backend, case: &OpCase, inputs: &[Vec<f32>]) -> kiln::
         None,
     )?;
     let id = backend.compile(&plan, Tail::default())?;
+    Ok((id, plan, out))
+}
+
+/// Runs the product of `case` on `backend` and returns its output.
+fn run(backend: &mut impl Backend, case: &OpCase, inputs: &[Vec<f32>]) -> kiln::Result<Vec<f32>> {
+    let (id, plan, out) = compiled(backend, case)?;
     let feeds: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
     backend.run(id, &feeds, &StepScalars::default())?;
     let slot = plan.output_slot(out).expect("planned output");
     backend.read_slot(id, slot)
 }
+
+/// The dispatches of `case`'s plan on `gpu`.
+fn dispatches(gpu: &mut WgpuBackend, case: &OpCase) -> usize {
+    let (id, _, _) = compiled(gpu, case).unwrap();
+    gpu.dispatch_count(id).unwrap()
+}
+
+/// A convolution with 7x7 output images over 30 images: its weight gradient sums over
+/// K = 1470 rows, split in two parts of 768, the second starting in the middle of image 15
+/// (row 4, column 5).
+const SEVEN_BY_SEVEN: ConvGeom = ConvGeom {
+    n: 30,
+    c: 3,
+    h: 14,
+    w: 14,
+    kh: 3,
+    kw: 3,
+    sh: 2,
+    sw: 2,
+    ph: 1,
+    pw: 1,
+};
 
 /// Runs `cases` under every configuration on `backend`: each output within the reference
 /// tolerance, and the same bits under every configuration.
@@ -201,18 +230,7 @@ fn every_configuration_matches_the_reference_with_identical_bits() {
     // and over 30 of 7x7 (K = 1470, 2 parts, the second from the middle of an image); the
     // forward product over 128 channels of 3x3 taps (K = 1152, 2 parts).
     let long_sums = [
-        ConvGeom {
-            n: 30,
-            c: 3,
-            h: 14,
-            w: 14,
-            kh: 3,
-            kw: 3,
-            sh: 2,
-            sw: 2,
-            ph: 1,
-            pw: 1,
-        },
+        SEVEN_BY_SEVEN,
         ConvGeom {
             n: 8,
             c: 3,
@@ -323,29 +341,6 @@ fn accumulating_pieces_and_folded_dispatches_on_a_small_device() {
     every_config_on(&mut gpu, &cases, "folded");
 }
 
-/// The dispatches of `case`'s plan on `gpu`.
-fn dispatches(gpu: &mut WgpuBackend, case: &OpCase) -> usize {
-    let mut g = Graph::new();
-    let ids: Vec<_> = case
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(i, (s, _))| g.input(&format!("in{i}"), s.clone()))
-        .collect();
-    let out = g.op(case.op, &ids).unwrap();
-    let layout = ParamLayout::of(&g);
-    let plan = Plan::build(&g, &layout, &[out], &[]).unwrap();
-    gpu.init_model(
-        &layout,
-        &vec![0.0; layout.size],
-        &vec![0.0; layout.buffers_size],
-        None,
-    )
-    .unwrap();
-    let id = gpu.compile(&plan, Tail::default()).unwrap();
-    gpu.dispatch_count(id).unwrap()
-}
-
 /// Integers in [-3, 3], from a fixed linear congruential sequence.
 fn small_integers(len: usize, seed: u64) -> Vec<f32> {
     let mut x = seed.wrapping_mul(6_364_136_223_846_793_005) | 1;
@@ -400,19 +395,7 @@ fn split_k_products_sum_every_part_exactly() {
         inputs: vec![real(&[rows, 6]), real(&[g.n, g.c, g.h, g.w])],
         target: None,
     });
-    // 7x7 output images: the second part starts at row 768 = image 15, row 4, column 5.
-    let odd = ConvGeom {
-        n: 30,
-        c: 3,
-        h: 14,
-        w: 14,
-        kh: 3,
-        kw: 3,
-        sh: 2,
-        sw: 2,
-        ph: 1,
-        pw: 1,
-    };
+    let odd = SEVEN_BY_SEVEN;
     let odd_rows = odd.n * odd.oh() * odd.ow();
     cases.push(OpCase {
         op: Op::ConvWeightGrad(odd),
