@@ -9,43 +9,92 @@
 use super::{for_each_sample, Real};
 use crate::op::ConvGeom;
 
+/// The taps of one output position along one axis that land inside the input: taps
+/// `lo..hi` read the input from position `start` on (`start` is meaningless when
+/// `lo == hi`: the whole window lies in the padding).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Span {
+    lo: usize,
+    hi: usize,
+    start: usize,
+}
+
+impl Span {
+    fn taps(&self) -> usize {
+        self.hi - self.lo
+    }
+}
+
+/// The [`Span`] of each of `outputs` positions along an axis of `len` input positions,
+/// with a kernel of `taps`, `stride` and `pad`. Positions are compared in padded
+/// coordinates, so nothing subtracts below zero (the shader's u32 arithmetic does the same).
+fn spans(outputs: usize, len: usize, taps: usize, stride: usize, pad: usize) -> Vec<Span> {
+    (0..outputs)
+        .map(|o| {
+            let first = o * stride;
+            let lo = pad.saturating_sub(first).min(taps);
+            let hi = (pad + len).saturating_sub(first).min(taps).max(lo);
+            Span {
+                lo,
+                hi,
+                start: (first + lo).saturating_sub(pad),
+            }
+        })
+        .collect()
+}
+
 /// Unfolds `x` `[N, C, H, W]` into `out` `[N·OH·OW, C·KH·KW]`: row `(n·OH + oy)·OW + ox`,
 /// column `(c·KH + ky)·KW + kx` holds `x[n, c, oy·sh + ky − ph, ox·sw + kx − pw]`, or zero
 /// where that position lies in the padding.
+///
+/// Which taps of each window fall inside the image is worked out once per output row and
+/// column ([`spans`]), so each kernel row of a channel is a slice copy between zeros,
+/// without a test per value.
 pub fn im2col<T: Real>(x: &[T], out: &mut [T], g: &ConvGeom) {
+    // Kernel widths of the usual layers get copies of a width known to the compiler, which
+    // it turns into moves (a slice copy of a run-time three floats is a library call).
+    match g.kw {
+        1 => im2col_kw::<T, 1>(x, out, g),
+        2 => im2col_kw::<T, 2>(x, out, g),
+        3 => im2col_kw::<T, 3>(x, out, g),
+        5 => im2col_kw::<T, 5>(x, out, g),
+        _ => im2col_kw::<T, 0>(x, out, g),
+    }
+}
+
+/// [`im2col`] for kernels `KW` wide (0: any width, `g.kw`).
+fn im2col_kw<T: Real, const KW: usize>(x: &[T], out: &mut [T], g: &ConvGeom) {
+    let kw = if KW == 0 { g.kw } else { KW };
     let (oh, ow, patch) = (g.oh(), g.ow(), g.patch());
     if patch == 0 {
         return;
     }
     let plane = g.h * g.w;
-    let per_sample = oh * ow * patch;
-    for_each_sample(out, per_sample, |n, sample| {
-        let mut rows = sample.chunks_exact_mut(patch);
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let Some(row) = rows.next() else {
-                    return;
-                };
-                // One kernel row of one channel at a time: kw consecutive outputs.
-                let mut segments = row.chunks_exact_mut(g.kw);
-                for c in 0..g.c {
-                    let src = &x[(n * g.c + c) * plane..][..plane];
-                    for ky in 0..g.kh {
-                        let Some(seg) = segments.next() else {
-                            return;
-                        };
-                        // Positions in padded coordinates, so the padding test never
-                        // subtracts below zero (the shader's u32 arithmetic does the same).
-                        let yy = oy * g.sh + ky;
-                        if yy < g.ph || yy - g.ph >= g.h {
-                            seg.iter_mut().for_each(|v| *v = T::zero());
-                            continue;
+    let taps = g.kh * kw;
+    let ys = spans(oh, g.h, g.kh, g.sh, g.ph);
+    let xs = spans(ow, g.w, kw, g.sw, g.pw);
+    for_each_sample(out, oh * ow * patch, |n, sample| {
+        let image = &x[n * g.c * plane..][..g.c * plane];
+        for (row, (sy, sx)) in sample
+            .chunks_exact_mut(patch)
+            .zip(ys.iter().flat_map(|sy| xs.iter().map(move |sx| (sy, sx))))
+        {
+            let whole = sx.lo == 0 && sx.hi == kw;
+            for (block, src) in row.chunks_exact_mut(taps).zip(image.chunks_exact(plane)) {
+                for (ky, seg) in block.chunks_exact_mut(kw).enumerate() {
+                    if ky < sy.lo || ky >= sy.hi {
+                        for v in seg.iter_mut() {
+                            *v = T::zero();
                         }
-                        let line = &src[(yy - g.ph) * g.w..][..g.w];
+                        continue;
+                    }
+                    let line = (sy.start + ky - sy.lo) * g.w + sx.start;
+                    if whole {
+                        seg.copy_from_slice(&src[line..][..kw]);
+                    } else {
                         for (kx, v) in seg.iter_mut().enumerate() {
-                            let xx = ox * g.sw + kx;
-                            *v = if xx >= g.pw && xx - g.pw < g.w {
-                                line[xx - g.pw]
+                            *v = if kx >= sx.lo && kx < sx.hi {
+                                src[line + kx - sx.lo]
                             } else {
                                 T::zero()
                             };
@@ -60,54 +109,58 @@ pub fn im2col<T: Real>(x: &[T], out: &mut [T], g: &ConvGeom) {
 /// The adjoint of [`im2col`]: `out[n, c, y, x]` (`[N, C, H, W]`) is the sum of every entry
 /// of `cols` (`[N·OH·OW, C·KH·KW]`) that `im2col` reads from `(n, c, y, x)`.
 ///
-/// Gather form, one output pixel at a time, so the shader needs no atomics: the `(ky, oy)`
-/// with `oy·sh + ky == y + ph` are walked with ky ascending (outer loop), likewise `(kx, ox)`
-/// (inner loop), skipping the `oy ≥ OH` / `ox ≥ OW` that fall past the output. The sum runs
-/// in that fixed order on both backends.
+/// Each pixel's sum runs in one fixed order on both backends: its `(ky, oy)` with
+/// `oy·sh + ky == y + ph` with ky ascending (outer), likewise `(kx, ox)` (inner), starting
+/// from zero. The shader gathers in that order, one pixel per invocation (no atomics). Here
+/// the rows of `cols` are scattered onto a zeroed image instead, last row first: a pixel
+/// takes at most one entry per row, and the rows that hold its entries come in descending
+/// (oy, ox), that is ascending (ky, kx), so every pixel takes the same additions in the
+/// same order as the gather, while `cols` is read in one pass (the gather strides across
+/// rows) and each window is a slice addition.
 pub fn col2im<T: Real>(cols: &[T], out: &mut [T], g: &ConvGeom) {
+    match g.kw {
+        1 => col2im_kw::<T, 1>(cols, out, g),
+        2 => col2im_kw::<T, 2>(cols, out, g),
+        3 => col2im_kw::<T, 3>(cols, out, g),
+        5 => col2im_kw::<T, 5>(cols, out, g),
+        _ => col2im_kw::<T, 0>(cols, out, g),
+    }
+}
+
+/// [`col2im`] for kernels `KW` wide (0: any width, `g.kw`), as [`im2col_kw`].
+fn col2im_kw<T: Real, const KW: usize>(cols: &[T], out: &mut [T], g: &ConvGeom) {
+    let kw = if KW == 0 { g.kw } else { KW };
     let (oh, ow, patch) = (g.oh(), g.ow(), g.patch());
-    // A stride of 0 is not a valid geometry; max(1) only keeps this from dividing by zero.
-    let (sh, sw) = (g.sh.max(1), g.sw.max(1));
-    for_each_sample(out, g.c * g.h * g.w, |n, sample| {
-        let mut i = 0;
-        for c in 0..g.c {
-            for y in 0..g.h {
-                // The first (ky, oy) with oy·sh + ky == y + ph and oy < OH, ky smallest.
-                let yy = y + g.ph;
-                let (mut ky0, mut oy0) = (yy % sh, yy / sh);
-                if oy0 >= oh {
-                    ky0 += (oy0 - (oh - 1)) * sh;
-                    oy0 = oh - 1;
-                }
-                for x in 0..g.w {
-                    let xx = x + g.pw;
-                    let (mut kx0, mut ox0) = (xx % sw, xx / sw);
-                    if ox0 >= ow {
-                        kx0 += (ox0 - (ow - 1)) * sw;
-                        ox0 = ow - 1;
-                    }
-                    let mut acc = T::zero();
-                    let (mut ky, mut oy) = (ky0, oy0);
-                    while ky < g.kh {
-                        let row0 = (n * oh + oy) * ow;
-                        let col0 = (c * g.kh + ky) * g.kw;
-                        let (mut kx, mut ox) = (kx0, ox0);
-                        while kx < g.kw {
-                            acc = acc + cols[(row0 + ox) * patch + col0 + kx];
-                            if ox == 0 {
-                                break;
+    let plane = g.h * g.w;
+    let taps = g.kh * kw;
+    // A stride of 0 is not a valid geometry; max(1) only keeps `spans` meaningful.
+    let ys = spans(oh, g.h, g.kh, g.sh.max(1), g.ph);
+    let xs = spans(ow, g.w, kw, g.sw.max(1), g.pw);
+    for_each_sample(out, g.c * plane, |n, sample| {
+        sample.fill(T::zero());
+        if patch == 0 {
+            return;
+        }
+        for (oy, sy) in ys.iter().enumerate().rev() {
+            for (ox, sx) in xs.iter().enumerate().rev() {
+                let row = &cols[((n * oh + oy) * ow + ox) * patch..][..patch];
+                let whole = sx.lo == 0 && sx.hi == kw;
+                for (block, dst) in row.chunks_exact(taps).zip(sample.chunks_exact_mut(plane)) {
+                    for ky in sy.lo..sy.hi {
+                        let seg = &block[ky * kw..][..kw];
+                        let line = (sy.start + ky - sy.lo) * g.w + sx.start;
+                        if whole {
+                            let dst = &mut dst[line..][..kw];
+                            for kx in 0..kw {
+                                dst[kx] = dst[kx] + seg[kx];
                             }
-                            ox -= 1;
-                            kx += sw;
+                        } else {
+                            let dst = &mut dst[line..][..sx.taps()];
+                            for (d, &v) in dst.iter_mut().zip(&seg[sx.lo..sx.hi]) {
+                                *d = *d + v;
+                            }
                         }
-                        if oy == 0 {
-                            break;
-                        }
-                        oy -= 1;
-                        ky += sh;
                     }
-                    sample[i] = acc;
-                    i += 1;
                 }
             }
         }
@@ -312,6 +365,113 @@ mod tests {
         out
     }
 
+    // The first implementations, one value at a time (im2col) and one pixel's gather at a
+    // time (col2im, the shader's order): the fast ones must give their bits.
+    /// Unfolds `x` `[N, C, H, W]` into `out` `[N·OH·OW, C·KH·KW]`: row `(n·OH + oy)·OW + ox`,
+    /// column `(c·KH + ky)·KW + kx` holds `x[n, c, oy·sh + ky − ph, ox·sw + kx − pw]`, or zero
+    /// where that position lies in the padding.
+    fn im2col_by_element<T: Real>(x: &[T], out: &mut [T], g: &ConvGeom) {
+        let (oh, ow, patch) = (g.oh(), g.ow(), g.patch());
+        if patch == 0 {
+            return;
+        }
+        let plane = g.h * g.w;
+        let per_sample = oh * ow * patch;
+        for_each_sample(out, per_sample, |n, sample| {
+            let mut rows = sample.chunks_exact_mut(patch);
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let Some(row) = rows.next() else {
+                        return;
+                    };
+                    // One kernel row of one channel at a time: kw consecutive outputs.
+                    let mut segments = row.chunks_exact_mut(g.kw);
+                    for c in 0..g.c {
+                        let src = &x[(n * g.c + c) * plane..][..plane];
+                        for ky in 0..g.kh {
+                            let Some(seg) = segments.next() else {
+                                return;
+                            };
+                            // Positions in padded coordinates, so the padding test never
+                            // subtracts below zero (the shader's u32 arithmetic does the same).
+                            let yy = oy * g.sh + ky;
+                            if yy < g.ph || yy - g.ph >= g.h {
+                                seg.iter_mut().for_each(|v| *v = T::zero());
+                                continue;
+                            }
+                            let line = &src[(yy - g.ph) * g.w..][..g.w];
+                            for (kx, v) in seg.iter_mut().enumerate() {
+                                let xx = ox * g.sw + kx;
+                                *v = if xx >= g.pw && xx - g.pw < g.w {
+                                    line[xx - g.pw]
+                                } else {
+                                    T::zero()
+                                };
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// The adjoint of [`im2col`]: `out[n, c, y, x]` (`[N, C, H, W]`) is the sum of every entry
+    /// of `cols` (`[N·OH·OW, C·KH·KW]`) that `im2col` reads from `(n, c, y, x)`.
+    ///
+    /// Gather form, one output pixel at a time, so the shader needs no atomics: the `(ky, oy)`
+    /// with `oy·sh + ky == y + ph` are walked with ky ascending (outer loop), likewise `(kx, ox)`
+    /// (inner loop), skipping the `oy ≥ OH` / `ox ≥ OW` that fall past the output. The sum runs
+    /// in that fixed order on both backends.
+    fn col2im_gather<T: Real>(cols: &[T], out: &mut [T], g: &ConvGeom) {
+        let (oh, ow, patch) = (g.oh(), g.ow(), g.patch());
+        // A stride of 0 is not a valid geometry; max(1) only keeps this from dividing by zero.
+        let (sh, sw) = (g.sh.max(1), g.sw.max(1));
+        for_each_sample(out, g.c * g.h * g.w, |n, sample| {
+            let mut i = 0;
+            for c in 0..g.c {
+                for y in 0..g.h {
+                    // The first (ky, oy) with oy·sh + ky == y + ph and oy < OH, ky smallest.
+                    let yy = y + g.ph;
+                    let (mut ky0, mut oy0) = (yy % sh, yy / sh);
+                    if oy0 >= oh {
+                        ky0 += (oy0 - (oh - 1)) * sh;
+                        oy0 = oh - 1;
+                    }
+                    for x in 0..g.w {
+                        let xx = x + g.pw;
+                        let (mut kx0, mut ox0) = (xx % sw, xx / sw);
+                        if ox0 >= ow {
+                            kx0 += (ox0 - (ow - 1)) * sw;
+                            ox0 = ow - 1;
+                        }
+                        let mut acc = T::zero();
+                        let (mut ky, mut oy) = (ky0, oy0);
+                        while ky < g.kh {
+                            let row0 = (n * oh + oy) * ow;
+                            let col0 = (c * g.kh + ky) * g.kw;
+                            let (mut kx, mut ox) = (kx0, ox0);
+                            while kx < g.kw {
+                                acc = acc + cols[(row0 + ox) * patch + col0 + kx];
+                                if ox == 0 {
+                                    break;
+                                }
+                                ox -= 1;
+                                kx += sw;
+                            }
+                            if oy == 0 {
+                                break;
+                            }
+                            oy -= 1;
+                            ky += sh;
+                        }
+                        sample[i] = acc;
+                        i += 1;
+                    }
+                }
+            }
+        });
+    }
+
     fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
         assert_eq!(got.len(), want.len(), "{what}: length");
         for (i, (a, b)) in got.iter().zip(want).enumerate() {
@@ -319,6 +479,41 @@ mod tests {
                 (a - b).abs() <= tol * (1.0 + b.abs()),
                 "{what}[{i}]: got {a}, want {b}"
             );
+        }
+    }
+
+    #[test]
+    fn im2col_and_col2im_give_the_bits_of_the_per_element_forms() {
+        let mut all = geometries();
+        // Padding wider than the kernel (whole windows in the padding), stride past the
+        // kernel, and the cnn preset's second layer.
+        all.extend([
+            geom(2, 2, 3, 4, 2, 2, 1, 1, 3, 2),
+            geom(1, 2, 9, 9, 2, 3, 4, 5, 1, 1),
+            geom(2, 32, 14, 14, 3, 3, 1, 1, 1, 1),
+        ]);
+        for (t, g) in all.iter().enumerate() {
+            let x: Vec<f32> = values(g.n * g.c * g.h * g.w, 700 + t as u64)
+                .iter()
+                .map(|&v| v as f32)
+                .collect();
+            let len = g.n * g.oh() * g.ow() * g.patch();
+            let (mut fast, mut slow) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+            im2col(&x, &mut fast, g);
+            im2col_by_element(&x, &mut slow, g);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&slow), "im2col {g:?}");
+            // Entries of mixed signs and magnitudes, so that another order of the same
+            // additions would round differently.
+            let y: Vec<f32> = values(len, 800 + t as u64)
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (v * f64::from(1u32 << (i % 17))) as f32)
+                .collect();
+            let (mut fast, mut slow) = (vec![f32::NAN; x.len()], vec![f32::NAN; x.len()]);
+            col2im(&y, &mut fast, g);
+            col2im_gather(&y, &mut slow, g);
+            assert_eq!(bits(&fast), bits(&slow), "col2im {g:?}");
         }
     }
 
