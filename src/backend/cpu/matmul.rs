@@ -24,25 +24,136 @@ pub fn matmul<T: Real>(
         out.iter_mut().for_each(|v| *v = T::zero());
         return;
     }
+    if let Some(parts) = k_parts(m, n, k) {
+        split_k(a, b, out, m, n, k, trans_a, trans_b, parts);
+        return;
+    }
+    product(a, b, out, m, n, k, trans_a, trans_b);
+}
+
+/// Outputs at most this large with sums at least [`SPLIT_MIN_K`] long are split along K.
+const SPLIT_MAX_OUTPUTS: usize = 1 << 16;
+/// The shortest sum worth splitting, and the shortest part.
+const SPLIT_MIN_K: usize = 4096;
+/// The parts of a split product: a constant, not the thread count, so that a result does
+/// not depend on the machine it is computed on.
+const SPLIT_PARTS: usize = 4;
+
+/// The number of parts a product is split into along K, or `None`.
+///
+/// gemm shares a product between threads by blocks of the output, so a small output with
+/// a long sum, such as a convolution's weight gradient ([64, 288] summing over every pixel
+/// of the batch), runs on one core; its parts run on all of them.
+fn k_parts(m: usize, n: usize, k: usize) -> Option<usize> {
+    let parts = SPLIT_PARTS.min(k / SPLIT_MIN_K);
+    (m * n <= SPLIT_MAX_OUTPUTS && parts >= 2).then_some(parts)
+}
+
+/// `out = op(a) · op(b)` as `parts` products over consecutive ranges of K, computed in
+/// parallel and added in order (part 0 + part 1 + ..), so the result is the same whatever
+/// the thread count.
+#[allow(clippy::too_many_arguments)]
+fn split_k<T: Real>(
+    a: &[T],
+    b: &[T],
+    out: &mut [T],
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: bool,
+    trans_b: bool,
+    parts: usize,
+) {
+    use rayon::prelude::*;
+    let len = k.div_ceil(parts);
+    let sums: Vec<Vec<T>> = (0..parts)
+        .into_par_iter()
+        .map(|p| {
+            let (k0, k1) = (p * len, ((p + 1) * len).min(k));
+            // op(a)[:, k0..k1] and op(b)[k0..k1, :], sliced in memory: whole rows of a
+            // stored [K, M] or of b stored [K, N]; otherwise the same rows with an offset,
+            // which the strides below skip over.
+            let mut part = vec![T::zero(); m * n];
+            let kk = k1 - k0;
+            let (pa, a_strides) = if trans_a {
+                (&a[k0 * m..k1 * m], (m, 1))
+            } else {
+                (&a[k0..], (1, k))
+            };
+            let (pb, b_strides) = if trans_b {
+                (&b[k0..], (k, 1))
+            } else {
+                (&b[k0 * n..k1 * n], (1, n))
+            };
+            gemm_strided(pa, a_strides, pb, b_strides, &mut part, m, n, kk, false);
+            part
+        })
+        .collect();
+    out[..m * n].copy_from_slice(&sums[0]);
+    for part in &sums[1..] {
+        for (o, &v) in out.iter_mut().zip(part) {
+            *o = *o + v;
+        }
+    }
+}
+
+/// `out [m, n] = op(a) [m, k] · op(b) [k, n]` in one gemm call, on all cores when large.
+#[allow(clippy::too_many_arguments)]
+fn product<T: Real>(
+    a: &[T],
+    b: &[T],
+    out: &mut [T],
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: bool,
+    trans_b: bool,
+) {
     // Row-major strides (column stride, row stride) of op(a) [m, k] and op(b) [k, n].
-    let (a_cs, a_rs) = if trans_a {
-        (m as isize, 1)
-    } else {
-        (1, k as isize)
+    let a_strides = if trans_a { (m, 1) } else { (1, k) };
+    let b_strides = if trans_b { (k, 1) } else { (1, n) };
+    let parallel = m * n * k >= 1 << 18;
+    gemm_strided(a, a_strides, b, b_strides, out, m, n, k, parallel);
+}
+
+/// `out [m, n] = A · B` with `A[i, p] = a[i·a_rs + p·a_cs]` and `B[p, j] = b[p·b_rs +
+/// j·b_cs]` (strides given as (column, row)), in one gemm call; nothing when an index the
+/// strides form would fall outside a slice.
+#[allow(clippy::too_many_arguments)]
+fn gemm_strided<T: Real>(
+    a: &[T],
+    (a_cs, a_rs): (usize, usize),
+    b: &[T],
+    (b_cs, b_rs): (usize, usize),
+    out: &mut [T],
+    m: usize,
+    n: usize,
+    k: usize,
+    parallel: bool,
+) {
+    let last = |rows: usize, rs: usize, cols: usize, cs: usize| {
+        (rows.saturating_sub(1))
+            .checked_mul(rs)
+            .and_then(|r| (cols.saturating_sub(1)).checked_mul(cs).map(|c| r + c))
     };
-    let (b_cs, b_rs) = if trans_b {
-        (k as isize, 1)
-    } else {
-        (1, n as isize)
-    };
-    let parallelism = if m * n * k >= 1 << 18 {
+    let fits = |len: usize, last: Option<usize>| last.is_some_and(|l| l < len);
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    if !(fits(a.len(), last(m, a_rs, k, a_cs))
+        && fits(b.len(), last(k, b_rs, n, b_cs))
+        && out.len() >= m * n)
+    {
+        return;
+    }
+    let parallelism = if parallel {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the lengths were checked against m, n, k at the top, so every index gemm forms
-    // from these strides is in bounds; `out` is exclusively borrowed and does not overlap
-    // the shared `a` and `b`.
+    // SAFETY: the largest index gemm forms from each operand's strides was checked against
+    // its length above (strides are non-negative, so that is the largest), and `out` holds
+    // m·n values; `out` is exclusively borrowed and does not overlap the shared `a` and `b`.
     unsafe {
         gemm::gemm(
             m,
@@ -53,11 +164,11 @@ pub fn matmul<T: Real>(
             n as isize,
             false,
             a.as_ptr(),
-            a_cs,
-            a_rs,
+            a_cs as isize,
+            a_rs as isize,
             b.as_ptr(),
-            b_cs,
-            b_rs,
+            b_cs as isize,
+            b_rs as isize,
             T::zero(),
             T::one(),
             false,
@@ -169,6 +280,48 @@ mod tests {
             let r = naive(&a, &b, m, n, k, ta, tb);
             for (x, y) in c.iter().zip(&r) {
                 assert!((x - y).abs() < 1e-12, "ta={ta} tb={tb}: {x} vs {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn long_sums_into_small_outputs_are_split_whatever_the_thread_count() {
+        let (m, n, k) = (6, 5, 16_999);
+        assert_eq!(k_parts(m, n, k), Some(4));
+        assert_eq!(k_parts(m, n, 9_000), Some(2));
+        assert_eq!(k_parts(300, 300, k), None);
+        assert_eq!(k_parts(m, n, 8191), None);
+        // Integers: every partial sum is exact, so a part left out, added twice or given
+        // another's range shows as a wrong number.
+        let int = |i: usize| ((i * 7 + i / 3) % 7) as f32 - 3.0;
+        let real = |i: usize| (i as f32 * 0.37).sin();
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let a: Vec<f32> = (0..m * k).map(int).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| int(i + 11)).collect();
+            let mut got = vec![0.0; m * n];
+            matmul(&a, &b, &mut got, m, n, k, ta, tb);
+            let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
+            let want = naive(&wide(&a), &wide(&b), m, n, k, ta, tb);
+            assert_eq!(wide(&got), want, "ta={ta} tb={tb}");
+            // Reals: the same bits on one thread as on three (the parts are added in
+            // order, not as they finish), and close to the exact product.
+            let a: Vec<f32> = (0..m * k).map(real).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| real(i + 11)).collect();
+            let on = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut c = vec![0.0f32; m * n];
+                pool.install(|| matmul(&a, &b, &mut c, m, n, k, ta, tb));
+                c.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            };
+            let one = on(1);
+            assert_eq!(one, on(3), "ta={ta} tb={tb}");
+            let exact = naive(&wide(&a), &wide(&b), m, n, k, ta, tb);
+            for (x, y) in one.iter().zip(&exact) {
+                let x = f64::from(f32::from_bits(*x));
+                assert!((x - y).abs() < 1e-3, "ta={ta} tb={tb}: {x} vs {y}");
             }
         }
     }
