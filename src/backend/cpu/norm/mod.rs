@@ -7,11 +7,15 @@
 //! `[rows, cols]` over its columns.
 //!
 //! Variances are two-pass (Σ(x − mean)² after the mean is known), not E[x²] − mean²,
-//! which cancels catastrophically in f32 when |mean| ≫ std. Per-channel sums run in a
-//! fixed order, n outer and s inner, accumulated in place so that the walk over `x` stays
-//! contiguous whatever `S` is.
+//! which cancels catastrophically in f32 when |mean| ≫ std. Per-channel sums run in one
+//! fixed order on all cores ([`channel_sums`]: each contiguous row of `S` values in
+//! interleaved partial sums, the rows added in order of `n`); the element-wise passes run
+//! samples in parallel.
 
-use super::Real;
+mod channel_sums;
+
+use super::{for_each_sample, Real};
+use channel_sums::{channel_sums, lane_sum, lane_sum2};
 
 /// `1 / sqrt(var + eps)`, the one place both directions take it from.
 fn inv_std<T: Real>(var: T, eps: T) -> T {
@@ -21,30 +25,17 @@ fn inv_std<T: Real>(var: T, eps: T) -> T {
 /// Per-channel mean (`out[0][k]`) and biased variance (`out[1][k]`) of `x` ([N, C, S]).
 pub fn batch_norm_stats<T: Real>(x: &[T], out: &mut [T], n: usize, c: usize, s: usize) {
     let count = T::of((n * s) as f64);
-    let (mean, var) = out[..2 * c].split_at_mut(c);
-    mean.fill(T::zero());
-    for ni in 0..n {
-        for (k, m) in mean.iter_mut().enumerate() {
-            let base = (ni * c + k) * s;
-            *m = x[base..base + s].iter().fold(*m, |acc, &v| acc + v);
-        }
-    }
-    for m in mean.iter_mut() {
-        *m = *m / count;
-    }
-    var.fill(T::zero());
-    for ni in 0..n {
-        for (k, v) in var.iter_mut().enumerate() {
-            let base = (ni * c + k) * s;
-            let mk = mean[k];
-            *v = x[base..base + s].iter().fold(*v, |acc, &xv| {
-                let d = xv - mk;
-                acc + d * d
-            });
-        }
-    }
-    for v in var.iter_mut() {
-        *v = *v / count;
+    let row = |ni: usize, k: usize| &x[(ni * c + k) * s..][..s];
+    let sums = channel_sums(n, c, x.len(), |ni, k| lane_sum(row(ni, k), |v| v));
+    let mean: Vec<T> = sums.iter().map(|&v| v / count).collect();
+    let squares = channel_sums(n, c, x.len(), |ni, k| {
+        let m = mean[k];
+        lane_sum(row(ni, k), |v| (v - m) * (v - m))
+    });
+    let (out_mean, out_var) = out[..2 * c].split_at_mut(c);
+    out_mean.copy_from_slice(&mean);
+    for (o, &q) in out_var.iter_mut().zip(&squares) {
+        *o = q / count;
     }
 }
 
@@ -63,46 +54,44 @@ pub fn batch_norm_apply<T: Real>(
     eps: f32,
 ) {
     let eps = T::of(f64::from(eps));
-    for ni in 0..n {
-        for k in 0..c {
+    let _ = n;
+    for_each_sample(out, c * s, |ni, sample| {
+        for (k, o_row) in sample.chunks_exact_mut(s.max(1)).enumerate() {
             let (mean, istd) = (stats[k], inv_std(stats[c + k], eps));
             let (g, b) = (gamma[k], beta[k]);
-            let base = (ni * c + k) * s;
-            for (o, &v) in out[base..base + s].iter_mut().zip(&x[base..base + s]) {
+            let x_row = &x[(ni * c + k) * s..][..s];
+            for (o, &v) in o_row.iter_mut().zip(x_row) {
                 *o = (v - mean) * istd * g + b;
             }
         }
-    }
+    });
 }
 
-/// Adds Σ dy (into `sums[k]`) and Σ dy·x̂ (into `sums[c + k]`) per channel, n outer.
+/// Σ dy·x̂ per channel, x̂ = (x − mean)·invstd.
 #[allow(clippy::too_many_arguments)]
-fn grad_sums<T: Real>(
+fn sum_dy_xhat<T: Real>(
     x: &[T],
     stats: &[T],
     dy: &[T],
-    sums: &mut [T],
     n: usize,
     c: usize,
     s: usize,
     eps: T,
-) {
-    let (sum_dy, sum_dy_xhat) = sums[..2 * c].split_at_mut(c);
-    sum_dy.fill(T::zero());
-    sum_dy_xhat.fill(T::zero());
-    for ni in 0..n {
-        for k in 0..c {
-            let (mean, istd) = (stats[k], inv_std(stats[c + k], eps));
-            let base = (ni * c + k) * s;
-            let (mut a, mut b) = (sum_dy[k], sum_dy_xhat[k]);
-            for (&v, &g) in x[base..base + s].iter().zip(&dy[base..base + s]) {
-                a = a + g;
-                b = b + g * ((v - mean) * istd);
-            }
-            sum_dy[k] = a;
-            sum_dy_xhat[k] = b;
-        }
-    }
+) -> Vec<T> {
+    channel_sums(n, c, x.len(), |ni, k| {
+        let (mean, istd) = (stats[k], inv_std(stats[c + k], eps));
+        let at = (ni * c + k) * s;
+        lane_sum2(&x[at..][..s], &dy[at..][..s], |v, g| {
+            g * ((v - mean) * istd)
+        })
+    })
+}
+
+/// Σ dy per channel.
+fn sum_dy<T: Real>(dy: &[T], n: usize, c: usize, s: usize) -> Vec<T> {
+    channel_sums(n, c, dy.len(), |ni, k| {
+        lane_sum(&dy[(ni * c + k) * s..][..s], |g| g)
+    })
 }
 
 /// The input gradient of batch norm in training mode, through the batch statistics
@@ -122,24 +111,23 @@ pub fn batch_norm_grad<T: Real>(
 ) {
     let eps = T::of(f64::from(eps));
     let count = T::of((n * s) as f64);
-    let mut sums = vec![T::zero(); 2 * c];
-    grad_sums(x, stats, dy, &mut sums, n, c, s, eps);
-    for ni in 0..n {
-        for k in 0..c {
+    let (total_dy, total_dy_xhat) = (sum_dy(dy, n, c, s), sum_dy_xhat(x, stats, dy, n, c, s, eps));
+    for_each_sample(out, c * s, |ni, sample| {
+        for (k, o_row) in sample.chunks_exact_mut(s.max(1)).enumerate() {
             let (mean, istd) = (stats[k], inv_std(stats[c + k], eps));
             let scale = gamma[k] * istd / count;
-            let (sum_dy, sum_dy_xhat) = (sums[k], sums[c + k]);
+            let (sdy, sdx) = (total_dy[k], total_dy_xhat[k]);
             let base = (ni * c + k) * s;
-            let rows = out[base..base + s]
+            let rows = o_row
                 .iter_mut()
                 .zip(&x[base..base + s])
                 .zip(&dy[base..base + s]);
             for ((o, &v), &g) in rows {
                 let xhat = (v - mean) * istd;
-                *o = scale * (count * g - sum_dy - xhat * sum_dy_xhat);
+                *o = scale * (count * g - sdy - xhat * sdx);
             }
         }
-    }
+    });
 }
 
 /// gamma's gradient: Σ dy·x̂ per channel (`out` is `[C]`).
@@ -155,29 +143,12 @@ pub fn batch_norm_gamma_grad<T: Real>(
     eps: f32,
 ) {
     let eps = T::of(f64::from(eps));
-    for (k, o) in out[..c].iter_mut().enumerate() {
-        let (mean, istd) = (stats[k], inv_std(stats[c + k], eps));
-        let mut acc = T::zero();
-        for ni in 0..n {
-            let base = (ni * c + k) * s;
-            for (&v, &g) in x[base..base + s].iter().zip(&dy[base..base + s]) {
-                acc = acc + g * ((v - mean) * istd);
-            }
-        }
-        *o = acc;
-    }
+    out[..c].copy_from_slice(&sum_dy_xhat(x, stats, dy, n, c, s, eps));
 }
 
 /// beta's gradient: Σ dy per channel over N and S (`out` is `[C]`).
 pub fn channel_sum<T: Real>(dy: &[T], out: &mut [T], n: usize, c: usize, s: usize) {
-    let out = &mut out[..c];
-    out.fill(T::zero());
-    for ni in 0..n {
-        for (k, o) in out.iter_mut().enumerate() {
-            let base = (ni * c + k) * s;
-            *o = dy[base..base + s].iter().fold(*o, |acc, &v| acc + v);
-        }
-    }
+    out[..c].copy_from_slice(&sum_dy(dy, n, c, s));
 }
 
 /// Updates the running statistics `out` (`[2, C]`: running mean, running variance) in
