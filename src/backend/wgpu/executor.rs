@@ -8,9 +8,9 @@ use wgpu::util::DeviceExt;
 use wgpu::{BindGroup, BindGroupLayout, Buffer, ComputePipeline, PipelineLayout, ShaderModule};
 
 use super::context::{AdapterPolicy, GpuContext};
-use super::kernels::{self, Dims, Launch, NORM_CHUNK};
-use super::{chunk, matmul, split_k};
+use super::kernels::{self, Dims, NORM_CHUNK};
 
+mod launches;
 mod optimizer;
 mod philox;
 mod pipelines;
@@ -21,6 +21,7 @@ use crate::backend::{Backend, LossScale, PlanId, Tail, METRICS};
 use crate::error::{Error, Result};
 use crate::graph::{ArenaKind, ParamLayout, Plan, Slot, ALIGN};
 use crate::optim::{Optimizer, StepScalars};
+use launches::{Output, PlanLaunches};
 
 /// Bytes between per-step uniforms: WebGPU's largest uniform offset alignment.
 const UNIFORM_STRIDE: u64 = 256;
@@ -69,17 +70,6 @@ struct GpuPlan {
     plan_inputs: Vec<(String, Slot)>,
     /// `--detect-anomaly`'s flag: the first step index with a non-finite output.
     anomaly: Option<Buffer>,
-}
-
-/// Which buffer a launch's first binding (its output) is, when it is not an arena slot.
-#[derive(Clone, Copy, PartialEq)]
-enum Output {
-    /// The slot's arena.
-    Arena,
-    /// The metric accumulators.
-    Metrics,
-    /// The anomaly flag.
-    AnomalyFlag,
 }
 
 /// The wgpu backend.
@@ -352,95 +342,10 @@ impl Backend for WgpuBackend {
                 bytemuck::cast_slice(&data),
             );
         }
-        let mut launches: Vec<(Launch, Vec<Slot>, Output)> = Vec::new();
-        let flag_slot = Slot {
-            arena: ArenaKind::Params,
-            offset: 0,
-            len: 1,
-        };
-        let max_groups = self.max_groups();
-        let limits = chunk::BindingLimits {
-            max_floats: self.max_binding_floats(),
-            align_floats: (self.ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(1),
-        };
-        // Each product's tile configuration: the autotuner's choice (tune.rs).
-        let pick = |p: &super::matmul::MatmulProblem| self.ctx.matmul_config(p);
-        // Split-K products keep their parts past the activations, in the same buffer: a
-        // product is split only when its parts fit there and in one binding.
-        let scratch_at = plan.activations_size.next_multiple_of(ALIGN);
-        let buffer_floats =
-            usize::try_from(self.ctx.limits.max_buffer_size / 4).unwrap_or(usize::MAX);
-        let split_limits = split_k::SplitLimits {
-            max_groups,
-            max_floats: limits
-                .max_floats
-                .min(buffer_floats.saturating_sub(scratch_at)),
-        };
-        let mut scratch_len = 0;
-        for (index, step) in plan.steps.iter().enumerate() {
-            let fits = |s: &crate::graph::Step| kernels::launch_with(s, max_groups, &pick).is_ok();
-            for piece in chunk::split(step, limits, fits)? {
-                let product = kernels::launch_chunk_with(&piece, max_groups, &pick)?;
-                let split = match matmul::problem(&piece.step)? {
-                    Some(p) => split_k::split_of(&p, split_limits).map(|s| (p, s)),
-                    None => None,
-                };
-                if let Some((p, split)) = split {
-                    let l = split_k::launches(&product, &p, split, max_groups)?;
-                    let scratch = Slot {
-                        arena: ArenaKind::Activations,
-                        offset: scratch_at,
-                        len: split.scratch_len(&p),
-                    };
-                    scratch_len = scratch_len.max(scratch.len);
-                    let ins = &piece.step.inputs;
-                    let mut parts_slots = vec![scratch];
-                    parts_slots.extend(ins.iter().take(2));
-                    let mut sum_slots = vec![piece.step.output, scratch];
-                    if l.has_bias {
-                        sum_slots.extend(ins.get(2));
-                    }
-                    launches.push((l.parts, parts_slots, Output::Arena));
-                    launches.push((l.sum, sum_slots, Output::Arena));
-                } else {
-                    let mut slots = vec![piece.step.output];
-                    slots.extend(&piece.step.inputs);
-                    launches.push((product, slots, Output::Arena));
-                }
-                if tail.check_finite {
-                    launches.push((
-                        kernels::check_finite(piece.step.output.len, index, max_groups)?,
-                        vec![flag_slot, piece.step.output],
-                        Output::AnomalyFlag,
-                    ));
-                }
-            }
-        }
-        for &(slot, index, weight) in &tail.accumulate {
-            let metrics_slot = Slot {
-                arena: ArenaKind::Params,
-                offset: 0,
-                len: METRICS,
-            };
-            launches.push((
-                kernels::accumulate(index, weight)?,
-                vec![metrics_slot, slot],
-                Output::Metrics,
-            ));
-        }
-        let activations_len = if scratch_len > 0 {
-            scratch_at + scratch_len
-        } else {
-            plan.activations_size
-        };
-        if (activations_len * 4) as u64 > self.ctx.limits.max_buffer_size {
-            return Err(Error::Unsupported(format!(
-                "the activation arena and split-K scratch need {} bytes; this adapter's \
-                 buffers hold {}",
-                activations_len * 4,
-                self.ctx.limits.max_buffer_size
-            )));
-        }
+        let PlanLaunches {
+            launches,
+            activations_len,
+        } = self.plan_launches(plan, &tail)?;
         let activations = self.buffer("activations", activations_len);
         // One 256-byte-aligned uniform per launch, written once.
         let mut dims_bytes = vec![0u8; launches.len().max(1) * UNIFORM_STRIDE as usize];
