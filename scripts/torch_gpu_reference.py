@@ -1,0 +1,140 @@
+"""PyTorch on a CUDA GPU, measuring the work `kiln bench all --backend gpu` measures, for
+the side-by-side figures of BENCHMARKS.md (issue 6):
+
+- copy: a 256 MiB device-to-device copy (the bandwidth ceiling, bytes read + written);
+- matmul: square f32 products 256..4096 with TF32 off (torch.backends.cuda.matmul.
+  allow_tf32 = False), the figure kiln's f32 matmul is compared with;
+- AdamW: torch.optim.AdamW(fused=True) over 1M, 10M and 100M f32 parameters, as GB/s of
+  its seven streams (param, grad, exp_avg, exp_avg_sq read; param, exp_avg, exp_avg_sq
+  written) and as a fraction of the copy;
+- training steps of kiln's `mlp` and `cnn` presets (the same layers, PyTorch's default
+  init, AdamW lr 1e-3, batch 128, random inputs already on the GPU), eager, images/s.
+
+Each figure is the median of repeated timings with CUDA events after warm-up. Prints a
+table, and the same rows as JSON lines when given --json.
+
+Usage: python3 scripts/torch_gpu_reference.py [--json]
+"""
+import json
+import statistics
+import sys
+
+import torch
+import torch.nn as nn
+
+
+def timed(fn, repeats, warmup=3):
+    """Median milliseconds of `fn()` over `repeats` runs, each timed with CUDA events."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def copy_row():
+    n = 256 * 1024 * 1024 // 4
+    src = torch.rand(n, device="cuda")
+    dst = torch.empty_like(src)
+    ms = timed(lambda: dst.copy_(src), 20)
+    return {"op": "copy", "shape": "256 MiB", "ms": ms, "gb_s": 2 * n * 4 / ms / 1e6}
+
+
+def matmul_rows():
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    rows = []
+    for s in (256, 512, 1024, 2048, 4096):
+        a = torch.rand(s, s, device="cuda")
+        b = torch.rand(s, s, device="cuda")
+        ms = timed(lambda: torch.matmul(a, b), 20)
+        rows.append(
+            {"op": "matmul f32 (TF32 off)", "shape": f"{s}^3", "ms": ms,
+             "gflop_s": 2 * s**3 / ms / 1e6}
+        )
+    return rows
+
+
+def adamw_rows(copy_gb_s):
+    rows = []
+    for n in (1_000_000, 10_000_000, 100_000_000):
+        p = torch.nn.Parameter(torch.rand(n, device="cuda"))
+        p.grad = torch.rand(n, device="cuda")
+        opt = torch.optim.AdamW([p], lr=1e-3, fused=True)
+        ms = timed(opt.step, 20)
+        gb_s = 7 * n * 4 / ms / 1e6
+        rows.append(
+            {"op": "AdamW fused", "shape": f"{n} params", "ms": ms, "gb_s": gb_s,
+             "fraction_of_copy": gb_s / copy_gb_s}
+        )
+        del p, opt
+        torch.cuda.empty_cache()
+    return rows
+
+
+def mlp():
+    return nn.Sequential(
+        nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10)
+    )
+
+
+def cnn():
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Dropout(0.25), nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10),
+    )
+
+
+def step_rows(batch=128):
+    torch.backends.cudnn.benchmark = True
+    rows = []
+    for name, make, shape in (("mlp", mlp, (batch, 784)), ("cnn", cnn, (batch, 1, 28, 28))):
+        torch.manual_seed(0)
+        model = make().cuda().train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        loss_fn = nn.CrossEntropyLoss()
+        x = torch.rand(*shape, device="cuda")
+        y = torch.randint(0, 10, (batch,), device="cuda")
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(x), y).backward()
+            opt.step()
+
+        ms = timed(step, 50, warmup=10)
+        rows.append(
+            {"op": f"train step {name}", "shape": f"batch {batch}", "ms": ms,
+             "images_s": batch / ms * 1e3}
+        )
+    return rows
+
+
+def main():
+    if not torch.cuda.is_available():
+        sys.exit("no CUDA device")
+    device = torch.cuda.get_device_name(0)
+    copy = copy_row()
+    rows = [copy] + matmul_rows() + adamw_rows(copy["gb_s"]) + step_rows()
+    print(f"# PyTorch {torch.__version__} on {device}")
+    for r in rows:
+        extra = ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in r.items() if k not in ("op", "shape", "ms")
+        )
+        print(f"{r['op']:24s} {r['shape']:16s} {r['ms']:10.4f} ms  {extra}")
+    if "--json" in sys.argv:
+        for r in rows:
+            print(json.dumps({"device": device, "torch": torch.__version__, **r}))
+
+
+if __name__ == "__main__":
+    main()
