@@ -28,6 +28,63 @@ fn covering(i: usize, k: usize, s: usize, outs: usize) -> Range<usize> {
 /// Max pooling: `out` [N, C, OH, OW] is the maximum of each window of `x` [N, C, H, W]
 /// (NaN if the window holds one).
 pub fn max_pool<T: Real>(x: &[T], out: &mut [T], g: &PoolGeom) {
+    if is_2x2_stride_2(g) {
+        max_pool_2x2(x, out, g);
+    } else {
+        max_pool_any(x, out, g);
+    }
+}
+
+/// `MaxPool2d(2)`, the usual layer: windows that neither overlap nor leave gaps.
+fn is_2x2_stride_2(g: &PoolGeom) -> bool {
+    (g.kh, g.kw, g.sh, g.sw) == (2, 2, 2, 2)
+}
+
+/// The position (0..4) of the first maximum of a 2x2 window's values in row order, by the
+/// rule of [`row_argmax`] (strictly greater replaces; NaN is greater than every number and
+/// the first NaN is kept), on values held in registers rather than indices into the plane.
+fn first_max4<T: Real>(v: &[T; 4]) -> usize {
+    let mut best = 0;
+    for i in 1..4 {
+        if !v[best].is_nan() && (v[i].is_nan() || v[i] > v[best]) {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The windows of output row `oy` of a 2x2, stride-2 pooling of `plane` (H×W): each
+/// window's four values in row order and the plane index of its top-left value.
+fn windows_2x2<'a, T: Real>(
+    plane: &'a [T],
+    w: usize,
+    oy: usize,
+    ow: usize,
+) -> impl Iterator<Item = ([T; 4], usize)> + 'a {
+    let (top, bottom) = (2 * oy * w, (2 * oy + 1) * w);
+    plane[top..top + 2 * ow]
+        .chunks_exact(2)
+        .zip(plane[bottom..bottom + 2 * ow].chunks_exact(2))
+        .enumerate()
+        .map(move |(ox, (a, b))| ([a[0], a[1], b[0], b[1]], top + 2 * ox))
+}
+
+/// [`max_pool`] for 2x2 windows of stride 2: the same first-max rule in the same order
+/// (rows, then columns), read a window at a time.
+fn max_pool_2x2<T: Real>(x: &[T], out: &mut [T], g: &PoolGeom) {
+    let (oh, ow, hw) = (g.oh(), g.ow(), g.h * g.w);
+    for_each_sample(out, oh * ow, |p, o| {
+        let plane = &x[p * hw..(p + 1) * hw];
+        for (oy, row) in o.chunks_exact_mut(ow.max(1)).enumerate() {
+            for (v, (window, _)) in row.iter_mut().zip(windows_2x2(plane, g.w, oy, ow)) {
+                *v = window[first_max4(&window)];
+            }
+        }
+    });
+}
+
+/// [`max_pool`] for any window and stride.
+fn max_pool_any<T: Real>(x: &[T], out: &mut [T], g: &PoolGeom) {
     let (oh, ow, hw) = (g.oh(), g.ow(), g.h * g.w);
     for_each_sample(out, oh * ow, |p, o| {
         let plane = &x[p * hw..(p + 1) * hw];
@@ -78,6 +135,33 @@ fn row_argmax<T: Real>(plane: &[T], g: &PoolGeom, oy: usize, best: &mut [usize])
 /// window instead of one per covering window and pixel). Each pixel still receives its
 /// windows' gradients in window order, starting from 0, so the sums are bit-identical.
 pub fn max_pool_grad<T: Real>(x: &[T], dy: &[T], out: &mut [T], g: &PoolGeom) {
+    if is_2x2_stride_2(g) {
+        max_pool_grad_2x2(x, dy, out, g);
+    } else {
+        max_pool_grad_any(x, dy, out, g);
+    }
+}
+
+/// [`max_pool_grad`] for 2x2 windows of stride 2, which do not overlap: each window's
+/// `dy` is added to the zeroed gradient at its argmax, as the general form adds it.
+fn max_pool_grad_2x2<T: Real>(x: &[T], dy: &[T], out: &mut [T], g: &PoolGeom) {
+    let (oh, ow, hw) = (g.oh(), g.ow(), g.h * g.w);
+    for_each_sample(out, hw, |p, dx| {
+        let plane = &x[p * hw..(p + 1) * hw];
+        let d = &dy[p * oh * ow..(p + 1) * oh * ow];
+        dx.fill(T::zero());
+        for (oy, grads) in d.chunks_exact(ow.max(1)).enumerate() {
+            for (&grad, (window, top)) in grads.iter().zip(windows_2x2(plane, g.w, oy, ow)) {
+                let i = first_max4(&window);
+                let at = top + (i / 2) * g.w + i % 2;
+                dx[at] = dx[at] + grad;
+            }
+        }
+    });
+}
+
+/// [`max_pool_grad`] for any window and stride.
+fn max_pool_grad_any<T: Real>(x: &[T], dy: &[T], out: &mut [T], g: &PoolGeom) {
     let (oh, ow, hw) = (g.oh(), g.ow(), g.h * g.w);
     let (sh, sw) = (g.sh.max(1), g.sw.max(1));
     let _ = (sh, sw);
@@ -550,5 +634,49 @@ mod tests {
         // k = 2, s = 3, 2 outputs (input 7): windows {0, 1} and {3, 4}; 2, 5, 6 are gaps.
         let got: Vec<usize> = (0..7).map(|i| covering(i, 2, 3, 2).len()).collect();
         assert_eq!(got, [1, 1, 0, 1, 1, 0, 0]);
+    }
+
+    #[test]
+    fn the_2x2_stride_2_path_gives_the_bits_of_the_general_one() {
+        // Odd sizes (a row and a column of the input left over), ties, NaNs with
+        // different payloads, infinities and signed zeros.
+        let g = PoolGeom {
+            n: 3,
+            c: 2,
+            h: 7,
+            w: 9,
+            kh: 2,
+            kw: 2,
+            sh: 2,
+            sw: 2,
+        };
+        let special = [
+            f32::NAN,
+            f32::from_bits(0x7fc0_0123),
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            1.0,
+            1.0,
+        ];
+        let x: Vec<f32> = (0..g.n * g.c * g.h * g.w)
+            .map(|i| match i % 11 {
+                0..=7 => special[(i * 7) % 8],
+                _ => ((i as f32) * 0.37).sin().round(),
+            })
+            .collect();
+        let dy: Vec<f32> = (0..g.n * g.c * g.oh() * g.ow())
+            .map(|i| ((i as f32) * 0.61).cos())
+            .collect();
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let (mut fast, mut general) = (vec![0.0; dy.len()], vec![0.0; dy.len()]);
+        max_pool_2x2(&x, &mut fast, &g);
+        max_pool_any(&x, &mut general, &g);
+        assert_eq!(bits(&fast), bits(&general));
+        let (mut fast, mut general) = (vec![f32::NAN; x.len()], vec![f32::NAN; x.len()]);
+        max_pool_grad_2x2(&x, &dy, &mut fast, &g);
+        max_pool_grad_any(&x, &dy, &mut general, &g);
+        assert_eq!(bits(&fast), bits(&general));
     }
 }
