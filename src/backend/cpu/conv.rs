@@ -10,8 +10,8 @@ use super::{for_each_sample, Real};
 use crate::op::ConvGeom;
 
 /// The taps of one output position along one axis that land inside the input: taps
-/// `lo..hi` read the input from position `start` on (`start` is meaningless when
-/// `lo == hi`: the whole window lies in the padding).
+/// `lo..hi` read the input from position `start` on (0 when `lo == hi`: the whole window
+/// lies in the padding, and an empty slice at 0 is always in bounds).
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Span {
     lo: usize,
@@ -34,11 +34,8 @@ fn spans(outputs: usize, len: usize, taps: usize, stride: usize, pad: usize) -> 
             let first = o * stride;
             let lo = pad.saturating_sub(first).min(taps);
             let hi = (pad + len).saturating_sub(first).min(taps).max(lo);
-            Span {
-                lo,
-                hi,
-                start: (first + lo).saturating_sub(pad),
-            }
+            let start = if hi > lo { first + lo - pad } else { 0 };
+            Span { lo, hi, start }
         })
         .collect()
 }
@@ -48,8 +45,8 @@ fn spans(outputs: usize, len: usize, taps: usize, stride: usize, pad: usize) -> 
 /// where that position lies in the padding.
 ///
 /// Which taps of each window fall inside the image is worked out once per output row and
-/// column ([`spans`]), so each kernel row of a channel is a slice copy between zeros,
-/// without a test per value.
+/// column ([`spans`]), so each kernel row of a channel inside the image is one copy, and
+/// only windows across an edge test their taps.
 pub fn im2col<T: Real>(x: &[T], out: &mut [T], g: &ConvGeom) {
     // Kernel widths of the usual layers get copies of a width known to the compiler, which
     // it turns into moves (a slice copy of a run-time three floats is a library call).
@@ -66,10 +63,12 @@ pub fn im2col<T: Real>(x: &[T], out: &mut [T], g: &ConvGeom) {
 fn im2col_kw<T: Real, const KW: usize>(x: &[T], out: &mut [T], g: &ConvGeom) {
     let kw = if KW == 0 { g.kw } else { KW };
     let (oh, ow, patch) = (g.oh(), g.ow(), g.patch());
-    if patch == 0 {
+    let plane = g.h * g.w;
+    if patch == 0 || plane == 0 {
+        // No columns, or an empty image whose windows lie wholly in the padding.
+        out.fill(T::zero());
         return;
     }
-    let plane = g.h * g.w;
     let taps = g.kh * kw;
     let ys = spans(oh, g.h, g.kh, g.sh, g.ph);
     let xs = spans(ow, g.w, kw, g.sw, g.pw);
@@ -489,6 +488,12 @@ mod tests {
         // kernel, and the cnn preset's second layer.
         all.extend([
             geom(2, 2, 3, 4, 2, 2, 1, 1, 3, 2),
+            // Padding wider than the kernel on both axes: windows wholly in the padding
+            // on the right and at the bottom.
+            geom(1, 2, 3, 3, 1, 1, 1, 1, 2, 2),
+            geom(2, 1, 1, 1, 1, 1, 1, 1, 3, 3),
+            // An empty image whose windows reach only padding.
+            geom(1, 1, 0, 2, 2, 1, 1, 1, 1, 0),
             geom(1, 2, 9, 9, 2, 3, 4, 5, 1, 1),
             geom(2, 32, 14, 14, 3, 3, 1, 1, 1, 1),
         ]);

@@ -16,8 +16,11 @@ pub fn matmul<T: Real>(
     trans_a: bool,
     trans_b: bool,
 ) {
-    // `run_op` checked the lengths; this guard keeps the unsafe call sound on its own.
-    if a.len() < m * k || b.len() < k * n || out.len() < m * n || m == 0 || n == 0 {
+    // `run_op` checked the lengths; `gemm_strided` checks them again for its unsafe call.
+    let holds =
+        |len: usize, rows: usize, cols: usize| rows.checked_mul(cols).is_some_and(|c| len >= c);
+    if !(holds(a.len(), m, k) && holds(b.len(), k, n) && holds(out.len(), m, n)) || m == 0 || n == 0
+    {
         return;
     }
     if k == 0 {
@@ -31,9 +34,10 @@ pub fn matmul<T: Real>(
     product(a, b, out, m, n, k, trans_a, trans_b);
 }
 
-/// Outputs at most this large with sums at least [`SPLIT_MIN_K`] long are split along K.
+/// Outputs at most this large with sums at least twice [`SPLIT_MIN_K`] long are split
+/// along K.
 const SPLIT_MAX_OUTPUTS: usize = 1 << 16;
-/// The shortest sum worth splitting, and the shortest part.
+/// Each part's share of K, about (the last part may be a few shorter).
 const SPLIT_MIN_K: usize = 4096;
 /// The parts of a split product: a constant, not the thread count, so that a result does
 /// not depend on the machine it is computed on.
@@ -46,7 +50,8 @@ const SPLIT_PARTS: usize = 4;
 /// of the batch), runs on one core; its parts run on all of them.
 fn k_parts(m: usize, n: usize, k: usize) -> Option<usize> {
     let parts = SPLIT_PARTS.min(k / SPLIT_MIN_K);
-    (m * n <= SPLIT_MAX_OUTPUTS && parts >= 2).then_some(parts)
+    let small = m.checked_mul(n).is_some_and(|mn| mn <= SPLIT_MAX_OUTPUTS);
+    (small && parts >= 2).then_some(parts)
 }
 
 /// `out = op(a) · op(b)` as `parts` products over consecutive ranges of K, computed in
@@ -131,10 +136,10 @@ fn gemm_strided<T: Real>(
     k: usize,
     parallel: bool,
 ) {
+    // The largest index the strides form, when no step of it overflows.
     let last = |rows: usize, rs: usize, cols: usize, cs: usize| {
-        (rows.saturating_sub(1))
-            .checked_mul(rs)
-            .and_then(|r| (cols.saturating_sub(1)).checked_mul(cs).map(|c| r + c))
+        let r = (rows - 1).checked_mul(rs)?;
+        r.checked_add((cols - 1).checked_mul(cs)?)
     };
     let fits = |len: usize, last: Option<usize>| last.is_some_and(|l| l < len);
     if m == 0 || n == 0 || k == 0 {
@@ -142,7 +147,7 @@ fn gemm_strided<T: Real>(
     }
     if !(fits(a.len(), last(m, a_rs, k, a_cs))
         && fits(b.len(), last(k, b_rs, n, b_cs))
-        && out.len() >= m * n)
+        && m.checked_mul(n).is_some_and(|mn| out.len() >= mn))
     {
         return;
     }
@@ -152,8 +157,9 @@ fn gemm_strided<T: Real>(
         gemm::Parallelism::None
     };
     // SAFETY: the largest index gemm forms from each operand's strides was checked against
-    // its length above (strides are non-negative, so that is the largest), and `out` holds
-    // m·n values; `out` is exclusively borrowed and does not overlap the shared `a` and `b`.
+    // its length above, in arithmetic that cannot wrap (strides are non-negative, so that
+    // index is the largest), and `out` holds m·n values; `out` is exclusively borrowed and
+    // does not overlap the shared `a` and `b`.
     unsafe {
         gemm::gemm(
             m,
@@ -293,7 +299,7 @@ mod tests {
         assert_eq!(k_parts(m, n, 8191), None);
         // Integers: every partial sum is exact, so a part left out, added twice or given
         // another's range shows as a wrong number.
-        let int = |i: usize| ((i * 7 + i / 3) % 7) as f32 - 3.0;
+        let int = |i: usize| ((i / 3 + i / 5) % 7) as f32 - 3.0;
         let real = |i: usize| (i as f32 * 0.37).sin();
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let a: Vec<f32> = (0..m * k).map(int).collect();

@@ -9,11 +9,11 @@
 
 use crate::backend::cpu::Real;
 
-/// Interleaved partial sums per row: one AVX register of f32.
+/// Interleaved partial sums per row (one AVX register of f32).
 const LANES: usize = 8;
 
-/// Rows of the partial-sum table below which one thread does the work: a parallel split
-/// costs more than summing a few thousand values.
+/// Values (N·C·S) below which one thread does the work: a parallel split costs more than
+/// summing a few thousand values.
 const PARALLEL_VALUES: usize = 1 << 15;
 
 /// `Σ f(a[i])` over a row, in [`LANES`] interleaved partial sums added pairwise.
@@ -34,6 +34,7 @@ pub(super) fn lane_sum<T: Real>(a: &[T], f: impl Fn(T) -> T) -> T {
 
 /// `Σ f(a[i], b[i])` over two rows of one length, as [`lane_sum`].
 pub(super) fn lane_sum2<T: Real>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> T {
+    debug_assert_eq!(a.len(), b.len());
     let mut acc = [T::zero(); LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ta, tb) = (ca.remainder(), cb.remainder());

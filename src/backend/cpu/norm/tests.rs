@@ -48,7 +48,20 @@ fn naive_stats(x: &[f64], c: usize, s: usize) -> Vec<f64> {
     mean.iter().copied().chain(var).collect()
 }
 
-const BN_SIZES: &[(usize, usize, usize)] = &[(1, 3, 5), (3, 5, 7), (4, 3, 1), (2, 1, 3), (1, 2, 1)];
+/// Batch-norm shapes (N, C, S): rows shorter than a lane block, S = 1 ([N, C] inputs),
+/// and rows of whole blocks and a tail (37).
+const BN_SIZES: &[(usize, usize, usize)] = &[
+    (1, 3, 5),
+    (3, 5, 7),
+    (4, 3, 1),
+    (2, 1, 3),
+    (1, 2, 1),
+    (2, 3, 37),
+];
+
+/// A shape of 2^15 values and more, which the kernels sum and apply on all cores (too
+/// large for the central-difference tests, whose cost grows with its square).
+const BN_PARALLEL: (usize, usize, usize) = (40, 3, 300);
 
 /// Batch-norm input with per-channel offsets and scales, so the channels differ.
 fn bn_input(n: usize, c: usize, s: usize, seed: u64) -> Vec<f64> {
@@ -149,7 +162,7 @@ fn running_update_matches_the_unbiased_variance() {
 
 #[test]
 fn stats_match_the_direct_formula() {
-    for &(n, c, s) in BN_SIZES {
+    for &(n, c, s) in BN_SIZES.iter().chain([&BN_PARALLEL]) {
         let x = bn_input(n, c, s, 1);
         let mut stats = vec![0.0; 2 * c];
         batch_norm_stats(&x, &mut stats, n, c, s);
@@ -169,7 +182,7 @@ fn two_pass_variance_survives_a_large_offset_in_f32() {
 
 #[test]
 fn apply_with_batch_stats_gives_beta_mean_and_gamma_squared_variance() {
-    for &(n, c, s) in BN_SIZES {
+    for &(n, c, s) in BN_SIZES.iter().chain([&BN_PARALLEL]) {
         let x = bn_input(n, c, s, 2);
         let gamma: Vec<f64> = values(c, 3).iter().map(|v| v + 1.5).collect();
         let beta = values(c, 4);
@@ -289,18 +302,19 @@ fn batch_norm_gradients_match_central_differences() {
 #[test]
 fn batch_norm_grad_sums_to_zero_per_channel() {
     // The mean is subtracted, so shifting a channel leaves the output unchanged.
-    let (n, c, s) = (3, 5, 7);
-    let x = bn_input(n, c, s, 31);
-    let gamma = values(c, 32);
-    let dy = values(x.len(), 33);
-    let mut stats = vec![0.0; 2 * c];
-    batch_norm_stats(&x, &mut stats, n, c, s);
-    let mut dx = vec![0.0; x.len()];
-    batch_norm_grad(&x, &stats, &gamma, &dy, &mut dx, n, c, s, EPS);
-    let mut per_channel = vec![0.0; c];
-    channel_sum(&dx, &mut per_channel, n, c, s);
-    for v in per_channel {
-        assert!(v.abs() < 1e-12, "{v}");
+    for (n, c, s) in [(3, 5, 7), BN_PARALLEL] {
+        let x = bn_input(n, c, s, 31);
+        let gamma = values(c, 32);
+        let dy = values(x.len(), 33);
+        let mut stats = vec![0.0; 2 * c];
+        batch_norm_stats(&x, &mut stats, n, c, s);
+        let mut dx = vec![0.0; x.len()];
+        batch_norm_grad(&x, &stats, &gamma, &dy, &mut dx, n, c, s, EPS);
+        let mut per_channel = vec![0.0; c];
+        channel_sum(&dx, &mut per_channel, n, c, s);
+        for v in per_channel {
+            assert!(v.abs() < 1e-12 * (n * s) as f64, "{n}x{c}x{s}: {v}");
+        }
     }
 }
 
