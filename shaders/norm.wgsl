@@ -11,7 +11,13 @@
 //
 // Reductions run one workgroup of 256 per channel (or per row): each invocation sums a
 // strided slice (t, t+256, ...) in order, then a fixed-order tree in workgroup memory
-// combines them, so results are bit-identical from run to run (no atomics). The CPU sums
+// combines them, so results are bit-identical from run to run (no atomics). A channel
+// with many values and few channels beside it (the `cnn` preset's first batch norm: 32
+// channels of 100,352 values) would leave most of a GPU idle that way, so the per-channel
+// reductions also run in parts (src/backend/wgpu/channel_parts.rs): workgroup g sums part
+// p = g % P of channel k = g / P, the values m in [p·L, min((p+1)·L, N·S)) (dims.e0 = P,
+// dims.e1 = L), into a scratch of P partial results per channel that a second kernel
+// combines in order. With P = 1 and L = N·S the part kernels are the whole-channel ones. The CPU sums
 // sequentially instead, so the two agree to rounding, not bit for bit. Variances are
 // two-pass: a second sweep over the data once the tree has shared the mean, since
 // E[x²] − mean² cancels catastrophically in f32.
@@ -74,6 +80,18 @@ fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
+// The part a per-channel workgroup sums: (channel k, part p, first m, end m), from
+// dims.e0 = parts per channel and dims.e1 = values per part.
+fn channel_part(wid: vec3<u32>, nwg: vec3<u32>) -> vec4<u32> {
+    let g = group_index(wid, nwg);
+    let parts = dims.e0;
+    let k = g / parts;
+    let p = g - k * parts;
+    let start = p * dims.e1;
+    let end = min(start + dims.e1, dims.d0 * dims.d2);
+    return vec4<u32>(k, p, start, end);
+}
+
 // Mean and 1/sqrt(biased var + eps) of row `r` of in0 ([rows, cols], cols = d1), two-pass.
 // Valid in all invocations; must be reached in uniform control flow.
 fn row_stats(t: u32, r: u32, eps: f32) -> vec2<f32> {
@@ -93,36 +111,75 @@ fn row_stats(t: u32, r: u32, eps: f32) -> vec2<f32> {
     return vec2<f32>(mean, inv_std(variance, eps));
 }
 
-// out [2, C] = per-channel (mean, biased variance) of in0 = x [N, C, S].
-// Dims: d0 = N, d1 = C, d2 = S.
-// Dispatch: C workgroups ((C, 1, 1); fold into y past 65535), one per channel.
+// out [2, C·P] = (mean, biased variance) of each part of each channel of in0 = x [N, C, S]:
+// row 0 the means, row 1 the variances, part p of channel k at k·P + p. With P = 1 that is
+// the [2, C] stats themselves; with more parts batch_norm_stats_combine merges them.
+// Dims: d0 = N, d1 = C, d2 = S, e0 = P, e1 = L.
+// Dispatch: C·P workgroups ((C·P, 1, 1); fold into y past 65535), one per part.
 @compute @workgroup_size(256)
 fn batch_norm_stats(
     @builtin(local_invocation_index) t: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let k = group_index(wid, nwg);
+    let part = channel_part(wid, nwg);
+    let k = part.x;
     let c = dims.d1;
     if (k >= c) {
         return;
     }
-    let count = dims.d0 * dims.d2;
+    let count = f32(part.w - part.z);
     var acc = 0.0;
-    for (var m = t; m < count; m += WG) {
+    for (var m = part.z + t; m < part.w; m += WG) {
         acc = acc + ld0(bn_index(m, k));
     }
-    let mean = tree_sum(t, acc) / f32(count);
+    let mean = tree_sum(t, acc) / count;
     var acc2 = 0.0;
-    for (var m = t; m < count; m += WG) {
+    for (var m = part.z + t; m < part.w; m += WG) {
         let d = ld0(bn_index(m, k)) - mean;
         acc2 = acc2 + d * d;
     }
-    let variance = tree_sum(t, acc2) / f32(count);
+    let variance = tree_sum(t, acc2) / count;
     if (t == 0u) {
-        st_out(k, mean);
-        st_out(c + k, variance);
+        let at = k * dims.e0 + part.y;
+        st_out(at, mean);
+        st_out(c * dims.e0 + at, variance);
     }
+}
+
+// out [2, C] = the (mean, biased variance) of each channel from in0 = its parts' [2, C·P]
+// (batch_norm_stats with P parts), merged in part order by Chan et al.'s pairwise update,
+// which adds the squared distance between the parts' means instead of re-reading x.
+// Dims: d0 = N, d1 = C, d2 = S, e0 = P, e1 = L.
+// Dispatch: C invocations (1-D).
+@compute @workgroup_size(256)
+fn batch_norm_stats_combine(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let k = gid.x + gid.y * nwg.x * 256u;
+    let c = dims.d1;
+    if (k >= c) {
+        return;
+    }
+    let parts = dims.e0;
+    let total = dims.d0 * dims.d2;
+    let row = c * parts;
+    var n = f32(min(dims.e1, total));
+    var mean = ld0(k * parts);
+    var m2 = ld0(row + k * parts) * n;
+    for (var p = 1u; p < parts; p++) {
+        let start = p * dims.e1;
+        let nb = f32(min(start + dims.e1, total) - start);
+        let mb = ld0(k * parts + p);
+        let delta = mb - mean;
+        let merged = n + nb;
+        mean = mean + delta * (nb / merged);
+        m2 = m2 + ld0(row + k * parts + p) * nb + delta * delta * (n * nb / merged);
+        n = merged;
+    }
+    st_out(k, mean);
+    st_out(c + k, m2 / n);
 }
 
 // out = (x − mean)·(1/sqrt(var + eps))·gamma + beta per channel, from in0 = x [N, C, S],
@@ -148,7 +205,8 @@ fn batch_norm_apply(
 // (batch_norm_stats of x), in2 = gamma [C], in3 = dy [N, C, S].
 // Dims: d0 = N, d1 = C, d2 = S, f0 = eps.
 // Dispatch: C workgroups ((C, 1, 1); fold into y past 65535), one per channel: the
-// workgroup reduces its channel's two sums, then writes the channel's dx.
+// workgroup reduces its channel's two sums, then writes the channel's dx. In parts, the
+// same gradient is batch_norm_grad_partial, batch_norm_grad_coeffs, batch_norm_grad_apply.
 @compute @workgroup_size(256)
 fn batch_norm_grad(
     @builtin(local_invocation_index) t: u32,
@@ -179,57 +237,160 @@ fn batch_norm_grad(
     }
 }
 
-// out [C] = Σ dy·x̂ per channel (gamma's gradient), from in0 = x [N, C, S],
-// in1 = stats [2, C], in2 = dy [N, C, S].
-// Dims: d0 = N, d1 = C, d2 = S, f0 = eps.
-// Dispatch: C workgroups ((C, 1, 1); fold into y past 65535), one per channel.
+// out [2, C·P] = (Σdy, Σdy·x̂) over each part of each channel (part p of channel k at
+// k·P + p), from the inputs of batch_norm_grad: in0 = x, in1 = stats, in3 = dy.
+// Dims: d0 = N, d1 = C, d2 = S, f0 = eps, e0 = P, e1 = L.
+// Dispatch: C·P workgroups ((C·P, 1, 1); fold into y past 65535), one per part.
+@compute @workgroup_size(256)
+fn batch_norm_grad_partial(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let part = channel_part(wid, nwg);
+    let k = part.x;
+    let c = dims.d1;
+    if (k >= c) {
+        return;
+    }
+    let mean = ld1(k);
+    let istd = inv_std(ld1(c + k), dims.f0);
+    var acc = vec2<f32>(0.0, 0.0);
+    for (var m = part.z + t; m < part.w; m += WG) {
+        let i = bn_index(m, k);
+        let g = ld3(i);
+        acc = acc + vec2<f32>(g, g * ((ld0(i) - mean) * istd));
+    }
+    let sums = tree_sum2(t, acc);
+    if (t == 0u) {
+        let at = k * dims.e0 + part.y;
+        st_out(at, sums.x);
+        st_out(c * dims.e0 + at, sums.y);
+    }
+}
+
+// out [5, C] = each channel's (mean, invstd, gamma·invstd/M, Σdy, Σdy·x̂), the sums added in
+// part order from in0 = batch_norm_grad_partial's [2, C·P]; in1 = stats [2, C],
+// in2 = gamma [C].
+// Dims: d0 = N, d1 = C, d2 = S, f0 = eps, e0 = P.
+// Dispatch: C invocations (1-D).
+@compute @workgroup_size(256)
+fn batch_norm_grad_coeffs(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let k = gid.x + gid.y * nwg.x * 256u;
+    let c = dims.d1;
+    if (k >= c) {
+        return;
+    }
+    let parts = dims.e0;
+    var sums = vec2<f32>(0.0, 0.0);
+    for (var p = 0u; p < parts; p++) {
+        sums = sums + vec2<f32>(ld0(k * parts + p), ld0(c * parts + k * parts + p));
+    }
+    let istd = inv_std(ld1(c + k), dims.f0);
+    st_out(k, ld1(k));
+    st_out(c + k, istd);
+    st_out(2u * c + k, ld2(k) * istd / f32(dims.d0 * dims.d2));
+    st_out(3u * c + k, sums.x);
+    st_out(4u * c + k, sums.y);
+}
+
+// out = dx [N, C, S] by batch_norm_grad's formula, from in0 = x, in1 = the channels'
+// coefficients [5, C] (batch_norm_grad_coeffs), in2 = dy.
+// Dims: d0 = N, d1 = C, d2 = S.
+// Dispatch: N·C·S invocations (1-D).
+@compute @workgroup_size(256)
+fn batch_norm_grad_apply(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let c = dims.d1;
+    let count = dims.d0 * dims.d2;
+    if (i >= count * c) {
+        return;
+    }
+    let k = (i / dims.d2) % c;
+    let xhat = (ld0(i) - ld1(k)) * ld1(c + k);
+    let dx = f32(count) * ld2(i) - ld1(3u * c + k) - xhat * ld1(4u * c + k);
+    st_out(i, ld1(2u * c + k) * dx);
+}
+
+// out [C·P] = Σ dy·x̂ over each part of each channel (gamma's gradient; with P = 1 the
+// [C] gradient itself), from in0 = x [N, C, S], in1 = stats [2, C], in2 = dy [N, C, S].
+// Dims: d0 = N, d1 = C, d2 = S, f0 = eps, e0 = P, e1 = L.
+// Dispatch: C·P workgroups ((C·P, 1, 1); fold into y past 65535), one per part.
 @compute @workgroup_size(256)
 fn batch_norm_gamma_grad(
     @builtin(local_invocation_index) t: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let k = group_index(wid, nwg);
+    let part = channel_part(wid, nwg);
+    let k = part.x;
     let c = dims.d1;
     if (k >= c) {
         return;
     }
-    let count = dims.d0 * dims.d2;
     let mean = ld1(k);
     let istd = inv_std(ld1(c + k), dims.f0);
     var acc = 0.0;
-    for (var m = t; m < count; m += WG) {
+    for (var m = part.z + t; m < part.w; m += WG) {
         let i = bn_index(m, k);
         acc = acc + ld2(i) * ((ld0(i) - mean) * istd);
     }
     let total = tree_sum(t, acc);
     if (t == 0u) {
-        st_out(k, total);
+        st_out(k * dims.e0 + part.y, total);
     }
 }
 
-// out [C] = Σ dy per channel over N and S (beta's gradient), from in0 = dy [N, C, S].
-// Dims: d0 = N, d1 = C, d2 = S.
-// Dispatch: C workgroups ((C, 1, 1); fold into y past 65535), one per channel.
+// out [C·P] = Σ dy over each part of each channel (beta's gradient; with P = 1 the [C]
+// gradient itself), from in0 = dy [N, C, S].
+// Dims: d0 = N, d1 = C, d2 = S, e0 = P, e1 = L.
+// Dispatch: C·P workgroups ((C·P, 1, 1); fold into y past 65535), one per part.
 @compute @workgroup_size(256)
 fn channel_sum(
     @builtin(local_invocation_index) t: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let k = group_index(wid, nwg);
+    let part = channel_part(wid, nwg);
+    let k = part.x;
     if (k >= dims.d1) {
         return;
     }
-    let count = dims.d0 * dims.d2;
     var acc = 0.0;
-    for (var m = t; m < count; m += WG) {
+    for (var m = part.z + t; m < part.w; m += WG) {
         acc = acc + ld0(bn_index(m, k));
     }
     let total = tree_sum(t, acc);
     if (t == 0u) {
-        st_out(k, total);
+        st_out(k * dims.e0 + part.y, total);
     }
+}
+
+// out [C] = each channel's parts added in order, from in0 = [C·P] (channel_sum or
+// batch_norm_gamma_grad with P parts).
+// Dims: d1 = C, e0 = P.
+// Dispatch: C invocations (1-D).
+@compute @workgroup_size(256)
+fn channel_parts_sum(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let k = gid.x + gid.y * nwg.x * 256u;
+    if (k >= dims.d1) {
+        return;
+    }
+    let parts = dims.e0;
+    var acc = 0.0;
+    for (var p = 0u; p < parts; p++) {
+        acc = acc + ld0(k * parts + p);
+    }
+    st_out(k, acc);
 }
 
 // Updates out = running [2, C] (mean row, variance row) IN PLACE from in0 = batch stats

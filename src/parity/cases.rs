@@ -374,6 +374,10 @@ fn norm_cases(c: &mut Vec<OpCase>) {
         (&[4, 5, 7], 5),
         (&[16, 2], 2),
         (&[8, 32, 14, 14], 32),
+        // Long channels the wgpu backend sums in parts (channel_parts.rs): 6 parts of
+        // 1,067 values crossing image boundaries, and 4 parts of 1,250 rows.
+        (&[4, 3, 40, 40], 3),
+        (&[5000, 2], 2),
     ] {
         let n = x[0];
         let s: usize = x[2..].iter().product();

@@ -371,12 +371,17 @@ pub fn launch_chunk_with(chunk: &Chunk, max: u32, pick: Pick<'_>) -> Result<Laun
 }
 
 /// Launches of the normalisation kernels (`shaders/norm.wgsl`): per-channel and per-row
-/// reductions run one workgroup per channel (row), element-wise ones one invocation each.
+/// reductions run one workgroup per channel (row), element-wise ones one invocation each
+/// (long per-channel reductions run in parts instead: channel_parts.rs).
 fn norm_launch(step: &Step, max: u32) -> Result<Launch> {
     let x = &step.input_shapes[0];
+    // Per-channel kernels sum a channel in one part (e0 = 1 part of e1 = N·S values);
+    // channel_parts.rs splits the long ones.
     let bn = |ch: &crate::op::Channels| -> Result<Dims> {
         let n = x.numel() / (ch.c * ch.s).max(1);
-        dims([n, ch.c, ch.s, 0], [ch.eps, 0.0, 0.0, 0.0])
+        let mut e = [0; 8];
+        e[..2].copy_from_slice(&[1, n * ch.s]);
+        dims_e([n, ch.c, ch.s, 0], [ch.eps, 0.0, 0.0, 0.0], e)
     };
     let (rows, cols) = (x.rows(), x.last());
     let f = "norm.wgsl";

@@ -1,5 +1,6 @@
 //! The wgpu backend: WGSL kernels dispatched from static plans, one submit per step.
 
+pub mod channel_parts;
 mod chunk;
 mod context;
 mod executor;

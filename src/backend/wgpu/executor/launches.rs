@@ -1,9 +1,10 @@
 //! The launch list of a plan: every step (or piece of a step the chunker cut for a small
 //! device) as its kernel launch with the slots it binds, a split-K product as its parts
-//! and their sum, then the anomaly checks and the metric accumulations of the tail.
+//! and their sum, a long per-channel reduction as its parts and their combination, then the
+//! anomaly checks and the metric accumulations of the tail.
 
 use super::super::kernels::{self, Launch};
-use super::super::{chunk, matmul, split_k};
+use super::super::{channel_parts, chunk, matmul, split_k};
 use super::WgpuBackend;
 use crate::backend::{Tail, METRICS};
 use crate::error::{Error, Result};
@@ -22,7 +23,7 @@ pub(super) enum Output {
 
 /// A plan's launches, each with its bindings' slots (output first) and what its first
 /// binding is, and the floats the activation buffer needs (the plan's activations, then
-/// the split-K scratch).
+/// the scratch of split products and reductions).
 pub(super) struct PlanLaunches {
     pub launches: Vec<(Launch, Vec<Slot>, Output)>,
     pub activations_len: usize,
@@ -64,7 +65,55 @@ impl WgpuBackend {
                     Some(p) => split_k::split_of(&p, split_limits).map(|s| (p, s)),
                     None => None,
                 };
-                if let Some((p, split)) = split {
+                let parted = if piece.accumulate {
+                    None
+                } else {
+                    channel_parts::launches(&piece.step, &product, max_groups)?
+                };
+                if let Some(parted) = parted {
+                    // The regions one after another, each at a binding-aligned offset.
+                    let mut regions = Vec::with_capacity(parted.scratch.len());
+                    let mut end = scratch_at;
+                    for &len in &parted.scratch {
+                        regions.push(Slot {
+                            arena: ArenaKind::Activations,
+                            offset: end,
+                            len,
+                        });
+                        end = (end + len).next_multiple_of(ALIGN);
+                    }
+                    if end - scratch_at > split_limits.max_floats {
+                        return Err(Error::Unsupported(format!(
+                            "{} needs {} floats of scratch; this adapter binds {}",
+                            piece.step.op.name(),
+                            end - scratch_at,
+                            split_limits.max_floats
+                        )));
+                    }
+                    scratch_len = scratch_len.max(end - scratch_at);
+                    for stage in parted.stages {
+                        let slots = stage
+                            .binds
+                            .iter()
+                            .map(|b| match *b {
+                                channel_parts::Bind::Output => Ok(piece.step.output),
+                                channel_parts::Bind::Input(i) => {
+                                    piece.step.inputs.get(i).copied().ok_or_else(|| {
+                                        Error::Graph(format!(
+                                            "{} has no input {i}",
+                                            piece.step.op.name()
+                                        ))
+                                    })
+                                }
+                                channel_parts::Bind::Scratch(r) => regions
+                                    .get(r)
+                                    .copied()
+                                    .ok_or_else(|| Error::Graph(format!("no scratch region {r}"))),
+                            })
+                            .collect::<Result<Vec<Slot>>>()?;
+                        launches.push((stage.launch, slots, Output::Arena));
+                    }
+                } else if let Some((p, split)) = split {
                     let l = split_k::launches(&product, &p, split, max_groups)?;
                     let scratch = Slot {
                         arena: ArenaKind::Activations,
@@ -114,7 +163,7 @@ impl WgpuBackend {
         };
         if (activations_len * 4) as u64 > self.ctx.limits.max_buffer_size {
             return Err(Error::Unsupported(format!(
-                "the activation arena and split-K scratch need {} bytes; this adapter's \
+                "the activation arena and its scratch need {} bytes; this adapter's \
                  buffers hold {}",
                 activations_len * 4,
                 self.ctx.limits.max_buffer_size

@@ -1,0 +1,242 @@
+//! Per-channel reductions in parts: batch norm's statistics and gradients sum each
+//! channel's N·S values, one workgroup per channel. A layer with few channels and large
+//! images (the `cnn` preset's first batch norm at batch 128: 32 channels of 100,352
+//! values) would then keep 32 workgroups busy on a GPU that runs thousands at once, each
+//! walking 100,352 values. Such a reduction runs in `P` parts per channel instead: one
+//! workgroup per part writes a partial result into an f32 scratch, and a second kernel
+//! combines each channel's parts in order (`shaders/norm.wgsl`).
+//!
+//! Whether and how a reduction is split depends on its sizes and the device's dispatch
+//! limit only, so a plan runs the same additions on every adapter; the parts are
+//! combined in a fixed order, so results are bit-identical from run to run. They are not
+//! bit-identical to the unsplit kernels (a different order of the same additions, and for
+//! the variance Chan et al.'s merge of the parts' means and squared deviations), and, as
+//! before, agree with the CPU reference to rounding.
+
+use super::kernels::{fold, groups_1d, Launch};
+use crate::error::{Error, Result};
+use crate::graph::Step;
+use crate::op::{Channels, Op};
+
+/// The workgroups a split reduction aims for: about two waves of a 128-SM GPU at two
+/// workgroups of 256 per SM, far more than a CPU driver's threads.
+const TARGET_GROUPS: usize = 512;
+/// The fewest values a part sums: four per invocation, so that the tree and the second
+/// kernel stay small next to the part's loads.
+const MIN_PART: usize = 1024;
+
+/// How each channel's values are divided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parts {
+    /// Parts per channel.
+    pub parts: usize,
+    /// Values (of the channel's N·S, in sample-major order) each part sums; the last part
+    /// sums what is left.
+    pub part_len: usize,
+}
+
+/// The parts of a reduction over `channels` channels of `count` values each on a device
+/// with at most `max_groups` workgroups per dimension, or `None` when the channels fill
+/// the device already or are too short to share.
+pub fn parts_of(channels: usize, count: usize, max_groups: u32) -> Option<Parts> {
+    if channels == 0 || channels >= TARGET_GROUPS {
+        return None;
+    }
+    let most_groups = (max_groups as usize).saturating_mul(max_groups as usize);
+    let wanted = (TARGET_GROUPS / channels)
+        .min(count / MIN_PART)
+        .min(most_groups / channels);
+    if wanted < 2 {
+        return None;
+    }
+    let part_len = count.div_ceil(wanted);
+    let parts = count.div_ceil(part_len);
+    (parts >= 2).then_some(Parts { parts, part_len })
+}
+
+/// What one binding of a stage is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bind {
+    /// The step's output.
+    Output,
+    /// The step's input of this index.
+    Input(usize),
+    /// Scratch region of this index (f32; [`PartedLaunches::scratch`] gives the sizes).
+    Scratch(usize),
+}
+
+/// One launch of a split reduction with its bindings, output first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stage {
+    /// The kernel launch.
+    pub launch: Launch,
+    /// Its storage bindings in order.
+    pub binds: Vec<Bind>,
+}
+
+/// A split reduction: its launches in order and the floats of each scratch region.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartedLaunches {
+    /// The launches, in recording order.
+    pub stages: Vec<Stage>,
+    /// Floats of each scratch region the stages bind.
+    pub scratch: Vec<usize>,
+}
+
+/// `step` as the launches of a split reduction, or `None` when it is not a per-channel
+/// reduction or has too few values to split. `whole` is its unsplit launch
+/// ([`super::kernels::launch`]), whose dims the stages reuse.
+pub fn launches(step: &Step, whole: &Launch, max_groups: u32) -> Result<Option<PartedLaunches>> {
+    let ch: Channels = match step.op {
+        Op::BatchNormStats(ch)
+        | Op::BatchNormGrad(ch)
+        | Op::BatchNormGammaGrad(ch)
+        | Op::ChannelSum(ch) => ch,
+        _ => return Ok(None),
+    };
+    let x = step
+        .input_shapes
+        .first()
+        .ok_or_else(|| Error::Graph(format!("{} without inputs", step.op.name())))?;
+    let count = x.numel() / ch.c.max(1);
+    let Some(split) = parts_of(ch.c, count, max_groups) else {
+        return Ok(None);
+    };
+    let mut dims = whole.dims;
+    dims.e[0] = u32::try_from(split.parts)
+        .map_err(|_| Error::Unsupported(format!("{} parts exceed u32", split.parts)))?;
+    dims.e[1] = u32::try_from(split.part_len)
+        .map_err(|_| Error::Unsupported(format!("a part of {} values", split.part_len)))?;
+    let kernel = |entry: &'static str, groups: (u32, u32), binds: Vec<Bind>| Stage {
+        launch: Launch {
+            shader: whole.shader,
+            entry,
+            constants: vec![],
+            dims,
+            groups,
+            needs_scalars: false,
+        },
+        binds,
+    };
+    let per_part = fold(ch.c * split.parts, max_groups)?;
+    let per_channel = groups_1d(ch.c, max_groups)?;
+    let per_value = groups_1d(x.numel(), max_groups)?;
+    let partials = ch.c * split.parts;
+    use Bind::{Input, Output, Scratch};
+    Ok(Some(match step.op {
+        Op::BatchNormStats(_) => PartedLaunches {
+            stages: vec![
+                kernel("batch_norm_stats", per_part, vec![Scratch(0), Input(0)]),
+                kernel(
+                    "batch_norm_stats_combine",
+                    per_channel,
+                    vec![Output, Scratch(0)],
+                ),
+            ],
+            scratch: vec![2 * partials],
+        },
+        Op::BatchNormGrad(_) => PartedLaunches {
+            stages: vec![
+                kernel(
+                    "batch_norm_grad_partial",
+                    per_part,
+                    vec![Scratch(0), Input(0), Input(1), Input(2), Input(3)],
+                ),
+                kernel(
+                    "batch_norm_grad_coeffs",
+                    per_channel,
+                    vec![Scratch(1), Scratch(0), Input(1), Input(2)],
+                ),
+                kernel(
+                    "batch_norm_grad_apply",
+                    per_value,
+                    vec![Output, Input(0), Scratch(1), Input(3)],
+                ),
+            ],
+            scratch: vec![2 * partials, 5 * ch.c],
+        },
+        Op::BatchNormGammaGrad(_) => PartedLaunches {
+            stages: vec![
+                kernel(
+                    "batch_norm_gamma_grad",
+                    per_part,
+                    vec![Scratch(0), Input(0), Input(1), Input(2)],
+                ),
+                kernel("channel_parts_sum", per_channel, vec![Output, Scratch(0)]),
+            ],
+            scratch: vec![partials],
+        },
+        _ => PartedLaunches {
+            stages: vec![
+                kernel("channel_sum", per_part, vec![Scratch(0), Input(0)]),
+                kernel("channel_parts_sum", per_channel, vec![Output, Scratch(0)]),
+            ],
+            scratch: vec![partials],
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cnn_batch_norms_are_split_by_hand_derived_counts() {
+        // conv1 at batch 128: 32 channels of 128·28·28 = 100,352 values; 512 / 32 = 16
+        // parts of 6,272.
+        assert_eq!(
+            parts_of(32, 100_352, 65_535),
+            Some(Parts {
+                parts: 16,
+                part_len: 6272
+            })
+        );
+        // conv2: 64 channels of 128·14·14 = 25,088; 8 parts of 3,136.
+        assert_eq!(
+            parts_of(64, 25_088, 65_535),
+            Some(Parts {
+                parts: 8,
+                part_len: 3136
+            })
+        );
+        // 3 channels of 6,400: 171 parts wanted, 6 of at least 1,024 fit; ceil(6400 / 6)
+        // = 1,067, so 5 parts of 1,067 and a last one of 1,065.
+        assert_eq!(
+            parts_of(3, 6400, 65_535),
+            Some(Parts {
+                parts: 6,
+                part_len: 1067
+            })
+        );
+    }
+
+    #[test]
+    fn parts_cover_each_channel_once_and_none_is_empty() {
+        for (c, count) in [
+            (1, 2048),
+            (3, 6400),
+            (7, 100_001),
+            (100, 5000),
+            (2, 1 << 20),
+        ] {
+            let p = parts_of(c, count, 65_535).unwrap_or_else(|| panic!("{c}x{count}"));
+            assert!(p.parts >= 2 && p.part_len >= MIN_PART / 2, "{p:?}");
+            assert!(p.parts * p.part_len >= count, "{p:?}");
+            assert!((p.parts - 1) * p.part_len < count, "{p:?}");
+            assert!(c * p.parts <= TARGET_GROUPS, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn wide_or_short_reductions_and_small_devices_stay_whole() {
+        // The mlp-style [128, 1024] batch norm: channels enough.
+        assert_eq!(parts_of(1024, 128, 65_535), None);
+        assert_eq!(parts_of(512, 1 << 20, 65_535), None);
+        // 1,568 values (a batch of 8 of 14x14 images) are too short to share.
+        assert_eq!(parts_of(32, 1568, 65_535), None);
+        assert_eq!(parts_of(0, 1 << 20, 65_535), None);
+        // A device of 2 x 2 workgroups runs 4 parts of one channel at most.
+        assert_eq!(parts_of(1, 1 << 20, 2).map(|p| p.parts), Some(4));
+        assert_eq!(parts_of(4, 1 << 20, 2), None);
+    }
+}
