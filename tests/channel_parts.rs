@@ -8,8 +8,6 @@ mod common;
 
 use kiln::backend::cpu::CpuBackend;
 use kiln::backend::wgpu::WgpuBackend;
-use kiln::backend::{Backend, Tail};
-use kiln::graph::{Graph, ParamLayout, Plan};
 use kiln::op::{Channels, Op};
 use kiln::parity::{case_output, check, run_case_half, InputKind, OpCase};
 use kiln::precision::Precision;
@@ -42,24 +40,7 @@ fn reductions(dims: &[usize], c: usize) -> Vec<OpCase> {
 
 /// The dispatches of `case`'s one-op plan on `gpu`.
 fn dispatches(gpu: &mut WgpuBackend, case: &OpCase) -> usize {
-    let mut g = Graph::new();
-    let ids: Vec<_> = case
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(i, (s, _))| g.input(&format!("in{i}"), s.clone()))
-        .collect();
-    let out = g.op(case.op, &ids).unwrap();
-    let layout = ParamLayout::of(&g);
-    let plan = Plan::build(&g, &layout, &[out], &[]).unwrap();
-    gpu.init_model(
-        &layout,
-        &vec![0.0; layout.size],
-        &vec![0.0; layout.buffers_size],
-        None,
-    )
-    .unwrap();
-    let id = gpu.compile(&plan, Tail::default()).unwrap();
+    let (id, _, _) = common::compiled(gpu, case).unwrap();
     gpu.dispatch_count(id).unwrap()
 }
 

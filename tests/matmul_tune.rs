@@ -12,8 +12,7 @@ use kiln::backend::cpu::CpuBackend;
 use kiln::backend::wgpu::matmul::{MatmulProblem, CONFIGS, DEFAULT};
 use kiln::backend::wgpu::tune::{ShapeClass, TuneCache, Tuning, ENV};
 use kiln::backend::wgpu::{AdapterPolicy, GpuContext, WgpuBackend};
-use kiln::backend::{Backend, PlanId, Tail};
-use kiln::graph::{Graph, ParamLayout, Plan, ValueId};
+use kiln::backend::Backend;
 use kiln::op::{Activation, ConvGeom, Op};
 use kiln::optim::StepScalars;
 use kiln::parity::{check, InputKind, OpCase};
@@ -36,32 +35,9 @@ fn case(ta: bool, tb: bool, m: usize, n: usize, k: usize) -> OpCase {
     }
 }
 
-/// `case`'s op as a plan of its own, compiled on `backend` (with a model of no parameters):
-/// the plan's id, the plan and the op's output.
-fn compiled(backend: &mut impl Backend, case: &OpCase) -> kiln::Result<(PlanId, Plan, ValueId)> {
-    let mut g = Graph::new();
-    let ids: Vec<_> = case
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(i, (s, _))| g.input(&format!("in{i}"), s.clone()))
-        .collect();
-    let out = g.op(case.op, &ids)?;
-    let layout = ParamLayout::of(&g);
-    let plan = Plan::build(&g, &layout, &[out], &[])?;
-    backend.init_model(
-        &layout,
-        &vec![0.0; layout.size],
-        &vec![0.0; layout.buffers_size],
-        None,
-    )?;
-    let id = backend.compile(&plan, Tail::default())?;
-    Ok((id, plan, out))
-}
-
 /// Runs the product of `case` on `backend` and returns its output.
 fn run(backend: &mut impl Backend, case: &OpCase, inputs: &[Vec<f32>]) -> kiln::Result<Vec<f32>> {
-    let (id, plan, out) = compiled(backend, case)?;
+    let (id, plan, out) = common::compiled(backend, case)?;
     let feeds: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
     backend.run(id, &feeds, &StepScalars::default())?;
     let slot = plan.output_slot(out).expect("planned output");
@@ -70,7 +46,7 @@ fn run(backend: &mut impl Backend, case: &OpCase, inputs: &[Vec<f32>]) -> kiln::
 
 /// The dispatches of `case`'s plan on `gpu`.
 fn dispatches(gpu: &mut WgpuBackend, case: &OpCase) -> usize {
-    let (id, _, _) = compiled(gpu, case).unwrap();
+    let (id, _, _) = common::compiled(gpu, case).unwrap();
     gpu.dispatch_count(id).unwrap()
 }
 

@@ -5,8 +5,10 @@
 use std::process::Command;
 
 use kiln::backend::wgpu::{AdapterPolicy, WgpuBackend};
-use kiln::backend::{Backend, METRIC_LOSS};
+use kiln::backend::{Backend, PlanId, Tail, METRIC_LOSS};
 use kiln::data::{self, Batcher};
+use kiln::graph::{Graph, ParamLayout, Plan, ValueId};
+use kiln::parity::OpCase;
 use kiln::train::{TrainConfig, Trainer};
 
 /// A wgpu backend on any adapter (lavapipe in CI). With `CI` set, a missing adapter fails
@@ -22,6 +24,32 @@ pub fn gpu() -> Option<WgpuBackend> {
             None
         }
     }
+}
+
+/// `case`'s op as a plan of its own, compiled on `backend` (with a model of no parameters):
+/// the plan's id, the plan and the op's output.
+pub fn compiled(
+    backend: &mut impl Backend,
+    case: &OpCase,
+) -> kiln::Result<(PlanId, Plan, ValueId)> {
+    let mut g = Graph::new();
+    let ids: Vec<_> = case
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, (s, _))| g.input(&format!("in{i}"), s.clone()))
+        .collect();
+    let out = g.op(case.op, &ids)?;
+    let layout = ParamLayout::of(&g);
+    let plan = Plan::build(&g, &layout, &[out], &[])?;
+    backend.init_model(
+        &layout,
+        &vec![0.0; layout.size],
+        &vec![0.0; layout.buffers_size],
+        None,
+    )?;
+    let id = backend.compile(&plan, Tail::default())?;
+    Ok((id, plan, out))
 }
 
 /// Largest |a − b| over two equally long slices.
