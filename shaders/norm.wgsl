@@ -476,6 +476,8 @@ fn layer_norm_grad(
 
 // out [cols] = Σ over rows of dy·x̂ (layer norm's gamma gradient), from in0 = x
 // [rows, cols], in1 = dy [rows, cols]; each column sums its rows in order, as the CPU does.
+// For a few rows only: with more (channel_parts.rs) the same gradient is
+// layer_norm_row_stats, then layer_norm_gamma_grad_partial, then channel_parts_sum.
 // Dims: d0 = rows, d1 = cols, f0 = eps.
 // Dispatch: cols invocations (1-D, as any 1-D kernel, folded into y past 65535 groups).
 // Nothing is kept from the forward pass, so each workgroup (256 columns) re-derives every
@@ -508,3 +510,53 @@ fn layer_norm_gamma_grad(
         st_out(j, acc);
     }
 }
+
+// out [2, rows] = each row's (mean, 1/sqrt(biased var + eps)) of in0 = x [rows, cols], by
+// the very tree layer_norm uses.
+// Dims: d0 = rows, d1 = cols, f0 = eps.
+// Dispatch: rows workgroups ((rows, 1, 1); fold into y past 65535), one per row.
+@compute @workgroup_size(256)
+fn layer_norm_row_stats(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = group_index(wid, nwg);
+    if (r >= dims.d0) {
+        return;
+    }
+    let stats = row_stats(t, r, dims.f0);
+    if (t == 0u) {
+        st_out(r, stats.x);
+        st_out(dims.d0 + r, stats.y);
+    }
+}
+
+// out [cols·P] = Σ dy·x̂ over the rows [p·L, min((p+1)·L, rows)) of part p, for column j
+// at j·P + p (P = 1: the [cols] gradient itself), in row order, from in0 = x [rows, cols],
+// in1 = the rows' stats [2, rows] (layer_norm_row_stats), in2 = dy [rows, cols].
+// Dims: d0 = rows, d1 = cols, e0 = P, e1 = L, e2 = columns rounded up to 256.
+// Dispatch: P·e2 invocations (1-D): invocation i sums column i % e2 over part i / e2, so
+// neighbouring invocations read neighbouring columns.
+@compute @workgroup_size(256)
+fn layer_norm_gamma_grad_partial(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let cols = dims.d1;
+    let p = i / dims.e2;
+    let j = i - p * dims.e2;
+    if (j >= cols || p >= dims.e0) {
+        return;
+    }
+    let rows = dims.d0;
+    let end = min((p + 1u) * dims.e1, rows);
+    var acc = 0.0;
+    for (var r = p * dims.e1; r < end; r++) {
+        let at = r * cols + j;
+        acc = acc + ld2(at) * ((ld0(at) - ld1(r)) * ld1(rows + r));
+    }
+    st_out(j * dims.e0 + p, acc);
+}
+

@@ -1,8 +1,8 @@
-//! Batch norm's per-channel reductions in parts on the wgpu backend
-//! (`src/backend/wgpu/channel_parts.rs`): long channels run as a partial pass and an
-//! ordered combination (shown by the plan's dispatch count), match the f64 reference
-//! within the tolerance policy, give the same bits from run to run, keep the two-pass
-//! variance's accuracy on data far from zero, and match the CPU backend in f16.
+//! Batch norm's per-channel reductions and layer norm's gamma gradient in parts on the
+//! wgpu backend (`src/backend/wgpu/channel_parts.rs`): long channels run as a partial pass
+//! and an ordered combination (shown by the plan's dispatch count), match the f64
+//! reference within the tolerance policy, give the same bits from run to run, keep the
+//! two-pass variance's accuracy on data far from zero, and match the CPU backend in f16.
 
 mod common;
 
@@ -73,6 +73,33 @@ fn long_channels_run_in_parts_and_match_the_reference() {
                 .all(|(a, b)| a.to_bits() == b.to_bits());
             assert!(same_bits, "{what}: two runs differ");
         }
+    }
+}
+
+#[test]
+fn layer_norm_gamma_gradients_take_the_row_statistics_once() {
+    let Some(mut gpu) = common::gpu() else { return };
+    // [5, 7]: too few rows, the whole-tensor kernel; [24, 5]: statistics, then one part;
+    // [100, 300] and [128, 1024]: statistics, 6 and 8 parts, their sum.
+    for (dims, launches) in [
+        (&[5, 7][..], 1),
+        (&[2, 3, 4, 5], 2),
+        (&[100, 300], 3),
+        (&[128, 1024], 3),
+    ] {
+        let case = OpCase {
+            op: Op::LayerNormGammaGrad { eps: 1e-5 },
+            inputs: vec![
+                (Shape::new(dims), InputKind::Real(4.0)),
+                (Shape::new(dims), InputKind::Real(1.0)),
+            ],
+            target: None,
+        };
+        assert_eq!(dispatches(&mut gpu, &case), launches, "{dims:?}");
+        let inputs = case.make_inputs(5);
+        let got = case_output(&mut gpu, &case, &inputs, Precision::F32).unwrap();
+        let verdict = check(&case, &inputs, &got).unwrap();
+        assert!(verdict.passed(), "{dims:?}: {verdict:?}");
     }
 }
 

@@ -116,6 +116,41 @@ fn terms(case: &OpCase) -> usize {
     }
 }
 
+/// Σ |dy|·(|x| + |mean|)·invstd per output of the normalisations' gamma gradients (`None`
+/// for other ops): the size of each term dy·x̂ and of the rounding of x − mean in it. The
+/// op evaluated on absolute inputs, the other reductions' magnitude, does not bound these
+/// sums: x̂ of |x| is still centred, so Σ |dy|·x̂(|x|) cancels where Σ |dy·x̂| does not.
+fn gamma_grad_magnitudes(case: &OpCase, inputs: &[Vec<f64>]) -> Option<Vec<f64>> {
+    let x = inputs.first()?;
+    match case.op {
+        Op::LayerNormGammaGrad { eps } => {
+            let dy = inputs.get(1)?;
+            let cols = case.inputs[0].0.last();
+            let mut out = vec![0.0; cols];
+            for (row, dyr) in x.chunks(cols.max(1)).zip(dy.chunks(cols.max(1))) {
+                let mean = row.iter().sum::<f64>() / cols as f64;
+                let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / cols as f64;
+                let istd = 1.0 / (var + f64::from(eps)).sqrt();
+                for ((o, v), d) in out.iter_mut().zip(row).zip(dyr) {
+                    *o += d.abs() * (v.abs() + mean.abs()) * istd;
+                }
+            }
+            Some(out)
+        }
+        Op::BatchNormGammaGrad(ch) => {
+            let (stats, dy) = (inputs.get(1)?, inputs.get(2)?);
+            let mut out = vec![0.0; ch.c];
+            for (i, (v, d)) in x.iter().zip(dy).enumerate() {
+                let k = (i / ch.s.max(1)) % ch.c.max(1);
+                let istd = 1.0 / (stats[ch.c + k] + f64::from(ch.eps)).sqrt();
+                out[k] += d.abs() * (v.abs() + stats[k].abs()) * istd;
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
 /// The element-wise bound of an activation fused into a product's epilogue.
 fn act_rtol_of(act: crate::op::Activation) -> f64 {
     match Op::Activation(act).tolerance() {
@@ -170,8 +205,9 @@ pub fn check(case: &OpCase, inputs: &[Vec<f32>], got: &[f32]) -> Result<CaseResu
         ),
         op => (op, 0.0),
     };
-    let magnitude = match tolerance {
-        Tolerance::Reduction => eval64(magnitude_op, &abs64, &shapes, &out_shape)?,
+    let magnitude = match (tolerance, gamma_grad_magnitudes(case, &in64)) {
+        (Tolerance::Reduction, Some(m)) => m,
+        (Tolerance::Reduction, None) => eval64(magnitude_op, &abs64, &shapes, &out_shape)?,
         _ => Vec::new(),
     };
     let k = terms(case) as f64;
@@ -294,4 +330,85 @@ pub fn case_output(
         .output_slot(out)
         .ok_or_else(|| Error::Graph("planned output missing".into()))?;
     backend.read_slot(id, slot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::Channels;
+    use crate::parity::InputKind;
+    use crate::shape::Shape;
+
+    fn layer_norm_gamma(rows: usize, cols: usize) -> OpCase {
+        let x = (Shape::new(&[rows, cols]), InputKind::Real(4.0));
+        OpCase {
+            op: Op::LayerNormGammaGrad { eps: 0.0 },
+            inputs: vec![x.clone(), x],
+            target: None,
+        }
+    }
+
+    #[test]
+    fn gamma_gradient_magnitudes_are_the_terms_sizes() {
+        // One row [1, 3]: mean 2, variance 1, so invstd 1; dy = [1, −1]: the terms'
+        // sizes are |1|·(1 + 2) and |−1|·(3 + 2).
+        let inputs = vec![vec![1.0, 3.0], vec![1.0, -1.0]];
+        let m = gamma_grad_magnitudes(&layer_norm_gamma(1, 2), &inputs).unwrap();
+        assert_eq!(m, vec![3.0, 5.0]);
+        // Batch norm with stats (mean 2, variance 3) of one channel: invstd 1/2.
+        let case = OpCase {
+            op: Op::BatchNormGammaGrad(Channels {
+                c: 1,
+                s: 2,
+                eps: 1.0,
+            }),
+            inputs: vec![],
+            target: None,
+        };
+        let inputs = vec![vec![1.0, -3.0], vec![2.0, 3.0], vec![2.0, -1.0]];
+        let m = gamma_grad_magnitudes(&case, &inputs).unwrap();
+        assert_eq!(m, vec![(2.0 * 3.0 + 5.0) / 2.0]);
+        assert!(gamma_grad_magnitudes(
+            &OpCase {
+                op: Op::Add,
+                ..case
+            },
+            &inputs
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn a_gamma_gradient_missing_one_row_fails_and_the_rounded_one_passes() {
+        let case = layer_norm_gamma(33, 300);
+        let inputs = case.make_inputs(5);
+        let exact: Vec<f64> = {
+            let in64: Vec<Vec<f64>> = inputs
+                .iter()
+                .map(|v| v.iter().map(|&x| f64::from(x)).collect())
+                .collect();
+            let shapes: Vec<Shape> = case.inputs.iter().map(|(s, _)| s.clone()).collect();
+            eval64(case.op, &in64, &shapes, &Shape::new(&[300])).unwrap()
+        };
+        let rounded: Vec<f32> = exact.iter().map(|&v| v as f32).collect();
+        assert!(check(&case, &inputs, &rounded).unwrap().passed());
+        // The last row's terms left out of column 0 only.
+        let mut short = case.clone();
+        short.inputs[0].0 = Shape::new(&[32, 300]);
+        short.inputs[1].0 = Shape::new(&[32, 300]);
+        let head: Vec<Vec<f32>> = inputs.iter().map(|v| v[..32 * 300].to_vec()).collect();
+        let partial = {
+            let in64: Vec<Vec<f64>> = head
+                .iter()
+                .map(|v| v.iter().map(|&x| f64::from(x)).collect())
+                .collect();
+            let shapes: Vec<Shape> = short.inputs.iter().map(|(s, _)| s.clone()).collect();
+            eval64(short.op, &in64, &shapes, &Shape::new(&[300])).unwrap()
+        };
+        let mut wrong = rounded.clone();
+        wrong[0] = partial[0] as f32;
+        let verdict = check(&case, &inputs, &wrong).unwrap();
+        assert_eq!(verdict.mismatches.len(), 1, "{verdict:?}");
+        assert_eq!(verdict.mismatches[0].index, 0);
+    }
 }

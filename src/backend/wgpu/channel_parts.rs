@@ -6,6 +6,12 @@
 //! workgroup per part writes a partial result into an f32 scratch, and a second kernel
 //! combines each channel's parts in order (`shaders/norm.wgsl`).
 //!
+//! Layer norm's gamma gradient is a per-column sum over rows of terms that need each
+//! row's statistics. Its whole-tensor kernel re-derives every row's statistics in each
+//! workgroup of 256 columns and then walks all rows in one loop, which only suits a few
+//! rows; from [`MIN_ROWS`] rows on it runs as the rows' statistics (once), per-column sums
+//! over parts of the rows, and, with more than one part, their ordered sum.
+//!
 //! Whether and how a reduction is split depends on its sizes and the device's dispatch
 //! limit only, so a plan runs the same additions on every adapter; the parts are
 //! combined in a fixed order, so results are bit-identical from run to run. They are not
@@ -13,7 +19,7 @@
 //! the variance Chan et al.'s merge of the parts' means and squared deviations), and, as
 //! before, agree with the CPU reference to rounding.
 
-use super::kernels::{fold, groups_1d, Launch};
+use super::kernels::{fold, groups_1d, Dims, Launch};
 use crate::error::{Error, Result};
 use crate::graph::Step;
 use crate::op::{Channels, Op};
@@ -24,6 +30,11 @@ const TARGET_GROUPS: usize = 512;
 /// The fewest values a part sums: four per invocation, so that the tree and the second
 /// kernel stay small next to the part's loads.
 const MIN_PART: usize = 1024;
+/// The fewest rows a layer norm's gamma gradient runs in parts for, and the fewest a part
+/// sums: each invocation walks its rows in a loop, so a part's rows are its latency.
+pub const MIN_ROWS: usize = 16;
+/// Invocations per workgroup of the 1-D kernels.
+const WG: usize = 256;
 
 /// How each channel's values are divided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +63,24 @@ pub fn parts_of(channels: usize, count: usize, max_groups: u32) -> Option<Parts>
     let part_len = count.div_ceil(wanted);
     let parts = count.div_ceil(part_len);
     (parts >= 2).then_some(Parts { parts, part_len })
+}
+
+/// The row parts of a layer norm's gamma gradient over [`rows`, `cols`] (one part when
+/// the columns fill the device already), or `None` for fewer than [`MIN_ROWS`] rows, which
+/// the whole-tensor kernel sums.
+pub fn row_parts_of(rows: usize, cols: usize, max_groups: u32) -> Option<Parts> {
+    if rows < MIN_ROWS || cols == 0 {
+        return None;
+    }
+    let blocks = cols.div_ceil(WG);
+    let most_groups = (max_groups as usize).saturating_mul(max_groups as usize);
+    let wanted = (TARGET_GROUPS / blocks)
+        .min(rows / MIN_ROWS)
+        .min(most_groups / blocks)
+        .max(1);
+    let part_len = rows.div_ceil(wanted);
+    let parts = rows.div_ceil(part_len);
+    Some(Parts { parts, part_len })
 }
 
 /// What one binding of a stage is.
@@ -87,27 +116,42 @@ pub struct PartedLaunches {
 /// reduction or has too few values to split. `whole` is its unsplit launch
 /// ([`super::kernels::launch`]), whose dims the stages reuse.
 pub fn launches(step: &Step, whole: &Launch, max_groups: u32) -> Result<Option<PartedLaunches>> {
-    let ch: Channels = match step.op {
-        Op::BatchNormStats(ch)
-        | Op::BatchNormGrad(ch)
-        | Op::BatchNormGammaGrad(ch)
-        | Op::ChannelSum(ch) => ch,
-        _ => return Ok(None),
-    };
     let x = step
         .input_shapes
         .first()
         .ok_or_else(|| Error::Graph(format!("{} without inputs", step.op.name())))?;
-    let count = x.numel() / ch.c.max(1);
-    let Some(split) = parts_of(ch.c, count, max_groups) else {
-        return Ok(None);
+    match step.op {
+        Op::BatchNormStats(ch)
+        | Op::BatchNormGrad(ch)
+        | Op::BatchNormGammaGrad(ch)
+        | Op::ChannelSum(ch) => channel_launches(step.op, ch, x.numel(), whole, max_groups),
+        Op::LayerNormGammaGrad { .. } => {
+            layer_norm_gamma_launches(x.rows(), x.last(), whole, max_groups)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `whole`'s dims with the parts in e0 (how many) and e1 (how long).
+fn dims_with(whole: &Launch, split: Parts) -> Result<Dims> {
+    let word = |v: usize| {
+        u32::try_from(v).map_err(|_| Error::Unsupported(format!("{v} parts or values exceed u32")))
     };
     let mut dims = whole.dims;
-    dims.e[0] = u32::try_from(split.parts)
-        .map_err(|_| Error::Unsupported(format!("{} parts exceed u32", split.parts)))?;
-    dims.e[1] = u32::try_from(split.part_len)
-        .map_err(|_| Error::Unsupported(format!("a part of {} values", split.part_len)))?;
-    let kernel = |entry: &'static str, groups: (u32, u32), binds: Vec<Bind>| Stage {
+    dims.e[0] = word(split.parts)?;
+    dims.e[1] = word(split.part_len)?;
+    Ok(dims)
+}
+
+/// A stage running `entry` of `whole`'s shader with `dims`.
+fn stage(
+    whole: &Launch,
+    entry: &'static str,
+    dims: Dims,
+    groups: (u32, u32),
+    binds: Vec<Bind>,
+) -> Stage {
+    Stage {
         launch: Launch {
             shader: whole.shader,
             entry,
@@ -117,13 +161,33 @@ pub fn launches(step: &Step, whole: &Launch, max_groups: u32) -> Result<Option<P
             needs_scalars: false,
         },
         binds,
+    }
+}
+
+/// Batch norm's reductions over `c` channels of `numel / c` values each.
+fn channel_launches(
+    op: Op,
+    ch: Channels,
+    numel: usize,
+    whole: &Launch,
+    max_groups: u32,
+) -> Result<Option<PartedLaunches>> {
+    let Some(split) = parts_of(ch.c, numel / ch.c.max(1), max_groups) else {
+        return Ok(None);
     };
-    let per_part = fold(ch.c * split.parts, max_groups)?;
-    let per_channel = groups_1d(ch.c, max_groups)?;
-    let per_value = groups_1d(x.numel(), max_groups)?;
+    let dims = dims_with(whole, split)?;
+    let kernel = |entry, groups, binds| stage(whole, entry, dims, groups, binds);
+    // A device too small to dispatch a stage runs the reduction whole.
+    let (Ok(per_part), Ok(per_channel), Ok(per_value)) = (
+        fold(ch.c * split.parts, max_groups),
+        groups_1d(ch.c, max_groups),
+        groups_1d(numel, max_groups),
+    ) else {
+        return Ok(None);
+    };
     let partials = ch.c * split.parts;
     use Bind::{Input, Output, Scratch};
-    Ok(Some(match step.op {
+    Ok(Some(match op {
         Op::BatchNormStats(_) => PartedLaunches {
             stages: vec![
                 kernel("batch_norm_stats", per_part, vec![Scratch(0), Input(0)]),
@@ -176,6 +240,55 @@ pub fn launches(step: &Step, whole: &Launch, max_groups: u32) -> Result<Option<P
     }))
 }
 
+/// Layer norm's gamma gradient over [`rows`, `cols`]: the rows' statistics, the columns'
+/// sums over each part of the rows, then (with more than one part) their ordered sum.
+fn layer_norm_gamma_launches(
+    rows: usize,
+    cols: usize,
+    whole: &Launch,
+    max_groups: u32,
+) -> Result<Option<PartedLaunches>> {
+    let Some(split) = row_parts_of(rows, cols, max_groups) else {
+        return Ok(None);
+    };
+    let padded = cols.div_ceil(WG) * WG;
+    let mut dims = dims_with(whole, split)?;
+    dims.e[2] = u32::try_from(padded)
+        .map_err(|_| Error::Unsupported(format!("{cols} columns exceed u32")))?;
+    let kernel = |entry, groups, binds| stage(whole, entry, dims, groups, binds);
+    // A device too small to dispatch a stage runs the gradient whole.
+    let (Ok(per_row), Ok(per_sum), Ok(per_column)) = (
+        fold(rows, max_groups),
+        groups_1d(split.parts * padded, max_groups),
+        groups_1d(cols, max_groups),
+    ) else {
+        return Ok(None);
+    };
+    use Bind::{Input, Output, Scratch};
+    let stats = kernel("layer_norm_row_stats", per_row, vec![Scratch(0), Input(0)]);
+    let sums_into = if split.parts == 1 { Output } else { Scratch(1) };
+    let sums = kernel(
+        "layer_norm_gamma_grad_partial",
+        per_sum,
+        vec![sums_into, Input(0), Scratch(0), Input(1)],
+    );
+    Ok(Some(if split.parts == 1 {
+        PartedLaunches {
+            stages: vec![stats, sums],
+            scratch: vec![2 * rows],
+        }
+    } else {
+        PartedLaunches {
+            stages: vec![
+                stats,
+                sums,
+                kernel("channel_parts_sum", per_column, vec![Output, Scratch(1)]),
+            ],
+            scratch: vec![2 * rows, cols * split.parts],
+        }
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +338,38 @@ mod tests {
             assert!((p.parts - 1) * p.part_len < count, "{p:?}");
             assert!(c * p.parts <= TARGET_GROUPS, "{p:?}");
         }
+    }
+
+    #[test]
+    fn layer_norm_gamma_gradients_split_their_rows_by_hand_derived_counts() {
+        // [128, 1024]: 4 column blocks, 128 parts wanted, 128 / 16 = 8 allowed: 8 parts of
+        // 16 rows.
+        assert_eq!(
+            row_parts_of(128, 1024, 65_535),
+            Some(Parts {
+                parts: 8,
+                part_len: 16
+            })
+        );
+        // [100, 300]: 2 blocks, 6 parts of ceil(100 / 6) = 17 rows (the last 15).
+        assert_eq!(
+            row_parts_of(100, 300, 65_535),
+            Some(Parts {
+                parts: 6,
+                part_len: 17
+            })
+        );
+        // 600 blocks of columns fill the device: one part, the statistics still once.
+        assert_eq!(
+            row_parts_of(64, 600 * 256, 65_535),
+            Some(Parts {
+                parts: 1,
+                part_len: 64
+            })
+        );
+        // Fewer than 16 rows: the whole-tensor kernel.
+        assert_eq!(row_parts_of(15, 1024, 65_535), None);
+        assert_eq!(row_parts_of(128, 0, 65_535), None);
     }
 
     #[test]

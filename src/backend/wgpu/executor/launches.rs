@@ -65,31 +65,19 @@ impl WgpuBackend {
                     Some(p) => split_k::split_of(&p, split_limits).map(|s| (p, s)),
                     None => None,
                 };
+                // A reduction in parts whose scratch would not fit runs whole.
                 let parted = if piece.accumulate {
                     None
                 } else {
                     channel_parts::launches(&piece.step, &product, max_groups)?
+                        .map(|p| (scratch_regions(scratch_at, &p.scratch), p))
+                        .filter(|(regions, _)| {
+                            regions.last().map_or(0, |r| r.offset + r.len) - scratch_at
+                                <= split_limits.max_floats
+                        })
                 };
-                if let Some(parted) = parted {
-                    // The regions one after another, each at a binding-aligned offset.
-                    let mut regions = Vec::with_capacity(parted.scratch.len());
-                    let mut end = scratch_at;
-                    for &len in &parted.scratch {
-                        regions.push(Slot {
-                            arena: ArenaKind::Activations,
-                            offset: end,
-                            len,
-                        });
-                        end = (end + len).next_multiple_of(ALIGN);
-                    }
-                    if end - scratch_at > split_limits.max_floats {
-                        return Err(Error::Unsupported(format!(
-                            "{} needs {} floats of scratch; this adapter binds {}",
-                            piece.step.op.name(),
-                            end - scratch_at,
-                            split_limits.max_floats
-                        )));
-                    }
+                if let Some((regions, parted)) = parted {
+                    let end = regions.last().map_or(scratch_at, |r| r.offset + r.len);
                     scratch_len = scratch_len.max(end - scratch_at);
                     for stage in parted.stages {
                         let slots = stage
@@ -174,4 +162,21 @@ impl WgpuBackend {
             activations_len,
         })
     }
+}
+
+/// Slots of `lens` floats one after another from `start`, each at an offset bindings may
+/// start at.
+fn scratch_regions(start: usize, lens: &[usize]) -> Vec<Slot> {
+    let mut offset = start;
+    lens.iter()
+        .map(|&len| {
+            let slot = Slot {
+                arena: ArenaKind::Activations,
+                offset,
+                len,
+            };
+            offset = (offset + len).next_multiple_of(ALIGN);
+            slot
+        })
+        .collect()
 }
