@@ -40,44 +40,50 @@ fn is_2x2_stride_2(g: &PoolGeom) -> bool {
     (g.kh, g.kw, g.sh, g.sw) == (2, 2, 2, 2)
 }
 
-/// The position (0..4) of the first maximum of a 2x2 window's values in row order, by the
-/// rule of [`row_argmax`] (strictly greater replaces; NaN is greater than every number and
-/// the first NaN is kept), on values held in registers rather than indices into the plane.
-fn first_max4<T: Real>(v: &[T; 4]) -> usize {
-    let mut best = 0;
-    for i in 1..4 {
-        if !v[best].is_nan() && (v[i].is_nan() || v[i] > v[best]) {
-            best = i;
-        }
-    }
-    best
+/// The first maximum of a 2x2 window's values in row order, by the rule of
+/// [`row_argmax`] (strictly greater replaces; NaN is greater than every number and the
+/// first NaN is kept): its value, and for each of the four positions whether it is the
+/// one. Written as selects on values held in registers, with no branches and no index
+/// arithmetic, so that a loop over a row of windows vectorises.
+#[inline(always)]
+fn first_max4<T: Real>(v: [T; 4]) -> (T, [bool; 4]) {
+    // `&` and `|`, not `&&` and `||`: no short circuit, so no branch.
+    let replaces = |x: T, best: T| !best.is_nan() & (x.is_nan() | (x > best));
+    let take1 = replaces(v[1], v[0]);
+    let best = if take1 { v[1] } else { v[0] };
+    let take2 = replaces(v[2], best);
+    let best = if take2 { v[2] } else { best };
+    let take3 = replaces(v[3], best);
+    let best = if take3 { v[3] } else { best };
+    let later2 = take2 | take3;
+    (
+        best,
+        [!(take1 | later2), take1 & !later2, take2 & !take3, take3],
+    )
 }
 
-/// The windows of output row `oy` of a 2x2, stride-2 pooling of `plane` (H×W): each
-/// window's four values in row order and the plane index of its top-left value.
-fn windows_2x2<'a, T: Real>(
-    plane: &'a [T],
-    w: usize,
-    oy: usize,
-    ow: usize,
-) -> impl Iterator<Item = ([T; 4], usize)> + 'a {
-    let (top, bottom) = (2 * oy * w, (2 * oy + 1) * w);
-    plane[top..top + 2 * ow]
-        .chunks_exact(2)
-        .zip(plane[bottom..bottom + 2 * ow].chunks_exact(2))
-        .enumerate()
-        .map(move |(ox, (a, b))| ([a[0], a[1], b[0], b[1]], top + 2 * ox))
+/// Output row `oy` of a 2x2, stride-2 pooling of `plane` (H×W): the input rows 2·oy and
+/// 2·oy + 1, cut to the 2·ow values the windows cover.
+fn window_rows<T>(plane: &[T], w: usize, oy: usize, ow: usize) -> (&[T], &[T]) {
+    let top = &plane[2 * oy * w..][..2 * ow];
+    let bottom = &plane[(2 * oy + 1) * w..][..2 * ow];
+    (top, bottom)
 }
 
 /// [`max_pool`] for 2x2 windows of stride 2: the same first-max rule in the same order
-/// (rows, then columns), read a window at a time.
+/// (rows, then columns), a row of windows at a time.
 fn max_pool_2x2<T: Real>(x: &[T], out: &mut [T], g: &PoolGeom) {
     let (oh, ow, hw) = (g.oh(), g.ow(), g.h * g.w);
     for_each_sample(out, oh * ow, |p, o| {
         let plane = &x[p * hw..(p + 1) * hw];
         for (oy, row) in o.chunks_exact_mut(ow.max(1)).enumerate() {
-            for (v, (window, _)) in row.iter_mut().zip(windows_2x2(plane, g.w, oy, ow)) {
-                *v = window[first_max4(&window)];
+            let (top, bottom) = window_rows(plane, g.w, oy, ow);
+            for ((v, a), b) in row
+                .iter_mut()
+                .zip(top.chunks_exact(2))
+                .zip(bottom.chunks_exact(2))
+            {
+                *v = first_max4([a[0], a[1], b[0], b[1]]).0;
             }
         }
     });
@@ -151,9 +157,18 @@ fn max_pool_grad_2x2<T: Real>(x: &[T], dy: &[T], out: &mut [T], g: &PoolGeom) {
         let d = &dy[p * oh * ow..(p + 1) * oh * ow];
         dx.fill(T::zero());
         for (oy, grads) in d.chunks_exact(ow.max(1)).enumerate() {
-            for (&grad, (window, top)) in grads.iter().zip(windows_2x2(plane, g.w, oy, ow)) {
-                let i = first_max4(&window);
-                let at = top + (i / 2) * g.w + i % 2;
+            let (top, bottom) = window_rows(plane, g.w, oy, ow);
+            for (ox, ((&grad, a), b)) in grads
+                .iter()
+                .zip(top.chunks_exact(2))
+                .zip(bottom.chunks_exact(2))
+                .enumerate()
+            {
+                let (_, m) = first_max4([a[0], a[1], b[0], b[1]]);
+                let at = 2 * oy * g.w
+                    + 2 * ox
+                    + usize::from(m[1] | m[3])
+                    + g.w * usize::from(m[2] | m[3]);
                 dx[at] = dx[at] + grad;
             }
         }
@@ -667,7 +682,10 @@ mod tests {
             })
             .collect();
         let dy: Vec<f32> = (0..g.n * g.c * g.oh() * g.ow())
-            .map(|i| ((i as f32) * 0.61).cos())
+            .map(|i| match i % 5 {
+                0 => -0.0,
+                _ => ((i as f32) * 0.61).cos(),
+            })
             .collect();
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         let (mut fast, mut general) = (vec![0.0; dy.len()], vec![0.0; dy.len()]);
