@@ -175,10 +175,7 @@ fn out_of_bounds(step: &Step, s: Slot) -> Error {
 
 impl Backend for CpuBackend {
     fn describe(&self) -> String {
-        format!(
-            "CPU reference backend ({} threads)",
-            rayon::current_num_threads()
-        )
+        format!("CPU reference backend ({} threads)", subnormals::threads())
     }
 
     fn init_model(

@@ -71,6 +71,14 @@ pub fn run_flushing<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     }
 }
 
+/// The threads plans run on.
+pub fn threads() -> usize {
+    pool().map_or_else(
+        rayon::current_num_threads,
+        rayon::ThreadPool::current_num_threads,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
