@@ -5,7 +5,7 @@ use super::cols_cache::ColsCache;
 use super::conv_product::{build_cols, conv_matmul, conv_weight_grad};
 use super::{
     check_lengths, grad_norm_sq, grad_norm_sq_unscaled, optimizer_step, optimizer_step_unscaled,
-    run_op, subnormals,
+    run_op,
 };
 use crate::backend::{step_rng, Backend, LossScale, PlanId, Tail, METRICS};
 use crate::error::{Error, Result};
@@ -175,7 +175,10 @@ fn out_of_bounds(step: &Step, s: Slot) -> Error {
 
 impl Backend for CpuBackend {
     fn describe(&self) -> String {
-        format!("CPU reference backend ({} threads)", subnormals::threads())
+        format!(
+            "CPU reference backend ({} threads)",
+            rayon::current_num_threads()
+        )
     }
 
     fn init_model(
@@ -242,8 +245,121 @@ impl Backend for CpuBackend {
     }
 
     fn run(&mut self, id: PlanId, feeds: &[&[f32]], scalars: &StepScalars) -> Result<()> {
-        // In kiln's pool, whose threads flush subnormals (subnormals.rs).
-        subnormals::run_flushing(|| run_plan(self, id, feeds, scalars))
+        let CpuBackend {
+            params,
+            params_half,
+            precision,
+            grads,
+            buffers,
+            state,
+            optimizer,
+            metrics,
+            plans,
+            profile,
+            last_norm_sq,
+            loss_scale,
+        } = self;
+        let profile = *profile;
+        let cp = plans
+            .get_mut(id)
+            .ok_or_else(|| Error::Graph(format!("no plan {id}")))?;
+        if feeds.len() != cp.plan.inputs.len() {
+            return Err(Error::Graph(format!(
+                "plan takes {} inputs, got {}",
+                cp.plan.inputs.len(),
+                feeds.len()
+            )));
+        }
+        for ((name, slot, _), feed) in cp.plan.inputs.iter().zip(feeds) {
+            if feed.len() != slot.len {
+                return Err(Error::shape(
+                    format!("input '{name}'"),
+                    format!("expected {} values, got {}", slot.len, feed.len()),
+                ));
+            }
+            cp.inputs[slot.range()].copy_from_slice(feed);
+        }
+        let CpuPlan {
+            plan,
+            tail,
+            inputs,
+            activations,
+            activations_half,
+            anomaly,
+            cols,
+        } = cp;
+        // Loss scaling: the backward pass is seeded with the scale instead of 1.
+        if let (true, Some(ls), Some(seed)) = (tail.update, *loss_scale, plan.loss_seed) {
+            inputs
+                .get_mut(seed.range())
+                .ok_or_else(|| Error::Graph(format!("loss seed {seed:?} out of bounds")))?
+                .fill(ls.scale);
+        }
+        let mut arenas: [&mut Vec<f32>; ARENA_KINDS] = [
+            params,
+            grads,
+            buffers,
+            inputs,
+            activations,
+            params_half,
+            activations_half,
+        ];
+        let rng = step_rng(scalars);
+        *anomaly = None;
+        for (index, step) in plan.steps.iter().enumerate() {
+            let start = profile.then(std::time::Instant::now);
+            execute_step(step, &mut arenas, &rng, cols.for_step(index))?;
+            if tail.check_finite && anomaly.is_none() {
+                let out = &arenas[step.output.arena.index()][step.output.range()];
+                if out.iter().any(|v| !v.is_finite()) {
+                    *anomaly = Some(index);
+                }
+            }
+            if let Some(t) = start {
+                eprintln!(
+                    "kiln-profile {} {} {}",
+                    step.op.name(),
+                    step.shape,
+                    t.elapsed().as_micros()
+                );
+            }
+        }
+        for &(slot, index, weight) in &tail.accumulate {
+            let value = arenas[slot.arena.index()]
+                .get(slot.offset)
+                .copied()
+                .ok_or_else(|| Error::Graph(format!("metric slot {slot:?} out of bounds")))?;
+            metrics[index] += value * weight;
+        }
+        if !tail.update {
+            return Ok(());
+        }
+        let [params, grads, _, _, _, params_half, _] = arenas;
+        let optimizer = optimizer.as_ref().ok_or_else(|| {
+            Error::Config("a training plan ran on a model without an optimizer".into())
+        })?;
+        // Only f16 models have a loss scale (and an f16 copy of the weights).
+        if let Some(ls) = loss_scale {
+            // Always the norm pass: its non-finite sum is GradScaler's found_inf.
+            let inv_scale = ls.inv_scale();
+            let norm_sq = grad_norm_sq_unscaled(grads, scalars, inv_scale);
+            *last_norm_sq = norm_sq;
+            let applied = optimizer_step_unscaled(
+                optimizer, params, grads, state, scalars, norm_sq, inv_scale,
+            )?;
+            if applied {
+                refresh_half_copy(*precision, params, params_half);
+            }
+            ls.update(!applied);
+            return Ok(());
+        }
+        let norm_sq = if scalars.max_norm > 0.0 {
+            grad_norm_sq(grads, scalars)
+        } else {
+            0.0
+        };
+        *last_norm_sq = norm_sq;
+        optimizer_step(optimizer, params, grads, state, scalars, norm_sq)
     }
 
     fn read_metrics(&mut self) -> Result<[f32; METRICS]> {
@@ -350,127 +466,4 @@ impl Backend for CpuBackend {
             .map(<[f32]>::to_vec)
             .ok_or_else(|| Error::Graph(format!("{slot:?} is outside its arena")))
     }
-}
-
-/// [`Backend::run`] of `backend`, on the thread it is called on.
-fn run_plan(
-    backend: &mut CpuBackend,
-    id: PlanId,
-    feeds: &[&[f32]],
-    scalars: &StepScalars,
-) -> Result<()> {
-    let CpuBackend {
-        params,
-        params_half,
-        precision,
-        grads,
-        buffers,
-        state,
-        optimizer,
-        metrics,
-        plans,
-        profile,
-        last_norm_sq,
-        loss_scale,
-    } = backend;
-    let profile = *profile;
-    let cp = plans
-        .get_mut(id)
-        .ok_or_else(|| Error::Graph(format!("no plan {id}")))?;
-    if feeds.len() != cp.plan.inputs.len() {
-        return Err(Error::Graph(format!(
-            "plan takes {} inputs, got {}",
-            cp.plan.inputs.len(),
-            feeds.len()
-        )));
-    }
-    for ((name, slot, _), feed) in cp.plan.inputs.iter().zip(feeds) {
-        if feed.len() != slot.len {
-            return Err(Error::shape(
-                format!("input '{name}'"),
-                format!("expected {} values, got {}", slot.len, feed.len()),
-            ));
-        }
-        cp.inputs[slot.range()].copy_from_slice(feed);
-    }
-    let CpuPlan {
-        plan,
-        tail,
-        inputs,
-        activations,
-        activations_half,
-        anomaly,
-        cols,
-    } = cp;
-    // Loss scaling: the backward pass is seeded with the scale instead of 1.
-    if let (true, Some(ls), Some(seed)) = (tail.update, *loss_scale, plan.loss_seed) {
-        inputs
-            .get_mut(seed.range())
-            .ok_or_else(|| Error::Graph(format!("loss seed {seed:?} out of bounds")))?
-            .fill(ls.scale);
-    }
-    let mut arenas: [&mut Vec<f32>; ARENA_KINDS] = [
-        params,
-        grads,
-        buffers,
-        inputs,
-        activations,
-        params_half,
-        activations_half,
-    ];
-    let rng = step_rng(scalars);
-    *anomaly = None;
-    for (index, step) in plan.steps.iter().enumerate() {
-        let start = profile.then(std::time::Instant::now);
-        execute_step(step, &mut arenas, &rng, cols.for_step(index))?;
-        if tail.check_finite && anomaly.is_none() {
-            let out = &arenas[step.output.arena.index()][step.output.range()];
-            if out.iter().any(|v| !v.is_finite()) {
-                *anomaly = Some(index);
-            }
-        }
-        if let Some(t) = start {
-            eprintln!(
-                "kiln-profile {} {} {}",
-                step.op.name(),
-                step.shape,
-                t.elapsed().as_micros()
-            );
-        }
-    }
-    for &(slot, index, weight) in &tail.accumulate {
-        let value = arenas[slot.arena.index()]
-            .get(slot.offset)
-            .copied()
-            .ok_or_else(|| Error::Graph(format!("metric slot {slot:?} out of bounds")))?;
-        metrics[index] += value * weight;
-    }
-    if !tail.update {
-        return Ok(());
-    }
-    let [params, grads, _, _, _, params_half, _] = arenas;
-    let optimizer = optimizer.as_ref().ok_or_else(|| {
-        Error::Config("a training plan ran on a model without an optimizer".into())
-    })?;
-    // Only f16 models have a loss scale (and an f16 copy of the weights).
-    if let Some(ls) = loss_scale {
-        // Always the norm pass: its non-finite sum is GradScaler's found_inf.
-        let inv_scale = ls.inv_scale();
-        let norm_sq = grad_norm_sq_unscaled(grads, scalars, inv_scale);
-        *last_norm_sq = norm_sq;
-        let applied =
-            optimizer_step_unscaled(optimizer, params, grads, state, scalars, norm_sq, inv_scale)?;
-        if applied {
-            refresh_half_copy(*precision, params, params_half);
-        }
-        ls.update(!applied);
-        return Ok(());
-    }
-    let norm_sq = if scalars.max_norm > 0.0 {
-        grad_norm_sq(grads, scalars)
-    } else {
-        0.0
-    };
-    *last_norm_sq = norm_sq;
-    optimizer_step(optimizer, params, grads, state, scalars, norm_sq)
 }

@@ -46,7 +46,6 @@ mod optim_sgd;
 mod pool;
 mod reduce;
 mod softmax;
-mod subnormals;
 
 pub use executor::CpuBackend;
 pub use optim::{grad_norm_sq, grad_norm_sq_unscaled, optimizer_step, optimizer_step_unscaled};
