@@ -104,6 +104,13 @@ fn is_nonfinite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
 }
 
+// An optimizer state below the smallest normal f32 is stored as zero, as the CPU stores
+// it (src/backend/cpu/optim.rs, flush_subnormal: subnormals are slow on CPUs, and decaying
+// states of weights whose gradients stopped would reach them).
+fn flush_subnormal(x: f32) -> f32 {
+    return select(x, 0.0, abs(x) < 1.17549435e-38);
+}
+
 // clip_grad_value_: g clamped to [−clip_value, clip_value] when clip_value > 0.
 fn clip_value(g: f32) -> f32 {
     if (s.clip_value > 0.0) {
@@ -198,6 +205,7 @@ fn sgd_update(i: u32, g: f32) -> f32 {
         if (s.step > 1u) {
             b = s.momentum * state0[i] + (1.0 - s.dampening) * d;
         }
+        b = flush_subnormal(b);
         state0[i] = b;
         if (s.nesterov != 0u) {
             d = d + s.momentum * b;
@@ -235,8 +243,8 @@ fn adam_update(i: u32, g_in: f32) -> f32 {
     }
     let m_old = state0[i];
     // m + (1−β1)(g − m) is torch's lerp form of β1·m + (1−β1)·g.
-    let m = m_old + (1.0 - s.beta1) * (g - m_old);
-    let v = s.beta2 * state1[i] + (1.0 - s.beta2) * g * g;
+    let m = flush_subnormal(m_old + (1.0 - s.beta1) * (g - m_old));
+    let v = flush_subnormal(s.beta2 * state1[i] + (1.0 - s.beta2) * g * g);
     state0[i] = m;
     state1[i] = v;
     var second = v;

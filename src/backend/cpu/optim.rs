@@ -5,6 +5,23 @@
 use crate::error::{Error, Result};
 use crate::optim::{clip_coefficient, clip_value, Optimizer, StepScalars};
 
+/// An optimizer state that has decayed below the smallest normal f32 (Adam's moments and
+/// SGD's momentum buffer of a weight whose gradients stopped, such as a first-layer weight
+/// of a rarely inked border pixel) is stored as zero. x86 cores take a microcode assist of
+/// the order of a hundred cycles for every operation on a subnormal number, and such
+/// states keep decaying by β (or the momentum) at every step: unflushed, they slowed the
+/// `mlp` preset's epochs from 66,000 to 47,000 images/s by the third (BENCHMARKS.md). The
+/// values lost are below 1.2·10⁻³⁸, far below what `eps` or the tolerance policy can see.
+/// The WGSL kernels store the same (`flush_subnormal` in `shaders/optim.wgsl`).
+#[inline(always)]
+pub(super) fn flush_subnormal(x: f32) -> f32 {
+    if x.abs() < f32::MIN_POSITIVE {
+        0.0
+    } else {
+        x
+    }
+}
+
 /// Σ g² over the gradient arena (after clipping by value), accumulated in f64; the GPU's
 /// fixed-order tree sum agrees within the reduction tolerance.
 pub fn grad_norm_sq(grads: &[f32], s: &StepScalars) -> f32 {

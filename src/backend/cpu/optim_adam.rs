@@ -9,6 +9,7 @@
 //! (IEEE add, multiply, divide and square root give the same bits in SIMD lanes), so the
 //! result is bit-identical to `shaders/optim.wgsl`'s `adam_update` as before.
 
+use super::optim::flush_subnormal;
 use crate::optim::StepScalars;
 
 /// The hyper-parameters of one run, computed once as the per-element code computed them.
@@ -68,12 +69,12 @@ fn decay<const DECOUPLED: bool>(p: f32, g: f32, c: &Coefficients) -> (f32, f32) 
     }
 }
 
-/// The moments' update.
+/// The moments' update (stored flushed: [`flush_subnormal`]).
 #[inline(always)]
 fn moments(m: &mut f32, v: &mut f32, g: f32, c: &Coefficients) {
     // m + (1−β1)(g − m) is torch's lerp form of β1·m + (1−β1)·g.
-    *m += c.one_minus_beta1 * (g - *m);
-    *v = c.beta2 * *v + c.one_minus_beta2 * g * g;
+    *m = flush_subnormal(*m + c.one_minus_beta1 * (g - *m));
+    *v = flush_subnormal(c.beta2 * *v + c.one_minus_beta2 * g * g);
 }
 
 #[inline(always)]
@@ -138,8 +139,8 @@ mod tests {
             (p, g + wd * p)
         };
         // m + (1−β1)(g − m) is torch's lerp form of β1·m + (1−β1)·g.
-        *m += (1.0 - s.beta1) * (g - *m);
-        *v = s.beta2 * *v + (1.0 - s.beta2) * g * g;
+        *m = flush_subnormal(*m + (1.0 - s.beta1) * (g - *m));
+        *v = flush_subnormal(s.beta2 * *v + (1.0 - s.beta2) * g * g);
         let second = match (s.amsgrad != 0, vmax) {
             (true, Some(vmax)) => {
                 *vmax = vmax.max(*v);
@@ -219,6 +220,40 @@ mod tests {
             assert_eq!(bits(&vmax), bits(&vmax2), "vmax, {what}");
             assert!(p.iter().zip(&p0).all(|(a, b)| a != b), "{what}: no update");
         }
+    }
+
+    #[test]
+    fn moments_decaying_below_the_smallest_normal_are_stored_as_zero() {
+        let s = StepScalars {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            bias_correction1: 1.0,
+            bias_correction2_sqrt: 1.0,
+            decoupled: 1,
+            ..StepScalars::default()
+        };
+        let tiny = f32::MIN_POSITIVE;
+        // With g = 0: m ← 0.9·m, v ← 0.999·v. 1.05·tiny and 1.0004·tiny fall below tiny
+        // (stored as +0); 10·tiny and 2·tiny stay normal and are kept as computed.
+        let mut p = vec![0.5; 4];
+        let mut m = vec![1.05 * tiny, -1.05 * tiny, 10.0 * tiny, 0.0];
+        let mut v = vec![1.0004 * tiny, 2.0 * tiny, 0.0, 1.0004 * tiny];
+        let zeros = vec![0.0; 4];
+        adam_run(
+            &mut p,
+            &zeros,
+            [&mut m, &mut v, &mut []],
+            &s,
+            (1.0, None),
+            (1e-3, 0.0),
+        );
+        assert_eq!(m[0].to_bits(), 0);
+        assert_eq!(m[1].to_bits(), 0, "a negative subnormal is stored as +0");
+        assert_eq!(m[2], 10.0 * tiny + 0.1 * (0.0 - 10.0 * tiny));
+        assert_eq!(v[0].to_bits(), 0);
+        assert_eq!(v[1], 0.999 * (2.0 * tiny));
+        assert_eq!(v[3].to_bits(), 0);
     }
 
     fn clip_value_of(g: f32, inv_scale: Option<f32>, cv: f32) -> f32 {

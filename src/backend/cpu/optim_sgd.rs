@@ -3,6 +3,7 @@
 //! the buffer and the gradient transform are decided once per run; the arithmetic per
 //! element is the per-element update's, so the bits are unchanged.
 
+use super::optim::flush_subnormal;
 use crate::optim::StepScalars;
 
 /// SGD over `params` with gradients `grads` (transformed by `(clip, inv_scale)` as for
@@ -64,11 +65,11 @@ fn with_momentum<const FIRST: bool, const NESTEROV: bool>(
 ) {
     for ((p, &g), b) in params.iter_mut().zip(grads).zip(buf) {
         let d = grad(g) + wd * *p;
-        let nb = if FIRST {
+        let nb = flush_subnormal(if FIRST {
             d
         } else {
             m.momentum * *b + m.one_minus_dampening * d
-        };
+        });
         *b = nb;
         let d = if NESTEROV { d + m.momentum * nb } else { nb };
         *p -= lr * d;
@@ -86,11 +87,11 @@ mod tests {
         let mut d = g + wd * p;
         if let (true, Some(buf)) = (s.momentum != 0.0, buf) {
             // The first step seeds the buffer with d itself, as PyTorch does (no dampening).
-            let b = if s.step <= 1 {
+            let b = flush_subnormal(if s.step <= 1 {
                 d
             } else {
                 s.momentum * *buf + (1.0 - s.dampening) * d
-            };
+            });
             *buf = b;
             d = if s.nesterov != 0 {
                 d + s.momentum * b
@@ -99,6 +100,22 @@ mod tests {
             };
         }
         p - lr * d
+    }
+
+    #[test]
+    fn a_momentum_buffer_decaying_below_the_smallest_normal_is_stored_as_zero() {
+        let s = StepScalars {
+            momentum: 0.9,
+            step: 2,
+            ..StepScalars::default()
+        };
+        let tiny = f32::MIN_POSITIVE;
+        let mut p = vec![1.0, 1.0];
+        let mut buf = vec![1.05 * tiny, 20.0 * tiny];
+        sgd_run(&mut p, &[0.0, 0.0], &mut buf, &s, (1.0, None), (0.1, 0.0));
+        assert_eq!(buf[0].to_bits(), 0, "0.9 · 1.05 · 2^-126 is subnormal");
+        assert_eq!(buf[1], 0.9 * (20.0 * tiny));
+        assert_eq!(p[0], 1.0);
     }
 
     #[test]
