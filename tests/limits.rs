@@ -209,3 +209,30 @@ fn a_dispatch_past_65535_workgroups_matches_the_reference() {
     let r = run_case(&mut gpu, &matmul, 8).unwrap();
     assert!(r.passed(), "matmul of {m} rows: {:?}", r.mismatches);
 }
+
+/// Layer norm's gamma gradient over [500, 2] runs in parts (statistics, partial sums, their
+/// sum) on a roomy device; with 4 KiB bindings its inputs (1,000 floats) still fit one
+/// binding but the parts' scratch (the rows' statistics, 1,000 floats, then 2 x 31 partial
+/// sums at the next 256-byte boundary) does not, so it runs whole, and still matches the
+/// reference.
+#[test]
+fn a_reduction_whose_scratch_would_not_fit_a_binding_runs_whole() {
+    let case = OpCase {
+        op: Op::LayerNormGammaGrad { eps: 1e-5 },
+        inputs: vec![
+            (Shape::new(&[500, 2]), InputKind::Real(4.0)),
+            (Shape::new(&[500, 2]), InputKind::Real(1.0)),
+        ],
+        target: None,
+    };
+    let Some(mut roomy) = common::gpu() else {
+        return;
+    };
+    let (id, _, _) = common::compiled(&mut roomy, &case).unwrap();
+    assert_eq!(roomy.dispatch_count(id).unwrap(), 3);
+    let mut small = limited(4096, 65_535).unwrap();
+    let (id, _, _) = common::compiled(&mut small, &case).unwrap();
+    assert_eq!(small.dispatch_count(id).unwrap(), 1);
+    let r = run_case(&mut small, &case, 9).unwrap();
+    assert!(r.passed(), "{r:?}");
+}

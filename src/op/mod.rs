@@ -322,7 +322,9 @@ pub enum Tolerance {
     /// Element-wise: |got − ref| ≤ rtol · max(|ref|, 0.01·scale) where scale is the largest
     /// |ref| of the output (so values that cancel to near zero are judged at the output's scale).
     Relative(f64),
-    /// Reductions over K terms: |got − ref| ≤ 2·K·ε₃₂·m, m the same op on |inputs| in f64.
+    /// Reductions over K terms: |got − ref| ≤ 2·K·ε₃₂·m + ε₃₂·|ref|, m the same op on
+    /// |inputs| in f64, or for the normalisations' gamma gradients Σ |dy|·(|x| + |mean|)·invstd
+    /// (`parity::compare`).
     Reduction,
 }
 

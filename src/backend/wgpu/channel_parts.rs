@@ -13,8 +13,10 @@
 //! over parts of the rows, and, with more than one part, their ordered sum.
 //!
 //! Whether and how a reduction is split depends on its sizes and the device's dispatch
-//! limit only, so a plan runs the same additions on every adapter; the parts are
-//! combined in a fixed order, so results are bit-identical from run to run. They are not
+//! limit only (a device too small to dispatch the stages, or to bind their scratch, runs
+//! the whole-tensor kernels instead), so on adapters with WebGPU's limits or larger a plan
+//! runs the same additions; the parts are combined in a fixed order, so results are
+//! bit-identical from run to run. They are not
 //! bit-identical to the unsplit kernels (a different order of the same additions, and for
 //! the variance Chan et al.'s merge of the parts' means and squared deviations), and, as
 //! before, agree with the CPU reference to rounding.
@@ -113,8 +115,9 @@ pub struct PartedLaunches {
 }
 
 /// `step` as the launches of a split reduction, or `None` when it is not a per-channel
-/// reduction or has too few values to split. `whole` is its unsplit launch
-/// ([`super::kernels::launch`]), whose dims the stages reuse.
+/// reduction, has too few values to split, or a stage would exceed `max_groups`
+/// workgroups per dimension. `whole` is its unsplit launch ([`super::kernels::launch`]),
+/// whose dims the stages reuse.
 pub fn launches(step: &Step, whole: &Launch, max_groups: u32) -> Result<Option<PartedLaunches>> {
     let x = step
         .input_shapes
@@ -370,6 +373,60 @@ mod tests {
         // Fewer than 16 rows: the whole-tensor kernel.
         assert_eq!(row_parts_of(15, 1024, 65_535), None);
         assert_eq!(row_parts_of(128, 0, 65_535), None);
+    }
+
+    /// The one step of a plan running `op` on inputs of `shapes`.
+    fn step_of(op: Op, shapes: &[&[usize]]) -> Step {
+        use crate::graph::{Graph, ParamLayout, Plan};
+        use crate::shape::Shape;
+        let mut g = Graph::new();
+        let ids: Vec<_> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, d)| g.input(&format!("in{i}"), Shape::new(d)))
+            .collect();
+        let out = g.op(op, &ids).unwrap();
+        let plan = Plan::build(&g, &ParamLayout::of(&g), &[out], &[]).unwrap();
+        plan.steps[0].clone()
+    }
+
+    #[test]
+    fn stages_a_device_cannot_dispatch_fall_back_to_the_whole_kernels() {
+        let ch = Channels {
+            c: 3,
+            s: 1600,
+            eps: 1e-5,
+        };
+        let x: &[usize] = &[4, 3, 40, 40];
+        let grad = step_of(Op::BatchNormGrad(ch), &[x, &[2, 3], &[3], x]);
+        let whole = super::super::kernels::launch(&grad, 65_535).unwrap();
+        let parted = launches(&grad, &whole, 65_535).unwrap().unwrap();
+        let entries: Vec<_> = parted.stages.iter().map(|s| s.launch.entry).collect();
+        assert_eq!(
+            entries,
+            [
+                "batch_norm_grad_partial",
+                "batch_norm_grad_coeffs",
+                "batch_norm_grad_apply"
+            ]
+        );
+        assert_eq!(parted.scratch, vec![2 * 3 * 6, 5 * 3]);
+        // 8 x 8 workgroups allow the 18 parts but not dx's 19,200 invocations (75 groups).
+        assert!(parts_of(3, 6400, 8).is_some());
+        assert_eq!(launches(&grad, &whole, 8).unwrap(), None);
+        // Layer norm's gamma gradient over [100, 300]: 100 rows need 100 workgroups.
+        let ln = step_of(
+            Op::LayerNormGammaGrad { eps: 1e-5 },
+            &[&[100, 300], &[100, 300]],
+        );
+        let whole = super::super::kernels::launch(&ln, 65_535).unwrap();
+        assert_eq!(
+            launches(&ln, &whole, 65_535)
+                .unwrap()
+                .map(|p| p.stages.len()),
+            Some(3)
+        );
+        assert_eq!(launches(&ln, &whole, 8).unwrap(), None);
     }
 
     #[test]
