@@ -297,18 +297,18 @@ fn rmsprop_update(i: u32, g_in: f32) -> f32 {
     let wd = h.y;
     let p = params[i];
     let g = g_in + wd * p;
-    let sq = s.alpha * state0[i] + (1.0 - s.alpha) * g * g;
+    let sq = flush_subnormal(s.alpha * state0[i] + (1.0 - s.alpha) * g * g);
     state0[i] = sq;
     var avg = sqrt(sq) + s.eps;
     if (s.centered != 0u) {
         let ga_old = state1[i];
-        let ga = ga_old + (1.0 - s.alpha) * (g - ga_old);
+        let ga = flush_subnormal(ga_old + (1.0 - s.alpha) * (g - ga_old));
         state1[i] = ga;
         avg = sqrt(sq - ga * ga) + s.eps;
     }
     var updated: f32;
     if (s.momentum > 0.0) {
-        let b = s.momentum * state2[i] + g / avg;
+        let b = flush_subnormal(s.momentum * state2[i] + g / avg);
         state2[i] = b;
         updated = p - lr * b;
     } else {
@@ -334,10 +334,10 @@ fn adadelta_update(i: u32, g_in: f32) -> f32 {
     let wd = h.y;
     let p = params[i];
     let g = g_in + wd * p;
-    let sq = s.alpha * state0[i] + (1.0 - s.alpha) * g * g;
+    let sq = flush_subnormal(s.alpha * state0[i] + (1.0 - s.alpha) * g * g);
     state0[i] = sq;
     let delta = sqrt(state1[i] + s.eps) / sqrt(sq + s.eps) * g;
-    state1[i] = s.alpha * state1[i] + (1.0 - s.alpha) * delta * delta;
+    state1[i] = flush_subnormal(s.alpha * state1[i] + (1.0 - s.alpha) * delta * delta);
     let updated = p - lr * delta;
     params[i] = updated;
     return updated;

@@ -5,8 +5,9 @@
 use crate::error::{Error, Result};
 use crate::optim::{clip_coefficient, clip_value, Optimizer, StepScalars};
 
-/// An optimizer state that has decayed below the smallest normal f32 (Adam's moments and
-/// SGD's momentum buffer of a weight whose gradients stopped, such as a first-layer weight
+/// An optimizer state that has decayed below the smallest normal f32 (Adam's moments,
+/// SGD's momentum buffer, RMSprop's and Adadelta's averages of a weight whose gradients
+/// stopped, such as a first-layer weight
 /// of a rarely inked border pixel) is stored as zero. x86 cores take a microcode assist of
 /// the order of a hundred cycles for every operation on a subnormal number, and such
 /// states keep decaying by β (or the momentum) at every step: unflushed, they slowed the
@@ -276,10 +277,10 @@ fn update(
         Optimizer::Adadelta { .. } => {
             for (i, p) in params.iter_mut().enumerate() {
                 let g = grad(i) + wd * *p;
-                let sq = s.alpha * s0[i] + (1.0 - s.alpha) * g * g;
+                let sq = flush_subnormal(s.alpha * s0[i] + (1.0 - s.alpha) * g * g);
                 s0[i] = sq;
                 let delta = (s1[i] + s.eps).sqrt() / (sq + s.eps).sqrt() * g;
-                s1[i] = s.alpha * s1[i] + (1.0 - s.alpha) * delta * delta;
+                s1[i] = flush_subnormal(s.alpha * s1[i] + (1.0 - s.alpha) * delta * delta);
                 *p -= lr * delta;
             }
         }
@@ -297,17 +298,17 @@ fn rmsprop(
     (lr, wd): (f32, f32),
 ) -> f32 {
     let g = g + wd * p;
-    *square_avg = s.alpha * *square_avg + (1.0 - s.alpha) * g * g;
+    *square_avg = flush_subnormal(s.alpha * *square_avg + (1.0 - s.alpha) * g * g);
     let avg = match (s.centered != 0, grad_avg) {
         (true, Some(ga)) => {
-            *ga += (1.0 - s.alpha) * (g - *ga);
+            *ga = flush_subnormal(*ga + (1.0 - s.alpha) * (g - *ga));
             (*square_avg - *ga * *ga).sqrt() + s.eps
         }
         _ => square_avg.sqrt() + s.eps,
     };
     match (s.momentum > 0.0, buf) {
         (true, Some(b)) => {
-            *b = s.momentum * *b + g / avg;
+            *b = flush_subnormal(s.momentum * *b + g / avg);
             p - lr * *b
         }
         _ => p - lr * g / avg,
@@ -352,6 +353,36 @@ mod tests {
     /// loss = w²/2, so grad = w.
     fn quadratic(w: f32, _: u32) -> f32 {
         w
+    }
+
+    #[test]
+    fn rmsprop_states_decaying_below_the_smallest_normal_are_stored_as_zero() {
+        let s = StepScalars {
+            alpha: 0.99,
+            momentum: 0.9,
+            centered: 1,
+            eps: 1e-8,
+            ..StepScalars::default()
+        };
+        let tiny = f32::MIN_POSITIVE;
+        // g = 0: square_avg ← 0.99·square_avg, grad_avg ← grad_avg + 0.01·(0 − grad_avg),
+        // buf ← 0.9·buf; each falls below 2^-126 from just above it.
+        let (mut sq, mut ga, mut buf) = (1.005 * tiny, 1.005 * tiny, 1.05 * tiny);
+        let p = rmsprop(
+            0.5,
+            0.0,
+            &mut sq,
+            Some(&mut ga),
+            Some(&mut buf),
+            &s,
+            (0.1, 0.0),
+        );
+        assert_eq!((sq.to_bits(), ga.to_bits(), buf.to_bits()), (0, 0, 0));
+        assert_eq!(p, 0.5);
+        // Normal values are kept as computed.
+        let mut sq = 3.0 * tiny;
+        rmsprop(0.5, 0.0, &mut sq, None, None, &s, (0.1, 0.0));
+        assert_eq!(sq, 0.99 * (3.0 * tiny));
     }
 
     #[test]
