@@ -315,7 +315,7 @@ mod tests {
                 part_len: 3136
             })
         );
-        // 3 channels of 6,400: 171 parts wanted, 6 of at least 1,024 fit; ceil(6400 / 6)
+        // 3 channels of 6,400: 170 parts wanted, 6 of at least 1,024 fit; ceil(6400 / 6)
         // = 1,067, so 5 parts of 1,067 and a last one of 1,065.
         assert_eq!(
             parts_of(3, 6400, 65_535),
