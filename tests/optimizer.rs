@@ -1,5 +1,6 @@
 //! Fused optimizer kernels: CPU vs GPU over a 10k-element arena for 10 steps, with and
-//! without clipping, and step counters.
+//! without clipping, step counters, and decaying states flushed below the smallest normal
+//! f32 alike.
 
 mod common;
 
@@ -235,4 +236,91 @@ fn tail_group_is_exempt_from_weight_decay() {
     let (dev, dev_frozen) = run(&mut gpu, true);
     assert_eq!(dev_frozen, cpu_frozen);
     assert!(common::max_abs_diff(&cpu, &dev) < 1e-6);
+}
+
+/// One step of `optimizer` with zero gradients (the target equals the parameters) from
+/// states set to `states`, returning the states after it.
+fn one_zero_gradient_step(
+    backend: &mut dyn Backend,
+    optimizer: Optimizer,
+    states: &[Vec<f32>],
+) -> Vec<Vec<f32>> {
+    let n = states[0].len();
+    let mut g = Graph::new();
+    let p = g.param("p", Shape::new(&[n]), Init::Constant(0.0));
+    let x = g.input("x", Shape::new(&[n]));
+    let loss = g.op(Op::Mse, &[p, x]).unwrap();
+    let grads = gradients(&mut g, loss).unwrap();
+    let layout = ParamLayout::of(&g);
+    let plan = Plan::build(&g, &layout, &[loss], &grads).unwrap();
+    let params: Vec<f32> = (0..layout.size).map(|i| 0.25 + i as f32 * 0.125).collect();
+    let buffers = vec![0.0; layout.buffers_size];
+    backend
+        .init_model(&layout, &params, &buffers, Some(optimizer))
+        .unwrap();
+    for (i, s) in states.iter().enumerate() {
+        let mut full = vec![0.0; layout.size];
+        full[..n].copy_from_slice(s);
+        backend.write_state(i, &full).unwrap();
+    }
+    let tail = Tail {
+        update: true,
+        ..Tail::default()
+    };
+    let id = backend.compile(&plan, tail).unwrap();
+    let s = optimizer.scalars(0.01, 2, Clip::default(), layout.size);
+    backend.run(id, &[&params[..n]], &s).unwrap();
+    (0..states.len())
+        .map(|i| backend.read_state(i).unwrap()[..n].to_vec())
+        .collect()
+}
+
+/// States that decay below the smallest normal f32 are stored as zero, by the CPU and
+/// the WGSL kernels alike, and normal ones are kept as computed.
+#[test]
+fn decaying_states_are_flushed_alike_on_cpu_and_gpu() {
+    let Some(mut gpu) = common::gpu() else { return };
+    let tiny = f32::MIN_POSITIVE;
+    // Adam: m ← 0.9·m and v ← 0.999·v; SGD's buffer ← 0.9·buffer (no weight decay).
+    let adam = Optimizer::Adam {
+        betas: (0.9, 0.999),
+        eps: 1e-8,
+        weight_decay: 0.0,
+        amsgrad: false,
+        decoupled: true,
+    };
+    let sgd = Optimizer::Sgd {
+        momentum: 0.9,
+        dampening: 0.0,
+        nesterov: false,
+        weight_decay: 0.0,
+    };
+    let cases = [
+        (
+            adam,
+            vec![
+                vec![1.05 * tiny, -1.05 * tiny, 10.0 * tiny, 0.5],
+                vec![1.0004 * tiny, 2.0 * tiny, 0.0, 0.25],
+            ],
+            [(0, 0), (0, 1), (1, 0)],
+        ),
+        (
+            sgd,
+            vec![vec![1.05 * tiny, 20.0 * tiny, -1.05 * tiny, 0.5]],
+            [(0, 0), (0, 2), (0, 0)],
+        ),
+    ];
+    for (opt, states, flushed) in cases {
+        let cpu = one_zero_gradient_step(&mut CpuBackend::new(), opt, &states);
+        let gpu_out = one_zero_gradient_step(&mut gpu, opt, &states);
+        for &(k, i) in &flushed {
+            assert_eq!(cpu[k][i].to_bits(), 0, "{opt:?}: cpu state {k}[{i}]");
+            assert_eq!(gpu_out[k][i].to_bits(), 0, "{opt:?}: gpu state {k}[{i}]");
+        }
+        for (c, g) in cpu.iter().zip(&gpu_out) {
+            // Normal states decay by the same multiplications on both.
+            assert_eq!(c, g, "{opt:?}");
+            assert!(c.iter().any(|v| v.abs() >= tiny), "{opt:?}: nothing kept");
+        }
+    }
 }
