@@ -23,7 +23,7 @@
 
 use super::kernels::{fold, groups_1d, Dims, Launch};
 use crate::error::{Error, Result};
-use crate::graph::Step;
+use crate::graph::{Slot, Step};
 use crate::op::{Channels, Op};
 
 /// The workgroups a split reduction aims for: about two waves of a 128-SM GPU at two
@@ -94,6 +94,24 @@ pub enum Bind {
     Input(usize),
     /// Scratch region of this index (f32; [`PartedLaunches::scratch`] gives the sizes).
     Scratch(usize),
+}
+
+impl Bind {
+    /// The slot this binding is for `step`, given the scratch regions' slots.
+    pub fn slot(self, step: &Step, scratch: &[Slot]) -> Result<Slot> {
+        match self {
+            Bind::Output => Ok(step.output),
+            Bind::Input(i) => step
+                .inputs
+                .get(i)
+                .copied()
+                .ok_or_else(|| Error::Graph(format!("{} has no input {i}", step.op.name()))),
+            Bind::Scratch(r) => scratch
+                .get(r)
+                .copied()
+                .ok_or_else(|| Error::Graph(format!("no scratch region {r}"))),
+        }
+    }
 }
 
 /// One launch of a split reduction with its bindings, output first.

@@ -379,8 +379,7 @@ fn norm_launch(step: &Step, max: u32) -> Result<Launch> {
     // channel_parts.rs splits the long ones.
     let bn = |ch: &crate::op::Channels| -> Result<Dims> {
         let n = x.numel() / (ch.c * ch.s).max(1);
-        let mut e = [0; 8];
-        e[..2].copy_from_slice(&[1, n * ch.s]);
+        let e = [1, n * ch.s, 0, 0, 0, 0, 0, 0];
         dims_e([n, ch.c, ch.s, 0], [ch.eps, 0.0, 0.0, 0.0], e)
     };
     let (rows, cols) = (x.rows(), x.last());

@@ -71,44 +71,23 @@ impl WgpuBackend {
                 } else {
                     channel_parts::launches(&piece.step, &product, max_groups)?
                         .map(|p| (scratch_regions(scratch_at, &p.scratch), p))
-                        .filter(|(regions, _)| {
-                            regions.last().map_or(0, |r| r.offset + r.len) - scratch_at
-                                <= split_limits.max_floats
-                        })
+                        .filter(|((_, used), _)| *used <= split_limits.max_floats)
                 };
-                if let Some((regions, parted)) = parted {
-                    let end = regions.last().map_or(scratch_at, |r| r.offset + r.len);
-                    scratch_len = scratch_len.max(end - scratch_at);
+                if let Some(((regions, used), parted)) = parted {
+                    scratch_len = scratch_len.max(used);
                     for stage in parted.stages {
                         let slots = stage
                             .binds
                             .iter()
-                            .map(|b| match *b {
-                                channel_parts::Bind::Output => Ok(piece.step.output),
-                                channel_parts::Bind::Input(i) => {
-                                    piece.step.inputs.get(i).copied().ok_or_else(|| {
-                                        Error::Graph(format!(
-                                            "{} has no input {i}",
-                                            piece.step.op.name()
-                                        ))
-                                    })
-                                }
-                                channel_parts::Bind::Scratch(r) => regions
-                                    .get(r)
-                                    .copied()
-                                    .ok_or_else(|| Error::Graph(format!("no scratch region {r}"))),
-                            })
+                            .map(|b| b.slot(&piece.step, &regions))
                             .collect::<Result<Vec<Slot>>>()?;
                         launches.push((stage.launch, slots, Output::Arena));
                     }
                 } else if let Some((p, split)) = split {
                     let l = split_k::launches(&product, &p, split, max_groups)?;
-                    let scratch = Slot {
-                        arena: ArenaKind::Activations,
-                        offset: scratch_at,
-                        len: split.scratch_len(&p),
-                    };
-                    scratch_len = scratch_len.max(scratch.len);
+                    let (regions, used) = scratch_regions(scratch_at, &[split.scratch_len(&p)]);
+                    let scratch = regions[0];
+                    scratch_len = scratch_len.max(used);
                     let ins = &piece.step.inputs;
                     let mut parts_slots = vec![scratch];
                     parts_slots.extend(ins.iter().take(2));
@@ -165,10 +144,11 @@ impl WgpuBackend {
 }
 
 /// Slots of `lens` floats one after another from `start`, each at an offset bindings may
-/// start at.
-fn scratch_regions(start: usize, lens: &[usize]) -> Vec<Slot> {
+/// start at, and the floats they span from `start`.
+fn scratch_regions(start: usize, lens: &[usize]) -> (Vec<Slot>, usize) {
     let mut offset = start;
-    lens.iter()
+    let slots = lens
+        .iter()
         .map(|&len| {
             let slot = Slot {
                 arena: ArenaKind::Activations,
@@ -178,5 +158,7 @@ fn scratch_regions(start: usize, lens: &[usize]) -> Vec<Slot> {
             offset = (offset + len).next_multiple_of(ALIGN);
             slot
         })
-        .collect()
+        .collect::<Vec<_>>();
+    let used = slots.last().map_or(0, |r| r.offset + r.len - start);
+    (slots, used)
 }
