@@ -1,6 +1,6 @@
 //! Activation functions and their derivatives (mirrored by `shaders/activation.wgsl`).
 
-use super::Real;
+use super::{for_each_piece, Real};
 use crate::op::Activation;
 
 const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
@@ -110,8 +110,12 @@ macro_rules! per_kind {
 
 /// `out = f(x)`.
 pub fn forward<T: Real>(a: Activation, x: &[T], out: &mut [T]) {
-    per_kind!(a, |k| for (o, &v) in out.iter_mut().zip(x) {
-        *o = apply(k, v);
+    // The kind is matched per piece, in the loop's function: a kind captured by the
+    // closure would be a run-time value there, and the loop would not vectorise.
+    for_each_piece(out, |at, out| {
+        per_kind!(a, |k| for (o, &v) in out.iter_mut().zip(&x[at..]) {
+            *o = apply(k, v);
+        })
     })
 }
 
@@ -125,8 +129,13 @@ pub fn forward_in_place<T: Real>(a: Activation, xs: &mut [T]) {
 
 /// `out = dy · f'(x)`.
 pub fn backward<T: Real>(a: Activation, x: &[T], dy: &[T], out: &mut [T]) {
-    per_kind!(a, |k| for ((o, &v), &g) in out.iter_mut().zip(x).zip(dy) {
-        *o = g * derivative(k, v);
+    for_each_piece(out, |at, out| {
+        per_kind!(
+            a,
+            |k| for ((o, &v), &g) in out.iter_mut().zip(&x[at..]).zip(&dy[at..]) {
+                *o = g * derivative(k, v);
+            }
+        )
     })
 }
 
@@ -136,8 +145,13 @@ pub fn backward_from_output<T: Real>(a: Activation, y: &[T], dy: &[T], out: &mut
     if !a.grad_from_output() {
         return false;
     }
-    per_kind!(a, |k| for ((o, &v), &g) in out.iter_mut().zip(y).zip(dy) {
-        *o = g * derivative_from_output(k, v).unwrap_or_else(T::nan);
+    for_each_piece(out, |at, out| {
+        per_kind!(
+            a,
+            |k| for ((o, &v), &g) in out.iter_mut().zip(&y[at..]).zip(&dy[at..]) {
+                *o = g * derivative_from_output(k, v).unwrap_or_else(T::nan);
+            }
+        )
     });
     true
 }
@@ -145,6 +159,34 @@ pub fn backward_from_output<T: Real>(a: Activation, y: &[T], dy: &[T], out: &mut
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passes_in_parallel_pieces_give_every_element_its_own_value() {
+        // Two whole pieces and a partial one, so the work is split and the split is uneven.
+        let n = 2 * super::super::PIECE + 37;
+        let x: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.013).sin() * 3.0).collect();
+        let dy: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.029).cos()).collect();
+        for a in [
+            Activation::Relu,
+            Activation::Tanh,
+            Activation::LeakyRelu(0.1),
+        ] {
+            let mut y = vec![f32::NAN; n];
+            forward(a, &x, &mut y);
+            let mut dx = vec![f32::NAN; n];
+            backward(a, &x, &dy, &mut dx);
+            let mut dx_from_y = vec![f32::NAN; n];
+            let from_output = backward_from_output(a, &y, &dy, &mut dx_from_y);
+            for i in 0..n {
+                assert_eq!(y[i].to_bits(), apply(a, x[i]).to_bits(), "{a:?} y[{i}]");
+                let want = dy[i] * derivative(a, x[i]);
+                assert_eq!(dx[i].to_bits(), want.to_bits(), "{a:?} dx[{i}]");
+                if from_output {
+                    assert_eq!(dx_from_y[i].to_bits(), want.to_bits(), "{a:?} from y [{i}]");
+                }
+            }
+        }
+    }
 
     #[test]
     fn gradients_from_the_output_have_the_bits_of_those_from_the_input() {

@@ -97,6 +97,25 @@ pub(crate) fn for_each_sample<T: Real>(
     }
 }
 
+/// Elements per piece of an element-wise pass run by [`for_each_piece`]: 64 KiB of f32,
+/// large enough that a piece costs far more than handing it to a thread.
+pub(crate) const PIECE: usize = 1 << 14;
+
+/// Runs `f(offset, piece of out)` over `out` in [`PIECE`]-long pieces (the last may be
+/// shorter), on all cores when there are several: the element-wise form of
+/// [`for_each_sample`]. Each element is computed by one call whatever the split, so results
+/// do not depend on the thread count.
+pub(crate) fn for_each_piece<T: Real>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
+    use rayon::prelude::*;
+    if out.len() > PIECE {
+        out.par_chunks_mut(PIECE)
+            .enumerate()
+            .for_each(|(i, c)| f(i * PIECE, c));
+    } else if !out.is_empty() {
+        f(0, out);
+    }
+}
+
 /// Runs one op's reference kernel: `inputs` in the op's order with their shapes, the output
 /// written in full to `out` (of `out_shape`); `rng` is the step's randomness (dropout).
 /// Lengths are checked against the shapes first, so the kernels below can index freely.
