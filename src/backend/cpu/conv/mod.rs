@@ -9,97 +9,85 @@
 use super::{for_each_sample, Real};
 use crate::op::ConvGeom;
 
-/// The taps of one output position along one axis that land inside the input: taps
-/// `lo..hi` read the input from position `start` on (0 when `lo == hi`: the whole window
-/// lies in the padding, and an empty slice at 0 is always in bounds).
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Span {
-    lo: usize,
-    hi: usize,
-    start: usize,
+/// One sample's image inside a zero border wide enough for every window: `[C, PH, PW]`
+/// with the image at `(ph, pw)`, so that every entry of an im2col row, padding included,
+/// is one read at a fixed offset from its window's corner.
+struct Padded {
+    /// Rows of a padded channel: h + 2·ph, or more where the last window reaches further.
+    ph_len: usize,
+    /// Columns of a padded channel, likewise.
+    pw_len: usize,
+    /// For each im2col column `(c·KH + ky)·KW + kx`, its offset from the window's corner:
+    /// `c·PH·PW + ky·PW + kx`.
+    offsets: Vec<usize>,
 }
 
-impl Span {
-    fn taps(&self) -> usize {
-        self.hi - self.lo
+impl Padded {
+    fn new(g: &ConvGeom) -> Self {
+        let ph_len = (g.h + 2 * g.ph).max((g.oh() - 1) * g.sh.max(1) + g.kh);
+        let pw_len = (g.w + 2 * g.pw).max((g.ow() - 1) * g.sw.max(1) + g.kw);
+        let mut offsets = Vec::with_capacity(g.patch());
+        for c in 0..g.c {
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    offsets.push((c * ph_len + ky) * pw_len + kx);
+                }
+            }
+        }
+        Padded {
+            ph_len,
+            pw_len,
+            offsets,
+        }
     }
-}
 
-/// The [`Span`] of each of `outputs` positions along an axis of `len` input positions,
-/// with a kernel of `taps`, `stride` and `pad`. Positions are compared in padded
-/// coordinates, so nothing subtracts below zero (the shader's u32 arithmetic does the same).
-fn spans(outputs: usize, len: usize, taps: usize, stride: usize, pad: usize) -> Vec<Span> {
-    (0..outputs)
-        .map(|o| {
-            let first = o * stride;
-            let lo = pad.saturating_sub(first).min(taps);
-            let hi = (pad + len).saturating_sub(first).min(taps).max(lo);
-            let start = if hi > lo { first + lo - pad } else { 0 };
-            Span { lo, hi, start }
+    fn len(&self, g: &ConvGeom) -> usize {
+        g.c * self.ph_len * self.pw_len
+    }
+
+    /// The corner of im2col row `r` (output position `(r / OW, r % OW)`) in the padded
+    /// sample.
+    fn corner(&self, g: &ConvGeom, r: usize) -> usize {
+        let ow = g.ow();
+        (r / ow) * g.sh.max(1) * self.pw_len + (r % ow) * g.sw.max(1)
+    }
+
+    /// Where each line of a sample's image starts, in the padded sample and in the image:
+    /// `(padded, image)` for channel-major, then top-to-bottom lines of `g.w` values.
+    fn lines(&self, g: &ConvGeom) -> impl Iterator<Item = (usize, usize)> {
+        let (ph_len, pw_len) = (self.ph_len, self.pw_len);
+        let (ph, pw, h, w) = (g.ph, g.pw, g.h, g.w);
+        (0..g.c * h).map(move |line| {
+            let (c, y) = (line / h, line % h);
+            ((c * ph_len + y + ph) * pw_len + pw, line * w)
         })
-        .collect()
+    }
 }
 
 /// Unfolds `x` `[N, C, H, W]` into `out` `[N·OH·OW, C·KH·KW]`: row `(n·OH + oy)·OW + ox`,
 /// column `(c·KH + ky)·KW + kx` holds `x[n, c, oy·sh + ky − ph, ox·sw + kx − pw]`, or zero
 /// where that position lies in the padding.
 ///
-/// Which taps of each window fall inside the image is worked out once per output row and
-/// column ([`spans`]), so each kernel row of a channel inside the image is one copy, and
-/// only windows across an edge test their taps.
+/// Each sample is first copied into a zero border ([`Padded`]), so that every entry is
+/// one read at its column's offset from the window's corner, with no tests for the edges.
 pub fn im2col<T: Real>(x: &[T], out: &mut [T], g: &ConvGeom) {
-    // Kernel widths of the usual layers get copies of a width known to the compiler, which
-    // it turns into moves (a slice copy of a run-time three floats is a library call).
-    match g.kw {
-        1 => im2col_kw::<T, 1>(x, out, g),
-        2 => im2col_kw::<T, 2>(x, out, g),
-        3 => im2col_kw::<T, 3>(x, out, g),
-        5 => im2col_kw::<T, 5>(x, out, g),
-        _ => im2col_kw::<T, 0>(x, out, g),
-    }
-}
-
-/// [`im2col`] for kernels `KW` wide (0: any width, `g.kw`).
-fn im2col_kw<T: Real, const KW: usize>(x: &[T], out: &mut [T], g: &ConvGeom) {
-    let kw = if KW == 0 { g.kw } else { KW };
-    let (oh, ow, patch) = (g.oh(), g.ow(), g.patch());
-    let plane = g.h * g.w;
+    let (patch, plane) = (g.patch(), g.h * g.w);
     if patch == 0 || plane == 0 {
         // No columns, or an empty image whose windows lie wholly in the padding.
         out.fill(T::zero());
         return;
     }
-    let taps = g.kh * kw;
-    let ys = spans(oh, g.h, g.kh, g.sh, g.ph);
-    let xs = spans(ow, g.w, kw, g.sw, g.pw);
-    for_each_sample(out, oh * ow * patch, |n, sample| {
+    let pad = Padded::new(g);
+    for_each_sample(out, g.oh() * g.ow() * patch, |n, sample| {
         let image = &x[n * g.c * plane..][..g.c * plane];
-        for (row, (sy, sx)) in sample
-            .chunks_exact_mut(patch)
-            .zip(ys.iter().flat_map(|sy| xs.iter().map(move |sx| (sy, sx))))
-        {
-            let whole = sx.lo == 0 && sx.hi == kw;
-            for (block, src) in row.chunks_exact_mut(taps).zip(image.chunks_exact(plane)) {
-                for (ky, seg) in block.chunks_exact_mut(kw).enumerate() {
-                    if ky < sy.lo || ky >= sy.hi {
-                        for v in seg.iter_mut() {
-                            *v = T::zero();
-                        }
-                        continue;
-                    }
-                    let line = (sy.start + ky - sy.lo) * g.w + sx.start;
-                    if whole {
-                        seg.copy_from_slice(&src[line..][..kw]);
-                    } else {
-                        for (kx, v) in seg.iter_mut().enumerate() {
-                            *v = if kx >= sx.lo && kx < sx.hi {
-                                src[line + kx - sx.lo]
-                            } else {
-                                T::zero()
-                            };
-                        }
-                    }
-                }
+        let mut padded = vec![T::zero(); pad.len(g)];
+        for (at, from) in pad.lines(g) {
+            padded[at..][..g.w].copy_from_slice(&image[from..][..g.w]);
+        }
+        for (r, row) in sample.chunks_exact_mut(patch).enumerate() {
+            let window = &padded[pad.corner(g, r)..];
+            for (v, &at) in row.iter_mut().zip(&pad.offsets) {
+                *v = window[at];
             }
         }
     });
@@ -111,57 +99,30 @@ fn im2col_kw<T: Real, const KW: usize>(x: &[T], out: &mut [T], g: &ConvGeom) {
 /// Each pixel's sum runs in one fixed order on both backends: its `(ky, oy)` with
 /// `oy·sh + ky == y + ph` with ky ascending (outer), likewise `(kx, ox)` (inner), starting
 /// from zero. The shader gathers in that order, one pixel per invocation (no atomics). Here
-/// the rows of `cols` are scattered onto a zeroed image instead, last row first: a pixel
-/// takes at most one entry per row, and the rows that hold its entries come in descending
-/// (oy, ox), that is ascending (ky, kx), so every pixel takes the same additions in the
-/// same order as the gather, while `cols` is read in one pass (the gather strides across
-/// rows) and each window is a slice addition.
+/// the rows of `cols` are scattered onto a zeroed padded sample ([`Padded`]) instead, last
+/// row first: a pixel takes at most one entry per row, and the rows that hold its entries
+/// come in descending (oy, ox), that is ascending (ky, kx), so every pixel takes the same
+/// additions in the same order as the gather, while `cols` is read in one pass (the gather
+/// strides across rows); the image is then cut out of the border.
 pub fn col2im<T: Real>(cols: &[T], out: &mut [T], g: &ConvGeom) {
-    match g.kw {
-        1 => col2im_kw::<T, 1>(cols, out, g),
-        2 => col2im_kw::<T, 2>(cols, out, g),
-        3 => col2im_kw::<T, 3>(cols, out, g),
-        5 => col2im_kw::<T, 5>(cols, out, g),
-        _ => col2im_kw::<T, 0>(cols, out, g),
-    }
-}
-
-/// [`col2im`] for kernels `KW` wide (0: any width, `g.kw`), as [`im2col_kw`].
-fn col2im_kw<T: Real, const KW: usize>(cols: &[T], out: &mut [T], g: &ConvGeom) {
-    let kw = if KW == 0 { g.kw } else { KW };
     let (oh, ow, patch) = (g.oh(), g.ow(), g.patch());
-    let plane = g.h * g.w;
-    let taps = g.kh * kw;
-    // A stride of 0 is not a valid geometry; max(1) only keeps `spans` meaningful.
-    let ys = spans(oh, g.h, g.kh, g.sh.max(1), g.ph);
-    let xs = spans(ow, g.w, kw, g.sw.max(1), g.pw);
-    for_each_sample(out, g.c * plane, |n, sample| {
-        sample.fill(T::zero());
+    let pad = Padded::new(g);
+    for_each_sample(out, g.c * g.h * g.w, |n, sample| {
         if patch == 0 {
+            sample.fill(T::zero());
             return;
         }
-        for (oy, sy) in ys.iter().enumerate().rev() {
-            for (ox, sx) in xs.iter().enumerate().rev() {
-                let row = &cols[((n * oh + oy) * ow + ox) * patch..][..patch];
-                let whole = sx.lo == 0 && sx.hi == kw;
-                for (block, dst) in row.chunks_exact(taps).zip(sample.chunks_exact_mut(plane)) {
-                    for ky in sy.lo..sy.hi {
-                        let seg = &block[ky * kw..][..kw];
-                        let line = (sy.start + ky - sy.lo) * g.w + sx.start;
-                        if whole {
-                            let dst = &mut dst[line..][..kw];
-                            for kx in 0..kw {
-                                dst[kx] = dst[kx] + seg[kx];
-                            }
-                        } else {
-                            let dst = &mut dst[line..][..sx.taps()];
-                            for (d, &v) in dst.iter_mut().zip(&seg[sx.lo..sx.hi]) {
-                                *d = *d + v;
-                            }
-                        }
-                    }
-                }
+        let mut padded = vec![T::zero(); pad.len(g)];
+        let rows = cols[n * oh * ow * patch..][..oh * ow * patch].chunks_exact(patch);
+        for (r, row) in rows.enumerate().rev() {
+            let corner = pad.corner(g, r);
+            let window = &mut padded[corner..];
+            for (&v, &at) in row.iter().zip(&pad.offsets) {
+                window[at] = window[at] + v;
             }
+        }
+        for (from, at) in pad.lines(g) {
+            sample[at..][..g.w].copy_from_slice(&padded[from..][..g.w]);
         }
     });
 }
@@ -171,14 +132,7 @@ fn col2im_kw<T: Real, const KW: usize>(cols: &[T], out: &mut [T], g: &ConvGeom) 
 pub fn rows_to_nchw<T: Real>(rows: &[T], out: &mut [T], n: usize, c: usize, hw: usize) {
     let _ = n;
     for_each_sample(out, c * hw, |b, sample| {
-        let src = &rows[b * hw * c..][..hw * c];
-        let mut i = 0;
-        for ch in 0..c {
-            for p in 0..hw {
-                sample[i] = src[p * c + ch];
-                i += 1;
-            }
-        }
+        transpose(&rows[b * hw * c..][..hw * c], sample, hw, c);
     });
 }
 
@@ -187,15 +141,28 @@ pub fn rows_to_nchw<T: Real>(rows: &[T], out: &mut [T], n: usize, c: usize, hw: 
 pub fn nchw_to_rows<T: Real>(x: &[T], out: &mut [T], n: usize, c: usize, hw: usize) {
     let _ = n;
     for_each_sample(out, c * hw, |b, sample| {
-        let src = &x[b * c * hw..][..c * hw];
-        let mut i = 0;
-        for p in 0..hw {
-            for ch in 0..c {
-                sample[i] = src[ch * hw + p];
-                i += 1;
+        transpose(&x[b * c * hw..][..c * hw], sample, c, hw);
+    });
+}
+
+/// Side of the square tiles [`transpose`] moves: 16 lines of 16 floats are 16 cache lines
+/// read and 16 written, which stay in L1 while the tile is turned.
+const TILE: usize = 16;
+
+/// `dst` `[cols, rows]` = `src` `[rows, cols]` transposed, a tile at a time, so that
+/// both sides are walked a cache line at a time instead of one of them a value at a
+/// time with a stride of a whole line.
+fn transpose<T: Copy>(src: &[T], dst: &mut [T], rows: usize, cols: usize) {
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for c in c0..(c0 + TILE).min(cols) {
+                let line = &mut dst[c * rows..][r0..(r0 + TILE).min(rows)];
+                for (r, v) in line.iter_mut().enumerate() {
+                    *v = src[(r0 + r) * cols + c];
+                }
             }
         }
-    });
+    }
 }
 
 #[cfg(test)]

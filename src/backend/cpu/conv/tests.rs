@@ -437,7 +437,12 @@ fn col2im_matches_the_scatter_definition() {
 
 #[test]
 fn layout_transposes_are_inverse_and_match_the_formula() {
-    for (n, c, hw) in [(1, 1, 1), (1, 3, 7), (3, 5, 63), (2, 4, 1), (3, 1, 9)] {
+    // Shapes below, at and across the 16x16 tiles (partial tiles on either side).
+    let shapes = [(1, 1, 1), (1, 3, 7), (3, 5, 63), (2, 4, 1), (3, 1, 9)];
+    for (n, c, hw) in shapes
+        .into_iter()
+        .chain([(2, 16, 32), (2, 37, 70), (1, 64, 49)])
+    {
         let rows = values(n * hw * c, (n * 100 + c * 10 + hw) as u64);
         let mut nchw = vec![f64::NAN; rows.len()];
         rows_to_nchw(&rows, &mut nchw, n, c, hw);
