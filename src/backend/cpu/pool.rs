@@ -653,18 +653,24 @@ mod tests {
 
     #[test]
     fn the_2x2_stride_2_path_gives_the_bits_of_the_general_one() {
-        // Odd sizes (a row and a column of the input left over), ties, NaNs with
-        // different payloads, infinities and signed zeros.
-        let g = PoolGeom {
-            n: 3,
-            c: 2,
-            h: 7,
-            w: 9,
-            kh: 2,
-            kw: 2,
-            sh: 2,
-            sw: 2,
-        };
+        // Odd sizes (a row and a column of the input left over) and even ones, ties, NaNs
+        // with different payloads, infinities and signed zeros; gradients start as NaN, so
+        // a pixel left unwritten shows.
+        for (h, w) in [(7, 9), (6, 8)] {
+            check_2x2_against_general(PoolGeom {
+                n: 3,
+                c: 2,
+                h,
+                w,
+                kh: 2,
+                kw: 2,
+                sh: 2,
+                sw: 2,
+            });
+        }
+    }
+
+    fn check_2x2_against_general(g: PoolGeom) {
         let special = [
             f32::NAN,
             f32::from_bits(0x7fc0_0123),
