@@ -1,48 +1,59 @@
-"""PyTorch on a CUDA GPU, measuring the work `kiln bench all --backend gpu` measures, for
-the side-by-side figures of BENCHMARKS.md (issue 6):
+"""PyTorch measuring the work `kiln bench all` measures, for the side-by-side figures of
+BENCHMARKS.md (issue 6): on a CUDA GPU next to `--backend gpu`, or with `--device cpu` on
+the CPU next to `--backend cpu`:
 
-- copy: a 256 MiB device-to-device copy (the bandwidth ceiling, bytes read + written);
+- copy: a 256 MiB copy within the device's memory (the bandwidth ceiling, bytes read +
+  written);
 - matmul: square f32 products 256..4096 with TF32 off (torch.backends.cuda.matmul.
   allow_tf32 = False), the figure kiln's f32 matmul is compared with;
-- AdamW: torch.optim.AdamW(fused=True) over 1M, 10M and 100M f32 parameters, as GB/s of
+- AdamW: torch.optim.AdamW(fused=True) over 1M, 10M and 100M f32 parameters (the CPU's
+  fused kernel where this PyTorch has one, else foreach), as GB/s of
   its seven streams (param, grad, exp_avg, exp_avg_sq read; param, exp_avg, exp_avg_sq
   written) and as a fraction of the copy;
 - training steps of kiln's `mlp` and `cnn` presets (the same layers, PyTorch's default
-  init, AdamW lr 1e-3, batch 128, random inputs already on the GPU), eager, images/s.
+  init, AdamW lr 1e-3, batch 128, random inputs already on the device), eager, images/s.
 
-Each figure is the median of repeated timings with CUDA events after warm-up. Prints a
-table, and the same rows as JSON lines when given --json.
+Each figure is the median of repeated timings after warm-up: CUDA events on the GPU, the
+wall clock on the CPU (PyTorch's default threads; --threads N sets them). Prints a table,
+and the same rows as JSON lines when given --json.
 
-Usage: python3 scripts/torch_gpu_reference.py [--json]
+Usage: python3 scripts/torch_bench_reference.py [--device cuda|cpu] [--threads N] [--json]
 """
+import argparse
 import json
 import statistics
-import sys
+import time
 
 import torch
 import torch.nn as nn
 
 
 def timed(fn, repeats, warmup=3):
-    """Median milliseconds of `fn()` over `repeats` runs, each timed with CUDA events."""
+    """Median milliseconds of `fn()` over `repeats` runs after `warmup` untimed ones."""
     for _ in range(warmup):
         fn()
-    torch.cuda.synchronize()
     times = []
-    for _ in range(repeats):
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+        for _ in range(repeats):
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+    else:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
 
 
 def copy_row():
     n = 256 * 1024 * 1024 // 4
-    src = torch.rand(n, device="cuda")
+    src = torch.rand(n, device=DEVICE)
     dst = torch.empty_like(src)
     ms = timed(lambda: dst.copy_(src), 20)
     return {"op": "copy", "shape": "256 MiB", "ms": ms, "gb_s": 2 * n * 4 / ms / 1e6}
@@ -53,8 +64,8 @@ def matmul_rows():
     torch.backends.cudnn.allow_tf32 = False
     rows = []
     for s in (256, 512, 1024, 2048, 4096):
-        a = torch.rand(s, s, device="cuda")
-        b = torch.rand(s, s, device="cuda")
+        a = torch.rand(s, s, device=DEVICE)
+        b = torch.rand(s, s, device=DEVICE)
         ms = timed(lambda: torch.matmul(a, b), 20)
         rows.append(
             {"op": "matmul f32 (TF32 off)", "shape": f"{s}^3", "ms": ms,
@@ -63,12 +74,20 @@ def matmul_rows():
     return rows
 
 
+def adamw(params):
+    """The fused AdamW kernel, or foreach where this PyTorch has no fused one on the CPU."""
+    try:
+        return torch.optim.AdamW(params, lr=1e-3, fused=True)
+    except RuntimeError:
+        return torch.optim.AdamW(params, lr=1e-3, foreach=True)
+
+
 def adamw_rows(copy_gb_s):
     rows = []
     for n in (1_000_000, 10_000_000, 100_000_000):
-        p = torch.nn.Parameter(torch.rand(n, device="cuda"))
-        p.grad = torch.rand(n, device="cuda")
-        opt = torch.optim.AdamW([p], lr=1e-3, fused=True)
+        p = torch.nn.Parameter(torch.rand(n, device=DEVICE))
+        p.grad = torch.rand(n, device=DEVICE)
+        opt = adamw([p])
         ms = timed(opt.step, 20)
         gb_s = 7 * n * 4 / ms / 1e6
         rows.append(
@@ -76,7 +95,8 @@ def adamw_rows(copy_gb_s):
              "fraction_of_copy": gb_s / copy_gb_s}
         )
         del p, opt
-        torch.cuda.empty_cache()
+        if DEVICE == "cuda":
+            torch.cuda.empty_cache()
     return rows
 
 
@@ -99,11 +119,11 @@ def step_rows(batch=128):
     rows = []
     for name, make, shape in (("mlp", mlp, (batch, 784)), ("cnn", cnn, (batch, 1, 28, 28))):
         torch.manual_seed(0)
-        model = make().cuda().train()
+        model = make().to(DEVICE).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         loss_fn = nn.CrossEntropyLoss()
-        x = torch.rand(*shape, device="cuda")
-        y = torch.randint(0, 10, (batch,), device="cuda")
+        x = torch.rand(*shape, device=DEVICE)
+        y = torch.randint(0, 10, (batch,), device=DEVICE)
 
         def step():
             opt.zero_grad(set_to_none=True)
@@ -118,10 +138,25 @@ def step_rows(batch=128):
     return rows
 
 
+DEVICE = "cuda"
+
+
 def main():
-    if not torch.cuda.is_available():
-        sys.exit("no CUDA device")
-    device = torch.cuda.get_device_name(0)
+    global DEVICE
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's)")
+    parser.add_argument("--json", action="store_true", help="also print JSON lines")
+    args = parser.parse_args()
+    DEVICE = args.device
+    if DEVICE == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("no CUDA device (--device cpu measures the CPU)")
+        device = torch.cuda.get_device_name(0)
+    else:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        device = f"CPU, {torch.get_num_threads()} threads"
     copy = copy_row()
     rows = [copy] + matmul_rows() + adamw_rows(copy["gb_s"]) + step_rows()
     print(f"# PyTorch {torch.__version__} on {device}")
@@ -131,7 +166,7 @@ def main():
             for k, v in r.items() if k not in ("op", "shape", "ms")
         )
         print(f"{r['op']:24s} {r['shape']:16s} {r['ms']:10.4f} ms  {extra}")
-    if "--json" in sys.argv:
+    if args.json:
         for r in rows:
             print(json.dumps({"device": device, "torch": torch.__version__, **r}))
 
