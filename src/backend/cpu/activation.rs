@@ -162,8 +162,8 @@ mod tests {
 
     #[test]
     fn passes_in_parallel_pieces_give_every_element_its_own_value() {
-        // Two whole pieces and a partial one, so the work is split and the split is uneven.
-        let n = 2 * super::super::PIECE + 37;
+        // Four whole pieces and a partial one: enough to run in parallel, split unevenly.
+        let n = 4 * super::super::PIECE + 37;
         let x: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.013).sin() * 3.0).collect();
         let dy: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.029).cos()).collect();
         for a in [
