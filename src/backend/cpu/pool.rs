@@ -149,26 +149,29 @@ pub fn max_pool_grad<T: Real>(x: &[T], dy: &[T], out: &mut [T], g: &PoolGeom) {
 }
 
 /// [`max_pool_grad`] for 2x2 windows of stride 2, which do not overlap: each window's
-/// `dy` is added to the zeroed gradient at its argmax, as the general form adds it.
+/// `dy` is added to the zeroed gradient at its argmax, as the general form adds it. A row
+/// of windows first gets its argmaxes as codes (0–3 in row order) in a loop of selects,
+/// which vectorises like the forward pass; then each code routes its `dy`.
 fn max_pool_grad_2x2<T: Real>(x: &[T], dy: &[T], out: &mut [T], g: &PoolGeom) {
     let (oh, ow, hw) = (g.oh(), g.ow(), g.h * g.w);
     for_each_sample(out, hw, |p, dx| {
         let plane = &x[p * hw..(p + 1) * hw];
         let d = &dy[p * oh * ow..(p + 1) * oh * ow];
         dx.fill(T::zero());
+        let mut codes = vec![0u32; ow];
         for (oy, grads) in d.chunks_exact(ow.max(1)).enumerate() {
             let (top, bottom) = window_rows(plane, g.w, oy, ow);
-            for (ox, ((&grad, a), b)) in grads
-                .iter()
+            for ((code, a), b) in codes
+                .iter_mut()
                 .zip(top.chunks_exact(2))
                 .zip(bottom.chunks_exact(2))
-                .enumerate()
             {
                 let (_, m) = first_max4([a[0], a[1], b[0], b[1]]);
-                let at = 2 * oy * g.w
-                    + 2 * ox
-                    + usize::from(m[1] | m[3])
-                    + g.w * usize::from(m[2] | m[3]);
+                *code = u32::from(m[1] | m[3]) | u32::from(m[2] | m[3]) << 1;
+            }
+            let corner = 2 * oy * g.w;
+            for (ox, (&grad, &code)) in grads.iter().zip(&codes).enumerate() {
+                let at = corner + 2 * ox + (code & 1) as usize + g.w * (code >> 1) as usize;
                 dx[at] = dx[at] + grad;
             }
         }
