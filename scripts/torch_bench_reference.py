@@ -75,11 +75,12 @@ def matmul_rows():
 
 
 def adamw(params):
-    """The fused AdamW kernel, or foreach where this PyTorch has no fused one on the CPU."""
+    """(optimizer, kind): the fused AdamW kernel, or foreach where this PyTorch has no
+    fused one for the device (fused CPU AdamW came with PyTorch 2.4)."""
     try:
-        return torch.optim.AdamW(params, lr=1e-3, fused=True)
-    except RuntimeError:
-        return torch.optim.AdamW(params, lr=1e-3, foreach=True)
+        return torch.optim.AdamW(params, lr=1e-3, fused=True), "fused"
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(params, lr=1e-3, foreach=True), "foreach"
 
 
 def adamw_rows(copy_gb_s):
@@ -87,11 +88,11 @@ def adamw_rows(copy_gb_s):
     for n in (1_000_000, 10_000_000, 100_000_000):
         p = torch.nn.Parameter(torch.rand(n, device=DEVICE))
         p.grad = torch.rand(n, device=DEVICE)
-        opt = adamw([p])
+        opt, kind = adamw([p])
         ms = timed(opt.step, 20)
         gb_s = 7 * n * 4 / ms / 1e6
         rows.append(
-            {"op": "AdamW fused", "shape": f"{n} params", "ms": ms, "gb_s": gb_s,
+            {"op": f"AdamW {kind}", "shape": f"{n} params", "ms": ms, "gb_s": gb_s,
              "fraction_of_copy": gb_s / copy_gb_s}
         )
         del p, opt
@@ -145,16 +146,20 @@ def main():
     global DEVICE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's)")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads with --device cpu (default: PyTorch's)"
+    )
     parser.add_argument("--json", action="store_true", help="also print JSON lines")
     args = parser.parse_args()
     DEVICE = args.device
+    if args.threads is not None and (args.threads < 1 or DEVICE != "cpu"):
+        parser.error("--threads takes a positive count, with --device cpu")
     if DEVICE == "cuda":
         if not torch.cuda.is_available():
             raise SystemExit("no CUDA device (--device cpu measures the CPU)")
         device = torch.cuda.get_device_name(0)
     else:
-        if args.threads:
+        if args.threads is not None:
             torch.set_num_threads(args.threads)
         device = f"CPU, {torch.get_num_threads()} threads"
     copy = copy_row()

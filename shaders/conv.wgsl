@@ -1,4 +1,4 @@
-// Convolution data movement, mirroring src/backend/cpu/conv.rs: im2col and its adjoint
+// Convolution data movement, mirroring src/backend/cpu/conv/mod.rs: im2col and its adjoint
 // col2im around the matmul, and the [N·HW, C] <-> [N, C, HW] layout transposes.
 //
 // Bindings follow the graph-op convention: 0 the Dims uniform, 1 the output, 2 the input.
@@ -65,7 +65,8 @@ fn im2col(
 // Gather, not scatter, so no atomics: the pairs (ky, oy) with oy·SH + ky == y + PH are an
 // arithmetic progression (ky up by SH while oy goes down by 1), walked from the smallest
 // ky whose oy is inside the output; the same for (kx, ox). The divisions happen once per
-// pixel, and the sum runs ky outer, kx inner, ascending, like the CPU loop.
+// pixel, and the sum runs ky outer, kx inner, ascending: the order in which the CPU's
+// scatter (rows last first) adds into each pixel.
 @compute @workgroup_size(256)
 fn col2im(
     @builtin(global_invocation_id) gid: vec3<u32>,

@@ -161,28 +161,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passes_in_parallel_pieces_give_every_element_its_own_value() {
-        // Four whole pieces and a partial one: enough to run in parallel, split unevenly.
-        let n = 4 * super::super::PIECE + 37;
-        let x: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.013).sin() * 3.0).collect();
-        let dy: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.029).cos()).collect();
-        for a in [
-            Activation::Relu,
-            Activation::Tanh,
-            Activation::LeakyRelu(0.1),
+    fn passes_in_pieces_give_every_element_its_own_value() {
+        // One piece, several in sequence, and enough to run in parallel, split unevenly.
+        let piece = super::super::PIECE;
+        for n in [
+            piece + 1,
+            2 * piece + 37,
+            4 * piece - 1,
+            4 * piece,
+            4 * piece + 37,
         ] {
-            let mut y = vec![f32::NAN; n];
-            forward(a, &x, &mut y);
-            let mut dx = vec![f32::NAN; n];
-            backward(a, &x, &dy, &mut dx);
-            let mut dx_from_y = vec![f32::NAN; n];
-            let from_output = backward_from_output(a, &y, &dy, &mut dx_from_y);
-            for i in 0..n {
-                assert_eq!(y[i].to_bits(), apply(a, x[i]).to_bits(), "{a:?} y[{i}]");
-                let want = dy[i] * derivative(a, x[i]);
-                assert_eq!(dx[i].to_bits(), want.to_bits(), "{a:?} dx[{i}]");
-                if from_output {
-                    assert_eq!(dx_from_y[i].to_bits(), want.to_bits(), "{a:?} from y [{i}]");
+            let x: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.013).sin() * 3.0).collect();
+            let dy: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.029).cos()).collect();
+            for a in [
+                Activation::Relu,
+                Activation::Sigmoid,
+                Activation::Tanh,
+                Activation::Gelu,
+                Activation::LeakyRelu(0.1),
+            ] {
+                let mut y = vec![f32::NAN; n];
+                forward(a, &x, &mut y);
+                let mut dx = vec![f32::NAN; n];
+                backward(a, &x, &dy, &mut dx);
+                let mut dx_from_y = vec![f32::NAN; n];
+                let from_output = backward_from_output(a, &y, &dy, &mut dx_from_y);
+                for i in 0..n {
+                    assert_eq!(
+                        y[i].to_bits(),
+                        apply(a, x[i]).to_bits(),
+                        "{a:?} n {n} y[{i}]"
+                    );
+                    let want = dy[i] * derivative(a, x[i]);
+                    assert_eq!(dx[i].to_bits(), want.to_bits(), "{a:?} n {n} dx[{i}]");
+                    if from_output {
+                        let got = dx_from_y[i].to_bits();
+                        assert_eq!(got, want.to_bits(), "{a:?} n {n} from y [{i}]");
+                    }
                 }
             }
         }

@@ -673,6 +673,35 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_2x2_window_of_special_values_routes_like_the_general_path() {
+        // All 5^4 windows over NaN, -inf, -0, 0 and 1: every argmax code, every NaN
+        // position, ties between signed zeros. One window per plane.
+        let vals = [f32::NAN, f32::NEG_INFINITY, -0.0, 0.0, 1.0];
+        let windows = vals.len().pow(4);
+        let g = PoolGeom {
+            n: windows,
+            c: 1,
+            h: 2,
+            w: 2,
+            kh: 2,
+            kw: 2,
+            sh: 2,
+            sw: 2,
+        };
+        let x: Vec<f32> = (0..windows * 4)
+            .map(|i| vals[(i / 4) / vals.len().pow((i % 4) as u32) % vals.len()])
+            .collect();
+        let dy: Vec<f32> = (0..windows)
+            .map(|i| if i % 3 == 0 { -0.0 } else { 1.5 })
+            .collect();
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let (mut fast, mut general) = (vec![f32::NAN; x.len()], vec![f32::NAN; x.len()]);
+        max_pool_grad_2x2(&x, &dy, &mut fast, &g);
+        max_pool_grad_any(&x, &dy, &mut general, &g);
+        assert_eq!(bits(&fast), bits(&general));
+    }
+
     fn check_2x2_against_general(g: PoolGeom) {
         let special = [
             f32::NAN,

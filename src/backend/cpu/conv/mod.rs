@@ -13,7 +13,8 @@ use crate::op::ConvGeom;
 /// with the image at `(ph, pw)`, so that every entry of an im2col row, padding included,
 /// is one read at a fixed offset from its window's corner.
 struct Padded {
-    /// Rows of a padded channel: h + 2·ph, or more where the last window reaches further.
+    /// Rows of a padded channel: up to the last window's last row, and at least to the
+    /// image's last (bottom padding that no window reaches is left out).
     ph_len: usize,
     /// Columns of a padded channel, likewise.
     pw_len: usize,
@@ -24,8 +25,10 @@ struct Padded {
 
 impl Padded {
     fn new(g: &ConvGeom) -> Self {
-        let ph_len = (g.h + 2 * g.ph).max((g.oh() - 1) * g.sh.max(1) + g.kh);
-        let pw_len = (g.w + 2 * g.pw).max((g.ow() - 1) * g.sw.max(1) + g.kw);
+        // oh() and ow() are at least 1. A stride of 0 is not a valid geometry (the graph
+        // refuses it); max(1) only keeps the arithmetic meaningful, as in ConvGeom::oh.
+        let ph_len = (g.ph + g.h).max((g.oh() - 1) * g.sh.max(1) + g.kh);
+        let pw_len = (g.pw + g.w).max((g.ow() - 1) * g.sw.max(1) + g.kw);
         let mut offsets = Vec::with_capacity(g.patch());
         for c in 0..g.c {
             for ky in 0..g.kh {
@@ -145,8 +148,8 @@ pub fn nchw_to_rows<T: Real>(x: &[T], out: &mut [T], n: usize, c: usize, hw: usi
     });
 }
 
-/// Side of the square tiles [`transpose`] moves: 16 lines of 16 floats are 16 cache lines
-/// read and 16 written, which stay in L1 while the tile is turned.
+/// Side of the square tiles [`transpose`] moves: a tile of f32 is 16 cache lines read and
+/// 16 written (32 each in f64), which stay in L1 while the tile is turned.
 const TILE: usize = 16;
 
 /// `dst` `[cols, rows]` = `src` `[rows, cols]` transposed, a tile at a time, so that

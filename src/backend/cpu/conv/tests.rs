@@ -295,6 +295,12 @@ fn im2col_and_col2im_give_the_bits_of_the_per_element_forms() {
         geom(1, 1, 0, 2, 2, 1, 1, 1, 1, 0),
         geom(1, 2, 9, 9, 2, 3, 4, 5, 1, 1),
         geom(2, 32, 14, 14, 3, 3, 1, 1, 1, 1),
+        // Kernels larger than the padded image (the graph refuses these for Conv2d, not
+        // for a bare Col2Im): windows reach past the bottom and right borders.
+        geom(1, 1, 1, 1, 3, 3, 1, 1, 0, 0),
+        geom(1, 2, 2, 3, 4, 2, 1, 1, 0, 0),
+        // Padding that no window reaches on the bottom and right (stride past the image).
+        geom(2, 2, 3, 3, 1, 1, 5, 5, 2, 2),
     ]);
     for (t, g) in all.iter().enumerate() {
         let x: Vec<f32> = values(g.n * g.c * g.h * g.w, 700 + t as u64)
@@ -318,6 +324,21 @@ fn im2col_and_col2im_give_the_bits_of_the_per_element_forms() {
         col2im(&y, &mut fast, g);
         col2im_gather(&y, &mut slow, g);
         assert_eq!(bits(&fast), bits(&slow), "col2im {g:?}");
+    }
+}
+
+#[test]
+fn empty_batches_and_channels_write_nothing_and_do_not_panic() {
+    for g in [
+        geom(0, 2, 3, 3, 2, 2, 1, 1, 1, 1),
+        geom(2, 0, 3, 3, 2, 2, 1, 1, 1, 1),
+    ] {
+        let len = g.n * g.oh() * g.ow() * g.patch();
+        let mut cols = vec![0.0f32; len];
+        im2col(&[], &mut cols, &g);
+        let mut image = vec![0.0f32; g.n * g.c * g.h * g.w];
+        col2im(&cols, &mut image, &g);
+        assert!(cols.is_empty() && image.is_empty(), "{g:?}");
     }
 }
 
