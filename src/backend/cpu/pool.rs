@@ -158,21 +158,24 @@ fn max_pool_grad_2x2<T: Real>(x: &[T], dy: &[T], out: &mut [T], g: &PoolGeom) {
         let plane = &x[p * hw..(p + 1) * hw];
         let d = &dy[p * oh * ow..(p + 1) * oh * ow];
         dx.fill(T::zero());
-        let mut codes = vec![0u32; ow];
+        // Up to 64 windows of a row at a time, so the codes live on the stack.
+        let mut codes = [0u32; 64];
         for (oy, grads) in d.chunks_exact(ow.max(1)).enumerate() {
             let (top, bottom) = window_rows(plane, g.w, oy, ow);
-            for ((code, a), b) in codes
-                .iter_mut()
-                .zip(top.chunks_exact(2))
-                .zip(bottom.chunks_exact(2))
-            {
-                let (_, m) = first_max4([a[0], a[1], b[0], b[1]]);
-                *code = u32::from(m[1] | m[3]) | u32::from(m[2] | m[3]) << 1;
-            }
-            let corner = 2 * oy * g.w;
-            for (ox, (&grad, &code)) in grads.iter().zip(&codes).enumerate() {
-                let at = corner + 2 * ox + (code & 1) as usize + g.w * (code >> 1) as usize;
-                dx[at] = dx[at] + grad;
+            for (part, grads) in grads.chunks(codes.len()).enumerate() {
+                let from = 2 * part * codes.len();
+                let windows = top[from..]
+                    .chunks_exact(2)
+                    .zip(bottom[from..].chunks_exact(2));
+                for (code, (a, b)) in codes.iter_mut().zip(windows) {
+                    let (_, m) = first_max4([a[0], a[1], b[0], b[1]]);
+                    *code = u32::from(m[1] | m[3]) | u32::from(m[2] | m[3]) << 1;
+                }
+                let corner = 2 * oy * g.w + from;
+                for (i, (&grad, &code)) in grads.iter().zip(&codes).enumerate() {
+                    let at = corner + 2 * i + (code & 1) as usize + g.w * (code >> 1) as usize;
+                    dx[at] = dx[at] + grad;
+                }
             }
         }
     });
@@ -656,10 +659,11 @@ mod tests {
 
     #[test]
     fn the_2x2_stride_2_path_gives_the_bits_of_the_general_one() {
-        // Odd sizes (a row and a column of the input left over) and even ones, ties, NaNs
-        // with different payloads, infinities and signed zeros; gradients start as NaN, so
-        // a pixel left unwritten shows.
-        for (h, w) in [(7, 9), (6, 8)] {
+        // Odd sizes (a row and a column of the input left over) and even ones, rows of
+        // more than 64 windows (taken in parts), ties, NaNs with different payloads,
+        // infinities and signed zeros; gradients start as NaN, so a pixel left unwritten
+        // shows.
+        for (h, w) in [(7, 9), (6, 8), (4, 141)] {
             check_2x2_against_general(PoolGeom {
                 n: 3,
                 c: 2,
