@@ -4,7 +4,7 @@ use super::{for_each_piece, Real, PIECE};
 use crate::op::DropoutSpec;
 use crate::rng::StepRng;
 
-const _: () = assert!(PIECE.is_multiple_of(4), "a piece must start on a Philox block");
+const _: () = assert!(PIECE.is_multiple_of(4), "pieces must start on a block");
 
 /// `out = x · mask · scale` (also the gradient: dx = dy · mask · scale). Elements are taken
 /// four at a time, one Philox block each, the pieces in parallel.
