@@ -144,6 +144,18 @@ pub struct ParamLayout {
 }
 
 impl ParamLayout {
+    /// Fails unless arenas of `params` parameters and `buffers` buffer values fit this
+    /// layout (what a backend checks before taking a model's values).
+    pub fn check_arenas(&self, params: usize, buffers: usize) -> Result<()> {
+        if params != self.size || buffers != self.buffers_size {
+            return Err(Error::Graph(format!(
+                "arenas of {params} parameters and {buffers} buffer values, layout needs {} and {}",
+                self.size, self.buffers_size
+            )));
+        }
+        Ok(())
+    }
+
     /// Lays out the parameters and buffers of a graph in creation order.
     pub fn of(graph: &Graph) -> Self {
         Self::grouped(graph, &|_| false)
@@ -537,5 +549,17 @@ mod tests {
             .max()
             .unwrap();
         assert!(plan.activations_size <= first_size.max(ALIGN));
+    }
+
+    #[test]
+    fn arenas_must_match_the_layout() {
+        let (graph, _) = crate::bench::shapes::training_plan("cnn", 4).unwrap();
+        let layout = ParamLayout::of(&graph);
+        // The cnn's batch norms have running statistics, so both sizes are checked.
+        assert!(layout.buffers_size > 0);
+        assert!(layout.check_arenas(layout.size, layout.buffers_size).is_ok());
+        let err = layout.check_arenas(layout.size - 1, layout.buffers_size);
+        assert!(err.unwrap_err().to_string().contains("layout needs"));
+        assert!(layout.check_arenas(layout.size, layout.buffers_size + 1).is_err());
     }
 }

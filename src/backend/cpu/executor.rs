@@ -188,15 +188,7 @@ impl Backend for CpuBackend {
         buffers: &[f32],
         optimizer: Option<Optimizer>,
     ) -> Result<()> {
-        if params.len() != layout.size || buffers.len() != layout.buffers_size {
-            return Err(Error::Graph(format!(
-                "arenas of {} parameters and {} buffer values, layout needs {} and {}",
-                params.len(),
-                buffers.len(),
-                layout.size,
-                layout.buffers_size
-            )));
-        }
+        layout.check_arenas(params.len(), buffers.len())?;
         self.params = params.to_vec();
         self.buffers = buffers.to_vec();
         self.grads = vec![0.0; layout.size];

@@ -216,15 +216,7 @@ impl Backend for WgpuBackend {
         buffers: &[f32],
         optimizer: Option<Optimizer>,
     ) -> Result<()> {
-        if params.len() != layout.size || buffers.len() != layout.buffers_size {
-            return Err(Error::Graph(format!(
-                "arenas of {} parameters and {} buffer values, layout needs {} and {}",
-                params.len(),
-                buffers.len(),
-                layout.size,
-                layout.buffers_size
-            )));
-        }
+        layout.check_arenas(params.len(), buffers.len())?;
         let size = layout.size;
         let state_len: [usize; 3] = std::array::from_fn(|i| match optimizer {
             Some(o) if o.uses_state(i) => size,
