@@ -17,7 +17,8 @@ pub fn dropout<T: Real>(x: &[T], out: &mut [T], spec: &DropoutSpec, rng: &StepRn
         let (p, layer, rng, scale) = (p, layer, rng, scale);
         let first = at / 4;
         for (i, (xs, os)) in x[at..].chunks(4).zip(out.chunks_mut(4)).enumerate() {
-            // Wraps past 2^32 blocks, as the shader's u32 counter does.
+            // The block index as u32, as it always was here (the shader's element count
+            // is a u32, so it never gets that far).
             let u = rng.block(layer, (first + i) as u32);
             for (k, (o, &v)) in os.iter_mut().zip(xs).enumerate() {
                 *o = if u[k] >= p { v * scale } else { T::zero() };
