@@ -557,9 +557,13 @@ mod tests {
         let layout = ParamLayout::of(&graph);
         // The cnn's batch norms have running statistics, so both sizes are checked.
         assert!(layout.buffers_size > 0);
-        assert!(layout.check_arenas(layout.size, layout.buffers_size).is_ok());
+        assert!(layout
+            .check_arenas(layout.size, layout.buffers_size)
+            .is_ok());
         let err = layout.check_arenas(layout.size - 1, layout.buffers_size);
         assert!(err.unwrap_err().to_string().contains("layout needs"));
-        assert!(layout.check_arenas(layout.size, layout.buffers_size + 1).is_err());
+        assert!(layout
+            .check_arenas(layout.size, layout.buffers_size + 1)
+            .is_err());
     }
 }
