@@ -40,6 +40,7 @@ mod executor;
 mod loss;
 mod matmul;
 mod norm;
+mod norm_sums;
 mod optim;
 mod optim_adam;
 mod optim_sgd;

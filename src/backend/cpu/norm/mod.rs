@@ -69,7 +69,7 @@ pub fn batch_norm_apply<T: Real>(
 
 /// Σ dy·x̂ per channel, x̂ = (x − mean)·invstd.
 #[allow(clippy::too_many_arguments)]
-fn sum_dy_xhat<T: Real>(
+pub(crate) fn sum_dy_xhat<T: Real>(
     x: &[T],
     stats: &[T],
     dy: &[T],
@@ -88,7 +88,7 @@ fn sum_dy_xhat<T: Real>(
 }
 
 /// Σ dy per channel.
-fn sum_dy<T: Real>(dy: &[T], n: usize, c: usize, s: usize) -> Vec<T> {
+pub(crate) fn sum_dy<T: Real>(dy: &[T], n: usize, c: usize, s: usize) -> Vec<T> {
     channel_sums(n, c, dy.len(), |ni, k| {
         lane_sum(&dy[(ni * c + k) * s..][..s], |g| g)
     })
@@ -109,9 +109,44 @@ pub fn batch_norm_grad<T: Real>(
     s: usize,
     eps: f32,
 ) {
+    let (total_dy, total_dy_xhat) = (
+        sum_dy(dy, n, c, s),
+        sum_dy_xhat(x, stats, dy, n, c, s, T::of(f64::from(eps))),
+    );
+    let sums = ChannelSums {
+        dy: &total_dy,
+        dy_xhat: &total_dy_xhat,
+    };
+    batch_norm_grad_from_sums(x, stats, gamma, dy, out, (n, c, s), eps, sums);
+}
+
+/// The per-channel sums [`batch_norm_grad`] needs, [`sum_dy`] and [`sum_dy_xhat`] of its
+/// inputs (each `[C]`).
+#[derive(Clone, Copy)]
+pub(crate) struct ChannelSums<'a, T> {
+    /// Σ dy.
+    pub dy: &'a [T],
+    /// Σ dy·x̂.
+    pub dy_xhat: &'a [T],
+}
+
+/// [`batch_norm_grad`] with its sums already taken, so that a caller holding them (the
+/// CPU executor, which also needs them for gamma's and beta's gradients) does not sum
+/// again. `(n, c, s)` is the `[N, C, S]` view.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn batch_norm_grad_from_sums<T: Real>(
+    x: &[T],
+    stats: &[T],
+    gamma: &[T],
+    dy: &[T],
+    out: &mut [T],
+    (n, c, s): (usize, usize, usize),
+    eps: f32,
+    sums: ChannelSums<'_, T>,
+) {
     let eps = T::of(f64::from(eps));
     let count = T::of((n * s) as f64);
-    let (total_dy, total_dy_xhat) = (sum_dy(dy, n, c, s), sum_dy_xhat(x, stats, dy, n, c, s, eps));
+    let (total_dy, total_dy_xhat) = (sums.dy, sums.dy_xhat);
     for_each_sample(out, c * s, |ni, sample| {
         for (k, o_row) in sample.chunks_exact_mut(s.max(1)).enumerate() {
             let (mean, istd) = (stats[k], inv_std(stats[c + k], eps));
