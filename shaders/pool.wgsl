@@ -1,4 +1,4 @@
-// Max and average pooling (no padding, floor mode), mirroring src/backend/cpu/pool.rs.
+// Max and average pooling (no padding, floor mode), mirroring src/backend/cpu/pool/mod.rs.
 //
 // Bindings follow the graph-op convention: 0 the Dims uniform, 1 the output, 2.. the op's
 // inputs in op order. Every storage buffer is read_write because the executor binds
