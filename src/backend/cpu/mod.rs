@@ -83,6 +83,17 @@ pub(crate) fn for_each_sample<T: Real>(
     per_sample: usize,
     f: impl Fn(usize, &mut [T]) + Sync,
 ) {
+    for_each_sample_with(out, per_sample, || (), |(), i, c| f(i, c));
+}
+
+/// [`for_each_sample`] with a scratch value made by `init` once per thread's run of
+/// samples (not once per sample) and handed to each of them in turn.
+pub(crate) fn for_each_sample_with<T: Real, S: Send>(
+    out: &mut [T],
+    per_sample: usize,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
+) {
     use rayon::prelude::*;
     if per_sample == 0 {
         return;
@@ -90,11 +101,12 @@ pub(crate) fn for_each_sample<T: Real>(
     if out.len() >= 1 << 15 {
         out.par_chunks_mut(per_sample)
             .enumerate()
-            .for_each(|(i, c)| f(i, c));
+            .for_each_init(&init, |s, (i, c)| f(s, i, c));
     } else {
+        let mut scratch = init();
         out.chunks_mut(per_sample)
             .enumerate()
-            .for_each(|(i, c)| f(i, c));
+            .for_each(|(i, c)| f(&mut scratch, i, c));
     }
 }
 

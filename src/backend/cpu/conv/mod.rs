@@ -6,7 +6,7 @@
 //! sum) values; all the arithmetic is in the matmul. Training plans fuse `im2col` into
 //! the forward product and the weight gradient (`graph::fuse_im2col`, `conv_product.rs`).
 
-use super::{for_each_sample, Real};
+use super::{for_each_sample, for_each_sample_with, Real};
 use crate::op::ConvGeom;
 
 /// One sample's image inside a zero border wide enough for every window: `[C, PH, PW]`
@@ -81,9 +81,11 @@ pub fn im2col<T: Real>(x: &[T], out: &mut [T], g: &ConvGeom) {
         return;
     }
     let pad = Padded::new(g);
-    for_each_sample(out, g.oh() * g.ow() * patch, |n, sample| {
+    // One padded sample per thread: only the image's lines are written, so the border
+    // stays zero from one sample to the next.
+    let zeroed = || vec![T::zero(); pad.len(g)];
+    for_each_sample_with(out, g.oh() * g.ow() * patch, zeroed, |padded, n, sample| {
         let image = &x[n * g.c * plane..][..g.c * plane];
-        let mut padded = vec![T::zero(); pad.len(g)];
         for (at, from) in pad.lines(g) {
             padded[at..][..g.w].copy_from_slice(&image[from..][..g.w]);
         }
@@ -110,12 +112,13 @@ pub fn im2col<T: Real>(x: &[T], out: &mut [T], g: &ConvGeom) {
 pub fn col2im<T: Real>(cols: &[T], out: &mut [T], g: &ConvGeom) {
     let (oh, ow, patch) = (g.oh(), g.ow(), g.patch());
     let pad = Padded::new(g);
-    for_each_sample(out, g.c * g.h * g.w, |n, sample| {
+    let zeroed = || vec![T::zero(); pad.len(g)];
+    for_each_sample_with(out, g.c * g.h * g.w, zeroed, |padded, n, sample| {
         if patch == 0 {
             sample.fill(T::zero());
             return;
         }
-        let mut padded = vec![T::zero(); pad.len(g)];
+        padded.fill(T::zero());
         let rows = cols[n * oh * ow * patch..][..oh * ow * patch].chunks_exact(patch);
         for (r, row) in rows.enumerate().rev() {
             let corner = pad.corner(g, r);
