@@ -87,6 +87,13 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// Whether the two slots share an element (same arena, intersecting ranges).
+    pub fn overlaps(&self, other: &Slot) -> bool {
+        self.arena == other.arena
+            && self.offset < other.offset + other.len
+            && other.offset < self.offset + self.len
+    }
+
     /// The element range in its arena.
     pub fn range(&self) -> std::ops::Range<usize> {
         self.offset..self.offset + self.len

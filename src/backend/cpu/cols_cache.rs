@@ -34,10 +34,6 @@ fn image_of(op: &Op, inputs: &[Slot]) -> Option<(Slot, ConvGeom)> {
     }
 }
 
-fn overlaps(a: &Slot, b: &Slot) -> bool {
-    a.arena == b.arena && a.offset < b.offset + b.len && b.offset < a.offset + a.len
-}
-
 impl ColsCache {
     /// Groups the convolution products of `plan`: a product joins the previous group of
     /// the same image slot and geometry when no step in between wrote over that slot.
@@ -57,7 +53,7 @@ impl ColsCache {
                 let unchanged = |since: usize| {
                     !plan.steps[since + 1..index]
                         .iter()
-                        .any(|s| overlaps(&s.output, &image))
+                        .any(|s| s.output.overlaps(&image))
                 };
                 let joined = open
                     .iter_mut()

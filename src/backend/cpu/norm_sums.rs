@@ -23,16 +23,12 @@ pub struct NormSums {
     sum_dy_xhat: Vec<f32>,
 }
 
-fn overlaps(a: &Slot, b: &Slot) -> bool {
-    a.arena == b.arena && a.offset < b.offset + b.len && b.offset < a.offset + a.len
-}
-
 impl NormSums {
     /// Whether a step writing `output` leaves the sums' inputs as they were.
     pub fn survives(&self, output: &Slot) -> bool {
         ![self.x, self.stats, self.dy]
             .iter()
-            .any(|s| overlaps(s, output))
+            .any(|s| s.overlaps(output))
     }
 }
 
