@@ -65,8 +65,8 @@ fn im2col(
 // Gather, not scatter, so no atomics: the pairs (ky, oy) with oy·SH + ky == y + PH are an
 // arithmetic progression (ky up by SH while oy goes down by 1), walked from the smallest
 // ky whose oy is inside the output; the same for (kx, ox). The divisions happen once per
-// pixel, and the sum runs ky outer, kx inner, ascending: the order in which the CPU's
-// scatter (rows last first) adds into each pixel.
+// pixel, and the sum runs ky outer, kx inner, ascending: the order in which the CPU adds
+// into each pixel (taps ascending).
 @compute @workgroup_size(256)
 fn col2im(
     @builtin(global_invocation_id) gid: vec3<u32>,

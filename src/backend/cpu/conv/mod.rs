@@ -98,33 +98,60 @@ pub fn im2col<T: Real>(x: &[T], out: &mut [T], g: &ConvGeom) {
     });
 }
 
+/// Columns of `cols` that [`col2im`] turns at a time: in f32, one 64-byte line of each row.
+const TAPS: usize = 16;
+
 /// The adjoint of [`im2col`]: `out[n, c, y, x]` (`[N, C, H, W]`) is the sum of every entry
 /// of `cols` (`[N·OH·OW, C·KH·KW]`) that `im2col` reads from `(n, c, y, x)`.
 ///
 /// Each pixel's sum runs in one fixed order on both backends: its `(ky, oy)` with
 /// `oy·sh + ky == y + ph` with ky ascending (outer), likewise `(kx, ox)` (inner), starting
-/// from zero. The shader gathers in that order, one pixel per invocation (no atomics). Here
-/// the rows of `cols` are scattered onto a zeroed padded sample ([`Padded`]) instead, last
-/// row first: a pixel takes at most one entry per row, and the rows that hold its entries
-/// come in descending (oy, ox), that is ascending (ky, kx), so every pixel takes the same
-/// additions in the same order as the gather, while `cols` is read in one pass (the gather
-/// strides across rows); the image is then cut out of the border.
+/// from zero. The shader gathers in that order, one pixel per invocation (no atomics).
+/// Here each column of `cols` (one tap `(c, ky, kx)`) is added onto a zeroed padded
+/// sample ([`Padded`]) as a whole, a line of output positions at a time, columns in
+/// ascending order: a pixel takes at most one entry per tap, and its taps come in
+/// ascending (ky, kx), so every pixel takes the same additions in the same order as the
+/// gather. Why columns: a line of one tap lands on consecutive pixels (stride 1), which
+/// vectorises, where scattering a row lands each entry elsewhere. The columns are first
+/// turned, [`TAPS`] at a time, into a small buffer where they are contiguous, so `cols`
+/// is still read in one pass. The image is then cut out of the border.
 pub fn col2im<T: Real>(cols: &[T], out: &mut [T], g: &ConvGeom) {
     let (oh, ow, patch) = (g.oh(), g.ow(), g.patch());
+    let pixels = oh * ow;
+    let (sh, sw) = (g.sh.max(1), g.sw.max(1));
     let pad = Padded::new(g);
-    let zeroed = || vec![T::zero(); pad.len(g)];
-    for_each_sample_with(out, g.c * g.h * g.w, zeroed, |padded, n, sample| {
+    // Per thread: the padded sample and the turned columns.
+    let scratch = || (vec![T::zero(); pad.len(g)], vec![T::zero(); TAPS * pixels]);
+    for_each_sample_with(out, g.c * g.h * g.w, scratch, |scratch, n, sample| {
         if patch == 0 {
             sample.fill(T::zero());
             return;
         }
+        let (padded, turned) = scratch;
         padded.fill(T::zero());
-        let rows = cols[n * oh * ow * patch..][..oh * ow * patch].chunks_exact(patch);
-        for (r, row) in rows.enumerate().rev() {
-            let corner = pad.corner(g, r);
-            let window = &mut padded[corner..];
-            for (&v, &at) in row.iter().zip(&pad.offsets) {
-                window[at] = window[at] + v;
+        let rows = &cols[n * pixels * patch..][..pixels * patch];
+        for q0 in (0..patch).step_by(TAPS) {
+            let taps = TAPS.min(patch - q0);
+            for (r, row) in rows.chunks_exact(patch).enumerate() {
+                for (t, &v) in row[q0..][..taps].iter().enumerate() {
+                    turned[t * pixels + r] = v;
+                }
+            }
+            for (column, &at) in turned.chunks_exact(pixels).zip(&pad.offsets[q0..][..taps]) {
+                for (oy, line) in column.chunks_exact(ow).enumerate() {
+                    let start = at + oy * sh * pad.pw_len;
+                    if sw == 1 {
+                        let dst = &mut padded[start..][..ow];
+                        for (d, &v) in dst.iter_mut().zip(line) {
+                            *d = *d + v;
+                        }
+                    } else {
+                        for (ox, &v) in line.iter().enumerate() {
+                            let d = &mut padded[start + ox * sw];
+                            *d = *d + v;
+                        }
+                    }
+                }
             }
         }
         for (from, at) in pad.lines(g) {
