@@ -37,15 +37,15 @@ struct StepScalars {
     len: u32,
     seed_lo: u32,
     seed_hi: u32,
-    pad: u32,
+    one_minus_dampening: f32,
     alpha: f32,
-    lr_decay: f32,
+    one_minus_alpha: f32,
     clip_value: f32,
     decoupled: u32,
     amsgrad: u32,
     centered: u32,
-    pad1: u32,
-    pad2: u32,
+    one_minus_beta1: f32,
+    one_minus_beta2: f32,
     tail_start: u32,
     tail_lr_scale: f32,
     tail_weight_decay: f32,
@@ -203,7 +203,7 @@ fn sgd_update(i: u32, g: f32) -> f32 {
         // The first step seeds the buffer with d itself, as PyTorch does (no dampening).
         var b = d;
         if (s.step > 1u) {
-            b = s.momentum * state0[i] + (1.0 - s.dampening) * d;
+            b = s.momentum * state0[i] + s.one_minus_dampening * d;
         }
         b = flush_subnormal(b);
         state0[i] = b;
@@ -243,8 +243,8 @@ fn adam_update(i: u32, g_in: f32) -> f32 {
     }
     let m_old = state0[i];
     // m + (1−β1)(g − m) is torch's lerp form of β1·m + (1−β1)·g.
-    let m = flush_subnormal(m_old + (1.0 - s.beta1) * (g - m_old));
-    let v = flush_subnormal(s.beta2 * state1[i] + (1.0 - s.beta2) * g * g);
+    let m = flush_subnormal(m_old + s.one_minus_beta1 * (g - m_old));
+    let v = flush_subnormal(s.beta2 * state1[i] + s.one_minus_beta2 * g * g);
     state0[i] = m;
     state1[i] = v;
     var second = v;
@@ -297,12 +297,12 @@ fn rmsprop_update(i: u32, g_in: f32) -> f32 {
     let wd = h.y;
     let p = params[i];
     let g = g_in + wd * p;
-    let sq = flush_subnormal(s.alpha * state0[i] + (1.0 - s.alpha) * g * g);
+    let sq = flush_subnormal(s.alpha * state0[i] + s.one_minus_alpha * g * g);
     state0[i] = sq;
     var avg = sqrt(sq) + s.eps;
     if (s.centered != 0u) {
         let ga_old = state1[i];
-        let ga = flush_subnormal(ga_old + (1.0 - s.alpha) * (g - ga_old));
+        let ga = flush_subnormal(ga_old + s.one_minus_alpha * (g - ga_old));
         state1[i] = ga;
         avg = sqrt(sq - ga * ga) + s.eps;
     }
@@ -334,10 +334,10 @@ fn adadelta_update(i: u32, g_in: f32) -> f32 {
     let wd = h.y;
     let p = params[i];
     let g = g_in + wd * p;
-    let sq = flush_subnormal(s.alpha * state0[i] + (1.0 - s.alpha) * g * g);
+    let sq = flush_subnormal(s.alpha * state0[i] + s.one_minus_alpha * g * g);
     state0[i] = sq;
     let delta = sqrt(state1[i] + s.eps) / sqrt(sq + s.eps) * g;
-    state1[i] = flush_subnormal(s.alpha * state1[i] + (1.0 - s.alpha) * delta * delta);
+    state1[i] = flush_subnormal(s.alpha * state1[i] + s.one_minus_alpha * delta * delta);
     let updated = p - lr * delta;
     params[i] = updated;
     return updated;

@@ -3,7 +3,7 @@
 
 use bytemuck::Zeroable;
 
-use super::scalars::StepScalars;
+use super::scalars::{as_decimal, StepScalars};
 use crate::error::{Error, Result};
 
 /// An optimizer with torch.optim's update rule, defaults and argument checks. The learning
@@ -341,7 +341,6 @@ impl Optimizer {
             } => {
                 s.weight_decay = weight_decay;
                 s.eps = eps;
-                s.lr_decay = lr_decay;
                 // clr = lr / (1 + (t − 1)·lr_decay), in f64 as PyTorch's Python arithmetic.
                 let clr = f64::from(lr) / (1.0 + (f64::from(step) - 1.0) * as_decimal(lr_decay));
                 s.lr = clr as f32;
@@ -369,15 +368,8 @@ impl Optimizer {
                 s.weight_decay = weight_decay;
             }
         }
-        s
+        s.with_complements()
     }
-}
-
-/// The f64 of the shortest decimal that reads back as `v`: 0.999f32 becomes 0.999, the
-/// Python float a PyTorch user wrote, not 0.99900001287. Bias corrections 1 − β^t are
-/// sensitive to that difference.
-fn as_decimal(v: f32) -> f64 {
-    v.to_string().parse().unwrap_or(f64::from(v))
 }
 
 #[cfg(test)]

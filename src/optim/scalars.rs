@@ -38,12 +38,12 @@ pub struct StepScalars {
     pub seed_lo: u32,
     /// Seed for device-side randomness (high word).
     pub seed_hi: u32,
-    /// Padding (keeps the first block 16-byte aligned).
-    pub pad: u32,
+    /// 1 − dampening (SGD), from [`StepScalars::with_complements`].
+    pub one_minus_dampening: f32,
     /// RMSprop's alpha, Adadelta's rho.
     pub alpha: f32,
-    /// Adagrad's learning-rate decay (already applied to `lr`; kept for the record).
-    pub lr_decay: f32,
+    /// 1 − alpha (RMSprop), 1 − rho (Adadelta), from [`StepScalars::with_complements`].
+    pub one_minus_alpha: f32,
     /// Element-wise clipping threshold; 0 disables it.
     pub clip_value: f32,
     /// 1 for AdamW's decoupled weight decay.
@@ -52,10 +52,10 @@ pub struct StepScalars {
     pub amsgrad: u32,
     /// 1 for centred RMSprop.
     pub centered: u32,
-    /// Padding to a 16-byte multiple.
-    pub pad1: u32,
-    /// Padding to a 16-byte multiple.
-    pub pad2: u32,
+    /// 1 − β1 (Adam), from [`StepScalars::with_complements`].
+    pub one_minus_beta1: f32,
+    /// 1 − β2 (Adam), from [`StepScalars::with_complements`].
+    pub one_minus_beta2: f32,
     /// First element of the tail parameter group (e.g. no weight decay); `len` when there
     /// is none.
     pub tail_start: u32,
@@ -70,6 +70,20 @@ pub struct StepScalars {
 }
 
 impl StepScalars {
+    /// Sets `1 − dampening`, `1 − alpha`, `1 − β1` and `1 − β2` from the decimals the
+    /// user wrote, in f64, rounded once, as PyTorch computes `1 - beta2` in Python floats
+    /// before the kernel sees it. Why not in the kernels: `1 − 0.999f32` in f32 is
+    /// 0.00099998713, 1.3e-5 below 0.001, and every second-moment update would carry that
+    /// bias (1.4e-3 at β2 = 0.99999).
+    pub fn with_complements(mut self) -> Self {
+        let complement = |v: f32| (1.0 - as_decimal(v)) as f32;
+        self.one_minus_dampening = complement(self.dampening);
+        self.one_minus_alpha = complement(self.alpha);
+        self.one_minus_beta1 = complement(self.beta1);
+        self.one_minus_beta2 = complement(self.beta2);
+        self
+    }
+
     /// Makes elements from `start` on a second parameter group with its own learning-rate
     /// factor and weight decay (PyTorch's parameter groups, for the common two-group case).
     pub fn with_tail_group(mut self, start: usize, lr_scale: f32, weight_decay: f32) -> Self {
@@ -89,9 +103,35 @@ impl StepScalars {
     }
 }
 
+/// The f64 of the shortest decimal that reads back as `v`: 0.999f32 becomes 0.999, the
+/// Python float a PyTorch user wrote, not 0.99900001287. Bias corrections 1 − β^t and
+/// complements 1 − β are sensitive to that difference.
+pub(crate) fn as_decimal(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(f64::from(v))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn complements_are_those_of_the_decimals() {
+        let s = StepScalars {
+            dampening: 0.1,
+            alpha: 0.99,
+            beta1: 0.9,
+            beta2: 0.999,
+            ..StepScalars::default()
+        }
+        .with_complements();
+        assert_eq!(s.one_minus_dampening, 0.9);
+        assert_eq!(s.one_minus_alpha, 0.01);
+        assert_eq!(s.one_minus_beta1, 0.1);
+        assert_eq!(s.one_minus_beta2, 0.001);
+        // In f32 the last two would be 0.100000024 and 0.00099998713.
+        assert_ne!(1.0 - 0.9f32, 0.1);
+        assert_ne!(1.0 - 0.999f32, 0.001);
+    }
 
     #[test]
     fn layout_is_112_bytes() {

@@ -276,10 +276,10 @@ fn update(
         Optimizer::Adadelta { .. } => {
             for (i, p) in params.iter_mut().enumerate() {
                 let g = grad(i) + wd * *p;
-                let sq = flush_subnormal(s.alpha * s0[i] + (1.0 - s.alpha) * g * g);
+                let sq = flush_subnormal(s.alpha * s0[i] + s.one_minus_alpha * g * g);
                 s0[i] = sq;
                 let delta = (s1[i] + s.eps).sqrt() / (sq + s.eps).sqrt() * g;
-                s1[i] = flush_subnormal(s.alpha * s1[i] + (1.0 - s.alpha) * delta * delta);
+                s1[i] = flush_subnormal(s.alpha * s1[i] + s.one_minus_alpha * delta * delta);
                 *p -= lr * delta;
             }
         }
@@ -297,10 +297,10 @@ fn rmsprop(
     (lr, wd): (f32, f32),
 ) -> f32 {
     let g = g + wd * p;
-    *square_avg = flush_subnormal(s.alpha * *square_avg + (1.0 - s.alpha) * g * g);
+    *square_avg = flush_subnormal(s.alpha * *square_avg + s.one_minus_alpha * g * g);
     let avg = match (s.centered != 0, grad_avg) {
         (true, Some(ga)) => {
-            *ga = flush_subnormal(*ga + (1.0 - s.alpha) * (g - *ga));
+            *ga = flush_subnormal(*ga + s.one_minus_alpha * (g - *ga));
             (*square_avg - *ga * *ga).sqrt() + s.eps
         }
         _ => square_avg.sqrt() + s.eps,
@@ -362,7 +362,8 @@ mod tests {
             centered: 1,
             eps: 1e-8,
             ..StepScalars::default()
-        };
+        }
+        .with_complements();
         let tiny = f32::MIN_POSITIVE;
         // g = 0: square_avg ← 0.99·square_avg, grad_avg ← grad_avg + 0.01·(0 − grad_avg),
         // buf ← 0.9·buf; each falls below 2^-126 from just above it.

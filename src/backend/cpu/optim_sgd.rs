@@ -20,7 +20,7 @@ pub fn sgd_run(
     let momentum = s.momentum != 0.0 && buf.len() == params.len();
     let m = Momentum {
         momentum: s.momentum,
-        one_minus_dampening: 1.0 - s.dampening,
+        one_minus_dampening: s.one_minus_dampening,
     };
     with_grad_transform!(
         s,
@@ -90,7 +90,7 @@ mod tests {
             let b = flush_subnormal(if s.step <= 1 {
                 d
             } else {
-                s.momentum * *buf + (1.0 - s.dampening) * d
+                s.momentum * *buf + s.one_minus_dampening * d
             });
             *buf = b;
             d = if s.nesterov != 0 {
@@ -108,7 +108,8 @@ mod tests {
             momentum: 0.9,
             step: 2,
             ..StepScalars::default()
-        };
+        }
+        .with_complements();
         let tiny = f32::MIN_POSITIVE;
         let mut p = vec![1.0, 1.0];
         let mut buf = vec![1.05 * tiny, 20.0 * tiny];
@@ -141,7 +142,8 @@ mod tests {
                 step,
                 clip_value: clip_value_,
                 ..StepScalars::default()
-            };
+            }
+            .with_complements();
             let (lr, wd, clip) = (0.05, 0.01, 0.7);
             let grads = wave(37, 3.0);
             let (mut p, mut buf) = (wave(11, 1.0), wave(23, 0.2));
