@@ -189,3 +189,39 @@ fn log_has_a_line_per_step_and_per_epoch() {
     );
     std::fs::remove_file(&path).unwrap();
 }
+
+/// The logged learning rate is the schedule's (PyTorch's `param_group['lr']`): Adagrad's
+/// `lr_decay` acts inside the step and does not change it.
+#[test]
+fn log_reports_the_scheduled_rate_not_adagrads_decayed_one() {
+    let path = std::env::temp_dir().join(format!("kiln-log-lr-{}.jsonl", std::process::id()));
+    let p = path.to_str().unwrap();
+    let (code, text) = kiln(
+        &[
+            "train",
+            "--backend",
+            "cpu",
+            "--epochs",
+            "1",
+            "--limit",
+            "300",
+            "--optimizer",
+            "adagrad",
+            "--lr",
+            "0.05",
+            "--lr-decay",
+            "0.1",
+            "--log",
+            p,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{text}");
+    let log = std::fs::read_to_string(&path).unwrap();
+    let steps: Vec<&str> = log.lines().filter(|l| l.starts_with("{\"step\"")).collect();
+    assert_eq!(steps.len(), 3, "{log}");
+    for line in steps {
+        assert!(line.contains("\"lr\":0.05"), "{line}");
+    }
+    std::fs::remove_file(&path).unwrap();
+}

@@ -146,12 +146,12 @@ pub enum Op {
     /// `(logits [B, C], labels [B]) → [1]`: mean cross-entropy of softmax(logits), with
     /// label smoothing ε as PyTorch's (target = (1−ε)·onehot + ε/C).
     SoftmaxCrossEntropy {
-        /// Label smoothing ε in [0, 1).
+        /// Label smoothing ε in [0, 1] (PyTorch's range).
         label_smoothing: f32,
     },
     /// `(logits, labels, dloss [1]) → dlogits`: the gradient of [`Op::SoftmaxCrossEntropy`].
     SoftmaxCrossEntropyGrad {
-        /// Label smoothing ε in [0, 1).
+        /// Label smoothing ε in [0, 1] (PyTorch's range).
         label_smoothing: f32,
     },
     /// `(pred, target) → [1]`: mean squared error.

@@ -139,9 +139,9 @@ impl TrainConfig {
                 }
             }
         }
-        if !(0.0..1.0).contains(&self.label_smoothing) {
+        if !(0.0..=1.0).contains(&self.label_smoothing) {
             return bad(format!(
-                "label smoothing must be in [0, 1), got {}",
+                "label smoothing must be in [0, 1], got {}",
                 self.label_smoothing
             ));
         }

@@ -51,7 +51,8 @@ pub enum Event {
         epoch: usize,
         /// This batch's mean loss.
         loss: f32,
-        /// The learning rate the step used.
+        /// The learning rate of the step's schedule, as PyTorch's `param_group['lr']`
+        /// (Adagrad decays it further by its `lr_decay` inside the step).
         lr: f32,
         /// The global gradient norm before clipping, when clipping by norm.
         grad_norm: Option<f32>,
@@ -88,7 +89,7 @@ pub struct EpochReport {
     pub test_accuracy: f32,
     /// Training throughput (images per second of training, evaluation excluded).
     pub images_per_s: f64,
-    /// The learning rate of the epoch's last step.
+    /// The scheduled learning rate of the epoch's last step (as [`Event::Step`]'s).
     pub lr: f32,
     /// Seconds spent training in this epoch.
     pub seconds: f64,
@@ -374,7 +375,8 @@ impl Trainer {
             )));
         }
         self.step += 1;
-        self.last_lr = scalars.lr;
+        // The schedule's rate (PyTorch's `param_group['lr']`), not Adagrad's decayed one.
+        self.last_lr = self.scheduler.lr();
         self.run_plan(c.id, images, labels, &scalars)?;
         // f16 models skip steps on the device (GradScaler); the host reads whether this one
         // was, so that a skipped step does not advance the optimizer's step count (Adam's

@@ -224,6 +224,34 @@ mod tests {
     }
 
     #[test]
+    fn full_label_smoothing_is_the_cross_entropy_against_uniform_targets() {
+        // ε = 1 (PyTorch accepts it): q = 1/C for every class, whatever the label, so the
+        // loss is the mean over classes of −log softmax, and the gradient softmax − 1/C.
+        let logits = [1.0f64, -2.0, 0.5, 3.0, 0.0, -1.0];
+        let probs = |row: &[f64]| {
+            let z: f64 = row.iter().map(|v| v.exp()).sum();
+            row.iter().map(|v| v.exp() / z).collect::<Vec<_>>()
+        };
+        let mut want = 0.0;
+        for row in logits.chunks(3) {
+            want += probs(row).iter().map(|p| -p.ln()).sum::<f64>() / 3.0;
+        }
+        want /= 2.0;
+        for labels in [[0.0, 1.0], [2.0, 2.0]] {
+            let got = cross_entropy(&logits, &labels, 3, 1.0);
+            assert!(close(got, want), "{got} vs {want}");
+            let mut grad = [0.0; 6];
+            cross_entropy_grad(&logits, &labels, 1.0, &mut grad, 3, 1.0);
+            for (r, row) in logits.chunks(3).enumerate() {
+                for (j, p) in probs(row).iter().enumerate() {
+                    let want = (p - 1.0 / 3.0) / 2.0;
+                    assert!(close(grad[r * 3 + j], want), "{r},{j}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn bce_at_zero_logit_is_ln_2_and_its_gradient_half_over_n() {
         // σ(0) = 1/2: the loss is −ln(1/2) whatever the target, the slope σ(0) − t.
         let x = [0.0f64, 0.0];

@@ -104,11 +104,13 @@ pub struct TrainArgs {
     /// "huber:delta=1.0" (all but cross_entropy against one-hot targets).
     #[arg(long, default_value = "cross_entropy")]
     loss: String,
-    /// L1 penalty coefficient: adds l1·Σ|w| to the training loss.
+    /// L1 penalty coefficient: adds l1·Σ|w| over every parameter, biases included (unless
+    /// --no-decay exempts them), to the training loss.
     #[arg(long, default_value_t = 0.0)]
     l1: f32,
-    /// L2 penalty coefficient: adds l2·Σw² to the training loss (distinct from
-    /// --weight-decay, which acts in the optimizer).
+    /// L2 penalty coefficient: adds l2·Σw² over every parameter, biases included (unless
+    /// --no-decay exempts them), to the training loss (distinct from --weight-decay,
+    /// which acts in the optimizer).
     #[arg(long, default_value_t = 0.0)]
     l2: f32,
     /// Cross-entropy label smoothing.
