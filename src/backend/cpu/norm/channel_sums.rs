@@ -87,6 +87,35 @@ pub(super) fn channel_sums<T: Real>(
     sums
 }
 
+/// Channels per block of [`column_sums`]: 1 KiB of f32 sums, which stay in L1 while every
+/// row adds into them.
+const COLUMN_BLOCK: usize = 256;
+
+/// For `S = 1` (`[N, C]`, batchnorm1d), where a channel's rows are single values and
+/// [`channel_sums`] would spend a whole [`lane_sum`] on each: `add(k0, sums)` adds every
+/// row's terms for channels `k0..k0 + sums.len()` into `sums`, rows in order of `n`, so
+/// each channel takes `((0 + t₀) + t₁) + …`, the same additions in the same order as
+/// [`channel_sums`] (a one-value lane sum is the value itself). Blocks of channels run on
+/// all cores when there are many values; the order within a channel never changes.
+pub(super) fn column_sums<T: Real>(
+    c: usize,
+    values: usize,
+    add: impl Fn(usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    use rayon::prelude::*;
+    let mut sums = vec![T::zero(); c];
+    if values >= PARALLEL_VALUES && c > COLUMN_BLOCK {
+        sums.par_chunks_mut(COLUMN_BLOCK)
+            .enumerate()
+            .for_each(|(b, block)| add(b * COLUMN_BLOCK, block));
+    } else {
+        sums.chunks_mut(COLUMN_BLOCK)
+            .enumerate()
+            .for_each(|(b, block)| add(b * COLUMN_BLOCK, block));
+    }
+    sums
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,29 +9,61 @@
 //! Variances are two-pass (Σ(x − mean)² after the mean is known), not E[x²] − mean²,
 //! which cancels catastrophically in f32 when |mean| ≫ std. Per-channel sums run in one
 //! fixed order on all cores ([`channel_sums`]: each contiguous row of `S` values in
-//! interleaved partial sums, the rows added in order of `n`); the element-wise passes run
+//! interleaved partial sums, the rows added in order of `n`; with `S = 1` the columns of
+//! `[N, C]` in blocks, [`column_sums`], the same additions); the element-wise passes run
 //! samples in parallel.
 
 mod channel_sums;
 
 use super::{for_each_sample, Real};
-use channel_sums::{channel_sums, lane_sum, lane_sum2};
+use channel_sums::{channel_sums, column_sums, lane_sum, lane_sum2};
 
 /// `1 / sqrt(var + eps)`, the one place both directions take it from.
 fn inv_std<T: Real>(var: T, eps: T) -> T {
     T::one() / (var + eps).sqrt()
 }
 
+/// [`inv_std`] of each channel of `stats` (`[2, C]`), computed once rather than per row.
+fn inv_stds<T: Real>(stats: &[T], c: usize, eps: T) -> Vec<T> {
+    stats[c..2 * c].iter().map(|&v| inv_std(v, eps)).collect()
+}
+
+/// Σ over rows of `term(v)` per column of `x` (`[N, C]`, the `S = 1` case), in order of
+/// `n` ([`column_sums`]); `term` also gets the column's entry of `per_channel`.
+fn column_sum_of<T: Real>(
+    x: &[T],
+    c: usize,
+    per_channel: &[T],
+    term: impl Fn(T, T) -> T + Sync,
+) -> Vec<T> {
+    column_sums(c, x.len(), |k0, sums| {
+        let own = &per_channel[k0..][..sums.len()];
+        for row in x.chunks_exact(c) {
+            for ((s, &v), &p) in sums.iter_mut().zip(&row[k0..]).zip(own) {
+                *s = *s + term(v, p);
+            }
+        }
+    })
+}
+
 /// Per-channel mean (`out[0][k]`) and biased variance (`out[1][k]`) of `x` ([N, C, S]).
 pub fn batch_norm_stats<T: Real>(x: &[T], out: &mut [T], n: usize, c: usize, s: usize) {
     let count = T::of((n * s) as f64);
     let row = |ni: usize, k: usize| &x[(ni * c + k) * s..][..s];
-    let sums = channel_sums(n, c, x.len(), |ni, k| lane_sum(row(ni, k), |v| v));
+    let sums = if s == 1 {
+        column_sum_of(x, c, &vec![T::zero(); c], |v, _| v)
+    } else {
+        channel_sums(n, c, x.len(), |ni, k| lane_sum(row(ni, k), |v| v))
+    };
     let mean: Vec<T> = sums.iter().map(|&v| v / count).collect();
-    let squares = channel_sums(n, c, x.len(), |ni, k| {
-        let m = mean[k];
-        lane_sum(row(ni, k), |v| (v - m) * (v - m))
-    });
+    let squares = if s == 1 {
+        column_sum_of(x, c, &mean, |v, m| (v - m) * (v - m))
+    } else {
+        channel_sums(n, c, x.len(), |ni, k| {
+            let m = mean[k];
+            lane_sum(row(ni, k), |v| (v - m) * (v - m))
+        })
+    };
     let (out_mean, out_var) = out[..2 * c].split_at_mut(c);
     out_mean.copy_from_slice(&mean);
     for (o, &q) in out_var.iter_mut().zip(&squares) {
@@ -55,9 +87,10 @@ pub fn batch_norm_apply<T: Real>(
 ) {
     let eps = T::of(f64::from(eps));
     let _ = n;
+    let istds = inv_stds(stats, c, eps);
     for_each_sample(out, c * s, |ni, sample| {
         for (k, o_row) in sample.chunks_exact_mut(s.max(1)).enumerate() {
-            let (mean, istd) = (stats[k], inv_std(stats[c + k], eps));
+            let (mean, istd) = (stats[k], istds[k]);
             let (g, b) = (gamma[k], beta[k]);
             let x_row = &x[(ni * c + k) * s..][..s];
             for (o, &v) in o_row.iter_mut().zip(x_row) {
@@ -78,8 +111,22 @@ pub(crate) fn sum_dy_xhat<T: Real>(
     s: usize,
     eps: T,
 ) -> Vec<T> {
+    let istds = inv_stds(stats, c, eps);
+    if s == 1 {
+        let (means, istds) = (&stats[..c], &istds);
+        return column_sums(c, x.len(), |k0, sums| {
+            let len = sums.len();
+            let (means, istds) = (&means[k0..][..len], &istds[k0..][..len]);
+            for (xr, gr) in x.chunks_exact(c).zip(dy.chunks_exact(c)) {
+                let terms = xr[k0..].iter().zip(&gr[k0..]).zip(means.iter().zip(istds));
+                for (s, ((&v, &g), (&mean, &istd))) in sums.iter_mut().zip(terms) {
+                    *s = *s + g * ((v - mean) * istd);
+                }
+            }
+        });
+    }
     channel_sums(n, c, x.len(), |ni, k| {
-        let (mean, istd) = (stats[k], inv_std(stats[c + k], eps));
+        let (mean, istd) = (stats[k], istds[k]);
         let at = (ni * c + k) * s;
         lane_sum2(&x[at..][..s], &dy[at..][..s], |v, g| {
             g * ((v - mean) * istd)
@@ -89,6 +136,9 @@ pub(crate) fn sum_dy_xhat<T: Real>(
 
 /// Σ dy per channel.
 pub(crate) fn sum_dy<T: Real>(dy: &[T], n: usize, c: usize, s: usize) -> Vec<T> {
+    if s == 1 {
+        return column_sum_of(dy, c, &vec![T::zero(); c], |g, _| g);
+    }
     channel_sums(n, c, dy.len(), |ni, k| {
         lane_sum(&dy[(ni * c + k) * s..][..s], |g| g)
     })
@@ -147,9 +197,10 @@ pub(crate) fn batch_norm_grad_from_sums<T: Real>(
     let eps = T::of(f64::from(eps));
     let count = T::of((n * s) as f64);
     let (total_dy, total_dy_xhat) = (sums.dy, sums.dy_xhat);
+    let istds = inv_stds(stats, c, eps);
     for_each_sample(out, c * s, |ni, sample| {
         for (k, o_row) in sample.chunks_exact_mut(s.max(1)).enumerate() {
-            let (mean, istd) = (stats[k], inv_std(stats[c + k], eps));
+            let (mean, istd) = (stats[k], istds[k]);
             let scale = gamma[k] * istd / count;
             let (sdy, sdx) = (total_dy[k], total_dy_xhat[k]);
             let base = (ni * c + k) * s;

@@ -466,3 +466,37 @@ fn f32_kernels_agree_with_f64() {
     layer_norm(&x32, &to32(g), &to32(b), &mut ly32, rows, cols, EPS);
     assert_close(&to64(&ly32), &ly, 1e-5, "layer_norm");
 }
+
+#[test]
+fn one_value_per_channel_sums_in_order_of_n_in_column_blocks() {
+    // batchnorm1d ([N, C], S = 1) sums columns a block of channels at a time, on all
+    // cores here (c spans three blocks, N·C is past the parallel threshold); each channel
+    // must still take ((0 + t₀) + t₁) + … in order of n, in f32.
+    let (n, c) = (70, 600);
+    let x: Vec<f32> = bn_input(n, c, 1, 41).iter().map(|&v| v as f32).collect();
+    let dy: Vec<f32> = values(n * c, 42).iter().map(|&v| v as f32).collect();
+    let in_order = |term: &dyn Fn(usize, usize) -> f32| -> Vec<f32> {
+        (0..c)
+            .map(|k| (0..n).fold(0.0f32, |s, ni| s + term(ni * c + k, k)))
+            .collect()
+    };
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    let mut stats = vec![0.0f32; 2 * c];
+    batch_norm_stats(&x, &mut stats, n, c, 1);
+    let count = n as f32;
+    let mean: Vec<f32> = in_order(&|i, _| x[i]).iter().map(|s| s / count).collect();
+    let var: Vec<f32> = in_order(&|i, k| (x[i] - mean[k]) * (x[i] - mean[k]))
+        .iter()
+        .map(|s| s / count)
+        .collect();
+    assert_eq!(bits(&stats[..c]), bits(&mean), "means");
+    assert_eq!(bits(&stats[c..]), bits(&var), "variances");
+    let eps = 1e-5f32;
+    let istd: Vec<f32> = var.iter().map(|&v| 1.0 / (v + eps).sqrt()).collect();
+    let want = in_order(&|i, k| dy[i] * ((x[i] - mean[k]) * istd[k]));
+    assert_eq!(
+        bits(&sum_dy_xhat(&x, &stats, &dy, n, c, 1, eps)),
+        bits(&want)
+    );
+    assert_eq!(bits(&sum_dy(&dy, n, c, 1)), bits(&in_order(&|i, _| dy[i])));
+}
