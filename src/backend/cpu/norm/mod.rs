@@ -288,15 +288,14 @@ pub fn layer_norm<T: Real>(
     eps: f32,
 ) {
     let eps = T::of(f64::from(eps));
-    for r in 0..rows {
-        let span = r * cols..(r + 1) * cols;
-        let row = &x[span.clone()];
+    let _ = rows;
+    for_each_sample(out, cols, |r, o| {
+        let row = &x[r * cols..][..cols];
         let (mean, istd) = row_stats(row, eps);
-        let cells = out[span].iter_mut().zip(row).zip(gamma).zip(beta);
-        for (((o, &v), &g), &b) in cells {
+        for (((o, &v), &g), &b) in o.iter_mut().zip(row).zip(gamma).zip(beta) {
             *o = (v - mean) * istd * g + b;
         }
-    }
+    });
 }
 
 /// The input gradient of layer norm, the row statistics recomputed from `x`: with
@@ -312,9 +311,9 @@ pub fn layer_norm_grad<T: Real>(
 ) {
     let eps = T::of(f64::from(eps));
     let count = T::of(cols as f64);
-    for r in 0..rows {
-        let span = r * cols..(r + 1) * cols;
-        let (row, dyr) = (&x[span.clone()], &dy[span.clone()]);
+    let _ = rows;
+    for_each_sample(out, cols, |r, o| {
+        let (row, dyr) = (&x[r * cols..][..cols], &dy[r * cols..][..cols]);
         let (mean, istd) = row_stats(row, eps);
         let (mut sum_g, mut sum_g_xhat) = (T::zero(), T::zero());
         for ((&v, &d), &w) in row.iter().zip(dyr).zip(gamma) {
@@ -323,15 +322,16 @@ pub fn layer_norm_grad<T: Real>(
             sum_g_xhat = sum_g_xhat + g * ((v - mean) * istd);
         }
         let (mean_g, mean_g_xhat) = (sum_g / count, sum_g_xhat / count);
-        let cells = out[span].iter_mut().zip(row).zip(dyr).zip(gamma);
-        for (((o, &v), &d), &w) in cells {
+        for (((o, &v), &d), &w) in o.iter_mut().zip(row).zip(dyr).zip(gamma) {
             let xhat = (v - mean) * istd;
             *o = istd * (d * w - mean_g - xhat * mean_g_xhat);
         }
-    }
+    });
 }
 
-/// gamma's gradient of layer norm: Σ over rows of dy·x̂ (`out` is `[cols]`), rows in order.
+/// gamma's gradient of layer norm: Σ over rows of dy·x̂ (`out` is `[cols]`), rows in order:
+/// each row's statistics once (rows on all cores), then the columns in blocks
+/// ([`column_sums`]).
 pub fn layer_norm_gamma_grad<T: Real>(
     x: &[T],
     dy: &[T],
@@ -340,17 +340,26 @@ pub fn layer_norm_gamma_grad<T: Real>(
     cols: usize,
     eps: f32,
 ) {
+    use rayon::prelude::*;
     let eps = T::of(f64::from(eps));
-    let out = &mut out[..cols];
-    out.fill(T::zero());
-    for r in 0..rows {
-        let span = r * cols..(r + 1) * cols;
-        let (row, dyr) = (&x[span.clone()], &dy[span]);
-        let (mean, istd) = row_stats(row, eps);
-        for ((o, &v), &d) in out.iter_mut().zip(row).zip(dyr) {
-            *o = *o + d * ((v - mean) * istd);
-        }
+    if cols == 0 {
+        return;
     }
+    let stats_of = |r: usize| row_stats(&x[r * cols..][..cols], eps);
+    let stats: Vec<(T, T)> = if x.len() >= 1 << 15 {
+        (0..rows).into_par_iter().map(stats_of).collect()
+    } else {
+        (0..rows).map(stats_of).collect()
+    };
+    let sums = column_sums(cols, x.len(), |k0, sums| {
+        let rows = x.chunks_exact(cols).zip(dy.chunks_exact(cols)).zip(&stats);
+        for ((row, dyr), &(mean, istd)) in rows {
+            for ((o, &v), &d) in sums.iter_mut().zip(&row[k0..]).zip(&dyr[k0..]) {
+                *o = *o + d * ((v - mean) * istd);
+            }
+        }
+    });
+    out[..cols].copy_from_slice(&sums);
 }
 
 #[cfg(test)]

@@ -500,3 +500,24 @@ fn one_value_per_channel_sums_in_order_of_n_in_column_blocks() {
     );
     assert_eq!(bits(&sum_dy(&dy, n, c, 1)), bits(&in_order(&|i, _| dy[i])));
 }
+
+#[test]
+fn layer_norm_gamma_grad_sums_rows_in_order_in_column_blocks() {
+    // Rows' statistics on all cores, then columns in blocks (four here, past the
+    // parallel threshold): each column must still take its rows' terms in order, in f32.
+    let (rows, cols) = (40, 1000);
+    let x: Vec<f32> = values(rows * cols, 51).iter().map(|&v| v as f32).collect();
+    let dy: Vec<f32> = values(rows * cols, 52).iter().map(|&v| v as f32).collect();
+    let mut got = vec![f32::NAN; cols];
+    layer_norm_gamma_grad(&x, &dy, &mut got, rows, cols, EPS);
+    let mut want = vec![0.0f32; cols];
+    for r in 0..rows {
+        let row = &x[r * cols..][..cols];
+        let (mean, istd) = row_stats(row, EPS);
+        for k in 0..cols {
+            want[k] += dy[r * cols + k] * ((row[k] - mean) * istd);
+        }
+    }
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got), bits(&want));
+}
