@@ -121,15 +121,27 @@ pub(crate) const PIECE: usize = 1 << 14;
 /// is computed by one call whatever the split, so results do not depend on the thread
 /// count.
 pub(crate) fn for_each_piece<T: Real>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
+    let parallel = out.len() >= 4 * PIECE;
+    for_each_chunk(out, PIECE, parallel, f);
+}
+
+/// Runs `f(offset, chunk)` over `out` in `len`-long chunks (`len` > 0; the last may be shorter), on
+/// all cores when `parallel`.
+pub(crate) fn for_each_chunk<T: Send>(
+    out: &mut [T],
+    len: usize,
+    parallel: bool,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
     use rayon::prelude::*;
-    if out.len() >= 4 * PIECE {
-        out.par_chunks_mut(PIECE)
+    if parallel {
+        out.par_chunks_mut(len)
             .enumerate()
-            .for_each(|(i, c)| f(i * PIECE, c));
+            .for_each(|(i, c)| f(i * len, c));
     } else {
-        out.chunks_mut(PIECE)
+        out.chunks_mut(len)
             .enumerate()
-            .for_each(|(i, c)| f(i * PIECE, c));
+            .for_each(|(i, c)| f(i * len, c));
     }
 }
 

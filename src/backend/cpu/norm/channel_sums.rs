@@ -7,7 +7,7 @@
 //! `n`. The order depends on the shape alone, never on the thread count, and the error
 //! grows with `log(LANES) + N + S / LANES` additions instead of `N·S`.
 
-use crate::backend::cpu::Real;
+use crate::backend::cpu::{for_each_chunk, Real};
 
 /// Interleaved partial sums per row (one AVX register of f32).
 const LANES: usize = 8;
@@ -102,17 +102,9 @@ pub(super) fn column_sums<T: Real>(
     values: usize,
     add: impl Fn(usize, &mut [T]) + Sync,
 ) -> Vec<T> {
-    use rayon::prelude::*;
     let mut sums = vec![T::zero(); c];
-    if values >= PARALLEL_VALUES && c > COLUMN_BLOCK {
-        sums.par_chunks_mut(COLUMN_BLOCK)
-            .enumerate()
-            .for_each(|(b, block)| add(b * COLUMN_BLOCK, block));
-    } else {
-        sums.chunks_mut(COLUMN_BLOCK)
-            .enumerate()
-            .for_each(|(b, block)| add(b * COLUMN_BLOCK, block));
-    }
+    let parallel = values >= PARALLEL_VALUES && c > COLUMN_BLOCK;
+    for_each_chunk(&mut sums, COLUMN_BLOCK, parallel, add);
     sums
 }
 
