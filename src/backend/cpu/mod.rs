@@ -125,8 +125,8 @@ pub(crate) fn for_each_piece<T: Real>(out: &mut [T], f: impl Fn(usize, &mut [T])
     for_each_chunk(out, PIECE, parallel, f);
 }
 
-/// Runs `f(offset, chunk)` over `out` in `len`-long chunks (`len` > 0; the last may be shorter), on
-/// all cores when `parallel`.
+/// Runs `f(offset, chunk)` over `out` in `len`-long chunks (`len` > 0; the last may be
+/// shorter), on all cores when `parallel`.
 pub(crate) fn for_each_chunk<T: Send>(
     out: &mut [T],
     len: usize,
