@@ -36,7 +36,7 @@ pub type PlanId = usize;
 /// What runs after a plan's steps in the same submission.
 #[derive(Clone, Debug, Default)]
 pub struct Tail {
-    /// Scalars to add to metric accumulators: (slot of a [1] value, accumulator index,
+    /// Scalars to add to metric accumulators: (slot of a `[1]` value, accumulator index,
     /// weight it is multiplied by).
     pub accumulate: Vec<(Slot, usize, f32)>,
     /// Whether the optimizer updates the parameters from the gradient arena.

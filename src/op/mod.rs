@@ -120,9 +120,9 @@ pub enum Op {
     /// layer's weight gradient as an implicit GEMM (the `MatMul { trans_a: true }` that
     /// autodiff emits on the im2col matrix, rewritten by `graph::fuse_im2col`).
     ConvWeightGrad(ConvGeom),
-    /// `x + b` with `x` [rows, cols] and `b` [cols] broadcast over the rows.
+    /// `x + b` with `x` `[rows, cols]` and `b` `[cols]` broadcast over the rows.
     BiasAdd,
-    /// Column sums of `dy` [rows, cols] → [cols]: the gradient of [`Op::BiasAdd`] for `b`.
+    /// Column sums of `dy` `[rows, cols]` → `[cols]`: the gradient of [`Op::BiasAdd`] for `b`.
     BiasGrad,
     /// `a + b`, same shapes (gradient accumulation).
     Add,

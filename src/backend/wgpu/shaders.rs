@@ -47,7 +47,7 @@ macro_rules! matmul_module {
 
 /// `matmul`, `matmul_a4`, `matmul_b4`, `matmul_a4b4`: out[M, N] = op(in0) · op(in1) in
 /// 32x32 tiles (8x8 invocations of 4x4 outputs, K tiles of 16), numbered row-major and
-/// folded into x and y; `matmul_bias*` add in2 (a bias [N]) in the epilogue. Dims: d0 = M,
+/// folded into x and y; `matmul_bias*` add in2 (a bias `[N]`) in the epilogue. Dims: d0 = M,
 /// d1 = N, d2 = K, d3 = 1 to accumulate, e0 = tiles per row. Overrides `TRANS_A`,
 /// `TRANS_B`, `HAS_BIAS` (bool, default false; `HAS_BIAS` with the bias entry points), and
 /// `HAS_ACT` with `ACT_KIND` (an [`Activation::code`](crate::op::Activation::code)) to
@@ -103,7 +103,7 @@ pub const LOSS: &str = concat!(
 );
 
 /// `sum`, `mean`, `correct` (single workgroup), `argmax` (per row) and `accumulate`
-/// (one invocation: metric `d0` += `f0` · in0[0], `out` bound to the metrics buffer).
+/// (one invocation: metric `d0` += `f0` · `in0[0]`, `out` bound to the metrics buffer).
 pub const REDUCE: &str = concat!(
     include_str!("../../../shaders/graph_op.wgsl"),
     include_str!("../../../shaders/reduce.wgsl")

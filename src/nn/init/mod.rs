@@ -141,7 +141,7 @@ pub enum Init {
         /// Scale factor.
         gain: f32,
     },
-    /// `orthogonal_`: the tensor viewed as [shape[0], numel / shape[0]] has orthonormal
+    /// `orthogonal_`: the tensor viewed as `[shape[0], numel / shape[0]]` has orthonormal
     /// rows or columns (whichever are fewer), times `gain`. Needs the shape.
     Orthogonal {
         /// Scale factor.
