@@ -133,32 +133,27 @@ fn flags_that_do_not_apply_to_the_optimizer_are_rejected() {
     assert!(text.contains("--momentum does not apply"), "{text}");
 }
 
+/// The `--log` file of `kiln train --backend cpu --limit 300` with `args` (a successful
+/// run), read and removed; `name` keeps concurrent tests' files apart.
+fn train_log(name: &str, args: &[&str]) -> String {
+    let file = format!("kiln-log-{name}-{}.jsonl", std::process::id());
+    let path = std::env::temp_dir().join(file);
+    let p = path.to_str().unwrap();
+    let mut all = vec!["train", "--backend", "cpu", "--limit", "300", "--log", p];
+    all.extend_from_slice(args);
+    let (code, text) = kiln(&all, &[]);
+    assert_eq!(code, 0, "{text}");
+    let log = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    log
+}
+
 /// `--log`: one line per step and per epoch; the per-step losses, weighted by batch size,
 /// average to the epoch's training loss.
 #[test]
 fn log_has_a_line_per_step_and_per_epoch() {
-    let path = std::env::temp_dir().join(format!("kiln-log-{}.jsonl", std::process::id()));
-    let p = path.to_str().unwrap();
-    let (code, text) = kiln(
-        &[
-            "train",
-            "--backend",
-            "cpu",
-            "--epochs",
-            "2",
-            "--limit",
-            "300",
-            "--batch-size",
-            "128",
-            "--clip-norm",
-            "1",
-            "--log",
-            p,
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{text}");
-    let log = std::fs::read_to_string(&path).unwrap();
+    let args = ["--epochs", "2", "--batch-size", "128", "--clip-norm", "1"];
+    let log = train_log("steps", &args);
     let lines: Vec<&str> = log.lines().collect();
     // 300 images in batches of 128: 3 steps per epoch, 2 epochs, plus 2 epoch lines.
     assert_eq!(lines.len(), 8, "{log}");
@@ -187,41 +182,26 @@ fn log_has_a_line_per_step_and_per_epoch() {
         (weighted - epoch_loss).abs() < 1e-5,
         "{weighted} vs {epoch_loss}"
     );
-    std::fs::remove_file(&path).unwrap();
 }
 
 /// The logged learning rate is the schedule's (PyTorch's `param_group['lr']`): Adagrad's
 /// `lr_decay` acts inside the step and does not change it.
 #[test]
 fn log_reports_the_scheduled_rate_not_adagrads_decayed_one() {
-    let path = std::env::temp_dir().join(format!("kiln-log-lr-{}.jsonl", std::process::id()));
-    let p = path.to_str().unwrap();
-    let (code, text) = kiln(
-        &[
-            "train",
-            "--backend",
-            "cpu",
-            "--epochs",
-            "1",
-            "--limit",
-            "300",
-            "--optimizer",
-            "adagrad",
-            "--lr",
-            "0.05",
-            "--lr-decay",
-            "0.1",
-            "--log",
-            p,
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{text}");
-    let log = std::fs::read_to_string(&path).unwrap();
+    let args = [
+        "--epochs",
+        "1",
+        "--optimizer",
+        "adagrad",
+        "--lr",
+        "0.05",
+        "--lr-decay",
+        "0.1",
+    ];
+    let log = train_log("lr", &args);
     let steps: Vec<&str> = log.lines().filter(|l| l.starts_with("{\"step\"")).collect();
     assert_eq!(steps.len(), 3, "{log}");
     for line in steps {
         assert!(line.contains("\"lr\":0.05"), "{line}");
     }
-    std::fs::remove_file(&path).unwrap();
 }
