@@ -34,24 +34,41 @@ pub fn matmul<T: Real>(
     product(a, b, out, m, n, k, trans_a, trans_b);
 }
 
-/// Outputs at most this large with sums at least twice [`SPLIT_MIN_K`] long are split
-/// along K.
+/// Outputs at most this large are split along K when their sums are long enough.
 const SPLIT_MAX_OUTPUTS: usize = 1 << 16;
-/// Each part's share of K, about (the last part may be a few shorter).
+/// Each part's share of a long K, about (the last part may be a few shorter).
 const SPLIT_MIN_K: usize = 4096;
 /// The parts of a split product: a constant, not the thread count, so that a result does
 /// not depend on the machine it is computed on.
 const SPLIT_PARTS: usize = 4;
+/// Sums from this long up to `2·SPLIT_MIN_K` split in two, when the output holds at least
+/// [`SPLIT_MIN_HALVES_OUTPUTS`] values (less work than that costs more to share).
+const SPLIT_HALVES_MIN_K: usize = 512;
+/// The smallest output split in two along a medium K (e.g. the `mlp`'s first layer,
+/// [128, 256] over K = 784).
+const SPLIT_MIN_HALVES_OUTPUTS: usize = 1 << 13;
 
 /// The number of parts a product is split into along K, or `None`.
 ///
 /// gemm shares a product between threads by blocks of the output, so a small output with
 /// a long sum, such as a convolution's weight gradient ([64, 288] summing over every pixel
-/// of the batch), runs on one core; its parts run on all of them.
+/// of the batch), runs on one core; its parts run on all of them. An output of a few
+/// blocks with a medium sum shares badly too: the `mlp`'s first layer forward ([128, 256],
+/// K = 784) took 183 µs on gemm's threads and 230 µs on one, and its training step ran
+/// ~10% faster in two halves of K (BENCHMARKS.md).
 fn k_parts(m: usize, n: usize, k: usize) -> Option<usize> {
-    let parts = SPLIT_PARTS.min(k / SPLIT_MIN_K);
-    let small = m.checked_mul(n).is_some_and(|mn| mn <= SPLIT_MAX_OUTPUTS);
-    (small && parts >= 2).then_some(parts)
+    let outputs = m.checked_mul(n)?;
+    if outputs > SPLIT_MAX_OUTPUTS {
+        return None;
+    }
+    let parts = if k >= 2 * SPLIT_MIN_K {
+        SPLIT_PARTS.min(k / SPLIT_MIN_K)
+    } else if k >= SPLIT_HALVES_MIN_K && outputs >= SPLIT_MIN_HALVES_OUTPUTS {
+        2
+    } else {
+        1
+    };
+    (parts >= 2).then_some(parts)
 }
 
 /// `out = op(a) · op(b)` as `parts` products over consecutive ranges of K, computed in
@@ -292,11 +309,26 @@ mod tests {
 
     #[test]
     fn long_sums_into_small_outputs_are_split_whatever_the_thread_count() {
-        let (m, n, k) = (6, 5, 16_999);
-        assert_eq!(k_parts(m, n, k), Some(4));
+        for (m, n, k) in [(6, 5, 16_999), (96, 90, 700)] {
+            split_products_are_exact_and_independent_of_threads(m, n, k);
+        }
+        let (m, n) = (6, 5);
+        assert_eq!(k_parts(m, n, 16_999), Some(4));
         assert_eq!(k_parts(m, n, 9_000), Some(2));
-        assert_eq!(k_parts(300, 300, k), None);
+        assert_eq!(k_parts(300, 300, 16_999), None);
         assert_eq!(k_parts(m, n, 8191), None);
+        // Medium sums: halves for outputs of a few gemm blocks, not for tiny ones.
+        assert_eq!(k_parts(128, 256, 784), Some(2));
+        assert_eq!(k_parts(128, 64, 512), Some(2));
+        assert_eq!(k_parts(128, 256, 511), None);
+        assert_eq!(k_parts(128, 10, 784), None);
+        assert_eq!(k_parts(256, 512, 784), None);
+    }
+
+    /// A product split along K (checked by the caller) gives the exact integer product and,
+    /// in reals, the same bits on one thread as on three.
+    fn split_products_are_exact_and_independent_of_threads(m: usize, n: usize, k: usize) {
+        assert!(k_parts(m, n, k).is_some(), "{m}x{n}x{k} is not split");
         // Integers: every partial sum is exact, so a part left out, added twice or given
         // another's range shows as a wrong number.
         let int = |i: usize| ((i / 3 + i / 5) % 7) as f32 - 3.0;
