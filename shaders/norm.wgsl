@@ -200,79 +200,10 @@ fn batch_norm_apply(
     st_out(i, (ld0(i) - ld1(k)) * inv_std(ld1(c + k), dims.f0) * ld2(k) + ld3(k));
 }
 
-// out = dx [N, C, S], the gradient through the batch statistics:
-// dx = gamma·invstd/M · (M·dy − Σdy − x̂·Σ(dy·x̂)), from in0 = x, in1 = stats [2, C]
-// (batch_norm_stats of x), in2 = gamma [C], in3 = dy [N, C, S].
-// Dims: d0 = N, d1 = C, d2 = S, f0 = eps.
-// Dispatch: C workgroups ((C, 1, 1); fold into y past 65535), one per channel: the
-// workgroup reduces its channel's two sums, then writes the channel's dx. In parts, the
-// same gradient is batch_norm_grad_partial, batch_norm_grad_coeffs, batch_norm_grad_apply.
-@compute @workgroup_size(256)
-fn batch_norm_grad(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let k = group_index(wid, nwg);
-    let c = dims.d1;
-    if (k >= c) {
-        return;
-    }
-    let count = dims.d0 * dims.d2;
-    let mean = ld1(k);
-    let istd = inv_std(ld1(c + k), dims.f0);
-    var acc = vec2<f32>(0.0, 0.0);
-    for (var m = t; m < count; m += WG) {
-        let i = bn_index(m, k);
-        let g = ld3(i);
-        acc = acc + vec2<f32>(g, g * ((ld0(i) - mean) * istd));
-    }
-    let sums = tree_sum2(t, acc);
-    let fcount = f32(count);
-    let scale = ld2(k) * istd / fcount;
-    for (var m = t; m < count; m += WG) {
-        let i = bn_index(m, k);
-        let xhat = (ld0(i) - mean) * istd;
-        st_out(i, scale * (fcount * ld3(i) - sums.x - xhat * sums.y));
-    }
-}
-
-// out [2, C·P] = (Σdy, Σdy·x̂) over each part of each channel (part p of channel k at
-// k·P + p), from the inputs of batch_norm_grad: in0 = x, in1 = stats, in3 = dy.
-// Dims: d0 = N, d1 = C, d2 = S, f0 = eps, e0 = P, e1 = L.
-// Dispatch: C·P workgroups ((C·P, 1, 1); fold into y past 65535), one per part.
-@compute @workgroup_size(256)
-fn batch_norm_grad_partial(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let part = channel_part(wid, nwg);
-    let k = part.x;
-    let c = dims.d1;
-    if (k >= c) {
-        return;
-    }
-    let mean = ld1(k);
-    let istd = inv_std(ld1(c + k), dims.f0);
-    var acc = vec2<f32>(0.0, 0.0);
-    for (var m = part.z + t; m < part.w; m += WG) {
-        let i = bn_index(m, k);
-        let g = ld3(i);
-        acc = acc + vec2<f32>(g, g * ((ld0(i) - mean) * istd));
-    }
-    let sums = tree_sum2(t, acc);
-    if (t == 0u) {
-        let at = k * dims.e0 + part.y;
-        st_out(at, sums.x);
-        st_out(c * dims.e0 + at, sums.y);
-    }
-}
-
-// out [5, C] = each channel's (mean, invstd, gamma·invstd/M, Σdy, Σdy·x̂), the sums added in
-// part order from in0 = batch_norm_grad_partial's [2, C·P]; in1 = stats [2, C],
-// in2 = gamma [C].
-// Dims: d0 = N, d1 = C, d2 = S, f0 = eps, e0 = P.
+// out [5, C] = each channel's (mean, invstd, gamma·invstd, Σdy, Σdy·x̂), what
+// batch_norm_grad reads, from in0 = stats [2, C] (batch_norm_stats of x), in1 = gamma [C],
+// in2 = Σdy·x̂ [C] (batch_norm_gamma_grad), in3 = Σdy [C] (channel_sum).
+// Dims: d1 = C, f0 = eps.
 // Dispatch: C invocations (1-D).
 @compute @workgroup_size(256)
 fn batch_norm_grad_coeffs(
@@ -284,25 +215,21 @@ fn batch_norm_grad_coeffs(
     if (k >= c) {
         return;
     }
-    let parts = dims.e0;
-    var sums = vec2<f32>(0.0, 0.0);
-    for (var p = 0u; p < parts; p++) {
-        sums = sums + vec2<f32>(ld0(k * parts + p), ld0(c * parts + k * parts + p));
-    }
-    let istd = inv_std(ld1(c + k), dims.f0);
-    st_out(k, ld1(k));
+    let istd = inv_std(ld0(c + k), dims.f0);
+    st_out(k, ld0(k));
     st_out(c + k, istd);
-    st_out(2u * c + k, ld2(k) * istd / f32(dims.d0 * dims.d2));
-    st_out(3u * c + k, sums.x);
-    st_out(4u * c + k, sums.y);
+    st_out(2u * c + k, ld1(k) * istd);
+    st_out(3u * c + k, ld3(k));
+    st_out(4u * c + k, ld2(k));
 }
 
-// out = dx [N, C, S] by batch_norm_grad's formula, from in0 = x, in1 = the channels'
-// coefficients [5, C] (batch_norm_grad_coeffs), in2 = dy.
+// out = dx [N, C, S], the gradient through the batch statistics:
+// dx = gamma·invstd/M · (M·dy − Σdy − x̂·Σ(dy·x̂)), M = N·S, from in0 = x, in1 = the
+// channels' coefficients [5, C] (batch_norm_grad_coeffs), in2 = dy [N, C, S].
 // Dims: d0 = N, d1 = C, d2 = S.
 // Dispatch: N·C·S invocations (1-D).
 @compute @workgroup_size(256)
-fn batch_norm_grad_apply(
+fn batch_norm_grad(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
@@ -313,9 +240,10 @@ fn batch_norm_grad_apply(
         return;
     }
     let k = (i / dims.d2) % c;
+    let fcount = f32(count);
     let xhat = (ld0(i) - ld1(k)) * ld1(c + k);
-    let dx = f32(count) * ld2(i) - ld1(3u * c + k) - xhat * ld1(4u * c + k);
-    st_out(i, ld1(2u * c + k) * dx);
+    let dx = fcount * ld2(i) - ld1(3u * c + k) - xhat * ld1(4u * c + k);
+    st_out(i, (ld1(2u * c + k) / fcount) * dx);
 }
 
 // out [C·P] = Σ dy·x̂ over each part of each channel (gamma's gradient; with P = 1 the

@@ -197,7 +197,7 @@ fn layer(group: Group, name: &str, spec: &str, rows: usize, cols: usize) -> Resu
 }
 
 /// One gradient op over [rows, cols] with operands of the given shapes (`x`-like ones are
-/// [rows, cols], per-column ones [cols], batch-norm statistics [2, cols]).
+/// [rows, cols], per-column ones [cols]).
 fn gradient(group: Group, op: Op, rows: usize, cols: usize, operands: &[Operand]) -> Result<Case> {
     let mut g = Graph::new();
     let mut ids = Vec::new();
@@ -206,15 +206,6 @@ fn gradient(group: Group, op: Op, rows: usize, cols: usize, operands: &[Operand]
         ids.push(match o {
             Operand::Full => operand(&mut g, &name, &[rows, cols]),
             Operand::PerColumn => operand(&mut g, &name, &[cols]),
-            // Means in [-1, 1], variances in [0.5, 1.5].
-            Operand::Stats => g.param(
-                &name,
-                Shape::new(&[2, cols]),
-                Init::UniformRange {
-                    low: 0.5,
-                    high: 1.5,
-                },
-            ),
         });
     }
     let out = g.op(op, &ids)?;
@@ -234,7 +225,6 @@ fn gradient(group: Group, op: Op, rows: usize, cols: usize, operands: &[Operand]
 enum Operand {
     Full,
     PerColumn,
-    Stats,
 }
 
 /// Softmax over the last dimension of [rows, cols], forward and its gradient.
@@ -280,19 +270,39 @@ pub fn norms(rows: usize, cols: usize) -> Result<Vec<Case>> {
             &[Operand::Full, Operand::PerColumn, Operand::Full],
         )?,
         bn,
-        gradient(
-            Group::Norm,
-            Op::BatchNormGrad(ch),
-            rows,
-            cols,
-            &[
-                Operand::Full,
-                Operand::Stats,
-                Operand::PerColumn,
-                Operand::Full,
-            ],
-        )?,
+        batch_norm_backward(ch, rows)?,
     ])
+}
+
+/// Batch norm's whole input gradient over [rows, C] as training plans run it: gamma's and
+/// beta's gradients (whose sums it reads), the channels' coefficients, then dx.
+fn batch_norm_backward(ch: Channels, rows: usize) -> Result<Case> {
+    let cols = ch.c;
+    let mut g = Graph::new();
+    let x = operand(&mut g, "x", &[rows, cols]);
+    // Means in [0.5, 1.5], variances too: valid statistics.
+    let range = Init::UniformRange {
+        low: 0.5,
+        high: 1.5,
+    };
+    let stats = g.param("stats", Shape::new(&[2, cols]), range);
+    let gamma = operand(&mut g, "gamma", &[cols]);
+    let dy = operand(&mut g, "dy", &[rows, cols]);
+    let dgamma = g.op(Op::BatchNormGammaGrad(ch), &[x, stats, dy])?;
+    let dbeta = g.op(Op::ChannelSum(ch), &[dy])?;
+    let coeffs = g.op(Op::BatchNormGradCoeffs(ch), &[stats, gamma, dgamma, dbeta])?;
+    let out = g.op(Op::BatchNormGrad(ch), &[x, coeffs, dy])?;
+    // x and dy are read twice (sums, then dx).
+    let bytes = traffic(&g, &[out]) + F32 * 2.0 * (rows * cols) as f64;
+    Ok(Case {
+        group: Group::Norm,
+        name: "batch_norm_grad".into(),
+        shape: format!("[{rows},{cols}]"),
+        outputs: vec![out],
+        graph: g,
+        flops: None,
+        bytes,
+    })
 }
 
 #[cfg(test)]

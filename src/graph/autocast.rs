@@ -63,6 +63,7 @@ pub fn half_output(op: &Op) -> bool {
         | Op::Correct
         | Op::Reshape
         | Op::BatchNormStats(_)
+        | Op::BatchNormGradCoeffs(_)
         | Op::BatchNormGammaGrad(_)
         | Op::ChannelSum(_)
         | Op::BatchNormRunning { .. }

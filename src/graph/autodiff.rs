@@ -187,9 +187,12 @@ fn rule(
                         .into(),
                 ));
             }
-            let dx = g.op(Op::BatchNormGrad(ch), &[x, stats, gamma, dy])?;
+            // The input gradient takes its two per-channel sums from gamma's and beta's
+            // gradients rather than summing again.
             let dgamma = g.op(Op::BatchNormGammaGrad(ch), &[x, stats, dy])?;
             let dbeta = g.op(Op::ChannelSum(ch), &[dy])?;
+            let coeffs = g.op(Op::BatchNormGradCoeffs(ch), &[stats, gamma, dgamma, dbeta])?;
+            let dx = g.op(Op::BatchNormGrad(ch), &[x, coeffs, dy])?;
             vec![(x, dx), (gamma, dgamma), (beta, dbeta)]
         }
         Op::LayerNorm { eps } => {
@@ -204,6 +207,7 @@ fn rule(
         | Op::ConvWeightGrad(_)
         | Op::AvgPoolGrad(_)
         | Op::BatchNormStats(_)
+        | Op::BatchNormGradCoeffs(_)
         | Op::BatchNormGrad(_)
         | Op::BatchNormGammaGrad(_)
         | Op::ChannelSum(_)
@@ -279,4 +283,44 @@ fn matmul_rule(
         )?
     };
     Ok(vec![(a, da), (b, db)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Init, Shape};
+    use crate::op::Channels;
+
+    #[test]
+    fn batch_norm_input_gradient_reads_gamma_and_beta_gradients_sums() {
+        // The input gradient takes its two per-channel sums from the parameter gradients'
+        // nodes (through the coefficients), so x and dy are summed twice, not three times.
+        let ch = Channels {
+            c: 3,
+            s: 4,
+            eps: 1e-5,
+        };
+        let mut g = Graph::new();
+        let x = g.param("x", Shape::new(&[2, 3, 2, 2]), Init::Constant(0.5));
+        let gamma = g.param("gamma", Shape::new(&[3]), Init::Constant(1.0));
+        let beta = g.param("beta", Shape::new(&[3]), Init::Constant(0.0));
+        let stats = g.op(Op::BatchNormStats(ch), &[x]).unwrap();
+        let y = g
+            .op(Op::BatchNormApply(ch), &[x, stats, gamma, beta])
+            .unwrap();
+        let loss = g.op(Op::SumSquares, &[y]).unwrap();
+        let grads: HashMap<ValueId, ValueId> =
+            gradients(&mut g, loss).unwrap().into_iter().collect();
+        let node = |v: ValueId| g.node(v).clone();
+        let dx = node(grads[&x]);
+        assert_eq!(dx.kind, NodeKind::Op(Op::BatchNormGrad(ch)));
+        let coeffs = node(dx.inputs[1]);
+        assert_eq!(coeffs.kind, NodeKind::Op(Op::BatchNormGradCoeffs(ch)));
+        assert_eq!(coeffs.inputs, [stats, gamma, grads[&gamma], grads[&beta]]);
+        assert_eq!(
+            node(grads[&gamma]).kind,
+            NodeKind::Op(Op::BatchNormGammaGrad(ch))
+        );
+        assert_eq!(node(grads[&beta]).kind, NodeKind::Op(Op::ChannelSum(ch)));
+    }
 }

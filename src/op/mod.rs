@@ -230,7 +230,14 @@ pub enum Op {
     BatchNormStats(Channels),
     /// `(x, stats [2, C], gamma [C], beta [C]) → (x − mean)/sqrt(var + eps)·gamma + beta`.
     BatchNormApply(Channels),
-    /// `(x, stats, gamma, dy) → dx` through the batch statistics (training mode).
+    /// `(stats [2, C], gamma [C], Σdy·x̂ [C], Σdy [C]) → [5, C]`: per channel the mean,
+    /// 1/sqrt(var + eps), gamma·invstd, Σdy and Σdy·x̂, what [`Op::BatchNormGrad`] needs. The sums are the outputs of [`Op::BatchNormGammaGrad`]
+    /// and [`Op::ChannelSum`], so a layer's backward sums over its input twice, not three
+    /// times.
+    BatchNormGradCoeffs(Channels),
+    /// `(x, coeffs [5, C], dy) → dx` through the batch statistics (training mode):
+    /// `dx = gamma·invstd/M · (M·dy − Σdy − x̂·Σdy·x̂)`, one element-wise pass with the
+    /// coefficients of [`Op::BatchNormGradCoeffs`].
     BatchNormGrad(Channels),
     /// `(x, stats, dy) → [C]`: Σ dy·x̂ per channel (gamma's gradient).
     BatchNormGammaGrad(Channels),
@@ -356,9 +363,10 @@ impl Op {
             | Op::SmoothL1Grad { .. }
             | Op::HuberGrad { .. }
             | Op::BatchNormGammaGrad(_)
+            | Op::BatchNormGrad(_)
             | Op::LayerNorm { .. }
             | Op::LayerNormGrad { .. } => 3,
-            Op::BatchNormApply(_) | Op::BatchNormGrad(_) => 4,
+            Op::BatchNormApply(_) | Op::BatchNormGradCoeffs(_) => 4,
             Op::MaxPoolGrad(_) | Op::LayerNormGammaGrad { .. } => 2,
             Op::Reshape
             | Op::Im2Col(_)
@@ -457,6 +465,7 @@ impl Op {
             Op::AvgPoolGrad(_) => "avg_pool_grad".into(),
             Op::BatchNormStats(_) => "batch_norm_stats".into(),
             Op::BatchNormApply(_) => "batch_norm_apply".into(),
+            Op::BatchNormGradCoeffs(_) => "batch_norm_grad_coeffs".into(),
             Op::BatchNormGrad(_) => "batch_norm_grad".into(),
             Op::BatchNormGammaGrad(_) => "batch_norm_gamma_grad".into(),
             Op::ChannelSum(_) => "channel_sum".into(),
@@ -506,6 +515,7 @@ impl Op {
             Op::MaxPoolGrad(_)
             | Op::AvgPoolGrad(_)
             | Op::BatchNormStats(_)
+            | Op::BatchNormGradCoeffs(_)
             | Op::BatchNormGrad(_)
             | Op::BatchNormGammaGrad(_)
             | Op::ChannelSum(_)
@@ -554,6 +564,7 @@ impl Op {
             // Normalised values pass through a subtraction of the mean and a reciprocal
             // square root: relative to the output's scale, 1e-4 as for exp/log.
             Op::BatchNormApply(_)
+            | Op::BatchNormGradCoeffs(_)
             | Op::BatchNormGrad(_)
             | Op::LayerNorm { .. }
             | Op::LayerNormGrad { .. } => Tolerance::Relative(1e-4),

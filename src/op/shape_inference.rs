@@ -212,16 +212,24 @@ impl Op {
                 check_channels(self, inputs[0], ch)?;
                 Ok(Shape::new(&[2, ch.c]))
             }
-            Op::BatchNormApply(ch) | Op::BatchNormGrad(ch) => {
+            Op::BatchNormApply(ch) => {
                 check_channels(self, inputs[0], ch)?;
                 expect_numel(self, inputs[1], 2 * ch.c)?;
                 expect_numel(self, inputs[2], ch.c)?;
-                // The fourth input is beta [C] for Apply and dy (like x) for Grad.
-                let fourth = match self {
-                    Op::BatchNormApply(_) => ch.c,
-                    _ => inputs[0].numel(),
-                };
-                expect_numel(self, inputs[3], fourth)?;
+                expect_numel(self, inputs[3], ch.c)?;
+                Ok(inputs[0].clone())
+            }
+            Op::BatchNormGradCoeffs(ch) => {
+                expect_numel(self, inputs[0], 2 * ch.c)?;
+                for sum in &inputs[1..4] {
+                    expect_numel(self, sum, ch.c)?;
+                }
+                Ok(Shape::new(&[5, ch.c]))
+            }
+            Op::BatchNormGrad(ch) => {
+                check_channels(self, inputs[0], ch)?;
+                expect_numel(self, inputs[1], 5 * ch.c)?;
+                expect_numel(self, inputs[2], inputs[0].numel())?;
                 Ok(inputs[0].clone())
             }
             Op::BatchNormGammaGrad(ch) => {

@@ -393,8 +393,12 @@ fn norm_cases(c: &mut Vec<OpCase>) {
             vec![wide(x), stats.clone(), real(&[ch]), real(&[ch])],
         ));
         c.push(OpCase::new(
+            Op::BatchNormGradCoeffs(spec),
+            vec![stats.clone(), real(&[ch]), real(&[ch]), real(&[ch])],
+        ));
+        c.push(OpCase::new(
             Op::BatchNormGrad(spec),
-            vec![wide(x), stats.clone(), real(&[ch]), real(x)],
+            vec![wide(x), real(&[5, ch]), real(x)],
         ));
         c.push(OpCase::new(
             Op::BatchNormGammaGrad(spec),

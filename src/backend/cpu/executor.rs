@@ -3,7 +3,6 @@
 
 use super::cols_cache::ColsCache;
 use super::conv_product::{build_cols, conv_matmul, conv_weight_grad};
-use super::norm_sums::{self, NormSums};
 use super::{
     check_lengths, grad_norm_sq, grad_norm_sq_unscaled, optimizer_step, optimizer_step_unscaled,
     run_op,
@@ -94,14 +93,12 @@ fn refresh_half_copy(precision: Precision, params: &[f32], half: &mut Vec<f32>) 
 /// Runs one step: inputs borrowed from the arenas (indexed by [`ArenaKind::index`]),
 /// output written in place. The planner guarantees an output overlaps none of its inputs.
 /// An f16 output is computed in f32, then rounded, as the GPU stores it. A convolution
-/// product gets its im2col buffer in `cols`, with whether to build the matrix there;
-/// batch norm's backward ops keep and share their per-channel sums in `sums`.
+/// product gets its im2col buffer in `cols`, with whether to build the matrix there.
 fn execute_step(
     step: &Step,
     arenas: &mut [&mut Vec<f32>; ARENA_KINDS],
     rng: &StepRng,
     cols: Option<(&mut Vec<f32>, bool)>,
-    sums: &mut Option<NormSums>,
 ) -> Result<()> {
     let o = step.output.arena.index();
     let (left, right) = arenas.split_at_mut(o);
@@ -161,9 +158,7 @@ fn execute_step(
         }
         _ => {
             check_lengths(&step.op, &ins, &step.input_shapes, out, &step.shape)?;
-            if !norm_sums::run(&step.op, &step.inputs, &ins, out, sums) {
-                run_op(&step.op, &ins, &step.input_shapes, out, &step.shape, rng)?;
-            }
+            run_op(&step.op, &ins, &step.input_shapes, out, &step.shape, rng)?;
         }
     }
     if step.output.arena.is_half() {
@@ -306,13 +301,9 @@ impl Backend for CpuBackend {
         ];
         let rng = step_rng(scalars);
         *anomaly = None;
-        let mut sums = None;
         for (index, step) in plan.steps.iter().enumerate() {
             let start = profile.then(std::time::Instant::now);
-            execute_step(step, &mut arenas, &rng, cols.for_step(index), &mut sums)?;
-            if sums.as_ref().is_some_and(|k| !k.survives(&step.output)) {
-                sums = None;
-            }
+            execute_step(step, &mut arenas, &rng, cols.for_step(index))?;
             if tail.check_finite && anomaly.is_none() {
                 let out = &arenas[step.output.arena.index()][step.output.range()];
                 if out.iter().any(|v| !v.is_finite()) {

@@ -40,7 +40,6 @@ mod executor;
 mod loss;
 mod matmul;
 mod norm;
-mod norm_sums;
 mod optim;
 mod optim_adam;
 mod optim_sgd;
@@ -306,11 +305,12 @@ fn run_checked<T: Real>(
                 inputs[0], inputs[1], inputs[2], inputs[3], out, n, ch.c, ch.s, ch.eps,
             )
         }
+        Op::BatchNormGradCoeffs(ch) => {
+            let sums = (inputs[2], inputs[3]);
+            norm::batch_norm_grad_coeffs(inputs[0], inputs[1], sums, out, ch.c, ch.eps)
+        }
         Op::BatchNormGrad(ch) => {
-            let n = shapes[0].numel() / (ch.c * ch.s);
-            norm::batch_norm_grad(
-                inputs[0], inputs[1], inputs[2], inputs[3], out, n, ch.c, ch.s, ch.eps,
-            )
+            norm::batch_norm_grad_apply(inputs[0], inputs[1], inputs[2], out, ch.c, ch.s)
         }
         Op::BatchNormGammaGrad(ch) => {
             let n = shapes[0].numel() / (ch.c * ch.s);

@@ -142,10 +142,9 @@ pub fn launches(step: &Step, whole: &Launch, max_groups: u32) -> Result<Option<P
         .first()
         .ok_or_else(|| Error::Graph(format!("{} without inputs", step.op.name())))?;
     match step.op {
-        Op::BatchNormStats(ch)
-        | Op::BatchNormGrad(ch)
-        | Op::BatchNormGammaGrad(ch)
-        | Op::ChannelSum(ch) => channel_launches(step.op, ch, x.numel(), whole, max_groups),
+        Op::BatchNormStats(ch) | Op::BatchNormGammaGrad(ch) | Op::ChannelSum(ch) => {
+            channel_launches(step.op, ch, x.numel(), whole, max_groups)
+        }
         Op::LayerNormGammaGrad { .. } => {
             layer_norm_gamma_launches(x.rows(), x.last(), whole, max_groups)
         }
@@ -199,10 +198,9 @@ fn channel_launches(
     let dims = dims_with(whole, split)?;
     let kernel = |entry, groups, binds| stage(whole, entry, dims, groups, binds);
     // A device too small to dispatch a stage runs the reduction whole.
-    let (Ok(per_part), Ok(per_channel), Ok(per_value)) = (
+    let (Ok(per_part), Ok(per_channel)) = (
         fold(ch.c * split.parts, max_groups),
         groups_1d(ch.c, max_groups),
-        groups_1d(numel, max_groups),
     ) else {
         return Ok(None);
     };
@@ -219,26 +217,6 @@ fn channel_launches(
                 ),
             ],
             scratch: vec![2 * partials],
-        },
-        Op::BatchNormGrad(_) => PartedLaunches {
-            stages: vec![
-                kernel(
-                    "batch_norm_grad_partial",
-                    per_part,
-                    vec![Scratch(0), Input(0), Input(1), Input(2), Input(3)],
-                ),
-                kernel(
-                    "batch_norm_grad_coeffs",
-                    per_channel,
-                    vec![Scratch(1), Scratch(0), Input(1), Input(2)],
-                ),
-                kernel(
-                    "batch_norm_grad_apply",
-                    per_value,
-                    vec![Output, Input(0), Scratch(1), Input(3)],
-                ),
-            ],
-            scratch: vec![2 * partials, 5 * ch.c],
         },
         Op::BatchNormGammaGrad(_) => PartedLaunches {
             stages: vec![
@@ -416,22 +394,16 @@ mod tests {
             eps: 1e-5,
         };
         let x: &[usize] = &[4, 3, 40, 40];
-        let grad = step_of(Op::BatchNormGrad(ch), &[x, &[2, 3], &[3], x]);
+        let grad = step_of(Op::BatchNormGammaGrad(ch), &[x, &[2, 3], x]);
         let whole = super::super::kernels::launch(&grad, 65_535).unwrap();
         let parted = launches(&grad, &whole, 65_535).unwrap().unwrap();
         let entries: Vec<_> = parted.stages.iter().map(|s| s.launch.entry).collect();
-        assert_eq!(
-            entries,
-            [
-                "batch_norm_grad_partial",
-                "batch_norm_grad_coeffs",
-                "batch_norm_grad_apply"
-            ]
-        );
-        assert_eq!(parted.scratch, vec![2 * 3 * 6, 5 * 3]);
-        // 8 x 8 workgroups allow the 18 parts but not dx's 19,200 invocations (75 groups).
-        assert!(parts_of(3, 6400, 8).is_some());
-        assert_eq!(launches(&grad, &whole, 8).unwrap(), None);
+        assert_eq!(entries, ["batch_norm_gamma_grad", "channel_parts_sum"]);
+        assert_eq!(parted.scratch, vec![3 * 6]);
+        // 8 x 8 workgroups still take the 18 parts (folded) and the 3 channels; on 2 x 2
+        // two parts of each of 3 channels do not fit, so the reduction stays whole.
+        assert!(launches(&grad, &whole, 8).unwrap().is_some());
+        assert_eq!(parts_of(3, 6400, 2), None);
         // Layer norm's gamma gradient over [100, 300]: 100 rows need 100 workgroups.
         let ln = step_of(
             Op::LayerNormGammaGrad { eps: 1e-5 },

@@ -321,6 +321,7 @@ pub fn launch_with(step: &Step, max: u32, pick: Pick<'_>) -> Result<Launch> {
         },
         Op::BatchNormStats(_)
         | Op::BatchNormApply(_)
+        | Op::BatchNormGradCoeffs(_)
         | Op::BatchNormGrad(_)
         | Op::BatchNormGammaGrad(_)
         | Op::ChannelSum(_)
@@ -387,7 +388,14 @@ fn norm_launch(step: &Step, max: u32) -> Result<Launch> {
     match step.op {
         Op::BatchNormStats(ch) => per_group(f, "batch_norm_stats", bn(&ch)?, ch.c, max),
         Op::BatchNormApply(ch) => plain(f, "batch_norm_apply", bn(&ch)?, x.numel(), max),
-        Op::BatchNormGrad(ch) => per_group(f, "batch_norm_grad", bn(&ch)?, ch.c, max),
+        Op::BatchNormGradCoeffs(ch) => plain(
+            f,
+            "batch_norm_grad_coeffs",
+            dims([0, ch.c, 0, 0], [ch.eps, 0.0, 0.0, 0.0])?,
+            ch.c,
+            max,
+        ),
+        Op::BatchNormGrad(ch) => plain(f, "batch_norm_grad", bn(&ch)?, x.numel(), max),
         Op::BatchNormGammaGrad(ch) => per_group(f, "batch_norm_gamma_grad", bn(&ch)?, ch.c, max),
         Op::ChannelSum(ch) => per_group(f, "channel_sum", bn(&ch)?, ch.c, max),
         Op::BatchNormRunning { c, momentum, count } => plain(

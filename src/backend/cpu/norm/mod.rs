@@ -146,7 +146,10 @@ pub(crate) fn sum_dy<T: Real>(dy: &[T], n: usize, c: usize, s: usize) -> Vec<T> 
 
 /// The input gradient of batch norm in training mode, through the batch statistics
 /// (`stats = batch_norm_stats(x)`): with `x̂ = (x − mean)·invstd`,
-/// `dx = gamma·invstd/M · (M·dy − Σdy − x̂·Σ(dy·x̂))`, sums per channel over N and S.
+/// `dx = gamma·invstd/M · (M·dy − Σdy − x̂·Σ(dy·x̂))`, sums per channel over N and S: the
+/// plan's four ops ([`sum_dy_xhat`], [`sum_dy`], [`batch_norm_grad_coeffs`] and
+/// [`batch_norm_grad_apply`]) in one call, for the tests.
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_grad<T: Real>(
     x: &[T],
@@ -159,58 +162,64 @@ pub fn batch_norm_grad<T: Real>(
     s: usize,
     eps: f32,
 ) {
-    let (total_dy, total_dy_xhat) = (
-        sum_dy(dy, n, c, s),
-        sum_dy_xhat(x, stats, dy, n, c, s, T::of(f64::from(eps))),
-    );
-    let sums = ChannelSums {
-        dy: &total_dy,
-        dy_xhat: &total_dy_xhat,
-    };
-    batch_norm_grad_from_sums(x, stats, gamma, dy, out, (n, c, s), eps, sums);
+    let sum_dy_xhat = sum_dy_xhat(x, stats, dy, n, c, s, T::of(f64::from(eps)));
+    let mut coeffs = vec![T::zero(); 5 * c];
+    let sums = (&sum_dy_xhat[..], &sum_dy(dy, n, c, s)[..]);
+    batch_norm_grad_coeffs(stats, gamma, sums, &mut coeffs, c, eps);
+    batch_norm_grad_apply(x, &coeffs, dy, out, c, s);
 }
 
-/// The per-channel sums [`batch_norm_grad`] needs, [`sum_dy`] and [`sum_dy_xhat`] of its
-/// inputs (each `[C]`).
-#[derive(Clone, Copy)]
-pub(crate) struct ChannelSums<'a, T> {
-    /// Σ dy.
-    pub dy: &'a [T],
-    /// Σ dy·x̂.
-    pub dy_xhat: &'a [T],
-}
-
-/// [`batch_norm_grad`] with its sums already taken, so that a caller holding them (the
-/// CPU executor, which also needs them for gamma's and beta's gradients) does not sum
-/// again. `(n, c, s)` is the `[N, C, S]` view.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn batch_norm_grad_from_sums<T: Real>(
-    x: &[T],
+/// Batch norm's input-gradient coefficients `[5, C]` from the statistics, gamma and the
+/// channels' sums `(Σdy·x̂, Σdy)`: per channel the mean, invstd, gamma·invstd, Σdy and
+/// Σdy·x̂ (the rows [`batch_norm_grad_apply`] reads; it divides gamma·invstd by the
+/// count M = N·S, which only it knows from its `x`).
+pub fn batch_norm_grad_coeffs<T: Real>(
     stats: &[T],
     gamma: &[T],
-    dy: &[T],
+    (sum_dy_xhat, sum_dy): (&[T], &[T]),
     out: &mut [T],
-    (n, c, s): (usize, usize, usize),
+    c: usize,
     eps: f32,
-    sums: ChannelSums<'_, T>,
 ) {
     let eps = T::of(f64::from(eps));
-    let count = T::of((n * s) as f64);
-    let (total_dy, total_dy_xhat) = (sums.dy, sums.dy_xhat);
-    let istds = inv_stds(stats, c, eps);
+    let (mean, rest) = out[..5 * c].split_at_mut(c);
+    let (istd, rest) = rest.split_at_mut(c);
+    let (scale, sums) = rest.split_at_mut(c);
+    mean.copy_from_slice(&stats[..c]);
+    for k in 0..c {
+        istd[k] = inv_std(stats[c + k], eps);
+        scale[k] = gamma[k] * istd[k];
+    }
+    sums[..c].copy_from_slice(&sum_dy[..c]);
+    sums[c..].copy_from_slice(&sum_dy_xhat[..c]);
+}
+
+/// `dx = gamma·invstd/M · (M·dy − Σdy − x̂·Σ(dy·x̂))` element by element, from `coeffs`
+/// ([`batch_norm_grad_coeffs`]) and the `[N, C, S]` tensors `x` and `dy`.
+pub fn batch_norm_grad_apply<T: Real>(
+    x: &[T],
+    coeffs: &[T],
+    dy: &[T],
+    out: &mut [T],
+    c: usize,
+    s: usize,
+) {
+    let row = |r: usize| &coeffs[r * c..][..c];
+    let (mean, istd, gamma_istd, sdy, sdx) = (row(0), row(1), row(2), row(3), row(4));
+    let count = T::of((x.len() / c.max(1)) as f64);
     for_each_sample(out, c * s, |ni, sample| {
         for (k, o_row) in sample.chunks_exact_mut(s.max(1)).enumerate() {
-            let (mean, istd) = (stats[k], istds[k]);
-            let scale = gamma[k] * istd / count;
-            let (sdy, sdx) = (total_dy[k], total_dy_xhat[k]);
+            // gamma·invstd/M rounded as the formula rounds it, once per channel.
+            let sc = gamma_istd[k] / count;
+            let (m, is, sd, sx) = (mean[k], istd[k], sdy[k], sdx[k]);
             let base = (ni * c + k) * s;
             let rows = o_row
                 .iter_mut()
                 .zip(&x[base..base + s])
                 .zip(&dy[base..base + s]);
             for ((o, &v), &g) in rows {
-                let xhat = (v - mean) * istd;
-                *o = scale * (count * g - sdy - xhat * sdx);
+                let xhat = (v - m) * is;
+                *o = sc * (count * g - sd - xhat * sx);
             }
         }
     });
