@@ -3,7 +3,8 @@
 // element) in forward and backward alike, so it is never stored, and it is bit-identical to
 // the CPU's: the same Philox block, the same 24-bit uniform, the same f32 comparison.
 
-// The step's scalars (src/optim/mod.rs StepScalars); dropout reads the step and the seed.
+// The first sixteen words of the step's scalars (src/optim/scalars.rs StepScalars);
+// dropout reads the step and the seed.
 struct StepScalars {
     lr: f32,
     weight_decay: f32,
@@ -20,7 +21,7 @@ struct StepScalars {
     len: u32,
     seed_lo: u32,
     seed_hi: u32,
-    pad: u32,
+    one_minus_dampening: f32,
 }
 
 @group(0) @binding(7) var<uniform> scalars: StepScalars;

@@ -14,7 +14,6 @@ C.append(("clip-norm 0.5 adam", ['--optimizer','adam','--lr','1e-3','--betas','0
 # 5. penalties, label smoothing, losses
 C.append(("l2 1e-2 (all params)", ['--optimizer','sgd','--lr','0.1','--l2','1e-2'], sgd(), dict(l2=1e-2)))
 C.append(("l1 1e-3 (all params)", ['--optimizer','sgd','--lr','0.1','--l1','1e-3'], sgd(), dict(l1=1e-3)))
-C.append(("l2 1e-2 (weights only)", ['--optimizer','sgd','--lr','0.1','--l2','1e-2'], sgd(), dict(l2=1e-2, penalised=lambda n: n.endswith('weight'))))
 C.append(("l2 1e-2 + --no-decay bias", ['--optimizer','sgd','--lr','0.1','--l2','1e-2','--no-decay','bias'], sgd(), dict(l2=1e-2, penalised=lambda n: n.endswith('weight'))))
 C.append(("label-smoothing 0.1", ['--optimizer','sgd','--lr','0.1','--label-smoothing','0.1'], sgd(), dict(label_smoothing=0.1)))
 C.append(("loss mse", ['--optimizer','sgd','--lr','0.5','--loss','mse'], sgd(0.5), dict(loss=F.mse_loss)))

@@ -63,12 +63,12 @@ C.append(("warmup5 + cosine t30 (chain)", "cosine:t_max=30", chain(lambda o: S.C
 C.append(("warmup5 + cosine t30 eta.01 (chain)", "cosine:t_max=30,eta_min=0.01", chain(lambda o: S.CosineAnnealingLR(o, 30, 0.01), 5), False, dict(warmup=5)))
 C.append(("warmup5 + cosine t30 (SequentialLR)", "cosine:t_max=30", seq(lambda o: S.CosineAnnealingLR(o, 30), 5), False, dict(warmup=5)))
 C.append(("warmup8 + onecycle (chain)", "onecycle:max_lr=0.1,total_steps=40", chain(lambda o: S.OneCycleLR(o, 0.1, total_steps=40, cycle_momentum=False), 8), True, dict(warmup=8, batch=8, limit=64, epochs=5)))
-C.append(("warmup3 + plateau (chain-ish, metric)", "plateau:factor=0.5,patience=1,threshold=0.05", None, False, dict(warmup=3, plateau=True)))
-sel = sys.argv[1:]
-for name, spec, mk, pb, k in C:
-    if sel and not any(s in name for s in sel): continue
-    if mk is None: continue
-    try:
-        sched_case(name, spec, mk, pb, **k)
-    except Exception as e:
-        print(name, "ERROR", repr(e)[:400])
+if __name__ == "__main__":
+    sel = sys.argv[1:]
+    for name, spec, mk, pb, k in C:
+        if sel and not any(s in name for s in sel): continue
+        if mk is None: continue
+        try:
+            sched_case(name, spec, mk, pb, **k)
+        except Exception as e:
+            print(name, "ERROR", repr(e)[:400])

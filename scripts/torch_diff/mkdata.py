@@ -1,7 +1,8 @@
-"""The differential runs' data: the first 256 training and 64 test images of Fashion-MNIST,
-as raw IDX files under $TORCHDIFF_DIR/data (default /tmp/torchdiff)."""
+"""The differential runs' data: the first 256 training and 64 test images of Fashion-MNIST
+(gzip IDX files in $FASHION_MNIST_DIR, default /usr/share/datasets/fashion-mnist), as raw
+IDX files under $TORCHDIFF_DIR/data (default /tmp/torchdiff)."""
 import gzip, numpy as np, struct, os
-d='/usr/share/datasets/fashion-mnist/'
+d=os.environ.get('FASHION_MNIST_DIR', '/usr/share/datasets/fashion-mnist') + '/'
 def idx(f, off): return np.frombuffer(gzip.open(d+f).read(), np.uint8, offset=off)
 out=os.path.join(os.environ.get('TORCHDIFF_DIR', '/tmp/torchdiff'), 'data') + '/'
 os.makedirs(out, exist_ok=True)

@@ -1,17 +1,15 @@
+"""ReduceLROnPlateau in rel/abs and min/max modes, fed the metric kiln used (the epoch's
+training loss, or accuracy in max mode, when there is no --val-split)."""
 from cases_sched import *
 for name, spec, k in [("plateau thr0.5 pat1", "plateau:factor=0.5,patience=1,threshold=0.5", {}),
                       ("plateau abs thr0.2 pat0 cd2 minlr0.02", "plateau:factor=0.5,patience=0,threshold=0.2,threshold_mode=abs,cooldown=2,min_lr=0.02", {}),
-                      ("plateau max acc thr0.5 pat1", "plateau:mode=max,factor=0.3,patience=1,threshold=0.5", {}),
-                      ("plateau thr0.5 pat1 + warmup3", "plateau:factor=0.5,patience=1,threshold=0.5", dict(warmup=3))]:
+                      ("plateau max acc thr0.5 pat1", "plateau:mode=max,factor=0.3,patience=1,threshold=0.5", {})]:
     import re
-    kw = dict(factor=float(re.search('factor=([0-9.]+)', spec).group(1)), patience=int(re.search('patience=(\d+)', spec).group(1)),
-              threshold=float(re.search('threshold=([0-9.]+)', spec).group(1)))
+    kw = dict(factor=float(re.search(r'factor=([0-9.]+)', spec).group(1)), patience=int(re.search(r'patience=(\d+)', spec).group(1)),
+              threshold=float(re.search(r'threshold=([0-9.]+)', spec).group(1)))
     if 'abs' in spec: kw.update(threshold_mode='abs', cooldown=2, min_lr=0.02)
     if 'max' in spec: kw.update(mode='max')
     mk = lambda o, kw=kw: S.ReduceLROnPlateau(o, **kw)
-    if 'warmup' in k:
-        mk0 = mk
-        mk = lambda o: S.ChainedScheduler([S.LinearLR(o, 1/3, total_iters=3), mk0(o)])
     if 'max' in spec:
         # kiln feeds train_accuracy in max mode; feed torch the same values
         kp, klog, kep, cmd = run_kiln(['--optimizer','sgd','--lr','0.1','--schedule',spec], None, batch=32, limit=32, epochs=30)

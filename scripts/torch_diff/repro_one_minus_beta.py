@@ -1,6 +1,7 @@
-"""Finding 1 repro: kiln computes (1 - beta2) / (1 - alpha) / (1 - rho) in f32 from the f32-rounded
-hyperparameter; PyTorch computes them as Python floats (1 - 0.999 = 0.001) and only then rounds to f32.
-Runs kiln N steps (same init, same batches) and PyTorch f32 and f64 from the same start."""
+"""1 - beta2, 1 - alpha, 1 - rho near 1: kiln computed them in f32 from the f32-rounded
+hyperparameter until 13c755d; PyTorch computes them as Python floats (1 - 0.999 = 0.001) and
+only then rounds to f32, as kiln now does. Runs kiln N steps (same init, same batches) and
+PyTorch f32 and f64 from the same start; kiln's distance from f64 should match PyTorch f32's."""
 from harness import *
 import harness
 O = torch.optim; kw = dict(foreach=False)

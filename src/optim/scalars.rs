@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 /// (tests/shaders.rs checks the two agree). The first sixteen words are also read by
 /// `shaders/dropout.wgsl` for the step and the seed.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 pub struct StepScalars {
     /// Learning rate of this step (Adagrad's already decayed).
     pub lr: f32,
@@ -69,11 +69,27 @@ pub struct StepScalars {
     pub skip_nonfinite: u32,
 }
 
+/// Zero hyperparameters with their complements (1 − 0 = 1) and no tail group: an update
+/// built from it and a few fields set by hand moves as those fields say, where zeroed
+/// complements would freeze every moment and a tail group from element 0 would take
+/// every parameter's rate and decay from the (zero) tail fields. Call
+/// [`StepScalars::with_complements`] again after changing β, α or dampening.
+impl Default for StepScalars {
+    fn default() -> Self {
+        StepScalars {
+            tail_start: u32::MAX,
+            tail_lr_scale: 1.0,
+            ..Self::zeroed()
+        }
+        .with_complements()
+    }
+}
+
 impl StepScalars {
     /// Sets `1 − dampening`, `1 − alpha`, `1 − β1` and `1 − β2` from the decimals the
     /// user wrote, in f64, rounded once, as PyTorch computes `1 - beta2` in Python floats
     /// before the kernel sees it. Why not in the kernels: `1 − 0.999f32` in f32 is
-    /// 0.00099998713, 1.3e-5 below 0.001, and every second-moment update would carry that
+    /// 0.00099998713, 1.3e-5 (relative) below 0.001, and every second-moment update would carry that
     /// bias (1.4e-3 at β2 = 0.99999).
     pub fn with_complements(mut self) -> Self {
         let complement = |v: f32| (1.0 - as_decimal(v)) as f32;
@@ -115,6 +131,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn default_scalars_update_with_the_main_group_and_unit_complements() {
+        let s = StepScalars {
+            lr: 0.1,
+            weight_decay: 0.01,
+            ..StepScalars::default()
+        };
+        assert_eq!(s.hyper(0), (0.1, 0.01));
+        assert_eq!(s.hyper(1 << 20), (0.1, 0.01));
+        assert_eq!(
+            [
+                s.one_minus_dampening,
+                s.one_minus_alpha,
+                s.one_minus_beta1,
+                s.one_minus_beta2
+            ],
+            [1.0; 4]
+        );
+    }
+
+    #[test]
     fn complements_are_those_of_the_decimals() {
         let s = StepScalars {
             dampening: 0.1,
@@ -128,9 +164,7 @@ mod tests {
         assert_eq!(s.one_minus_alpha, 0.01);
         assert_eq!(s.one_minus_beta1, 0.1);
         assert_eq!(s.one_minus_beta2, 0.001);
-        // In f32 the last two would be 0.100000024 and 0.00099998713.
-        assert_ne!(1.0 - 0.9f32, 0.1);
-        assert_ne!(1.0 - 0.999f32, 0.001);
+        // In f32, 1 − 0.9f32 and 1 − 0.999f32 are 0.100000024 and 0.00099998713.
     }
 
     #[test]

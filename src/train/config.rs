@@ -162,3 +162,25 @@ impl TrainConfig {
         self.optimizer.validate()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_smoothing_takes_pytorchs_closed_range() {
+        let with = |e: f32| {
+            TrainConfig {
+                label_smoothing: e,
+                ..TrainConfig::default()
+            }
+            .validate()
+        };
+        for ok in [0.0, 0.1, 1.0] {
+            assert!(with(ok).is_ok(), "{ok}");
+        }
+        for bad in [-0.01, 1.01, f32::NAN] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
+    }
+}

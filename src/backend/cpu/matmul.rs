@@ -107,7 +107,10 @@ fn split_k<T: Real>(
             } else {
                 (&b[k0 * n..k1 * n], (1, n))
             };
-            gemm_strided(pa, a_strides, pb, b_strides, &mut part, m, n, kk, false);
+            // A large part also runs on gemm's threads (which share it by output blocks,
+            // so its bits do not change), so machines with more cores than parts use them.
+            let parallel = m * n * kk >= 1 << 18;
+            gemm_strided(pa, a_strides, pb, b_strides, &mut part, m, n, kk, parallel);
             part
         })
         .collect();
@@ -309,7 +312,8 @@ mod tests {
 
     #[test]
     fn long_sums_into_small_outputs_are_split_whatever_the_thread_count() {
-        for (m, n, k) in [(6, 5, 16_999), (96, 90, 700)] {
+        // Long and medium sums, K odd in the second: parts of unequal length.
+        for (m, n, k) in [(6, 5, 16_999), (96, 90, 701)] {
             split_products_are_exact_and_independent_of_threads(m, n, k);
         }
         let (m, n) = (6, 5);

@@ -12,7 +12,8 @@
 use super::optim::flush_subnormal;
 use crate::optim::StepScalars;
 
-/// The hyper-parameters of one run, computed once as the per-element code computed them.
+/// The hyper-parameters of one run, gathered once (the complements come from the host's
+/// `StepScalars`; the step size is computed as the per-element code computes it).
 #[derive(Clone, Copy)]
 struct Coefficients {
     lr: f32,

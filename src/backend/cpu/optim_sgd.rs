@@ -39,7 +39,7 @@ pub fn sgd_run(
     )
 }
 
-/// The momentum factor and 1 − dampening, computed once.
+/// The momentum factor and 1 − dampening (the host's), gathered once per run.
 #[derive(Clone, Copy)]
 struct Momentum {
     momentum: f32,

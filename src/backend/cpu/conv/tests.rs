@@ -301,6 +301,8 @@ fn im2col_and_col2im_give_the_bits_of_the_per_element_forms() {
         geom(1, 2, 2, 3, 4, 2, 1, 1, 0, 0),
         // Padding that no window reaches on the bottom and right (stride past the image).
         geom(2, 2, 3, 3, 1, 1, 5, 5, 2, 2),
+        // 32,768 outputs: samples on all cores, 72 taps in blocks of 16.
+        geom(4, 8, 32, 32, 3, 3, 1, 1, 1, 1),
     ]);
     for (t, g) in all.iter().enumerate() {
         let x: Vec<f32> = values(g.n * g.c * g.h * g.w, 700 + t as u64)
