@@ -123,9 +123,10 @@ impl TrainConfig {
         if self.batch_size == 0 {
             return bad("batch size must be at least 1".into());
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
+        // PyTorch's optimizers accept 0 (nothing moves but the running statistics).
+        if !(self.lr.is_finite() && self.lr >= 0.0) {
             return bad(format!(
-                "learning rate must be positive and finite, got {}",
+                "learning rate must be >= 0 and finite, got {}",
                 self.lr
             ));
         }
@@ -166,6 +167,22 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn learning_rate_zero_is_accepted_as_pytorch_accepts_it() {
+        let with = |lr: f32| {
+            TrainConfig {
+                lr,
+                ..TrainConfig::default()
+            }
+            .validate()
+        };
+        assert!(with(0.0).is_ok());
+        assert!(with(1e-3).is_ok());
+        for bad in [-1e-3, f32::INFINITY, f32::NAN] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn label_smoothing_takes_pytorchs_closed_range() {
