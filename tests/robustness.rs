@@ -320,11 +320,18 @@ fn zero_batch_size_is_a_config_error() {
     );
 }
 
+/// Negative or non-finite learning rates are errors; 0 (and −0) is accepted, as
+/// `torch.optim` accepts `0.0 <= lr`.
 #[test]
-fn non_positive_or_non_finite_learning_rates_are_config_errors() {
+fn negative_or_non_finite_learning_rates_are_config_errors() {
+    for lr in [0.0f32, -0.0] {
+        let config = TrainConfig {
+            lr,
+            ..TrainConfig::default()
+        };
+        assert!(config.validate().is_ok(), "{lr}");
+    }
     for (lr, shown) in [
-        (0.0f32, "got 0"),
-        (-0.0, "got -0"),
         (-1e-3, "got -0.001"),
         (f32::NAN, "got NaN"),
         (f32::INFINITY, "got inf"),
@@ -336,16 +343,16 @@ fn non_positive_or_non_finite_learning_rates_are_config_errors() {
         };
         let m = config_message(config.validate());
         assert!(
-            m.contains("learning rate must be positive and finite") && m.contains(shown),
+            m.contains("learning rate must be >= 0 and finite") && m.contains(shown),
             "{lr}: {m}"
         );
         let m = config_message(cpu_trainer("mlp", &config));
         assert!(m.contains("learning rate"), "{lr}: {m}");
     }
-    for lr in ["--lr=0", "--lr=nan", "--lr=inf"] {
+    for lr in ["--lr=-1", "--lr=nan", "--lr=inf"] {
         assert_cli_error(
             &["train", "--backend", "cpu", lr],
-            &["invalid configuration: learning rate must be positive and finite"],
+            &["invalid configuration: learning rate must be >= 0 and finite"],
         );
     }
 }
