@@ -67,7 +67,7 @@ def run_kiln(flags, steps, batch=32, limit=None, epochs=None):
     if epochs is None:
         epochs = math.ceil(steps / per_epoch)
     d = tempfile.mkdtemp(dir=os.path.join(WORK, 'runs'))
-    cmd = [KILN, 'train', '--data', DATA, '--backend', 'cpu', '--model', MODEL,
+    cmd = [KILN, 'train', '--data', DATA, '--backend', os.environ.get('KILN_BACKEND', 'cpu'), '--model', MODEL,
            '--batch-size', str(batch), '--no-shuffle', '--epochs', str(epochs),
            '--init', INIT, '--save', f'{d}/ck.safetensors', '--log', f'{d}/log.jsonl']
     if steps is not None:

@@ -1,0 +1,114 @@
+"""Conv-model extension of harness.py: kiln CPU vs PyTorch for conv/pool/batchnorm2d/flatten.
+Usage: [KILN_BACKEND=gpu] [REF64=1] python cnn.py [substring filters]"""
+import os, sys, json, subprocess, tempfile
+import harness
+from harness import *
+O = torch.optim
+kw = dict(foreach=False)
+
+
+class Seq(nn.Sequential):
+    """nn.Sequential that reshapes the harness's [N,784] rows to [N,1,28,28]; names unchanged."""
+    def forward(self, x):
+        return super().forward(x.reshape(-1, 1, 28, 28))
+
+
+def parse_spec(spec):
+    """kiln layer list -> list of torch modules (dropout -> Dropout(p))."""
+    mods = []
+    for part in split_top(spec):
+        name, _, args = part.partition('(')
+        args = args[:-1] if args.endswith(')') else args
+        a = eval(f"(lambda *a, **k: (a, k))({args})", {'False': False, 'True': True, 'false': False, 'true': True})
+        pa, ka = a
+        M = {'conv2d': nn.Conv2d, 'linear': nn.Linear, 'maxpool2d': nn.MaxPool2d, 'avgpool2d': nn.AvgPool2d,
+             'batchnorm2d': nn.BatchNorm2d, 'batchnorm1d': nn.BatchNorm1d, 'relu': nn.ReLU, 'flatten': nn.Flatten,
+             'dropout': nn.Dropout, 'tanh': nn.Tanh, 'layernorm': nn.LayerNorm}[name]
+        mods.append(M(*pa, **ka))
+    return mods
+
+
+def split_top(spec):
+    out, depth, cur = [], 0, ''
+    for ch in spec:
+        if ch == '(':
+            depth += 1
+        elif ch == ')':
+            depth -= 1
+        if ch == ',' and depth == 0:
+            out.append(cur.strip()); cur = ''
+        else:
+            cur += ch
+    out.append(cur.strip())
+    return out
+
+
+def use(spec, tag):
+    init = os.path.join(harness.WORK, f'init_{tag}.safetensors')
+    harness.set_model(spec, lambda: Seq(*parse_spec(spec)), init)
+
+
+def buffers(kp, tsd):
+    """max |kiln - torch| over running_mean/var, relative to max |torch - init| (relU of the buffers), and n_b_t."""
+    init = load_file(harness.INIT)
+    out = {}
+    for k, t in tsd.items():
+        if 'running' in k:
+            if k not in kp:
+                out[k] = 'MISSING'; continue
+            d = (kp[k].double() - t.double()).abs().max().item()
+            u = (t.double() - init[k].double()).abs().max().item()
+            out[k] = (d, d / max(u, 1e-30))
+        elif 'num_batches' in k:
+            out[k] = (int(kp[k].item()) if k in kp else 'MISSING', int(t.item()))
+    return out
+
+
+def bn_case(name, flags, make_opt, steps_list=(1, 3, 10)):
+    """case() plus buffers at each step count and the key sets."""
+    res = case(name, flags, make_opt, steps_list=steps_list)
+    snaps, losses, _, _ = run_torch(make_opt, max(steps_list), snapshots=steps_list)
+    for s in steps_list:
+        kp, _, _, _ = run_kiln(flags, s)
+        b = buffers(kp, snaps[s])
+        worst = max((v[0] for k, v in b.items() if 'running' in k and v != 'MISSING'), default=0)
+        worstu = max((v[1] for k, v in b.items() if 'running' in k and v != 'MISSING'), default=0)
+        nbt = {k: v for k, v in b.items() if 'num_batches' in k}
+        print(f"    buffers s{s}: max abs {worst:.2e} rel-to-change {worstu:.1e}  nbt(kiln,torch) {nbt}")
+    kk = set(k for k in load_file(f"{LAST['dir']}/ck.safetensors") if not k.startswith('optim.'))
+    tk = set(snaps['final'].keys())
+    print(f"    keys only in kiln: {sorted(kk - tk)}  only in torch: {sorted(tk - kk)}")
+    return res
+
+
+SGD = (['--optimizer', 'sgd', '--lr', '0.1'], lambda m: O.SGD(m.parameters(), lr=0.1, **kw))
+ADAMW = (['--optimizer', 'adamw', '--lr', '1e-3'], lambda m: O.AdamW(m.parameters(), lr=1e-3, **kw))
+
+CASES = [
+    ('c1', "conv2d(1,8,3,padding=1),relu,maxpool2d(2),flatten,linear(1568,10)", False),
+    ('c2a', "conv2d(1,8,3,stride=2),relu,flatten,linear(1352,10)", False),
+    ('c2b', "conv2d(1,6,5),relu,maxpool2d(2),flatten,linear(864,10)", False),
+    ('c2c', "conv2d(1,6,5,padding=2,bias=False),relu,maxpool2d(2),flatten,linear(1176,10)", False),
+    ('c2d', "conv2d(1,4,(3,5),stride=(2,1),padding=(1,2)),tanh,flatten,linear(1568,10)", False),
+    ('c3', "conv2d(1,8,3,padding=1),batchnorm2d(8),relu,maxpool2d(2),flatten,linear(1568,10)", True),
+    ('c3b', "conv2d(1,8,3,padding=1,bias=False),batchnorm2d(8,eps=1e-3,momentum=0.3),relu,flatten,linear(6272,10)", True),
+    ('c4a', "conv2d(1,8,3,padding=1),relu,avgpool2d(2),flatten,linear(1568,10)", False),
+    ('c4b', "conv2d(1,8,3,padding=1),relu,maxpool2d(3,stride=2),flatten,linear(1352,10)", False),
+    ('c4c', "conv2d(1,8,3,padding=1),relu,avgpool2d(3,stride=2),flatten,linear(1352,10)", False),
+    ('c4d', "conv2d(1,8,3),relu,maxpool2d(3,stride=1),avgpool2d(2),flatten,linear(1152,10)", False),
+    ('c5', "conv2d(1,8,3,padding=1),batchnorm2d(8),relu,maxpool2d(2),conv2d(8,16,3,padding=1),batchnorm2d(16),relu,maxpool2d(2),flatten,linear(784,32),relu,linear(32,10)", True),
+    ('c5d', "conv2d(1,8,3,padding=1),batchnorm2d(8),relu,maxpool2d(2),conv2d(8,16,3,padding=1),batchnorm2d(16),relu,maxpool2d(2),flatten,dropout(0.0),linear(784,32),relu,linear(32,10)", True),
+]
+
+if __name__ == '__main__':
+    sel = sys.argv[1:]
+    for tag, spec, bn in CASES:
+        if sel and tag not in sel:
+            continue
+        use(spec, tag)
+        print(f"== {tag}: {spec}", flush=True)
+        for oname, (flags, mk) in (('sgd0.1', SGD), ('adamw1e-3', ADAMW)):
+            try:
+                (bn_case if bn else case)(f"{tag} {oname}", flags, mk)
+            except Exception as e:
+                print(tag, oname, 'ERROR', e, flush=True)
