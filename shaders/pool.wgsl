@@ -1,4 +1,6 @@
-// Max and average pooling (no padding, floor mode), mirroring src/backend/cpu/pool/mod.rs.
+// Max and average pooling (floor mode, PyTorch's implicit padding: max over a window's
+// input positions only, average with count_include_pad), mirroring
+// src/backend/cpu/pool/mod.rs.
 //
 // Bindings follow the graph-op convention: 0 the Dims uniform, 1 the output, 2.. the op's
 // inputs in op order. Every storage buffer is read_write because the executor binds
@@ -7,9 +9,10 @@
 // All four entry points read the same geometry, so the host fills one Dims for a pooling
 // layer and only d0 changes between them:
 //   d0 = invocations (n·c·oh·ow for the forward kernels, n·c·h·w for the gradients)
-//   e0 = h, e1 = w, e2 = kh, e3 = kw, e4 = sh, e5 = sw, e6 = oh, e7 = ow
-// with oh = (h − kh) / sh + 1 and ow = (w − kw) / sw + 1 (h ≥ kh, w ≥ kw, sh, sw ≥ 1).
-// d1..d3 and f0..f3 are unused.
+//   e0 = h, e1 = w, e2 = kh, e3 = kw, e4 = sh, e5 = sw, e6 = oh, e7 = ow, d2 = ph, d3 = pw
+// with oh = (h + 2·ph − kh) / sh + 1 and ow likewise (sh, sw ≥ 1, 2·ph ≤ kh, 2·pw ≤ kw,
+// h, w ≥ 1, so every window holds an input position). Windows start at (oy·sh, ox·sw) in
+// padded coordinates, input position y at y + ph. d1 and f0..f3 are unused.
 //
 // The gradients run in gather form, one invocation per input pixel visiting the windows
 // that contain it in a fixed order, so they need no atomics and add in the CPU's order.
@@ -26,13 +29,15 @@ fn is_nan(v: f32) -> bool {
 // compare against NaN cannot be trusted under fast-math.
 fn window_argmax(base: u32, oy: u32, ox: u32) -> u32 {
     let w = dims.e1;
-    let top = base + oy * dims.e4 * w + ox * dims.e5;
+    let ys = inside(oy * dims.e4, dims.d2, dims.e2, dims.e0);
+    let xs = inside(ox * dims.e5, dims.d3, dims.e3, w);
+    let top = base + ys.x * w + xs.x;
     var best = top;
     var best_v = ld0(top);
     var best_nan = is_nan(best_v);
-    for (var ky = 0u; ky < dims.e2; ky++) {
+    for (var ky = 0u; ky < ys.y; ky++) {
         let row = top + ky * w;
-        for (var kx = 0u; kx < dims.e3; kx++) {
+        for (var kx = 0u; kx < xs.y; kx++) {
             let v = ld0(row + kx);
             let v_nan = is_nan(v);
             if (!best_nan && (v_nan || v > best_v)) {
@@ -45,7 +50,16 @@ fn window_argmax(base: u32, oy: u32, ox: u32) -> u32 {
     return best;
 }
 
-// First window along an axis that contains input position i: ceil((i + 1 − k) / s),
+// The input positions along one axis of a window starting at padded position `start`:
+// (the first one, how many), those of start .. start + k inside [pad, pad + len). The
+// window always reaches past `pad` and starts at most at pad + len − 1, so nothing wraps.
+fn inside(start: u32, pad: u32, k: u32, len: u32) -> vec2<u32> {
+    let lo = select(0u, pad - start, pad > start);
+    let hi = min(k, len + pad - start);
+    return vec2<u32>(start + lo - pad, hi - lo);
+}
+
+// First window along an axis that contains (padded) position i: ceil((i + 1 − k) / s),
 // or 0 while i + 1 ≤ k (where the u32 subtraction would wrap).
 fn first_cover(i: u32, k: u32, s: u32) -> u32 {
     if (i + 1u <= k) {
@@ -99,11 +113,14 @@ fn max_pool_grad(
     let x = r % w;
     let base = p * hw;
     let dbase = p * dims.e6 * ow;
-    let oy_end = end_cover(y, dims.e4, dims.e6);
-    let ox_lo = first_cover(x, dims.e3, dims.e5);
-    let ox_end = end_cover(x, dims.e5, ow);
+    // The windows containing the pixel, in padded coordinates.
+    let py = y + dims.d2;
+    let px = x + dims.d3;
+    let oy_end = end_cover(py, dims.e4, dims.e6);
+    let ox_lo = first_cover(px, dims.e3, dims.e5);
+    let ox_end = end_cover(px, dims.e5, ow);
     var acc = 0.0;
-    for (var oy = first_cover(y, dims.e2, dims.e4); oy < oy_end; oy++) {
+    for (var oy = first_cover(py, dims.e2, dims.e4); oy < oy_end; oy++) {
         for (var ox = ox_lo; ox < ox_end; ox++) {
             if (window_argmax(base, oy, ox) == i) {
                 acc = acc + ld1(dbase + oy * ow + ox);
@@ -128,11 +145,13 @@ fn avg_pool(
     let ohw = dims.e6 * dims.e7;
     let p = i / ohw;
     let r = i % ohw;
-    let top = p * dims.e0 * w + (r / dims.e7) * dims.e4 * w + (r % dims.e7) * dims.e5;
+    let ys = inside((r / dims.e7) * dims.e4, dims.d2, dims.e2, dims.e0);
+    let xs = inside((r % dims.e7) * dims.e5, dims.d3, dims.e3, w);
+    let top = p * dims.e0 * w + ys.x * w + xs.x;
     var acc = 0.0;
-    for (var ky = 0u; ky < dims.e2; ky++) {
+    for (var ky = 0u; ky < ys.y; ky++) {
         let row = top + ky * w;
-        for (var kx = 0u; kx < dims.e3; kx++) {
+        for (var kx = 0u; kx < xs.y; kx++) {
             acc = acc + ld0(row + kx);
         }
     }
@@ -160,11 +179,13 @@ fn avg_pool_grad(
     let y = r / w;
     let x = r % w;
     let dbase = p * dims.e6 * ow;
-    let oy_end = end_cover(y, dims.e4, dims.e6);
-    let ox_lo = first_cover(x, dims.e3, dims.e5);
-    let ox_end = end_cover(x, dims.e5, ow);
+    let py = y + dims.d2;
+    let px = x + dims.d3;
+    let oy_end = end_cover(py, dims.e4, dims.e6);
+    let ox_lo = first_cover(px, dims.e3, dims.e5);
+    let ox_end = end_cover(px, dims.e5, ow);
     var acc = 0.0;
-    for (var oy = first_cover(y, dims.e2, dims.e4); oy < oy_end; oy++) {
+    for (var oy = first_cover(py, dims.e2, dims.e4); oy < oy_end; oy++) {
         for (var ox = ox_lo; ox < ox_end; ox++) {
             acc = acc + ld0(dbase + oy * ow + ox);
         }

@@ -98,6 +98,10 @@ CASES = [
     ('c4d', "conv2d(1,8,3),relu,maxpool2d(3,stride=1),avgpool2d(2),flatten,linear(1152,10)", False),
     ('c5', "conv2d(1,8,3,padding=1),batchnorm2d(8),relu,maxpool2d(2),conv2d(8,16,3,padding=1),batchnorm2d(16),relu,maxpool2d(2),flatten,linear(784,32),relu,linear(32,10)", True),
     ('c5d', "conv2d(1,8,3,padding=1),batchnorm2d(8),relu,maxpool2d(2),conv2d(8,16,3,padding=1),batchnorm2d(16),relu,maxpool2d(2),flatten,dropout(0.0),linear(784,32),relu,linear(32,10)", True),
+    # Padded pooling (PyTorch's implicit padding; the average counts it, count_include_pad).
+    ('c6a', "conv2d(1,8,3,padding=1),relu,maxpool2d(3,stride=2,padding=1),flatten,linear(1568,10)", False),
+    ('c6b', "conv2d(1,8,3,padding=1),relu,avgpool2d(3,stride=2,padding=1),flatten,linear(1568,10)", False),
+    ('c6c', "conv2d(1,4,3),relu,maxpool2d((3,2),stride=(2,1),padding=(1,1)),flatten,linear(1404,10)", False),
 ]
 
 if __name__ == '__main__':

@@ -32,19 +32,23 @@ pub enum Layer {
         /// Whether it has a bias.
         bias: bool,
     },
-    /// `nn.MaxPool2d(kernel_size, stride=kernel_size)`.
+    /// `nn.MaxPool2d(kernel_size, stride=kernel_size, padding=0)`.
     MaxPool2d {
         /// Window (height, width).
         kernel: (usize, usize),
         /// Stride (vertical, horizontal).
         stride: (usize, usize),
+        /// Implicit padding (vertical, horizontal); padded positions never win.
+        padding: (usize, usize),
     },
-    /// `nn.AvgPool2d(kernel_size, stride=kernel_size)`.
+    /// `nn.AvgPool2d(kernel_size, stride=kernel_size, padding=0)` (`count_include_pad`).
     AvgPool2d {
         /// Window (height, width).
         kernel: (usize, usize),
         /// Stride (vertical, horizontal).
         stride: (usize, usize),
+        /// Zero padding (vertical, horizontal), counted in each window's divisor.
+        padding: (usize, usize),
     },
     /// `nn.Flatten()`: [N, ...] to [N, rest].
     Flatten,
@@ -125,16 +129,33 @@ pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
             }
         }
         "maxpool2d" | "avgpool2d" => {
-            args.allow(&["kernel_size", "stride"])?;
+            args.allow(&["kernel_size", "stride", "padding"])?;
             let kernel = positive(args.pair_or(0, "kernel_size", None)?, "kernel_size")?;
             let stride = match args.get(1, "stride") {
                 Some(_) => positive(args.pair_or(1, "stride", None)?, "stride")?,
                 None => kernel,
             };
+            let padding = args.pair_or(2, "padding", Some(0))?;
+            // PyTorch's rule: a window must hold at least one input position.
+            if padding.0 > kernel.0 / 2 || padding.1 > kernel.1 / 2 {
+                let at = args.get(2, "padding").map_or(l.position, |a| a.position);
+                return Err(args.err(
+                    at,
+                    format!("'padding' must be at most half of 'kernel_size', got {padding:?}"),
+                ));
+            }
             if l.name == "maxpool2d" {
-                Layer::MaxPool2d { kernel, stride }
+                Layer::MaxPool2d {
+                    kernel,
+                    stride,
+                    padding,
+                }
             } else {
-                Layer::AvgPool2d { kernel, stride }
+                Layer::AvgPool2d {
+                    kernel,
+                    stride,
+                    padding,
+                }
             }
         }
         "flatten" => plain(Layer::Flatten)?,

@@ -244,12 +244,22 @@ impl Model {
                     };
                     g.op(Op::RowsToNchw(d), &[rows])?
                 }
-                Layer::MaxPool2d { kernel, stride } | Layer::AvgPool2d { kernel, stride } => {
-                    if s.rank() != 4 || s.0[2] < kernel.0 || s.0[3] < kernel.1 {
-                        return Err(misfit(format!(
-                            "[batch, channels, >= {}, >= {}]",
-                            kernel.0, kernel.1
-                        )));
+                Layer::MaxPool2d {
+                    kernel,
+                    stride,
+                    padding,
+                }
+                | Layer::AvgPool2d {
+                    kernel,
+                    stride,
+                    padding,
+                } => {
+                    let (min_h, min_w) = (
+                        kernel.0.saturating_sub(2 * padding.0),
+                        kernel.1.saturating_sub(2 * padding.1),
+                    );
+                    if s.rank() != 4 || s.0[2] < min_h || s.0[3] < min_w {
+                        return Err(misfit(format!("[batch, channels, >= {min_h}, >= {min_w}]")));
                     }
                     let geom = PoolGeom {
                         n: s.0[0],
@@ -260,6 +270,8 @@ impl Model {
                         kw: kernel.1,
                         sh: stride.0,
                         sw: stride.1,
+                        ph: padding.0,
+                        pw: padding.1,
                     };
                     let op = if matches!(layer, Layer::MaxPool2d { .. }) {
                         Op::MaxPool(geom)
@@ -517,6 +529,40 @@ linear(3000,128),relu,linear(128,10)";
     }
 
     #[test]
+    fn pooling_takes_pytorchs_padding() {
+        let m = Model::parse("maxpool2d(3,stride=2,padding=1),avgpool2d((2,3),1,(1,1))").unwrap();
+        assert_eq!(
+            m.layers,
+            [
+                Layer::MaxPool2d {
+                    kernel: (3, 3),
+                    stride: (2, 2),
+                    padding: (1, 1)
+                },
+                Layer::AvgPool2d {
+                    kernel: (2, 3),
+                    stride: (1, 1),
+                    padding: (1, 1)
+                }
+            ]
+        );
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::new(&[2, 4 * 7 * 7]));
+        let y = m.build(&mut g, x, [4, 7, 7], Mode::Eval).unwrap().output;
+        // (7 + 2 − 3)/2 + 1 = 4; then (4 + 2 − 2)/1 + 1 = 5 by (4 + 2 − 3)/1 + 1 = 4.
+        assert_eq!(g.shape(y), &Shape::new(&[2, 4, 5, 4]));
+        // PyTorch's limit: padding at most half the window.
+        let err = Model::parse("maxpool2d(3,padding=2)")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most half"), "{err}");
+        let err = Model::parse("avgpool2d(2,1,(1,2))")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most half"), "{err}");
+    }
+
+    #[test]
     fn conv_arguments_follow_pytorch() {
         let m = Model::parse(
             "conv2d(3,8,(3,5),stride=2,padding=(1,2),bias=false),maxpool2d(2,stride=1)",
@@ -537,7 +583,8 @@ linear(3000,128),relu,linear(128,10)";
             m.layers[1],
             Layer::MaxPool2d {
                 kernel: (2, 2),
-                stride: (1, 1)
+                stride: (1, 1),
+                padding: (0, 0)
             }
         );
         let mut g = Graph::new();

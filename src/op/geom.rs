@@ -43,8 +43,9 @@ impl ConvGeom {
     }
 }
 
-/// Geometry of a 2-D pooling window over NCHW input (no padding, floor mode, as PyTorch's
-/// `MaxPool2d(k, stride)` / `AvgPool2d(k, stride)` defaults).
+/// Geometry of a 2-D pooling window over NCHW input in floor mode, with PyTorch's implicit
+/// padding (`MaxPool2d(k, stride, padding)`: padded positions never win a window;
+/// `AvgPool2d(k, stride, padding)`: they count as zeros, `count_include_pad=True`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PoolGeom {
     /// Batch size.
@@ -63,16 +64,25 @@ pub struct PoolGeom {
     pub sh: usize,
     /// Horizontal stride.
     pub sw: usize,
+    /// Padding above and below (at most kh / 2, as PyTorch requires).
+    pub ph: usize,
+    /// Padding left and right (at most kw / 2).
+    pub pw: usize,
 }
 
 impl PoolGeom {
-    /// Output height: (h − kh) / sh + 1.
+    /// Output height: (h + 2·ph − kh) / sh + 1.
     pub fn oh(&self) -> usize {
-        self.h.saturating_sub(self.kh) / self.sh.max(1) + 1
+        (self.h + 2 * self.ph).saturating_sub(self.kh) / self.sh.max(1) + 1
     }
 
-    /// Output width: (w − kw) / sw + 1.
+    /// Output width: (w + 2·pw − kw) / sw + 1.
     pub fn ow(&self) -> usize {
-        self.w.saturating_sub(self.kw) / self.sw.max(1) + 1
+        (self.w + 2 * self.pw).saturating_sub(self.kw) / self.sw.max(1) + 1
+    }
+
+    /// Whether the window reaches past the input (some padding).
+    pub fn padded(&self) -> bool {
+        self.ph > 0 || self.pw > 0
     }
 }

@@ -292,12 +292,16 @@ fn check_conv(op: &Op, g: &ConvGeom) -> Result<()> {
 }
 
 fn check_window(op: &Op, g: &PoolGeom) -> Result<()> {
-    if g.kh == 0 || g.kw == 0 || g.sh == 0 || g.sw == 0 || g.h < g.kh || g.w < g.kw {
+    // PyTorch's limits: padding at most half the window, so that every window holds an
+    // input position, and the padded input at least one window.
+    let fits = g.h >= 1 && g.w >= 1 && g.h + 2 * g.ph >= g.kh && g.w + 2 * g.pw >= g.kw;
+    let half = 2 * g.ph <= g.kh && 2 * g.pw <= g.kw;
+    if g.kh == 0 || g.kw == 0 || g.sh == 0 || g.sw == 0 || !fits || !half {
         return Err(Error::shape(
             op.name(),
             format!(
-                "window {}x{} with stride {}x{} does not fit input {}x{}",
-                g.kh, g.kw, g.sh, g.sw, g.h, g.w
+                "window {}x{} with stride {}x{} and padding {}x{} does not fit input {}x{}",
+                g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.h, g.w
             ),
         ));
     }

@@ -342,13 +342,17 @@ fn conv_cases(c: &mut Vec<OpCase>) {
 
 fn pool_cases(c: &mut Vec<OpCase>) {
     let geoms = [
-        // n, c, h, w, kh, kw, sh, sw
-        [1, 1, 4, 4, 2, 2, 2, 2],
-        [2, 3, 7, 5, 3, 3, 2, 2],
-        [1, 5, 6, 6, 2, 2, 3, 3],
-        [1, 2, 5, 6, 3, 2, 1, 1],
+        // n, c, h, w, kh, kw, sh, sw, ph, pw
+        [1, 1, 4, 4, 2, 2, 2, 2, 0, 0],
+        [2, 3, 7, 5, 3, 3, 2, 2, 0, 0],
+        [1, 5, 6, 6, 2, 2, 3, 3, 0, 0],
+        [1, 2, 5, 6, 3, 2, 1, 1, 0, 0],
+        // Padded: ResNet's stem pool (3, stride 2, padding 1), and uneven padding.
+        [2, 3, 7, 8, 3, 3, 2, 2, 1, 1],
+        [1, 2, 5, 4, 5, 2, 1, 2, 2, 1],
+        [1, 1, 1, 1, 3, 3, 1, 1, 1, 1],
     ];
-    for [n, ch, h, w, kh, kw, sh, sw] in geoms {
+    for [n, ch, h, w, kh, kw, sh, sw, ph, pw] in geoms {
         let g = PoolGeom {
             n,
             c: ch,
@@ -358,6 +362,8 @@ fn pool_cases(c: &mut Vec<OpCase>) {
             kw,
             sh,
             sw,
+            ph,
+            pw,
         };
         let x = real(&[n, ch, h, w]);
         let dy = real(&[n, ch, g.oh(), g.ow()]);

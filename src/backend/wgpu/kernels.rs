@@ -137,7 +137,7 @@ fn conv_dims(total: usize, g: &ConvGeom) -> Result<Dims> {
 /// Pool geometry in the layout of `shaders/pool.wgsl`.
 fn pool_dims(total: usize, g: &PoolGeom) -> Result<Dims> {
     dims_e(
-        [total, g.n * g.c, 0, 0],
+        [total, g.n * g.c, g.ph, g.pw],
         [0.0; 4],
         [g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.oh(), g.ow()],
     )

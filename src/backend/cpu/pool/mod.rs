@@ -1,6 +1,7 @@
-//! Max and average pooling over NCHW tensors, without padding and in floor mode (PyTorch's
-//! `MaxPool2d(k, stride)` / `AvgPool2d(k, stride)` defaults), mirrored by
-//! `shaders/pool.wgsl`.
+//! Max and average pooling over NCHW tensors in floor mode, with PyTorch's implicit padding
+//! (`MaxPool2d(k, stride, padding)`: a window's maximum is over its input positions only;
+//! `AvgPool2d(k, stride, padding)`: padded positions count as zeros in the divisor
+//! kh·kw, `count_include_pad=True`), mirrored by `shaders/pool.wgsl`.
 //!
 //! The strides may differ from the window, so windows can overlap or leave gaps. The
 //! backward kernels are written in gather form — each input pixel visits the windows that
@@ -37,7 +38,40 @@ pub fn max_pool<T: Real>(x: &[T], out: &mut [T], g: &PoolGeom) {
 
 /// `MaxPool2d(2)`, the usual layer: windows that neither overlap nor leave gaps.
 fn is_2x2_stride_2(g: &PoolGeom) -> bool {
-    (g.kh, g.kw, g.sh, g.sw) == (2, 2, 2, 2)
+    (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw) == (2, 2, 2, 2, 0, 0)
+}
+
+/// The window positions along one axis of window `o` that fall inside the input: those
+/// `k` with `0 ≤ o·s + k − p < len`.
+fn inside(o: usize, s: usize, p: usize, k: usize, len: usize) -> Range<usize> {
+    let start = o * s;
+    let lo = p.saturating_sub(start).min(k);
+    let hi = (len + p).saturating_sub(start).min(k);
+    lo..hi.max(lo)
+}
+
+/// The index in `plane` (one H×W channel) of the maximum of window `(oy, ox)` of a padded
+/// pooling, over its input positions only, by [`row_argmax`]'s rule: the first input
+/// position starts as the best (as PyTorch starts from it), a strictly greater value or the
+/// first NaN replaces it.
+fn window_argmax<T: Real>(plane: &[T], g: &PoolGeom, oy: usize, ox: usize) -> usize {
+    let (sh, sw) = (g.sh.max(1), g.sw.max(1));
+    let (ys, xs) = (
+        inside(oy, sh, g.ph, g.kh, g.h),
+        inside(ox, sw, g.pw, g.kw, g.w),
+    );
+    // Input coordinates of the window's first row and column.
+    let (y0, x0) = (oy * sh + ys.start - g.ph, ox * sw + xs.start - g.pw);
+    let mut best = y0 * g.w + x0;
+    for y in y0..y0 + ys.len() {
+        for at in y * g.w + x0..y * g.w + x0 + xs.len() {
+            let (v, best_v) = (plane[at], plane[best]);
+            if !best_v.is_nan() && (v.is_nan() || v > best_v) {
+                best = at;
+            }
+        }
+    }
+    best
 }
 
 /// The first maximum of a 2x2 window's values in row order, by the rule of
@@ -96,12 +130,24 @@ fn max_pool_any<T: Real>(x: &[T], out: &mut [T], g: &PoolGeom) {
         let plane = &x[p * hw..(p + 1) * hw];
         let mut best = vec![0usize; ow];
         for oy in 0..oh {
-            row_argmax(plane, g, oy, &mut best);
+            window_argmaxes(plane, g, oy, &mut best);
             for (v, &at) in o[oy * ow..(oy + 1) * ow].iter_mut().zip(&best) {
                 *v = plane[at];
             }
         }
     });
+}
+
+/// The argmax of every window of output row `oy`: [`row_argmax`] without padding, a
+/// window at a time ([`window_argmax`]) with it.
+fn window_argmaxes<T: Real>(plane: &[T], g: &PoolGeom, oy: usize, best: &mut [usize]) {
+    if g.padded() {
+        for (ox, b) in best.iter_mut().enumerate() {
+            *b = window_argmax(plane, g, oy, ox);
+        }
+    } else {
+        row_argmax(plane, g, oy, best);
+    }
 }
 
 /// The index in `plane` (one H×W channel) of the maximum of every window of output row
@@ -192,7 +238,7 @@ fn max_pool_grad_any<T: Real>(x: &[T], dy: &[T], out: &mut [T], g: &PoolGeom) {
         dx.iter_mut().for_each(|v| *v = T::zero());
         let mut best = vec![0usize; ow];
         for oy in 0..oh {
-            row_argmax(plane, g, oy, &mut best);
+            window_argmaxes(plane, g, oy, &mut best);
             for (&at, &grad) in best.iter().zip(&d[oy * ow..(oy + 1) * ow]) {
                 dx[at] = dx[at] + grad;
             }
@@ -200,8 +246,8 @@ fn max_pool_grad_any<T: Real>(x: &[T], dy: &[T], out: &mut [T], g: &PoolGeom) {
     });
 }
 
-/// Average pooling: `out` [N, C, OH, OW] is the sum of each window (rows, then columns)
-/// divided by kh·kw.
+/// Average pooling: `out` [N, C, OH, OW] is the sum of each window's input positions
+/// (rows, then columns; padding adds nothing) divided by kh·kw.
 pub fn avg_pool<T: Real>(x: &[T], out: &mut [T], g: &PoolGeom) {
     let (oh, ow, hw) = (g.oh(), g.ow(), g.h * g.w);
     let (sh, sw) = (g.sh.max(1), g.sw.max(1));
@@ -209,12 +255,14 @@ pub fn avg_pool<T: Real>(x: &[T], out: &mut [T], g: &PoolGeom) {
     for_each_sample(out, oh * ow, |p, o| {
         let plane = &x[p * hw..(p + 1) * hw];
         for oy in 0..oh {
+            let ys = inside(oy, sh, g.ph, g.kh, g.h);
+            let y0 = oy * sh + ys.start - g.ph;
             for ox in 0..ow {
-                let top = oy * sh * g.w + ox * sw;
+                let xs = inside(ox, sw, g.pw, g.kw, g.w);
+                let x0 = ox * sw + xs.start - g.pw;
                 let mut acc = T::zero();
-                for ky in 0..g.kh {
-                    let row = top + ky * g.w;
-                    for &v in &plane[row..row + g.kw] {
+                for y in y0..y0 + ys.len() {
+                    for &v in &plane[y * g.w + x0..][..xs.len()] {
                         acc = acc + v;
                     }
                 }
@@ -233,12 +281,13 @@ pub fn avg_pool_grad<T: Real>(dy: &[T], out: &mut [T], g: &PoolGeom) {
     let area = T::of((g.kh * g.kw) as f64);
     for_each_sample(out, hw, |p, dx| {
         let d = &dy[p * oh * ow..(p + 1) * oh * ow];
+        // Positions in padded coordinates, where the windows start at o·s.
         for y in 0..g.h {
-            let oys = covering(y, g.kh, sh, oh);
+            let oys = covering(y + g.ph, g.kh, sh, oh);
             for xx in 0..g.w {
                 let mut acc = T::zero();
                 for oy in oys.clone() {
-                    for ox in covering(xx, g.kw, sw, ow) {
+                    for ox in covering(xx + g.pw, g.kw, sw, ow) {
                         acc = acc + d[oy * ow + ox];
                     }
                 }

@@ -22,7 +22,14 @@ fn geom(
         kw,
         sh,
         sw,
+        ph: 0,
+        pw: 0,
     }
+}
+
+/// `g` with padding `(ph, pw)`.
+fn padded(g: PoolGeom, ph: usize, pw: usize) -> PoolGeom {
+    PoolGeom { ph, pw, ..g }
 }
 
 fn out_len(g: &PoolGeom) -> usize {
@@ -62,7 +69,8 @@ impl Rng {
     }
 }
 
-/// The windows of `g` as (plane, oy, ox, flat input indices in row-then-column order).
+/// The windows of `g` as (plane, oy, ox, flat indices of the window's input positions in
+/// row-then-column order; padded positions are left out).
 fn windows(g: &PoolGeom) -> Vec<(usize, usize, usize, Vec<usize>)> {
     let mut all = Vec::new();
     for p in 0..g.n * g.c {
@@ -70,7 +78,11 @@ fn windows(g: &PoolGeom) -> Vec<(usize, usize, usize, Vec<usize>)> {
             for ox in 0..g.ow() {
                 let idx = (0..g.kh)
                     .flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx)))
-                    .map(|(ky, kx)| p * g.h * g.w + (oy * g.sh + ky) * g.w + ox * g.sw + kx)
+                    .filter_map(|(ky, kx)| {
+                        let y = (oy * g.sh + ky).checked_sub(g.ph).filter(|&y| y < g.h)?;
+                        let x = (ox * g.sw + kx).checked_sub(g.pw).filter(|&x| x < g.w)?;
+                        Some(p * g.h * g.w + y * g.w + x)
+                    })
                     .collect();
                 all.push((p, oy, ox, idx));
             }
@@ -279,8 +291,56 @@ fn geometries() -> Vec<PoolGeom> {
                 gs.push(geom(n, c, h, w, kh, kw, sh, sw));
             }
         }
+        // Padded (at most half the window): ResNet's stem pool, uneven and one-sided
+        // paddings, a 2x2 window with padding (not the fast path), windows wider than
+        // the input.
+        for (h, w, kh, kw, sh, sw, ph, pw) in [
+            (7, 8, 3, 3, 2, 2, 1, 1),
+            (5, 4, 5, 2, 1, 2, 2, 1),
+            (4, 4, 2, 2, 2, 2, 1, 1),
+            (3, 5, 3, 3, 1, 1, 1, 0),
+            (1, 1, 3, 3, 1, 1, 1, 1),
+            (2, 3, 4, 5, 3, 2, 2, 2),
+        ] {
+            gs.push(padded(geom(n, c, h, w, kh, kw, sh, sw), ph, pw));
+        }
     }
     gs
+}
+
+#[test]
+fn padded_windows_hold_only_input_positions() {
+    // 3x3, stride 2, padding 1 over 4x4: corner windows see a 2x2 block, edges 2x3.
+    let g = padded(geom(1, 1, 4, 4, 3, 3, 2, 2), 1, 1);
+    assert_eq!((g.oh(), g.ow()), (2, 2));
+    let x: Vec<f64> = (0..16).map(f64::from).collect();
+    let (mut out, mut avg) = (vec![0.0; 4], vec![0.0; 4]);
+    max_pool(&x, &mut out, &g);
+    avg_pool(&x, &mut avg, &g);
+    // Windows cover rows/cols {0,1}, {1,2,3} of the input.
+    assert_eq!(out, [5.0, 7.0, 13.0, 15.0]);
+    // count_include_pad: the divisor is 9 however many positions are inside.
+    let sum = |rows: &[usize], cols: &[usize]| {
+        rows.iter()
+            .flat_map(|&r| cols.iter().map(move |&c| (r * 4 + c) as f64))
+            .sum::<f64>()
+    };
+    let want = [
+        sum(&[0, 1], &[0, 1]) / 9.0,
+        sum(&[0, 1], &[1, 2, 3]) / 9.0,
+        sum(&[1, 2, 3], &[0, 1]) / 9.0,
+        sum(&[1, 2, 3], &[1, 2, 3]) / 9.0,
+    ];
+    assert_eq!(avg, want);
+    // All -inf: the padding never wins, the first input position does.
+    let (mut out, mut dx) = (vec![0.0; 4], vec![f64::NAN; 16]);
+    let minus = vec![f64::NEG_INFINITY; 16];
+    max_pool(&minus, &mut out, &g);
+    max_pool_grad(&minus, &[1.0, 2.0, 3.0, 4.0], &mut dx, &g);
+    assert_eq!(out, [f64::NEG_INFINITY; 4]);
+    let mut want = vec![0.0; 16];
+    (want[0], want[1], want[4], want[5]) = (1.0, 2.0, 3.0, 4.0);
+    assert_eq!(dx, want);
 }
 
 #[test]
@@ -408,16 +468,7 @@ fn the_2x2_stride_2_path_gives_the_bits_of_the_general_one() {
     // infinities and signed zeros; gradients start as NaN, so a pixel left unwritten
     // shows.
     for (h, w) in [(7, 9), (6, 8), (4, 141)] {
-        check_2x2_against_general(PoolGeom {
-            n: 3,
-            c: 2,
-            h,
-            w,
-            kh: 2,
-            kw: 2,
-            sh: 2,
-            sw: 2,
-        });
+        check_2x2_against_general(geom(3, 2, h, w, 2, 2, 2, 2));
     }
 }
 
@@ -427,16 +478,7 @@ fn every_2x2_window_of_special_values_routes_like_the_general_path() {
     // position, ties between signed zeros. One window per plane.
     let vals = [f32::NAN, f32::NEG_INFINITY, -0.0, 0.0, 1.0];
     let windows = vals.len().pow(4);
-    let g = PoolGeom {
-        n: windows,
-        c: 1,
-        h: 2,
-        w: 2,
-        kh: 2,
-        kw: 2,
-        sh: 2,
-        sw: 2,
-    };
+    let g = geom(windows, 1, 2, 2, 2, 2, 2, 2);
     let x: Vec<f32> = (0..windows * 4)
         .map(|i| vals[(i / 4) / vals.len().pow((i % 4) as u32) % vals.len()])
         .collect();
