@@ -12,7 +12,8 @@
 //   e0 = h, e1 = w, e2 = kh, e3 = kw, e4 = sh, e5 = sw, e6 = oh, e7 = ow, d2 = ph, d3 = pw
 // with oh = (h + 2·ph − kh) / sh + 1 and ow likewise (sh, sw ≥ 1, 2·ph ≤ kh, 2·pw ≤ kw,
 // h, w ≥ 1, so every window holds an input position). Windows start at (oy·sh, ox·sw) in
-// padded coordinates, input position y at y + ph. d1 and f0..f3 are unused.
+// padded coordinates, input position y at y + ph. f0 = kh·kw as a float (the average's
+// divisor; a u32 product could wrap for windows larger than the input). d1 = n·c.
 //
 // The gradients run in gather form, one invocation per input pixel visiting the windows
 // that contain it in a fixed order, so they need no atomics and add in the CPU's order.
@@ -60,12 +61,13 @@ fn inside(start: u32, pad: u32, k: u32, len: u32) -> vec2<u32> {
 }
 
 // First window along an axis that contains (padded) position i: ceil((i + 1 − k) / s),
-// or 0 while i + 1 ≤ k (where the u32 subtraction would wrap).
+// written (i − k) / s + 1 so that a large stride cannot wrap, or 0 while i + 1 ≤ k
+// (where the subtraction would).
 fn first_cover(i: u32, k: u32, s: u32) -> u32 {
     if (i + 1u <= k) {
         return 0u;
     }
-    return (i + 1u - k + s - 1u) / s;
+    return (i - k) / s + 1u;
 }
 
 // One past the last window containing i: i / s + 1, clipped to the number of windows.
@@ -155,7 +157,7 @@ fn avg_pool(
             acc = acc + ld0(row + kx);
         }
     }
-    st_out(i, acc / f32(dims.e2 * dims.e3));
+    st_out(i, acc / dims.f0);
 }
 
 // out = dx [N, C, H, W]: each pixel sums dy over the windows containing it (rows, then
@@ -190,5 +192,5 @@ fn avg_pool_grad(
             acc = acc + ld0(dbase + oy * ow + ox);
         }
     }
-    st_out(i, acc / f32(dims.e2 * dims.e3));
+    st_out(i, acc / dims.f0);
 }

@@ -28,7 +28,8 @@ fn limited(binding_bytes: u64, groups: u32) -> Option<WgpuBackend> {
 }
 
 /// Ops whose output reduces over a whole tensor (or whose mask is keyed by the element
-/// index): they cannot be split and say so.
+/// index, or, for batch norm's input gradient, whose formula takes the whole batch's
+/// count M from its input): they cannot be split and say so.
 const UNSPLITTABLE: &[&str] = &[
     "cross_entropy",
     "mse",

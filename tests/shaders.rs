@@ -108,6 +108,7 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
         &[
             "batch_norm_stats",
             "batch_norm_apply",
+            "batch_norm_grad_coeffs",
             "batch_norm_grad",
             "batch_norm_gamma_grad",
             "channel_sum",

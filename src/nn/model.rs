@@ -560,6 +560,16 @@ linear(3000,128),relu,linear(128,10)";
             .unwrap_err()
             .to_string();
         assert!(err.contains("at most half"), "{err}");
+        // Sizes whose padded extent or window area overflow are errors, not panics.
+        for spec in [
+            "maxpool2d(18446744073709551615,padding=9223372036854775807)",
+            "avgpool2d(4294967296,padding=2147483648)",
+        ] {
+            let m = Model::parse(spec).unwrap();
+            let mut g = Graph::new();
+            let x = g.input("x", Shape::new(&[2, 4 * 7 * 7]));
+            assert!(m.build(&mut g, x, [4, 7, 7], Mode::Eval).is_err(), "{spec}");
+        }
     }
 
     #[test]

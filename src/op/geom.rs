@@ -29,12 +29,14 @@ pub struct ConvGeom {
 impl ConvGeom {
     /// Output height: (h + 2·ph − kh) / sh + 1.
     pub fn oh(&self) -> usize {
-        (self.h + 2 * self.ph).saturating_sub(self.kh) / self.sh.max(1) + 1
+        let padded = self.h.saturating_add(self.ph.saturating_mul(2));
+        padded.saturating_sub(self.kh) / self.sh.max(1) + 1
     }
 
     /// Output width: (w + 2·pw − kw) / sw + 1.
     pub fn ow(&self) -> usize {
-        (self.w + 2 * self.pw).saturating_sub(self.kw) / self.sw.max(1) + 1
+        let padded = self.w.saturating_add(self.pw.saturating_mul(2));
+        padded.saturating_sub(self.kw) / self.sw.max(1) + 1
     }
 
     /// Columns of the im2col matrix: c·kh·kw.
@@ -73,12 +75,14 @@ pub struct PoolGeom {
 impl PoolGeom {
     /// Output height: (h + 2·ph − kh) / sh + 1.
     pub fn oh(&self) -> usize {
-        (self.h + 2 * self.ph).saturating_sub(self.kh) / self.sh.max(1) + 1
+        let padded = self.h.saturating_add(self.ph.saturating_mul(2));
+        padded.saturating_sub(self.kh) / self.sh.max(1) + 1
     }
 
     /// Output width: (w + 2·pw − kw) / sw + 1.
     pub fn ow(&self) -> usize {
-        (self.w + 2 * self.pw).saturating_sub(self.kw) / self.sw.max(1) + 1
+        let padded = self.w.saturating_add(self.pw.saturating_mul(2));
+        padded.saturating_sub(self.kw) / self.sw.max(1) + 1
     }
 
     /// Whether the window reaches past the input (some padding).

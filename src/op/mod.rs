@@ -231,9 +231,9 @@ pub enum Op {
     /// `(x, stats [2, C], gamma [C], beta [C]) → (x − mean)/sqrt(var + eps)·gamma + beta`.
     BatchNormApply(Channels),
     /// `(stats [2, C], gamma [C], Σdy·x̂ [C], Σdy [C]) → [5, C]`: per channel the mean,
-    /// 1/sqrt(var + eps), gamma·invstd, Σdy and Σdy·x̂, what [`Op::BatchNormGrad`] needs. The sums are the outputs of [`Op::BatchNormGammaGrad`]
-    /// and [`Op::ChannelSum`], so a layer's backward sums over its input twice, not three
-    /// times.
+    /// 1/sqrt(var + eps), gamma·invstd, Σdy and Σdy·x̂, what [`Op::BatchNormGrad`] needs.
+    /// The sums are the outputs of [`Op::BatchNormGammaGrad`] and [`Op::ChannelSum`], so a
+    /// layer's backward sums over its input twice, not three times.
     BatchNormGradCoeffs(Channels),
     /// `(x, coeffs [5, C], dy) → dx` through the batch statistics (training mode):
     /// `dx = gamma·invstd/M · (M·dy − Σdy − x̂·Σdy·x̂)`, one element-wise pass with the

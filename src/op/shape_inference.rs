@@ -294,8 +294,14 @@ fn check_conv(op: &Op, g: &ConvGeom) -> Result<()> {
 fn check_window(op: &Op, g: &PoolGeom) -> Result<()> {
     // PyTorch's limits: padding at most half the window, so that every window holds an
     // input position, and the padded input at least one window.
-    let fits = g.h >= 1 && g.w >= 1 && g.h + 2 * g.ph >= g.kh && g.w + 2 * g.pw >= g.kw;
-    let half = 2 * g.ph <= g.kh && 2 * g.pw <= g.kw;
+    // Checked: sizes come from the user's layer text.
+    let padded = |len: usize, pad: usize| pad.checked_mul(2).and_then(|p| p.checked_add(len));
+    let fits = g.h >= 1
+        && g.w >= 1
+        && padded(g.h, g.ph).is_some_and(|h| h >= g.kh)
+        && padded(g.w, g.pw).is_some_and(|w| w >= g.kw)
+        && g.kh.checked_mul(g.kw).is_some();
+    let half = g.ph <= g.kh / 2 && g.pw <= g.kw / 2;
     if g.kh == 0 || g.kw == 0 || g.sh == 0 || g.sw == 0 || !fits || !half {
         return Err(Error::shape(
             op.name(),

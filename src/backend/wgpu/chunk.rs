@@ -172,6 +172,8 @@ fn partition(step: &Step) -> Option<Partition> {
             vec![Some(g.c * g.h * g.w), Some(g.c * g.oh() * g.ow())],
             false,
         ),
+        // Not `BatchNormGrad`, though it is element-wise: it takes M = N·S from its `x`,
+        // which a piece of samples would shrink.
         Op::BatchNormApply(ch) => {
             let sample = ch.c * ch.s;
             fixed(

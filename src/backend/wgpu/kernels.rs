@@ -136,9 +136,11 @@ fn conv_dims(total: usize, g: &ConvGeom) -> Result<Dims> {
 
 /// Pool geometry in the layout of `shaders/pool.wgsl`.
 fn pool_dims(total: usize, g: &PoolGeom) -> Result<Dims> {
+    // kh·kw as the f32 the CPU divides by (its usize product, checked at shape inference).
+    let area = (g.kh * g.kw) as f32;
     dims_e(
         [total, g.n * g.c, g.ph, g.pw],
-        [0.0; 4],
+        [area, 0.0, 0.0, 0.0],
         [g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.oh(), g.ow()],
     )
 }

@@ -158,14 +158,16 @@ pub const CONV: &str = concat!(
 );
 
 /// `max_pool`, `max_pool_grad`, `avg_pool`, `avg_pool_grad`, one invocation per output
-/// element. Dims: d0 = invocations, e0..e7 = h, w, kh, kw, sh, sw, oh, ow.
+/// element. Dims: d0 = invocations, d1 = n·c, d2, d3 = the padding ph, pw, f0 = kh·kw (the
+/// average's divisor, as a float so a large window cannot wrap), e0..e7 = h, w, kh, kw,
+/// sh, sw, oh, ow.
 pub const POOL: &str = concat!(
     include_str!("../../../shaders/graph_op.wgsl"),
     include_str!("../../../shaders/pool.wgsl")
 );
 
-/// Batch norm (`batch_norm_stats`, `_apply`, `_grad`, `_gamma_grad`, `channel_sum`,
-/// `batch_norm_running`) and layer norm (`layer_norm`, `_grad`, `_gamma_grad`). Dims:
+/// Batch norm (`batch_norm_stats`, `_apply`, `_grad_coeffs`, `_grad`, `_gamma_grad`,
+/// `channel_sum`, `batch_norm_running`) and layer norm (`layer_norm`, `_grad`, `_gamma_grad`). Dims:
 /// d0..d2 = N, C, S (or rows, cols), f0 = eps or momentum; see the file for dispatches.
 pub const NORM: &str = concat!(
     include_str!("../../../shaders/graph_op.wgsl"),
