@@ -89,8 +89,8 @@ impl StepScalars {
     /// Sets `1 − dampening`, `1 − alpha`, `1 − β1` and `1 − β2` from the decimals the
     /// user wrote, in f64, rounded once, as PyTorch computes `1 - beta2` in Python floats
     /// before the kernel sees it. Why not in the kernels: `1 − 0.999f32` in f32 is
-    /// 0.00099998713, 1.3e-5 (relative) below 0.001, and every second-moment update would carry that
-    /// bias (1.4e-3 at β2 = 0.99999).
+    /// 0.00099998713, 1.3e-5 (relative) below 0.001, and every second-moment update would
+    /// carry that bias (1.4e-3 at β2 = 0.99999).
     pub fn with_complements(mut self) -> Self {
         let complement = |v: f32| (1.0 - as_decimal(v)) as f32;
         self.one_minus_dampening = complement(self.dampening);

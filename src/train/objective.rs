@@ -134,7 +134,8 @@ pub struct Objective {
 }
 
 /// Builds the graph of `model` on a batch of `batch` samples of shape `sample`. Inputs, in
-/// order: `x` `[B, features]`, `labels` `[B]`, and `targets` `[B, C]` one-hot when the loss needs it.
+/// order: `x` `[B, features]`, `labels` `[B]`, and `targets` `[B, C]` one-hot when the
+/// loss needs it.
 #[allow(clippy::too_many_arguments)]
 pub fn objective(
     model: &Model,

@@ -156,10 +156,7 @@ fn execute_step(
             }
             conv_weight_grad(ins[0], buf, out, &geom, step.shape.0[0]);
         }
-        _ => {
-            check_lengths(&step.op, &ins, &step.input_shapes, out, &step.shape)?;
-            run_op(&step.op, &ins, &step.input_shapes, out, &step.shape, rng)?;
-        }
+        _ => run_op(&step.op, &ins, &step.input_shapes, out, &step.shape, rng)?,
     }
     if step.output.arena.is_half() {
         round_slice_f16(out);

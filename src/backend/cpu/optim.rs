@@ -7,9 +7,9 @@ use crate::optim::{clip_coefficient, clip_value, Optimizer, StepScalars};
 
 /// An optimizer state that has decayed below the smallest normal f32 (Adam's moments,
 /// SGD's momentum buffer, RMSprop's and Adadelta's averages of a weight whose gradients
-/// stopped, such as a first-layer weight of a rarely inked border pixel) is stored as zero. x86 cores take a microcode assist of
-/// the order of a hundred cycles for every operation on a subnormal number, and such
-/// states keep decaying by β (or the momentum) at every step: unflushed, they slowed the
+/// stopped, such as a first-layer weight of a rarely inked border pixel) is stored as
+/// zero. x86 cores take a microcode assist of the order of a hundred cycles for every
+/// operation on a subnormal number, and such states keep decaying by β (or the momentum) at every step: unflushed, they slowed the
 /// `mlp` preset's epochs from 66,000 to 47,000 images/s by the third (BENCHMARKS.md). The
 /// values lost are below 1.2·10⁻³⁸, far below what `eps` or the tolerance policy can see.
 /// The WGSL kernels store the same (`flush_subnormal` in `shaders/optim.wgsl`).

@@ -167,8 +167,9 @@ pub const POOL: &str = concat!(
 );
 
 /// Batch norm (`batch_norm_stats`, `_apply`, `_grad_coeffs`, `_grad`, `_gamma_grad`,
-/// `channel_sum`, `batch_norm_running`) and layer norm (`layer_norm`, `_grad`, `_gamma_grad`). Dims:
-/// d0..d2 = N, C, S (or rows, cols), f0 = eps or momentum; see the file for dispatches.
+/// `channel_sum`, `batch_norm_running`) and layer norm (`layer_norm`, `_grad`,
+/// `_gamma_grad`). Dims: d0..d2 = N, C, S (or rows, cols), f0 = eps or momentum; see the
+/// file for dispatches.
 pub const NORM: &str = concat!(
     include_str!("../../../shaders/graph_op.wgsl"),
     include_str!("../../../shaders/norm.wgsl")

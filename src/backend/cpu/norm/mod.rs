@@ -102,7 +102,7 @@ pub fn batch_norm_apply<T: Real>(
 
 /// Σ dy·x̂ per channel, x̂ = (x − mean)·invstd.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn sum_dy_xhat<T: Real>(
+fn sum_dy_xhat<T: Real>(
     x: &[T],
     stats: &[T],
     dy: &[T],
@@ -135,7 +135,7 @@ pub(crate) fn sum_dy_xhat<T: Real>(
 }
 
 /// Σ dy per channel.
-pub(crate) fn sum_dy<T: Real>(dy: &[T], n: usize, c: usize, s: usize) -> Vec<T> {
+fn sum_dy<T: Real>(dy: &[T], n: usize, c: usize, s: usize) -> Vec<T> {
     if s == 1 {
         return column_sum_of(dy, c, &vec![T::zero(); c], |g, _| g);
     }
