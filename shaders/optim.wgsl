@@ -19,7 +19,7 @@
 // appended to this one, after `enable f16;`): they unscale the gradient by the loss scale
 // first, always skip a step with non-finite gradients, and write the f16 weight copy.
 
-// Field for field the Rust `StepScalars` (#[repr(C)], 112 bytes): tests/shaders.rs checks
+// Field for field the Rust `StepScalars` (#[repr(C)], 128 bytes): tests/shaders.rs checks
 // the names and offsets.
 struct StepScalars {
     lr: f32,
@@ -50,6 +50,10 @@ struct StepScalars {
     tail_lr_scale: f32,
     tail_weight_decay: f32,
     skip_nonfinite: u32,
+    bias_correction2: f32,
+    rect: f32,
+    nadam_grad_coef: f32,
+    nadam_avg_coef: f32,
 }
 
 @group(0) @binding(0) var<uniform> s: StepScalars;
@@ -58,7 +62,8 @@ struct StepScalars {
 // Optimizer state, as src/optim/optimizer.rs `uses_state` lists it. SGD: state0 momentum.
 // Adam: state0 m, state1 v, state2 max v. Adagrad: state0 Σg². RMSprop: state0 square
 // average, state1 gradient average, state2 momentum. Adadelta: state0 square average,
-// state1 accumulated update. Unused ones are bound to small placeholders.
+// state1 accumulated update. Adamax: state0 m, state1 infinity norm. NAdam, RAdam: state0
+// m, state1 v. Unused ones are bound to small placeholders.
 @group(0) @binding(3) var<storage, read_write> state0: array<f32>;
 @group(0) @binding(4) var<storage, read_write> state1: array<f32>;
 @group(0) @binding(5) var<storage, read_write> state2: array<f32>;
@@ -350,4 +355,106 @@ fn adadelta_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         return;
     }
     _ = adadelta_update(i, gradient(i));
+}
+
+// Weight decay of the Adam family: decoupled scales the parameter (AdamW's p·(1 − lr·wd)),
+// coupled adds an L2 term to the gradient. Returns (parameter, gradient).
+fn adam_family_decay(p: f32, g: f32, lr: f32, wd: f32) -> vec2<f32> {
+    if (s.decoupled != 0u) {
+        return vec2<f32>(p * (1.0 - lr * wd), g);
+    }
+    return vec2<f32>(p, g + wd * p);
+}
+
+// The Adam family's first moment, in torch's lerp form m + (1−β1)(g − m), stored.
+fn first_moment(i: u32, g: f32) -> f32 {
+    let m_old = state0[i];
+    let m = flush_subnormal(m_old + s.one_minus_beta1 * (g - m_old));
+    state0[i] = m;
+    return m;
+}
+
+// The Adam family's second moment β2·v + (1−β2)·g², stored.
+fn second_moment(i: u32, g: f32) -> f32 {
+    let v = flush_subnormal(s.beta2 * state1[i] + s.one_minus_beta2 * g * g);
+    state1[i] = v;
+    return v;
+}
+
+// torch.optim.Adamax (coupled L2 decay): u ← max(β2·u, |g| + ε), p ← p − (lr/(1 − β1^t))·m/u.
+fn adamax_update(i: u32, g_in: f32) -> f32 {
+    let h = hyper(i);
+    let lr = h.x;
+    let p = params[i];
+    let g = g_in + h.y * p;
+    let m = first_moment(i, g);
+    let u = flush_subnormal(max(s.beta2 * state1[i], abs(g) + s.eps));
+    state1[i] = u;
+    let updated = p - (lr / s.bias_correction1) * m / u;
+    params[i] = updated;
+    return updated;
+}
+
+@compute @workgroup_size(256)
+fn adamax_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i >= piece.len) {
+        return;
+    }
+    _ = adamax_update(i, gradient(i));
+}
+
+// torch.optim.NAdam: the host computes the momentum schedule's coefficients of g and m
+// (without the learning rate); both terms share the denominator √(v / (1 − β2^t)) + ε and
+// are applied one after the other, as PyTorch's two addcdiv_ calls.
+fn nadam_update(i: u32, g_in: f32) -> f32 {
+    let h = hyper(i);
+    let lr = h.x;
+    let pg = adam_family_decay(params[i], g_in, lr, h.y);
+    let g = pg.y;
+    let m = first_moment(i, g);
+    let v = second_moment(i, g);
+    let denom = sqrt(v / s.bias_correction2) + s.eps;
+    let p = pg.x - (lr * s.nadam_grad_coef) * g / denom;
+    let updated = p - (lr * s.nadam_avg_coef) * m / denom;
+    params[i] = updated;
+    return updated;
+}
+
+@compute @workgroup_size(256)
+fn nadam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i >= piece.len) {
+        return;
+    }
+    _ = nadam_update(i, gradient(i));
+}
+
+// torch.optim.RAdam, in PyTorch's order of operations: the bias-corrected first moment
+// times lr, then (when the host's rectification is non-zero) times the adaptive rate
+// (1 / (√v + ε))·√(1 − β2^t) and the rectification.
+fn radam_update(i: u32, g_in: f32) -> f32 {
+    let h = hyper(i);
+    let lr = h.x;
+    let pg = adam_family_decay(params[i], g_in, lr, h.y);
+    let g = pg.y;
+    let m = first_moment(i, g);
+    let v = second_moment(i, g);
+    var step = m / s.bias_correction1 * lr;
+    if (s.rect > 0.0) {
+        let adaptive = (1.0 / (sqrt(v) + s.eps)) * s.bias_correction2_sqrt;
+        step = step * adaptive * s.rect;
+    }
+    let updated = pg.x - step;
+    params[i] = updated;
+    return updated;
+}
+
+@compute @workgroup_size(256)
+fn radam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i >= piece.len) {
+        return;
+    }
+    _ = radam_update(i, gradient(i));
 }

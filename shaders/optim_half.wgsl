@@ -108,3 +108,30 @@ fn adadelta_step_half(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     }
     params_half[i] = f16(adadelta_update(i, gradient_half(i)));
 }
+
+@compute @workgroup_size(256)
+fn adamax_step_half(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element_half(gid, nwg);
+    if (i >= piece.len) {
+        return;
+    }
+    params_half[i] = f16(adamax_update(i, gradient_half(i)));
+}
+
+@compute @workgroup_size(256)
+fn nadam_step_half(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element_half(gid, nwg);
+    if (i >= piece.len) {
+        return;
+    }
+    params_half[i] = f16(nadam_update(i, gradient_half(i)));
+}
+
+@compute @workgroup_size(256)
+fn radam_step_half(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element_half(gid, nwg);
+    if (i >= piece.len) {
+        return;
+    }
+    params_half[i] = f16(radam_update(i, gradient_half(i)));
+}

@@ -93,6 +93,8 @@ fn train_help_documents_the_toolkit_flags() {
         "--initial-accumulator-value",
         "--alpha",
         "--centered",
+        "--momentum-decay",
+        "--decoupled-weight-decay",
         "--rho",
         "--clip-norm",
         "--clip-value",
@@ -131,6 +133,38 @@ fn flags_that_do_not_apply_to_the_optimizer_are_rejected() {
     );
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("--momentum does not apply"), "{text}");
+}
+
+/// The Adam family's flags go where torch.optim takes them: `momentum_decay` is NAdam's
+/// alone, `decoupled_weight_decay` is Adam's, NAdam's and RAdam's but not AdamW's (always
+/// decoupled) or Adamax's.
+#[test]
+fn adam_family_flags_follow_torch_optim() {
+    for (optimizer, flag) in [
+        ("radam", "--momentum-decay"),
+        ("adamax", "--decoupled-weight-decay"),
+        ("adamw", "--decoupled-weight-decay"),
+    ] {
+        let mut args = vec!["train", "--backend", "cpu", "--optimizer", optimizer, flag];
+        if flag == "--momentum-decay" {
+            args.push("0.01");
+        }
+        let (code, text) = kiln(&args, &[]);
+        assert_eq!(code, 1, "{optimizer} {flag}: {text}");
+        assert!(text.contains(&format!("{flag} does not apply")), "{text}");
+    }
+    for args in [
+        &["--optimizer", "nadam", "--momentum-decay", "0.01"][..],
+        &["--optimizer", "nadam", "--decoupled-weight-decay"][..],
+        &["--optimizer", "radam", "--decoupled-weight-decay"][..],
+        &["--optimizer", "adam", "--decoupled-weight-decay"][..],
+        &["--optimizer", "adamax", "--betas", "0.8,0.99"][..],
+    ] {
+        let mut all = vec!["--epochs", "1"];
+        all.extend_from_slice(args);
+        let log = train_log(&args[1..].join("").replace('-', ""), &all);
+        assert!(log.contains("\"test_accuracy\":"), "{args:?}: {log}");
+    }
 }
 
 /// The `--log` file of `kiln train --backend cpu --limit 300` with `args` (a successful

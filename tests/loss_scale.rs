@@ -303,7 +303,16 @@ fn sgd_run(
     net: &Net,
     steps: u32,
 ) -> (Vec<f32>, Vec<f32>, Option<LossScale>) {
-    let opt = Optimizer::sgd(0.9);
+    optimizer_run(backend, net, Optimizer::sgd(0.9), steps)
+}
+
+/// The parameters after `steps` steps of `opt`, their change, and the scaler's state.
+fn optimizer_run(
+    backend: &mut dyn Backend,
+    net: &Net,
+    opt: Optimizer,
+    steps: u32,
+) -> (Vec<f32>, Vec<f32>, Option<LossScale>) {
     let id = load(backend, net, opt);
     for t in 1..=steps {
         step(backend, id, net, opt, Clip::default(), t);
@@ -429,6 +438,38 @@ fn gpu_f16_steps_match_the_cpu() {
             off, 0,
             "{off} f16 weights are not their master rounded to f16"
         );
+    });
+}
+
+/// The f16 update kernels of Adamax, NAdam and RAdam (seven steps: RAdam's first
+/// rectified step is the sixth) against the CPU's, and the f16 copy they write.
+#[test]
+fn gpu_f16_adam_variants_match_the_cpu() {
+    on_gpu(|gpu| {
+        let net = net(Precision::F16);
+        for opt in [Optimizer::adamax(), Optimizer::nadam(), Optimizer::radam()] {
+            let (p_gpu, d_gpu, _) = optimizer_run(gpu, &net, opt, 7);
+            let (p_cpu, d_cpu, _) = optimizer_run(&mut CpuBackend::new(), &net, opt, 7);
+            let err = max_rel_err(&d_gpu, &d_cpu);
+            assert!(err < 1e-2, "{opt:?}: updates differ by {err} (relative)");
+            let id = gpu
+                .compile(
+                    &net.plan,
+                    Tail {
+                        update: false,
+                        ..Tail::default()
+                    },
+                )
+                .unwrap();
+            let half = params_half(gpu, id, &net);
+            assert!(
+                half.iter()
+                    .zip(&p_gpu)
+                    .all(|(h, p)| h.to_bits() == round_f16(*p).to_bits()),
+                "{opt:?}: the f16 copy is not the masters rounded"
+            );
+            assert!(max_rel_err(&p_gpu, &p_cpu) < 1e-2);
+        }
     });
 }
 

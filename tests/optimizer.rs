@@ -125,6 +125,45 @@ fn optimizers() -> Vec<(&'static str, Optimizer)> {
             },
         ),
         ("adadelta", Optimizer::adadelta()),
+        (
+            "adamax l2",
+            Optimizer::Adamax {
+                betas: (0.9, 0.99),
+                eps: 1e-8,
+                weight_decay: 0.01,
+            },
+        ),
+        ("nadam", Optimizer::nadam()),
+        (
+            "nadam decoupled",
+            Optimizer::NAdam {
+                betas: (0.8, 0.99),
+                eps: 1e-8,
+                weight_decay: 0.1,
+                momentum_decay: 0.04,
+                decoupled: true,
+            },
+        ),
+        // Steps 1–5 unrectified, 6–10 rectified.
+        ("radam", Optimizer::radam()),
+        (
+            "radam l2",
+            Optimizer::RAdam {
+                betas: (0.9, 0.999),
+                eps: 1e-8,
+                weight_decay: 0.01,
+                decoupled: false,
+            },
+        ),
+        (
+            "radam decoupled",
+            Optimizer::RAdam {
+                betas: (0.9, 0.98),
+                eps: 1e-6,
+                weight_decay: 0.1,
+                decoupled: true,
+            },
+        ),
     ]
 }
 

@@ -80,6 +80,9 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "adagrad_step",
             "rmsprop_step",
             "adadelta_step",
+            "adamax_step",
+            "nadam_step",
+            "radam_step",
         ],
     ),
     (
@@ -91,6 +94,9 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "adagrad_step_half",
             "rmsprop_step_half",
             "adadelta_step_half",
+            "adamax_step_half",
+            "nadam_step_half",
+            "radam_step_half",
         ],
     ),
     ("scaler.wgsl", &["write_loss_seed", "update_loss_scale"]),
@@ -203,6 +209,10 @@ const STEP_SCALARS: &[(&str, bool)] = &[
     ("tail_lr_scale", true),
     ("tail_weight_decay", true),
     ("skip_nonfinite", false),
+    ("bias_correction2", true),
+    ("rect", true),
+    ("nadam_grad_coef", true),
+    ("nadam_avg_coef", true),
 ];
 
 fn shader_dir() -> PathBuf {
@@ -566,7 +576,7 @@ fn step_scalars_layout_matches_the_rust_struct() {
         })
         .collect();
     assert_eq!(got, want, "StepScalars members (name, offset, kind)");
-    assert_eq!(*span, 112, "StepScalars is not 112 bytes");
+    assert_eq!(*span, 128, "StepScalars is not 128 bytes");
 
     // The table above must itself follow the Rust struct, which is what the host uploads.
     let rust: Vec<(String, String)> = rust_step_scalars();

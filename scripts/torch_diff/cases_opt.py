@@ -36,6 +36,21 @@ C.append(("rmsprop centered a0.3", ['--optimizer','rmsprop','--lr','1e-3','--cen
 C.append(("adadelta default", ['--optimizer','adadelta'], lambda m: O.Adadelta(m.parameters(), **kw)))
 C.append(("adadelta rho0.5 eps1e-4 wd1e-2", ['--optimizer','adadelta','--rho','0.5','--eps','1e-4','--weight-decay','1e-2','--lr','0.5'],
           lambda m: O.Adadelta(m.parameters(), lr=0.5, rho=0.5, eps=1e-4, weight_decay=1e-2, **kw)))
+C.append(("adam decoupled_weight_decay wd1e-2", ['--optimizer','adam','--decoupled-weight-decay','--weight-decay','1e-2','--lr','1e-2'],
+          lambda m: O.Adam(m.parameters(), lr=1e-2, decoupled_weight_decay=True, weight_decay=1e-2, **kw)))
+C.append(("adamax default", ['--optimizer','adamax'], lambda m: O.Adamax(m.parameters(), **kw)))
+C.append(("adamax betas .8,.95 wd1e-2 lr1e-2", ['--optimizer','adamax','--betas','0.8,0.95','--weight-decay','1e-2','--lr','1e-2'],
+          lambda m: O.Adamax(m.parameters(), lr=1e-2, betas=(0.8,0.95), weight_decay=1e-2, **kw)))
+C.append(("nadam default", ['--optimizer','nadam'], lambda m: O.NAdam(m.parameters(), **kw)))
+C.append(("nadam md0.04 wd1e-2 (coupled)", ['--optimizer','nadam','--momentum-decay','0.04','--weight-decay','1e-2','--lr','1e-2'],
+          lambda m: O.NAdam(m.parameters(), lr=1e-2, momentum_decay=0.04, weight_decay=1e-2, **kw)))
+C.append(("nadam decoupled wd0.1 betas .8,.99", ['--optimizer','nadam','--decoupled-weight-decay','--weight-decay','0.1','--betas','0.8,0.99','--lr','3e-3'],
+          lambda m: O.NAdam(m.parameters(), lr=3e-3, decoupled_weight_decay=True, weight_decay=0.1, betas=(0.8,0.99), **kw)))
+C.append(("radam default", ['--optimizer','radam'], lambda m: O.RAdam(m.parameters(), **kw)))
+C.append(("radam wd1e-2 (coupled) lr1e-2", ['--optimizer','radam','--weight-decay','1e-2','--lr','1e-2'],
+          lambda m: O.RAdam(m.parameters(), lr=1e-2, weight_decay=1e-2, **kw)))
+C.append(("radam decoupled wd0.1 betas .9,.9", ['--optimizer','radam','--decoupled-weight-decay','--weight-decay','0.1','--betas','0.9,0.9','--lr','3e-3'],
+          lambda m: O.RAdam(m.parameters(), lr=3e-3, decoupled_weight_decay=True, weight_decay=0.1, betas=(0.9,0.9), **kw)))
 import sys
 sel = sys.argv[1:] 
 for name, flags, mk in C:

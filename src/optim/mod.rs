@@ -1,6 +1,7 @@
 //! Optimizers and gradient clipping: host-side configuration and the per-step scalars
 //! that reach the fused update kernels through one small uniform buffer.
 
+mod nadam;
 mod optimizer;
 mod scalars;
 pub mod schedule;

@@ -68,6 +68,41 @@ pub enum Optimizer {
         /// Coupled L2 weight decay.
         weight_decay: f32,
     },
+    /// torch.optim.Adamax: Adam with the infinity norm in place of the second moment.
+    Adamax {
+        /// Coefficients of the running average of the gradient and of the infinity norm.
+        betas: (f32, f32),
+        /// Added to |g| before the maximum.
+        eps: f32,
+        /// Coupled L2 weight decay.
+        weight_decay: f32,
+    },
+    /// torch.optim.NAdam: Adam with Nesterov momentum and the momentum schedule
+    /// μ_t = β1·(1 − ½·0.96^(t·momentum_decay)).
+    NAdam {
+        /// Coefficients of the running averages of the gradient and its square.
+        betas: (f32, f32),
+        /// Added to the denominator.
+        eps: f32,
+        /// Weight decay.
+        weight_decay: f32,
+        /// ψ of the momentum schedule.
+        momentum_decay: f32,
+        /// `decoupled_weight_decay`: p ← p·(1 − lr·wd) instead of an L2 term.
+        decoupled: bool,
+    },
+    /// torch.optim.RAdam: Adam whose adaptive step is rectified by the variance of the
+    /// second moment's estimate, and plain momentum SGD while that variance is undefined.
+    RAdam {
+        /// Coefficients of the running averages of the gradient and its square.
+        betas: (f32, f32),
+        /// Added to the denominator.
+        eps: f32,
+        /// Weight decay.
+        weight_decay: f32,
+        /// `decoupled_weight_decay`: p ← p·(1 − lr·wd) instead of an L2 term.
+        decoupled: bool,
+    },
 }
 
 /// Gradient clipping applied inside the optimizer dispatch: first by value
@@ -84,7 +119,8 @@ pub struct Clip {
 }
 
 /// The optimizer names the command line accepts.
-pub const OPTIMIZER_NAMES: &str = "sgd, adam, adamw, adagrad, rmsprop, adadelta";
+pub const OPTIMIZER_NAMES: &str =
+    "sgd, adam, adamw, adagrad, rmsprop, adadelta, adamax, nadam, radam";
 
 impl Optimizer {
     /// torch.optim.AdamW's defaults: betas (0.9, 0.999), eps 1e-8, weight decay 0.01.
@@ -149,6 +185,37 @@ impl Optimizer {
         }
     }
 
+    /// torch.optim.Adamax's defaults: betas (0.9, 0.999), eps 1e-8, no weight decay.
+    pub fn adamax() -> Self {
+        Optimizer::Adamax {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+
+    /// torch.optim.NAdam's defaults: betas (0.9, 0.999), eps 1e-8, momentum decay 4e-3,
+    /// no weight decay.
+    pub fn nadam() -> Self {
+        Optimizer::NAdam {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum_decay: 4e-3,
+            decoupled: false,
+        }
+    }
+
+    /// torch.optim.RAdam's defaults: betas (0.9, 0.999), eps 1e-8, no weight decay.
+    pub fn radam() -> Self {
+        Optimizer::RAdam {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+        }
+    }
+
     /// The optimizer with torch.optim's defaults for a name in [`OPTIMIZER_NAMES`].
     pub fn by_name(name: &str) -> Result<Self> {
         Ok(match name.to_ascii_lowercase().as_str() {
@@ -158,6 +225,9 @@ impl Optimizer {
             "adagrad" => Optimizer::adagrad(),
             "rmsprop" => Optimizer::rmsprop(),
             "adadelta" => Optimizer::adadelta(),
+            "adamax" => Optimizer::adamax(),
+            "nadam" => Optimizer::nadam(),
+            "radam" => Optimizer::radam(),
             other => {
                 return Err(Error::Config(format!(
                     "unknown optimizer '{other}' ({OPTIMIZER_NAMES})"
@@ -169,7 +239,8 @@ impl Optimizer {
     /// torch.optim's default learning rate for this optimizer.
     pub fn default_lr(&self) -> f32 {
         match self {
-            Optimizer::Sgd { .. } | Optimizer::Adam { .. } => 1e-3,
+            Optimizer::Sgd { .. } | Optimizer::Adam { .. } | Optimizer::RAdam { .. } => 1e-3,
+            Optimizer::Adamax { .. } | Optimizer::NAdam { .. } => 2e-3,
             Optimizer::Adagrad { .. } | Optimizer::RmsProp { .. } => 1e-2,
             Optimizer::Adadelta { .. } => 1.0,
         }
@@ -183,13 +254,17 @@ impl Optimizer {
             Optimizer::Adagrad { .. } => "adagrad_step",
             Optimizer::RmsProp { .. } => "rmsprop_step",
             Optimizer::Adadelta { .. } => "adadelta_step",
+            Optimizer::Adamax { .. } => "adamax_step",
+            Optimizer::NAdam { .. } => "nadam_step",
+            Optimizer::RAdam { .. } => "radam_step",
         }
     }
 
     /// Whether state buffer `index` (0..3, each the size of the parameter arena) is used.
     /// SGD: 0 momentum. Adam: 0 m, 1 v, 2 max v (AMSGrad). Adagrad: 0 sum of squares.
     /// RMSprop: 0 square average, 1 gradient average (centred), 2 momentum.
-    /// Adadelta: 0 square average, 1 accumulated update.
+    /// Adadelta: 0 square average, 1 accumulated update. Adamax: 0 m, 1 infinity norm.
+    /// NAdam, RAdam: 0 m, 1 v.
     pub fn uses_state(&self, index: usize) -> bool {
         match *self {
             Optimizer::Sgd { momentum, .. } => index == 0 && momentum != 0.0,
@@ -198,7 +273,10 @@ impl Optimizer {
             Optimizer::RmsProp {
                 momentum, centered, ..
             } => index == 0 || (index == 1 && centered) || (index == 2 && momentum != 0.0),
-            Optimizer::Adadelta { .. } => index < 2,
+            Optimizer::Adadelta { .. }
+            | Optimizer::Adamax { .. }
+            | Optimizer::NAdam { .. }
+            | Optimizer::RAdam { .. } => index < 2,
         }
     }
 
@@ -285,6 +363,35 @@ impl Optimizer {
                 check("eps", eps, eps >= 0.0)?;
                 check("weight decay", weight_decay, weight_decay >= 0.0)?;
             }
+            Optimizer::Adamax {
+                betas,
+                eps,
+                weight_decay,
+            }
+            | Optimizer::RAdam {
+                betas,
+                eps,
+                weight_decay,
+                ..
+            } => {
+                check("beta1", betas.0, (0.0..1.0).contains(&betas.0))?;
+                check("beta2", betas.1, (0.0..1.0).contains(&betas.1))?;
+                check("eps", eps, eps >= 0.0)?;
+                check("weight decay", weight_decay, weight_decay >= 0.0)?;
+            }
+            Optimizer::NAdam {
+                betas,
+                eps,
+                weight_decay,
+                momentum_decay,
+                ..
+            } => {
+                check("beta1", betas.0, (0.0..1.0).contains(&betas.0))?;
+                check("beta2", betas.1, (0.0..1.0).contains(&betas.1))?;
+                check("eps", eps, eps >= 0.0)?;
+                check("weight decay", weight_decay, weight_decay >= 0.0)?;
+                check("momentum_decay", momentum_decay, momentum_decay >= 0.0)?;
+            }
         }
         Ok(())
     }
@@ -367,8 +474,69 @@ impl Optimizer {
                 s.eps = eps;
                 s.weight_decay = weight_decay;
             }
+            Optimizer::Adamax {
+                betas,
+                eps,
+                weight_decay,
+            } => {
+                s.beta1 = betas.0;
+                s.beta2 = betas.1;
+                s.eps = eps;
+                s.weight_decay = weight_decay;
+                s.bias_correction1 = (1.0 - as_decimal(betas.0).powf(f64::from(step))) as f32;
+            }
+            Optimizer::NAdam {
+                betas,
+                eps,
+                weight_decay,
+                momentum_decay,
+                decoupled,
+            } => {
+                s.beta1 = betas.0;
+                s.beta2 = betas.1;
+                s.eps = eps;
+                s.weight_decay = weight_decay;
+                s.decoupled = u32::from(decoupled);
+                s.bias_correction2 = (1.0 - as_decimal(betas.1).powf(f64::from(step))) as f32;
+                let (beta1, psi) = (as_decimal(betas.0), as_decimal(momentum_decay));
+                let (grad, avg) = super::nadam::coefficients(beta1, psi, step);
+                s.nadam_grad_coef = grad as f32;
+                s.nadam_avg_coef = avg as f32;
+            }
+            Optimizer::RAdam {
+                betas,
+                eps,
+                weight_decay,
+                decoupled,
+            } => {
+                s.beta1 = betas.0;
+                s.beta2 = betas.1;
+                s.eps = eps;
+                s.weight_decay = weight_decay;
+                s.decoupled = u32::from(decoupled);
+                let t = f64::from(step);
+                let (beta1, beta2) = (as_decimal(betas.0), as_decimal(betas.1));
+                s.bias_correction1 = (1.0 - beta1.powf(t)) as f32;
+                s.bias_correction2_sqrt = (1.0 - beta2.powf(t)).sqrt() as f32;
+                s.rect = radam_rectification(beta2, t) as f32;
+            }
         }
         s.with_complements()
+    }
+}
+
+/// RAdam's variance rectification r_t at step `t`, or 0 while the length of the
+/// approximated simple moving average ρ_t is at most 5 (the variance of the adaptive
+/// step is then undefined and RAdam takes a plain momentum step). In f64, as PyTorch
+/// computes it in Python floats.
+fn radam_rectification(beta2: f64, t: f64) -> f64 {
+    let rho_inf = 2.0 / (1.0 - beta2) - 1.0;
+    let rho_t = rho_inf - 2.0 * t * beta2.powf(t) / (1.0 - beta2.powf(t));
+    if rho_t > 5.0 {
+        ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+            .sqrt()
+    } else {
+        0.0
     }
 }
 

@@ -67,6 +67,14 @@ pub struct StepScalars {
     /// untouched (`clip_grad_norm_(error_if_nonfinite=True)` raises before the step; the
     /// host reads the norm back and reports it).
     pub skip_nonfinite: u32,
+    /// 1 − β2^t (NAdam divides the second moment by it before the square root).
+    pub bias_correction2: f32,
+    /// RAdam's variance rectification r_t; 0 while ρ_t ≤ 5 (an unrectified momentum step).
+    pub rect: f32,
+    /// NAdam's coefficient of the gradient, (1 − μ_t) / (1 − Π μ).
+    pub nadam_grad_coef: f32,
+    /// NAdam's coefficient of the first moment, μ_(t+1) / (1 − Π μ · μ_(t+1)).
+    pub nadam_avg_coef: f32,
 }
 
 /// Zero hyperparameters with their complements (1 − 0 = 1) and no tail group: an update
@@ -168,7 +176,7 @@ mod tests {
     }
 
     #[test]
-    fn layout_is_112_bytes() {
-        assert_eq!(std::mem::size_of::<StepScalars>(), 112);
+    fn layout_is_128_bytes() {
+        assert_eq!(std::mem::size_of::<StepScalars>(), 128);
     }
 }

@@ -41,6 +41,10 @@ const PARITY_SCALARS: StepScalars = StepScalars {
     tail_lr_scale: 1.0,
     tail_weight_decay: 0.0,
     skip_nonfinite: 0,
+    bias_correction2: 1.0,
+    rect: 0.0,
+    nadam_grad_coef: 0.0,
+    nadam_avg_coef: 0.0,
 };
 
 /// The starting value of the buffer an in-place op updates.

@@ -42,6 +42,7 @@ mod matmul;
 mod norm;
 mod optim;
 mod optim_adam;
+mod optim_adam_variants;
 mod optim_sgd;
 mod pool;
 mod reduce;

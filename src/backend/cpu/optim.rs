@@ -2,6 +2,7 @@
 //! `shaders/optim.wgsl`): each gradient is clipped by value and scaled by the global-norm
 //! clipping coefficient on the fly, then one loop applies torch.optim's update.
 
+use super::optim_adam_variants::{adam_variant_run, AdamVariant};
 use crate::error::{Error, Result};
 use crate::optim::{clip_coefficient, clip_value, Optimizer, StepScalars};
 
@@ -283,6 +284,22 @@ fn update(
                 *p -= lr * delta;
             }
         }
+        Optimizer::Adamax { .. } | Optimizer::NAdam { .. } | Optimizer::RAdam { .. } => {
+            let variant = match optimizer {
+                Optimizer::Adamax { .. } => AdamVariant::Adamax,
+                Optimizer::NAdam { .. } => AdamVariant::NAdam,
+                _ => AdamVariant::RAdam,
+            };
+            adam_variant_run(
+                variant,
+                params,
+                grads,
+                [s0, s1],
+                s,
+                (clip, inv_scale),
+                (lr, wd),
+            )
+        }
     }
 }
 
@@ -522,6 +539,94 @@ mod tests {
             &[w1, w1 - d2],
             1e-6,
         );
+    }
+
+    #[test]
+    fn adamax_hand_derived() {
+        // lr 0.01. Step 1: m = 0.1, u = |1| + 1e-8, lr/(1 − 0.9) = 0.1: w = 1 − 0.01/u.
+        // Step 2, g = w1: m = 0.1 + 0.1·(w1 − 0.1), u = max(0.999·u1, w1 + 1e-8) = 0.999·u1
+        // (the decayed norm still exceeds |g|), bias correction 0.19.
+        let u1 = 1.0 + 1e-8;
+        let w1 = 1.0 - 0.01 / u1;
+        let m2 = 0.1 + 0.1 * (w1 - 0.1);
+        let w2 = w1 - (0.01 / 0.19) * m2 / (0.999 * u1);
+        let opt = Optimizer::adamax();
+        assert_close(&trajectory(opt, 0.01, 2, quadratic), &[w1, w2], 1e-6);
+        // A larger gradient takes over the norm: g = 1 then 2, u2 = 2 + 1e-8.
+        let grads = |_: f32, step: u32| step as f32;
+        let w2 = w1 - (0.01 / 0.19) * (0.1 + 0.1 * (2.0 - 0.1)) / (2.0 + 1e-8);
+        assert_close(&trajectory(opt, 0.01, 2, grads), &[w1, w2], 1e-6);
+    }
+
+    /// μ_t of NAdam with β1 = 0.9 and ψ = 0.004, written out for the tests.
+    fn mu(t: f64) -> f64 {
+        0.9 * (1.0 - 0.5 * 0.96f64.powf(t * 0.004))
+    }
+
+    #[test]
+    fn nadam_hand_derived() {
+        // lr 0.01, g = w. Step 1: m = 0.1, v = 0.001, v/(1 − 0.999) = 1, d = 1 + 1e-8,
+        // w = 1 − 0.01·(1 − μ1)/(1 − μ1)·1/d − 0.01·μ2/(1 − μ1μ2)·0.1/d.
+        let d1 = 1.0 + 1e-8;
+        let w1 = 1.0 - 0.01 / d1 - 0.01 * mu(2.0) / (1.0 - mu(1.0) * mu(2.0)) * 0.1 / d1;
+        // Step 2: products μ1μ2 and μ1μ2μ3, bias correction 1 − 0.999² = 0.001999.
+        let m2 = 0.1 + 0.1 * (w1 - 0.1);
+        let v2 = 0.999 * 0.001 + 0.001 * w1 * w1;
+        let d2 = (v2 / 0.001_999).sqrt() + 1e-8;
+        let p2 = mu(1.0) * mu(2.0);
+        let w2 = w1
+            - 0.01 * (1.0 - mu(2.0)) / (1.0 - p2) * w1 / d2
+            - 0.01 * mu(3.0) / (1.0 - p2 * mu(3.0)) * m2 / d2;
+        assert_close(
+            &trajectory(Optimizer::nadam(), 0.01, 2, quadratic),
+            &[w1, w2],
+            1e-6,
+        );
+        // Decoupled decay 0.1 scales w by 1 − 0.001 first and leaves the gradient alone.
+        let decoupled = Optimizer::NAdam {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.1,
+            momentum_decay: 4e-3,
+            decoupled: true,
+        };
+        let w1 = 0.999 - 0.01 / d1 - 0.01 * mu(2.0) / (1.0 - mu(1.0) * mu(2.0)) * 0.1 / d1;
+        assert_close(&trajectory(decoupled, 0.01, 1, quadratic), &[w1], 1e-6);
+    }
+
+    #[test]
+    fn radam_hand_derived() {
+        // While ρ_t ≤ 5 (steps 1–5 at β2 = 0.999) RAdam is momentum SGD on the
+        // bias-corrected mean: w1 = 1 − 0.01·(0.1/0.1) = 0.99, w2 = 0.99 − 0.01·m2/0.19.
+        let got = trajectory(Optimizer::radam(), 0.01, 8, quadratic);
+        let m2 = 0.1 + 0.1 * (0.99 - 0.1);
+        assert_close(&got[..2], &[0.99, 0.99 - 0.01 * m2 / 0.19], 1e-6);
+        // The whole trajectory against RAdam's formulas in f64: from step 6 the step is
+        // rectified, r_t = √((ρ−4)(ρ−2)ρ∞ / ((ρ∞−4)(ρ∞−2)ρ)).
+        let (b1, b2) = (0.9f64, 0.999f64);
+        let rho_inf = 2.0 / (1.0 - b2) - 1.0;
+        let (mut w, mut m, mut v) = (1.0f64, 0.0, 0.0);
+        let mut want = Vec::new();
+        for t in 1..=8 {
+            let t = f64::from(t);
+            let g = w;
+            m = b1 * m + (1.0 - b1) * g;
+            v = b2 * v + (1.0 - b2) * g * g;
+            let (bc1, bc2) = (1.0 - b1.powf(t), 1.0 - b2.powf(t));
+            let rho = rho_inf - 2.0 * t * b2.powf(t) / bc2;
+            let mut step = 0.01 * m / bc1;
+            if rho > 5.0 {
+                let r = ((rho - 4.0) * (rho - 2.0) * rho_inf
+                    / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho))
+                    .sqrt();
+                step *= r * bc2.sqrt() / (v.sqrt() + 1e-8);
+            }
+            w -= step;
+            want.push(w);
+        }
+        assert_close(&got, &want, 1e-6);
+        // The rectified steps are much shorter than the momentum steps before them.
+        assert!((got[4] - got[5]).abs() < 0.2 * (got[3] - got[4]).abs());
     }
 
     /// Clipping scales the gradient to norm max_norm: with g = (3, 4), norm 5, max 1, plain

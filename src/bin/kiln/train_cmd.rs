@@ -42,7 +42,8 @@ pub struct TrainArgs {
     /// Seed for initialisation, shuffling and dropout.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// sgd, adam, adamw, adagrad, rmsprop or adadelta (torch.optim's defaults for each).
+    /// sgd, adam, adamw, adagrad, rmsprop, adadelta, adamax, nadam or radam (torch.optim's
+    /// defaults for each).
     #[arg(long, default_value = "adamw")]
     optimizer: String,
     /// Momentum (sgd, rmsprop).
@@ -54,10 +55,10 @@ pub struct TrainArgs {
     /// SGD Nesterov momentum.
     #[arg(long)]
     nesterov: bool,
-    /// Adam/AdamW betas, "b1,b2".
+    /// Betas of adam, adamw, adamax, nadam and radam, "b1,b2".
     #[arg(long)]
     betas: Option<String>,
-    /// Epsilon added to the denominator (adam, adamw, adagrad, rmsprop, adadelta).
+    /// Epsilon added to the denominator (all but sgd).
     #[arg(long)]
     eps: Option<f32>,
     /// Weight decay: decoupled for adamw (default 0.01), an L2 term in the gradient for
@@ -82,6 +83,13 @@ pub struct TrainArgs {
     /// Adadelta smoothing constant.
     #[arg(long)]
     rho: Option<f32>,
+    /// NAdam momentum decay ψ of the schedule μ_t = β1·(1 − ½·0.96^(t·ψ)).
+    #[arg(long)]
+    momentum_decay: Option<f32>,
+    /// Adam, NAdam, RAdam: decay the weights as AdamW does (p·(1 − lr·wd)) instead of
+    /// adding an L2 term to the gradient.
+    #[arg(long)]
+    decoupled_weight_decay: bool,
     /// Clip gradients to this global L2 norm (after any --clip-value).
     #[arg(long)]
     clip_norm: Option<f32>,
@@ -217,16 +225,19 @@ fn optimizer(args: &TrainArgs) -> Result<Optimizer> {
             eps,
             weight_decay,
             amsgrad,
-            ..
+            decoupled,
         } => {
-            if let Some(b) = &args.betas {
-                *betas = parse_betas(b)?;
-            }
-            used.push("--betas");
+            set_betas(betas, args, &mut used)?;
             set(eps, args.eps, "--eps", &mut used);
             set(weight_decay, args.weight_decay, "--weight-decay", &mut used);
             *amsgrad = args.amsgrad;
             used.push("--amsgrad");
+            // torch.optim.Adam takes decoupled_weight_decay; AdamW is always decoupled and
+            // does not.
+            if !*decoupled {
+                *decoupled = args.decoupled_weight_decay;
+                used.push("--decoupled-weight-decay");
+            }
         }
         Optimizer::Adagrad {
             lr_decay,
@@ -267,6 +278,46 @@ fn optimizer(args: &TrainArgs) -> Result<Optimizer> {
             set(eps, args.eps, "--eps", &mut used);
             set(weight_decay, args.weight_decay, "--weight-decay", &mut used);
         }
+        Optimizer::Adamax {
+            betas,
+            eps,
+            weight_decay,
+        } => {
+            set_betas(betas, args, &mut used)?;
+            set(eps, args.eps, "--eps", &mut used);
+            set(weight_decay, args.weight_decay, "--weight-decay", &mut used);
+        }
+        Optimizer::NAdam {
+            betas,
+            eps,
+            weight_decay,
+            momentum_decay,
+            decoupled,
+        } => {
+            set_betas(betas, args, &mut used)?;
+            set(eps, args.eps, "--eps", &mut used);
+            set(weight_decay, args.weight_decay, "--weight-decay", &mut used);
+            set(
+                momentum_decay,
+                args.momentum_decay,
+                "--momentum-decay",
+                &mut used,
+            );
+            *decoupled = args.decoupled_weight_decay;
+            used.push("--decoupled-weight-decay");
+        }
+        Optimizer::RAdam {
+            betas,
+            eps,
+            weight_decay,
+            decoupled,
+        } => {
+            set_betas(betas, args, &mut used)?;
+            set(eps, args.eps, "--eps", &mut used);
+            set(weight_decay, args.weight_decay, "--weight-decay", &mut used);
+            *decoupled = args.decoupled_weight_decay;
+            used.push("--decoupled-weight-decay");
+        }
     }
     let given = [
         ("--momentum", args.momentum.is_some()),
@@ -284,6 +335,8 @@ fn optimizer(args: &TrainArgs) -> Result<Optimizer> {
         ("--alpha", args.alpha.is_some()),
         ("--centered", args.centered),
         ("--rho", args.rho.is_some()),
+        ("--momentum-decay", args.momentum_decay.is_some()),
+        ("--decoupled-weight-decay", args.decoupled_weight_decay),
     ];
     if let Some((flag, _)) = given.iter().find(|(f, g)| *g && !used.contains(f)) {
         return Err(Error::Config(format!(
@@ -293,6 +346,15 @@ fn optimizer(args: &TrainArgs) -> Result<Optimizer> {
     }
     opt.validate()?;
     Ok(opt)
+}
+
+/// Overrides the default betas with `--betas` and records that the optimizer takes it.
+fn set_betas(betas: &mut (f32, f32), args: &TrainArgs, used: &mut Vec<&str>) -> Result<()> {
+    if let Some(b) = &args.betas {
+        *betas = parse_betas(b)?;
+    }
+    used.push("--betas");
+    Ok(())
 }
 
 /// Overrides a default with a flag's value and records that the optimizer takes the flag.

@@ -35,6 +35,9 @@ fn half_kernel(optimizer: &Optimizer) -> &'static str {
         Optimizer::Adagrad { .. } => "adagrad_step_half",
         Optimizer::RmsProp { .. } => "rmsprop_step_half",
         Optimizer::Adadelta { .. } => "adadelta_step_half",
+        Optimizer::Adamax { .. } => "adamax_step_half",
+        Optimizer::NAdam { .. } => "nadam_step_half",
+        Optimizer::RAdam { .. } => "radam_step_half",
     }
 }
 
