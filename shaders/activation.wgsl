@@ -1,8 +1,9 @@
 // The Op::Activation* kernels; the functions are activation_core.wgsl's (prepended).
 //
 // KIND selects the function (Activation::code): 0 relu, 1 leaky_relu, 2 sigmoid, 3 tanh,
-// 4 gelu (exact erf form). It has no default so that a pipeline built without it fails
-// loudly instead of silently computing relu. dims.d0 = n, dims.f0 = leaky slope.
+// 4 gelu (exact erf form), 5 silu, 6 elu, 7 selu. It has no default so that a pipeline
+// built without it fails loudly instead of silently computing relu. dims.d0 = n,
+// dims.f0 = leaky relu's slope or ELU's α.
 
 override KIND: u32;
 

@@ -5,8 +5,8 @@
 // src/backend/cpu/activation.rs.
 //
 // `kind` is Activation::code: 0 relu, 1 leaky_relu, 2 sigmoid, 3 tanh, 4 gelu (exact erf
-// form); callers pass an override constant, so the switch is resolved when the pipeline is
-// built. `slope` is leaky relu's.
+// form), 5 silu, 6 elu, 7 selu; callers pass an override constant, so the switch is
+// resolved when the pipeline is built. `slope` is leaky relu's slope or ELU's α.
 
 const FRAC_1_SQRT_2: f32 = 0.7071067811865476;
 // 1/sqrt(2π)
@@ -115,6 +115,29 @@ fn sigmoid(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(min(-x, 88.0)));
 }
 
+// nn.SELU's α and λ (src/op/mod.rs SELU_ALPHA, SELU_SCALE).
+const SELU_ALPHA: f32 = 1.6732632423543772;
+const SELU_SCALE: f32 = 1.0507009873554805;
+
+// eˣ − 1 with relative accuracy near 0, where exp(x) − 1 would cancel (WGSL has no
+// expm1): (eˣ − 1)/x = Σ xⁿ/(n+1)! to x⁸/9! for |x| < 0.5 (truncation below 6e-10
+// relative), exp(x) − 1 elsewhere (at least 0.39 in magnitude there, so no cancellation).
+fn expm1_f32(x: f32) -> f32 {
+    if (abs(x) < 0.5) {
+        var p = 2.755731922398589e-06;
+        p = p * x + 2.48015873015873e-05;
+        p = p * x + 0.0001984126984126984;
+        p = p * x + 0.001388888888888889;
+        p = p * x + 0.008333333333333333;
+        p = p * x + 0.041666666666666664;
+        p = p * x + 0.16666666666666666;
+        p = p * x + 0.5;
+        p = p * x + 1.0;
+        return x * p;
+    }
+    return exp(x) - 1.0;
+}
+
 fn act_apply(kind: u32, x: f32, slope: f32) -> f32 {
     switch kind {
         // relu. NaN propagates, as torch.relu does; tested by its bits because WGSL
@@ -132,9 +155,22 @@ fn act_apply(kind: u32, x: f32, slope: f32) -> f32 {
         case 3u: {
             return tanh_f32(x);
         }
-        // 4: gelu
-        default: {
+        case 4u: {
             return x * 0.5 * one_plus_erf(x * FRAC_1_SQRT_2);
+        }
+        // silu: x / (1 + e^−x), PyTorch's form. Past −88.72 e^−x overflows and PyTorch
+        // gives x / ∞ = −0 (NaN at −∞): x·0 is both, where a clamped exponent would not be.
+        case 5u: {
+            return select(x / (1.0 + exp(-x)), x * 0.0, -x > 88.72);
+        }
+        case 6u: {
+            return select(slope * expm1_f32(x), x, x > 0.0);
+        }
+        case 7u: {
+            return select(SELU_SCALE * SELU_ALPHA * expm1_f32(x), SELU_SCALE * x, x > 0.0);
+        }
+        default: {
+            return bitcast<f32>(0x7fc00000u);
         }
     }
 }
@@ -156,11 +192,25 @@ fn act_derivative(kind: u32, x: f32, slope: f32) -> f32 {
             let t = tanh_f32(x);
             return 1.0 - t * t;
         }
-        // 4: gelu, Φ(x) + x·φ(x)
-        default: {
+        // gelu: Φ(x) + x·φ(x)
+        case 4u: {
             let cdf = 0.5 * one_plus_erf(x * FRAC_1_SQRT_2);
             let pdf = FRAC_1_SQRT_2PI * exp(-(x * x) * 0.5);
             return cdf + x * pdf;
+        }
+        // silu: σ(x)·(1 + x·(1 − σ(x))), PyTorch's silu_backward.
+        case 5u: {
+            let s = sigmoid(x);
+            return select(s * (1.0 + x * (1.0 - s)), x * 0.0, -x > 88.72);
+        }
+        case 6u: {
+            return select(slope * exp(x), 1.0, x > 0.0);
+        }
+        case 7u: {
+            return select(SELU_SCALE * SELU_ALPHA * exp(x), SELU_SCALE, x > 0.0);
+        }
+        default: {
+            return bitcast<f32>(0x7fc00000u);
         }
     }
 }

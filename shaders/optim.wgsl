@@ -104,6 +104,11 @@ fn tree_sum(t: u32, v: f32) -> f32 {
     return partial[0];
 }
 
+// NaN by its bits: compilers may assume no NaN in float compares.
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
 // NaN/Inf by their exponent bits: compilers may assume no NaN in float compares.
 fn is_nonfinite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
@@ -388,7 +393,10 @@ fn adamax_update(i: u32, g_in: f32) -> f32 {
     let p = params[i];
     let g = g_in + h.y * p;
     let m = first_moment(i, g);
-    let u = flush_subnormal(max(s.beta2 * state1[i], abs(g) + s.eps));
+    // torch.maximum propagates NaN; WGSL's max leaves it unspecified.
+    let a = s.beta2 * state1[i];
+    let b = abs(g) + s.eps;
+    let u = flush_subnormal(select(max(a, b), a + b, is_nan(a) || is_nan(b)));
     state1[i] = u;
     let updated = p - (lr / s.bias_correction1) * m / u;
     params[i] = updated;

@@ -1,5 +1,5 @@
-// Max and average pooling (floor mode, PyTorch's implicit padding: max over a window's
-// input positions only, average with count_include_pad), mirroring
+// Max and average pooling (PyTorch's implicit padding and ceil_mode: max over a window's
+// input positions only, average with or without count_include_pad), mirroring
 // src/backend/cpu/pool/mod.rs.
 //
 // Bindings follow the graph-op convention: 0 the Dims uniform, 1 the output, 2.. the op's
@@ -10,10 +10,13 @@
 // layer and only d0 changes between them:
 //   d0 = invocations (n·c·oh·ow for the forward kernels, n·c·h·w for the gradients)
 //   e0 = h, e1 = w, e2 = kh, e3 = kw, e4 = sh, e5 = sw, e6 = oh, e7 = ow, d2 = ph, d3 = pw
-// with oh = (h + 2·ph − kh) / sh + 1 and ow likewise (sh, sw ≥ 1, 2·ph ≤ kh, 2·pw ≤ kw,
-// h, w ≥ 1, so every window holds an input position). Windows start at (oy·sh, ox·sw) in
+// with oh = (h + 2·ph − kh) / sh + 1 and ow likewise, rounded up in ceil mode (sh, sw ≥ 1,
+// 2·ph ≤ kh, 2·pw ≤ kw, h, w ≥ 1, and in ceil mode the last window starts before
+// h + ph, so every window holds an input position). Windows start at (oy·sh, ox·sw) in
 // padded coordinates, input position y at y + ph. f0 = kh·kw as a float (the average's
 // divisor; a u32 product could wrap for windows larger than the input). d1 = n·c.
+// e8 = the average's divisor rule: 0 f0 for every window, 1 each window's own with
+// padding counted (ceil mode: clipped to the padded input), 2 its input positions only.
 //
 // The gradients run in gather form, one invocation per input pixel visiting the windows
 // that contain it in a fixed order, so they need no atomics and add in the CPU's order.
@@ -58,6 +61,22 @@ fn inside(start: u32, pad: u32, k: u32, len: u32) -> vec2<u32> {
     let lo = select(0u, pad - start, pad > start);
     let hi = min(k, len + pad - start);
     return vec2<u32>(start + lo - pad, hi - lo);
+}
+
+// The divisor of the average of window (oy, ox) under rule e8 ≥ 1, as PyTorch's
+// avg_pool2d: the window clipped to the padded input, or to the input. Each factor is at
+// most the padded length, and their product is taken in f32, as the host's f0 is.
+fn divisor(oy: u32, ox: u32) -> f32 {
+    let ys = oy * dims.e4;
+    let xs = ox * dims.e5;
+    if (dims.e8 == 1u) {
+        let hy = min(ys + dims.e2, dims.e0 + 2u * dims.d2) - ys;
+        let hx = min(xs + dims.e3, dims.e1 + 2u * dims.d3) - xs;
+        return f32(hy) * f32(hx);
+    }
+    let iy = inside(ys, dims.d2, dims.e2, dims.e0);
+    let ix = inside(xs, dims.d3, dims.e3, dims.e1);
+    return f32(iy.y) * f32(ix.y);
 }
 
 // First window along an axis that contains (padded) position i: ceil((i + 1 − k) / s),
@@ -157,11 +176,16 @@ fn avg_pool(
             acc = acc + ld0(row + kx);
         }
     }
-    st_out(i, acc / dims.f0);
+    if (dims.e8 == 0u) {
+        st_out(i, acc / dims.f0);
+    } else {
+        st_out(i, acc / divisor(r / dims.e7, r % dims.e7));
+    }
 }
 
 // out = dx [N, C, H, W]: each pixel sums dy over the windows containing it (rows, then
-// columns) and divides by kh·kw once at the end, as the CPU does.
+// columns) and divides by kh·kw once at the end, as the CPU does; under a per-window
+// divisor rule (e8 ≥ 1) it sums each window's dy / divisor instead.
 // Reads d0 = n·c·h·w, e0..e7. Bindings: out, in0 = dy [N, C, OH, OW].
 // Dispatch n·c·h·w invocations.
 @compute @workgroup_size(256)
@@ -189,8 +213,16 @@ fn avg_pool_grad(
     var acc = 0.0;
     for (var oy = first_cover(py, dims.e2, dims.e4); oy < oy_end; oy++) {
         for (var ox = ox_lo; ox < ox_end; ox++) {
-            acc = acc + ld0(dbase + oy * ow + ox);
+            if (dims.e8 == 0u) {
+                acc = acc + ld0(dbase + oy * ow + ox);
+            } else {
+                acc = acc + ld0(dbase + oy * ow + ox) / divisor(oy, ox);
+            }
         }
     }
-    st_out(i, acc / dims.f0);
+    if (dims.e8 == 0u) {
+        st_out(i, acc / dims.f0);
+    } else {
+        st_out(i, acc);
+    }
 }

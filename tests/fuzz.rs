@@ -321,6 +321,13 @@ const TOKENS: &[&str] = &[
     "sigmoid",
     "tanh",
     "gelu",
+    "silu",
+    "elu",
+    "selu",
+    "adaptiveavgpool2d",
+    "adaptivemaxpool2d",
+    "ceil_mode",
+    "count_include_pad",
     "softmax",
     "swish",
     "(",
@@ -405,7 +412,18 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
     let [mut c, mut h, mut w] = sample;
     let mut layers: Vec<String> = Vec::new();
     let activation = |k: usize| {
-        ["relu", "tanh", "sigmoid", "gelu", "leaky_relu(0.2)", "ReLU"][k % 6].to_string()
+        [
+            "relu",
+            "tanh",
+            "sigmoid",
+            "gelu",
+            "leaky_relu(0.2)",
+            "ReLU",
+            "silu",
+            "elu(alpha=0.5)",
+            "selu",
+        ][k % 9]
+            .to_string()
     };
     if pick(2) == 0 {
         for _ in 0..pick(3) {
@@ -424,7 +442,7 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
             if pick(2) == 0 {
                 layers.push(format!("batchnorm2d({c})"));
             }
-            layers.push(activation(pick(6)));
+            layers.push(activation(pick(9)));
             let k = 1 + pick(2);
             if h >= k && w >= k {
                 match pick(3) {
@@ -458,7 +476,7 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
             2 => layers.push(format!("batchnorm1d({features})")),
             _ => {}
         }
-        layers.push(activation(pick(6)));
+        layers.push(activation(pick(9)));
     }
     layers.push(format!("linear({features},10)"));
     if pick(4) == 0 {

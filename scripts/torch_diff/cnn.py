@@ -23,7 +23,9 @@ def parse_spec(spec):
         pa, ka = a
         M = {'conv2d': nn.Conv2d, 'linear': nn.Linear, 'maxpool2d': nn.MaxPool2d, 'avgpool2d': nn.AvgPool2d,
              'batchnorm2d': nn.BatchNorm2d, 'batchnorm1d': nn.BatchNorm1d, 'relu': nn.ReLU, 'flatten': nn.Flatten,
-             'dropout': nn.Dropout, 'tanh': nn.Tanh, 'layernorm': nn.LayerNorm}[name]
+             'dropout': nn.Dropout, 'tanh': nn.Tanh, 'layernorm': nn.LayerNorm,
+             'adaptiveavgpool2d': nn.AdaptiveAvgPool2d, 'adaptivemaxpool2d': nn.AdaptiveMaxPool2d,
+             'silu': nn.SiLU, 'elu': nn.ELU, 'selu': nn.SELU, 'gelu': nn.GELU}[name]
         mods.append(M(*pa, **ka))
     return mods
 
@@ -102,6 +104,15 @@ CASES = [
     ('c6a', "conv2d(1,8,3,padding=1),relu,maxpool2d(3,stride=2,padding=1),flatten,linear(1568,10)", False),
     ('c6b', "conv2d(1,8,3,padding=1),relu,avgpool2d(3,stride=2,padding=1),flatten,linear(1568,10)", False),
     ('c6c', "conv2d(1,4,3),relu,maxpool2d((3,2),stride=(2,1),padding=(1,1)),flatten,linear(1404,10)", False),
+    # Adaptive pooling (global and to 7x7 / 2x4) and the SiLU/ELU/SELU activations.
+    ('c7a', "conv2d(1,8,3,padding=1),batchnorm2d(8),silu,adaptiveavgpool2d(1),flatten,linear(8,10)", True),
+    ('c7b', "conv2d(1,8,3,padding=1),elu(alpha=0.5),adaptivemaxpool2d(7),flatten,linear(392,10)", False),
+    ('c7c', "conv2d(1,8,3,padding=1),selu,adaptiveavgpool2d((2,4)),flatten,linear(64,10)", False),
+    ('c7d', "conv2d(1,4,3,padding=1),relu,adaptivemaxpool2d(3),flatten,linear(36,10)", False),
+    # ceil_mode (overhanging last windows) and count_include_pad=False.
+    ('c8a', "conv2d(1,8,3),relu,maxpool2d(2,ceil_mode=True),flatten,linear(1352,10)", False),
+    ('c8b', "conv2d(1,8,3),relu,avgpool2d(3,2,1,True,False),flatten,linear(1568,10)", False),
+    ('c8c', "conv2d(1,8,3,padding=1),relu,avgpool2d(3,stride=2,ceil_mode=True),flatten,linear(1568,10)", False),
 ]
 
 if __name__ == '__main__':

@@ -32,7 +32,7 @@ pub enum Layer {
         /// Whether it has a bias.
         bias: bool,
     },
-    /// `nn.MaxPool2d(kernel_size, stride=kernel_size, padding=0)`.
+    /// `nn.MaxPool2d(kernel_size, stride=kernel_size, padding=0, ceil_mode=False)`.
     MaxPool2d {
         /// Window (height, width).
         kernel: (usize, usize),
@@ -40,15 +40,34 @@ pub enum Layer {
         stride: (usize, usize),
         /// Implicit padding (vertical, horizontal); padded positions never win.
         padding: (usize, usize),
+        /// Keep a last window that overhangs the input (output size rounded up).
+        ceil_mode: bool,
     },
-    /// `nn.AvgPool2d(kernel_size, stride=kernel_size, padding=0)` (`count_include_pad`).
+    /// `nn.AvgPool2d(kernel_size, stride=kernel_size, padding=0, ceil_mode=False,
+    /// count_include_pad=True)`.
     AvgPool2d {
         /// Window (height, width).
         kernel: (usize, usize),
         /// Stride (vertical, horizontal).
         stride: (usize, usize),
-        /// Zero padding (vertical, horizontal), counted in each window's divisor.
+        /// Zero padding (vertical, horizontal).
         padding: (usize, usize),
+        /// Keep a last window that overhangs the input (output size rounded up).
+        ceil_mode: bool,
+        /// Count padded positions in each window's divisor.
+        count_include_pad: bool,
+    },
+    /// `nn.AdaptiveAvgPool2d(output_size)` (`max: false`) or `nn.AdaptiveMaxPool2d`
+    /// (`max: true`): windows chosen so the output is `output` (height, width). Runs as
+    /// uniform pooling wherever PyTorch's windows [⌊iL/O⌋, ⌈(i+1)L/O⌉) have one length
+    /// and one spacing (always when the output divides the input; `(1, 1)` is global
+    /// pooling; also e.g. 4 → 3); sizes whose windows differ are refused with an
+    /// `Unsupported` error when the model is built.
+    AdaptivePool2d {
+        /// Output (height, width).
+        output: (usize, usize),
+        /// Maximum instead of average.
+        max: bool,
     },
     /// `nn.Flatten()`: [N, ...] to [N, rest].
     Flatten,
@@ -75,14 +94,16 @@ pub enum Layer {
         /// Probability of zeroing an element.
         p: f32,
     },
-    /// An element-wise activation (`nn.ReLU`, `nn.LeakyReLU`, `nn.Sigmoid`, `nn.Tanh`, `nn.GELU`).
+    /// An element-wise activation (`nn.ReLU`, `nn.LeakyReLU`, `nn.Sigmoid`, `nn.Tanh`,
+    /// `nn.GELU`, `nn.SiLU`, `nn.ELU`, `nn.SELU`).
     Activation(Activation),
     /// `nn.Softmax(dim=-1)`.
     Softmax,
 }
 
-const KNOWN: &str = "linear, conv2d, maxpool2d, avgpool2d, flatten, batchnorm1d, batchnorm2d, \
-layernorm, dropout, relu, leaky_relu, sigmoid, tanh, gelu, softmax";
+const KNOWN: &str = "linear, conv2d, maxpool2d, avgpool2d, adaptiveavgpool2d, \
+adaptivemaxpool2d, flatten, batchnorm1d, batchnorm2d, layernorm, dropout, relu, leaky_relu, \
+sigmoid, tanh, gelu, silu, elu, selu, softmax";
 
 /// The layer a spec entry names, its arguments checked.
 pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
@@ -129,7 +150,28 @@ pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
             }
         }
         "maxpool2d" | "avgpool2d" => {
-            args.allow(&["kernel_size", "stride", "padding"])?;
+            let max = l.name == "maxpool2d";
+            // PyTorch's positions: AvgPool2d(kernel_size, stride, padding, ceil_mode,
+            // count_include_pad); MaxPool2d's fourth and fifth are dilation and
+            // return_indices, which kiln does not take, so its ceil_mode is by name only.
+            if max {
+                args.allow(&["kernel_size", "stride", "padding", "ceil_mode"])?;
+                if let Some(a) = args.get(3, "") {
+                    return Err(args.err(
+                        a.position,
+                        "maxpool2d takes ceil_mode by name (dilation is not supported)".to_string(),
+                    ));
+                }
+            } else {
+                args.allow(&[
+                    "kernel_size",
+                    "stride",
+                    "padding",
+                    "ceil_mode",
+                    "count_include_pad",
+                ])?;
+            }
+            let ceil_mode = args.bool_or(if max { usize::MAX } else { 3 }, "ceil_mode", false)?;
             let kernel = positive(args.pair_or(0, "kernel_size", None)?, "kernel_size")?;
             let stride = match args.get(1, "stride") {
                 Some(_) => positive(args.pair_or(1, "stride", None)?, "stride")?,
@@ -144,18 +186,28 @@ pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
                     format!("'padding' must be at most half of 'kernel_size', got {padding:?}"),
                 ));
             }
-            if l.name == "maxpool2d" {
+            if max {
                 Layer::MaxPool2d {
                     kernel,
                     stride,
                     padding,
+                    ceil_mode,
                 }
             } else {
                 Layer::AvgPool2d {
                     kernel,
                     stride,
                     padding,
+                    ceil_mode,
+                    count_include_pad: args.bool_or(4, "count_include_pad", true)?,
                 }
+            }
+        }
+        "adaptiveavgpool2d" | "adaptivemaxpool2d" => {
+            args.allow(&["output_size"])?;
+            Layer::AdaptivePool2d {
+                output: positive(args.pair_or(0, "output_size", None)?, "output_size")?,
+                max: l.name == "adaptivemaxpool2d",
             }
         }
         "flatten" => plain(Layer::Flatten)?,
@@ -191,6 +243,12 @@ pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
         "sigmoid" => plain(Layer::Activation(Activation::Sigmoid))?,
         "tanh" => plain(Layer::Activation(Activation::Tanh))?,
         "gelu" => plain(Layer::Activation(Activation::Gelu))?,
+        "silu" => plain(Layer::Activation(Activation::Silu))?,
+        "selu" => plain(Layer::Activation(Activation::Selu))?,
+        "elu" => {
+            args.allow(&["alpha"])?;
+            Layer::Activation(Activation::Elu(args.f32_or(0, "alpha", 1.0)?))
+        }
         "leaky_relu" | "leakyrelu" => {
             args.allow(&["negative_slope"])?;
             Layer::Activation(Activation::LeakyRelu(args.f32_or(

@@ -79,6 +79,7 @@ impl Model {
                 Layer::Conv2d { .. }
                     | Layer::MaxPool2d { .. }
                     | Layer::AvgPool2d { .. }
+                    | Layer::AdaptivePool2d { .. }
                     | Layer::BatchNorm { dims: 2, .. }
             )
         )
@@ -248,11 +249,14 @@ impl Model {
                     kernel,
                     stride,
                     padding,
+                    ceil_mode,
                 }
                 | Layer::AvgPool2d {
                     kernel,
                     stride,
                     padding,
+                    ceil_mode,
+                    ..
                 } => {
                     let (min_h, min_w) = (
                         kernel.0.saturating_sub(2 * padding.0),
@@ -272,6 +276,14 @@ impl Model {
                         sw: stride.1,
                         ph: padding.0,
                         pw: padding.1,
+                        ceil_mode,
+                        count_include_pad: !matches!(
+                            layer,
+                            Layer::AvgPool2d {
+                                count_include_pad: false,
+                                ..
+                            }
+                        ),
                     };
                     let op = if matches!(layer, Layer::MaxPool2d { .. }) {
                         Op::MaxPool(geom)
@@ -279,6 +291,43 @@ impl Model {
                         Op::AvgPool(geom)
                     };
                     g.op(op, &[h])?
+                }
+                Layer::AdaptivePool2d { output, max } => {
+                    if s.rank() != 4 {
+                        return Err(misfit("[batch, channels, height, width]".to_string()));
+                    }
+                    let (h_in, w_in) = (s.0[2], s.0[3]);
+                    let (Some((kh, sh)), Some((kw, sw))) = (
+                        uniform_windows(h_in, output.0),
+                        uniform_windows(w_in, output.1),
+                    ) else {
+                        return Err(Error::Unsupported(format!(
+                            "{label}: adaptive pooling to {output:?} from {h_in}x{w_in}: PyTorch's \
+                             windows there differ in length or spacing, which kiln does not run"
+                        )));
+                    };
+                    let geom = PoolGeom {
+                        n: s.0[0],
+                        c: s.0[1],
+                        h: h_in,
+                        w: w_in,
+                        kh,
+                        kw,
+                        sh,
+                        sw,
+                        ph: 0,
+                        pw: 0,
+                        ceil_mode: false,
+                        count_include_pad: true,
+                    };
+                    g.op(
+                        if max {
+                            Op::MaxPool(geom)
+                        } else {
+                            Op::AvgPool(geom)
+                        },
+                        &[h],
+                    )?
                 }
                 Layer::Flatten => {
                     let rest = s.numel() / s.0[0].max(1);
@@ -397,6 +446,19 @@ fn fan_in_uniform(fan_in: usize) -> Init {
     }
 }
 
+/// PyTorch's adaptive pooling windows along an axis of `len` positions pooled to `out`,
+/// [⌊i·len/out⌋, ⌈(i+1)·len/out⌉), as the (window, stride) of uniform pooling when they
+/// all have one length and one spacing (always when `out` divides `len`, and in many
+/// other cases such as 4 → 3: window 2, stride 1); `None` otherwise.
+fn uniform_windows(len: usize, out: usize) -> Option<(usize, usize)> {
+    let window = |i: usize| (i * len / out, ((i + 1) * len).div_ceil(out));
+    let (start0, end0) = window(0);
+    let k = end0 - start0;
+    let stride = if out > 1 { window(1).0 - start0 } else { k };
+    (stride > 0 && (0..out).all(|i| window(i) == (i * stride, i * stride + k)))
+        .then_some((k, stride))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,6 +538,69 @@ mod tests {
 mod cnn_tests {
     use super::*;
 
+    /// `adaptiveavgpool2d`/`adaptivemaxpool2d` against PyTorch's window rule computed by
+    /// hand: window i of an output of O over an input of L spans [⌊iL/O⌋, ⌈(i+1)L/O⌉).
+    #[test]
+    fn adaptive_pooling_takes_pytorchs_windows() {
+        let (c, h, w) = (2, 4, 6);
+        for (spec, out, max) in [
+            ("adaptiveavgpool2d(1)", (1, 1), false),
+            ("adaptivemaxpool2d(output_size=1)", (1, 1), true),
+            ("adaptiveavgpool2d((2,3))", (2, 3), false),
+            ("adaptivemaxpool2d((4,2))", (4, 2), true),
+            // Overlapping windows of one length: 4 → 3 is [0,2), [1,3), [2,4), and
+            // 6 → 4 is [0,2), [1,3), [3,5), [4,6) (refused: two spacings) — so (3, 6).
+            ("adaptiveavgpool2d((3,6))", (3, 6), false),
+            ("adaptivemaxpool2d((3,5))", (3, 5), true),
+        ] {
+            let m = Model::parse(spec).unwrap();
+            assert!(m.takes_images());
+            let mut g = Graph::new();
+            let x = g.input("x", Shape::new(&[1, c * h * w]));
+            let y = m.build(&mut g, x, [c, h, w], Mode::Eval).unwrap().output;
+            assert_eq!(g.shape(y), &Shape::new(&[1, c, out.0, out.1]), "{spec}");
+            let data: Vec<f64> = (0..c * h * w)
+                .map(|i| ((i * 7) as f64 * 0.37).sin())
+                .collect();
+            let feed = |id: ValueId| (id == x).then(|| data.clone());
+            let got =
+                &crate::graph::interpret(&g, &feed, &crate::rng::StepRng::default()).unwrap()[y];
+            let window =
+                |i: usize, len: usize, o: usize| (i * len / o)..((i + 1) * len).div_ceil(o);
+            for ch in 0..c {
+                for i in 0..out.0 {
+                    for j in 0..out.1 {
+                        let values: Vec<f64> = window(i, h, out.0)
+                            .flat_map(|r| window(j, w, out.1).map(move |q| (r, q)))
+                            .map(|(r, q)| data[(ch * h + r) * w + q])
+                            .collect();
+                        let want = if max {
+                            values.iter().copied().fold(f64::MIN, f64::max)
+                        } else {
+                            values.iter().sum::<f64>() / values.len() as f64
+                        };
+                        let at = (ch * out.0 + i) * out.1 + j;
+                        assert!((got[at] - want).abs() < 1e-12, "{spec} [{ch},{i},{j}]");
+                    }
+                }
+            }
+        }
+        // 28 → 3 is [0,10), [9,19), [18,28); 7 → 3 is [0,3), [2,5), [4,7).
+        assert_eq!(uniform_windows(28, 3), Some((10, 9)));
+        assert_eq!(uniform_windows(7, 3), Some((3, 2)));
+        assert_eq!(uniform_windows(5, 3), None);
+        // Windows of two lengths (5 → 3 is [0,2), [1,4), [3,5)) are refused when built.
+        let m = Model::parse("adaptiveavgpool2d(3)").unwrap();
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::new(&[1, 25]));
+        let err = m.build(&mut g, x, [1, 5, 5], Mode::Eval).unwrap_err();
+        assert!(matches!(err, Error::Unsupported(_)), "{err}");
+        assert!(matches!(
+            Model::parse("adaptiveavgpool2d(0)"),
+            Err(Error::Spec { .. })
+        ));
+    }
+
     #[test]
     fn cnn_preset_has_pytorch_names_and_shapes() {
         let m = Model::parse("cnn").unwrap();
@@ -528,6 +653,52 @@ linear(3000,128),relu,linear(128,10)";
         assert!(err.contains("[128, 3136]"), "{err}");
     }
 
+    /// `ceil_mode` and `count_include_pad` by PyTorch's names and positions, and the output
+    /// sizes of `pooling_output_shape`: 7 with window 2 and stride 2 gives 4 (the last
+    /// window holds one row); 6 + 2 with window 3 and stride 2 gives 4, whose last window
+    /// starts at 6 < 6 + 1; 5 with window 2 and stride 3 gives 2, because a third window
+    /// would start at 6 ≥ 5.
+    #[test]
+    fn pooling_takes_ceil_mode_and_count_include_pad() {
+        let m = Model::parse(
+            "maxpool2d(2,ceil_mode=True),avgpool2d(3,2,1,True,False),avgpool2d((1,2),(1,3),0,ceil_mode=1)",
+        )
+        .unwrap();
+        assert_eq!(
+            m.layers[1],
+            Layer::AvgPool2d {
+                kernel: (3, 3),
+                stride: (2, 2),
+                padding: (1, 1),
+                ceil_mode: true,
+                count_include_pad: false,
+            }
+        );
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::new(&[1, 7 * 11]));
+        let y = m.build(&mut g, x, [1, 7, 11], Mode::Eval).unwrap().output;
+        // 7x11 → 4x6 → (4 + 2 − 3)/2 ↑ + 1 = 3 by (6 + 2 − 3)/2 ↑ + 1 = 4 → 3 by ⌈(4 − 2)/3⌉ + 1 = 2.
+        assert_eq!(g.shape(y), &Shape::new(&[1, 1, 3, 2]));
+        let g = PoolGeom {
+            n: 1,
+            c: 1,
+            h: 5,
+            w: 6,
+            kh: 2,
+            kw: 3,
+            sh: 3,
+            sw: 2,
+            ph: 0,
+            pw: 1,
+            ceil_mode: true,
+            count_include_pad: true,
+        };
+        assert_eq!((g.oh(), g.ow()), (2, 4));
+        // The maxpool2d positions after padding are dilation and return_indices.
+        let err = Model::parse("maxpool2d(2,2,0,1)").unwrap_err().to_string();
+        assert!(err.contains("ceil_mode by name"), "{err}");
+    }
+
     #[test]
     fn pooling_takes_pytorchs_padding() {
         let m = Model::parse("maxpool2d(3,stride=2,padding=1),avgpool2d((2,3),1,(1,1))").unwrap();
@@ -537,12 +708,15 @@ linear(3000,128),relu,linear(128,10)";
                 Layer::MaxPool2d {
                     kernel: (3, 3),
                     stride: (2, 2),
-                    padding: (1, 1)
+                    padding: (1, 1),
+                    ceil_mode: false,
                 },
                 Layer::AvgPool2d {
                     kernel: (2, 3),
                     stride: (1, 1),
-                    padding: (1, 1)
+                    padding: (1, 1),
+                    ceil_mode: false,
+                    count_include_pad: true,
                 }
             ]
         );
@@ -594,7 +768,8 @@ linear(3000,128),relu,linear(128,10)";
             Layer::MaxPool2d {
                 kernel: (2, 2),
                 stride: (1, 1),
-                padding: (0, 0)
+                padding: (0, 0),
+                ceil_mode: false,
             }
         );
         let mut g = Graph::new();

@@ -45,9 +45,10 @@ impl ConvGeom {
     }
 }
 
-/// Geometry of a 2-D pooling window over NCHW input in floor mode, with PyTorch's implicit
-/// padding (`MaxPool2d(k, stride, padding)`: padded positions never win a window;
-/// `AvgPool2d(k, stride, padding)`: they count as zeros, `count_include_pad=True`).
+/// Geometry of a 2-D pooling window over NCHW input with PyTorch's implicit padding
+/// (`MaxPool2d(k, stride, padding, ceil_mode)`: padded positions never win a window;
+/// `AvgPool2d(k, stride, padding, ceil_mode, count_include_pad)`: they count as zeros
+/// in the divisor, or not at all).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PoolGeom {
     /// Batch size.
@@ -70,19 +71,71 @@ pub struct PoolGeom {
     pub ph: usize,
     /// Padding left and right (at most kw / 2).
     pub pw: usize,
+    /// `ceil_mode`: a last window that starts inside the input (or the left padding)
+    /// but overhangs the padded input is kept, and pools what it covers.
+    pub ceil_mode: bool,
+    /// Average pooling: padded positions count in the divisor (PyTorch's default). The
+    /// divisor of a window that overhangs the padded input (ceil mode) covers only the
+    /// padded input either way.
+    pub count_include_pad: bool,
+}
+
+/// Windows along one axis: PyTorch's `pooling_output_shape` (dilation 1).
+fn windows(len: usize, pad: usize, k: usize, s: usize, ceil_mode: bool) -> usize {
+    let s = s.max(1);
+    let span = len.saturating_add(pad.saturating_mul(2)).saturating_sub(k);
+    if !ceil_mode {
+        return span / s + 1;
+    }
+    let out = span.div_ceil(s) + 1;
+    // The last window must start inside the input or its left padding.
+    if (out - 1).saturating_mul(s) >= len.saturating_add(pad) {
+        out - 1
+    } else {
+        out
+    }
 }
 
 impl PoolGeom {
-    /// Output height: (h + 2·ph − kh) / sh + 1.
+    /// Output height: (h + 2·ph − kh) / sh + 1, rounded up in ceil mode (PyTorch's rule).
     pub fn oh(&self) -> usize {
-        let padded = self.h.saturating_add(self.ph.saturating_mul(2));
-        padded.saturating_sub(self.kh) / self.sh.max(1) + 1
+        windows(self.h, self.ph, self.kh, self.sh, self.ceil_mode)
     }
 
-    /// Output width: (w + 2·pw − kw) / sw + 1.
+    /// Output width: (w + 2·pw − kw) / sw + 1, rounded up in ceil mode (PyTorch's rule).
     pub fn ow(&self) -> usize {
-        let padded = self.w.saturating_add(self.pw.saturating_mul(2));
-        padded.saturating_sub(self.kw) / self.sw.max(1) + 1
+        windows(self.w, self.pw, self.kw, self.sw, self.ceil_mode)
+    }
+
+    /// Whether the last window of a row or column reaches past the padded input (only in
+    /// ceil mode).
+    pub fn overhangs(&self) -> bool {
+        let past = |outs: usize, s: usize, k: usize, len: usize, pad: usize| {
+            (outs - 1) * s + k > len + 2 * pad
+        };
+        past(self.oh(), self.sh, self.kh, self.h, self.ph)
+            || past(self.ow(), self.sw, self.kw, self.w, self.pw)
+    }
+
+    /// Whether every window of the average has the divisor kh·kw: padding counted and no
+    /// window overhanging the padded input. Otherwise each window has its own
+    /// ([`PoolGeom::divisor`]).
+    pub fn uniform_divisor(&self) -> bool {
+        self.count_include_pad && !self.overhangs()
+    }
+
+    /// The divisor of window (oy, ox) of the average, as PyTorch's `avg_pool2d`: the
+    /// window clipped to the padded input when padding counts, else to the input.
+    pub fn divisor(&self, oy: usize, ox: usize) -> usize {
+        let span = |start: usize, k: usize, len: usize, pad: usize| {
+            let end = (start + k).min(len + 2 * pad);
+            if self.count_include_pad {
+                end - start
+            } else {
+                end.min(len + pad) - start.max(pad)
+            }
+        };
+        span(oy * self.sh, self.kh, self.h, self.ph) * span(ox * self.sw, self.kw, self.w, self.pw)
     }
 
     /// Whether the window reaches past the input (some padding).

@@ -21,7 +21,18 @@ pub enum Activation {
     Tanh,
     /// x·Φ(x), the exact (erf) form that is `nn.GELU()`'s default.
     Gelu,
+    /// x·σ(x) (`nn.SiLU`, also called swish).
+    Silu,
+    /// x for x > 0, α·(eˣ − 1) otherwise (`nn.ELU(alpha)`).
+    Elu(f32),
+    /// λ·x for x > 0, λ·α·(eˣ − 1) otherwise, with `nn.SELU`'s fixed α and λ.
+    Selu,
 }
+
+/// `nn.SELU`'s α (Klambauer et al., 2017), as PyTorch writes it.
+pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+/// `nn.SELU`'s λ (the `scale`), as PyTorch writes it.
+pub const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
 
 impl Activation {
     /// The numeric code the WGSL kernels switch on (an `override` constant).
@@ -32,20 +43,24 @@ impl Activation {
             Activation::Sigmoid => 2,
             Activation::Tanh => 3,
             Activation::Gelu => 4,
+            Activation::Silu => 5,
+            Activation::Elu(_) => 6,
+            Activation::Selu => 7,
         }
     }
 
-    /// The slope parameter (0 for activations that have none).
+    /// The one parameter the kernels take: leaky relu's slope, ELU's α (0 for activations
+    /// that have none).
     pub fn slope(self) -> f32 {
         match self {
-            Activation::LeakyRelu(s) => s,
+            Activation::LeakyRelu(s) | Activation::Elu(s) => s,
             _ => 0.0,
         }
     }
 
     /// Whether the derivative is a function of the output, so that the gradient can read
     /// `y = f(x)` instead of `x` (relu: y > 0; sigmoid: y·(1 − y); tanh: 1 − y²), as
-    /// PyTorch's backward does for these three. Leaky relu and gelu read their input.
+    /// PyTorch's backward does for these three. The others read their input.
     pub fn grad_from_output(self) -> bool {
         matches!(
             self,
@@ -61,6 +76,9 @@ impl Activation {
             Activation::Sigmoid => "sigmoid",
             Activation::Tanh => "tanh",
             Activation::Gelu => "gelu",
+            Activation::Silu => "silu",
+            Activation::Elu(_) => "elu",
+            Activation::Selu => "selu",
         }
     }
 }

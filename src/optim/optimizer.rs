@@ -321,11 +321,31 @@ impl Optimizer {
                 eps,
                 weight_decay,
                 ..
+            }
+            | Optimizer::Adamax {
+                betas,
+                eps,
+                weight_decay,
+            }
+            | Optimizer::NAdam {
+                betas,
+                eps,
+                weight_decay,
+                ..
+            }
+            | Optimizer::RAdam {
+                betas,
+                eps,
+                weight_decay,
+                ..
             } => {
                 check("beta1", betas.0, (0.0..1.0).contains(&betas.0))?;
                 check("beta2", betas.1, (0.0..1.0).contains(&betas.1))?;
                 check("eps", eps, eps >= 0.0)?;
                 check("weight decay", weight_decay, weight_decay >= 0.0)?;
+                if let Optimizer::NAdam { momentum_decay, .. } = *self {
+                    check("momentum_decay", momentum_decay, momentum_decay >= 0.0)?;
+                }
             }
             Optimizer::Adagrad {
                 lr_decay,
@@ -362,35 +382,6 @@ impl Optimizer {
                 check("rho", rho, (0.0..=1.0).contains(&rho))?;
                 check("eps", eps, eps >= 0.0)?;
                 check("weight decay", weight_decay, weight_decay >= 0.0)?;
-            }
-            Optimizer::Adamax {
-                betas,
-                eps,
-                weight_decay,
-            }
-            | Optimizer::RAdam {
-                betas,
-                eps,
-                weight_decay,
-                ..
-            } => {
-                check("beta1", betas.0, (0.0..1.0).contains(&betas.0))?;
-                check("beta2", betas.1, (0.0..1.0).contains(&betas.1))?;
-                check("eps", eps, eps >= 0.0)?;
-                check("weight decay", weight_decay, weight_decay >= 0.0)?;
-            }
-            Optimizer::NAdam {
-                betas,
-                eps,
-                weight_decay,
-                momentum_decay,
-                ..
-            } => {
-                check("beta1", betas.0, (0.0..1.0).contains(&betas.0))?;
-                check("beta2", betas.1, (0.0..1.0).contains(&betas.1))?;
-                check("eps", eps, eps >= 0.0)?;
-                check("weight decay", weight_decay, weight_decay >= 0.0)?;
-                check("momentum_decay", momentum_decay, momentum_decay >= 0.0)?;
             }
         }
         Ok(())
@@ -573,6 +564,9 @@ mod tests {
             ("adagrad", 1e-2),
             ("rmsprop", 1e-2),
             ("adadelta", 1.0),
+            ("adamax", 2e-3),
+            ("nadam", 2e-3),
+            ("radam", 1e-3),
         ] {
             let o = Optimizer::by_name(name).unwrap();
             assert_eq!(o.default_lr(), lr, "{name}");
@@ -587,5 +581,26 @@ mod tests {
             decoupled: false,
         };
         assert!(bad.validate().is_err());
+        let nadam = Optimizer::NAdam {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum_decay: -1e-3,
+            decoupled: false,
+        };
+        assert!(nadam.validate().is_err());
+        let radam = Optimizer::RAdam {
+            betas: (0.9, 1.0),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: true,
+        };
+        assert!(radam.validate().is_err());
+        let adamax = Optimizer::Adamax {
+            betas: (0.9, 0.999),
+            eps: -1.0,
+            weight_decay: 0.0,
+        };
+        assert!(adamax.validate().is_err());
     }
 }

@@ -16,11 +16,11 @@ pub struct StepScalars {
     pub momentum: f32,
     /// SGD dampening.
     pub dampening: f32,
-    /// Adam β1.
+    /// β1 of the Adam family (Adam, AdamW, Adamax, NAdam, RAdam).
     pub beta1: f32,
-    /// Adam β2.
+    /// β2 of the Adam family (Adamax: the infinity norm's decay).
     pub beta2: f32,
-    /// ε of Adam, Adagrad, RMSprop, Adadelta.
+    /// ε of every optimizer but SGD.
     pub eps: f32,
     /// 1 − β1^t.
     pub bias_correction1: f32,
@@ -46,15 +46,16 @@ pub struct StepScalars {
     pub one_minus_alpha: f32,
     /// Element-wise clipping threshold; 0 disables it.
     pub clip_value: f32,
-    /// 1 for AdamW's decoupled weight decay.
+    /// 1 for decoupled weight decay (AdamW; Adam, NAdam, RAdam with
+    /// `decoupled_weight_decay`).
     pub decoupled: u32,
     /// 1 for AMSGrad.
     pub amsgrad: u32,
     /// 1 for centred RMSprop.
     pub centered: u32,
-    /// 1 − β1 (Adam), from [`StepScalars::with_complements`].
+    /// 1 − β1 (the Adam family), from [`StepScalars::with_complements`].
     pub one_minus_beta1: f32,
-    /// 1 − β2 (Adam), from [`StepScalars::with_complements`].
+    /// 1 − β2 (the Adam family), from [`StepScalars::with_complements`].
     pub one_minus_beta2: f32,
     /// First element of the tail parameter group (e.g. no weight decay); `len` when there
     /// is none.

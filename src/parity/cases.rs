@@ -80,12 +80,15 @@ fn labels(n: usize, classes: usize) -> (Shape, InputKind) {
     (Shape::new(&[n]), InputKind::Labels(classes))
 }
 
-const ACTIVATIONS: [Activation; 5] = [
+const ACTIVATIONS: [Activation; 8] = [
     Activation::Relu,
     Activation::LeakyRelu(0.1),
     Activation::Sigmoid,
     Activation::Tanh,
     Activation::Gelu,
+    Activation::Silu,
+    Activation::Elu(0.7),
+    Activation::Selu,
 ];
 
 /// Every op of [`Op`] with shapes that exercise edges: size 1, odd sizes, sizes that are
@@ -352,7 +355,18 @@ fn pool_cases(c: &mut Vec<OpCase>) {
         [1, 2, 5, 4, 5, 2, 1, 2, 2, 1],
         [1, 1, 1, 1, 3, 3, 1, 1, 1, 1],
     ];
-    for [n, ch, h, w, kh, kw, sh, sw, ph, pw] in geoms {
+    // Ceil mode (overhanging last windows; 2x2 over an odd size) and averages that leave
+    // the padding out of the divisor: (geometry, ceil_mode, count_include_pad).
+    let modes = [
+        ([1, 2, 7, 5, 2, 2, 2, 2, 0, 0], true, true),
+        ([1, 2, 6, 5, 3, 2, 2, 2, 1, 1], true, true),
+        ([1, 2, 6, 5, 3, 2, 2, 2, 1, 1], true, false),
+        ([2, 3, 7, 8, 3, 3, 2, 2, 1, 1], false, false),
+    ];
+    let plain = geoms.map(|g| (g, false, true));
+    for ([n, ch, h, w, kh, kw, sh, sw, ph, pw], ceil_mode, count_include_pad) in
+        plain.into_iter().chain(modes)
+    {
         let g = PoolGeom {
             n,
             c: ch,
@@ -364,6 +378,8 @@ fn pool_cases(c: &mut Vec<OpCase>) {
             sw,
             ph,
             pw,
+            ceil_mode,
+            count_include_pad,
         };
         let x = real(&[n, ch, h, w]);
         let dy = real(&[n, ch, g.oh(), g.ow()]);

@@ -1,7 +1,7 @@
 //! Activation functions and their derivatives (mirrored by `shaders/activation.wgsl`).
 
 use super::{for_each_piece, Real};
-use crate::op::Activation;
+use crate::op::{Activation, SELU_ALPHA, SELU_SCALE};
 
 const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 /// 1/sqrt(2π)
@@ -32,6 +32,22 @@ pub fn apply<T: Real>(a: Activation, x: T) -> T {
         Activation::Sigmoid => T::one() / (T::one() + (-x).exp()),
         Activation::Tanh => x.tanh(),
         Activation::Gelu => x * T::of(0.5) * (T::one() + erf(x * T::of(FRAC_1_SQRT_2))),
+        // x / (1 + e^−x), PyTorch's form: e^−x overflowing for x < −88 gives −0, not NaN.
+        Activation::Silu => x / (T::one() + (-x).exp()),
+        Activation::Elu(alpha) => {
+            if x > T::zero() {
+                x
+            } else {
+                T::of(f64::from(alpha)) * x.exp_m1()
+            }
+        }
+        Activation::Selu => {
+            if x > T::zero() {
+                T::of(SELU_SCALE) * x
+            } else {
+                T::of(SELU_SCALE * SELU_ALPHA) * x.exp_m1()
+            }
+        }
     }
 }
 
@@ -65,19 +81,43 @@ pub fn derivative<T: Real>(a: Activation, x: T) -> T {
             let pdf = T::of(FRAC_1_SQRT_2PI) * (-(x * x) * T::of(0.5)).exp();
             cdf + x * pdf
         }
+        // σ(x)·(1 + x·(1 − σ(x))), PyTorch's silu_backward (0, or NaN at −∞, once e^−x
+        // overflows).
+        Activation::Silu => {
+            let s = T::one() / (T::one() + (-x).exp());
+            s * (T::one() + x * (T::one() - s))
+        }
+        Activation::Elu(alpha) => {
+            if x > T::zero() {
+                T::one()
+            } else {
+                T::of(f64::from(alpha)) * x.exp()
+            }
+        }
+        Activation::Selu => {
+            if x > T::zero() {
+                T::of(SELU_SCALE)
+            } else {
+                T::of(SELU_SCALE * SELU_ALPHA) * x.exp()
+            }
+        }
     }
 }
 
 /// `f'(x)` from the output `y = f(x)`, for the kinds whose derivative is a function of it
 /// ([`Activation::grad_from_output`]): relu (y > 0), sigmoid y·(1 − y), tanh 1 − y². The
 /// same arithmetic as [`derivative`] on the value it recomputes, so from an f32 output the
-/// gradient has the same bits. `None` for leaky relu and gelu, which need their input.
+/// gradient has the same bits. `None` for the kinds that need their input.
 pub fn derivative_from_output<T: Real>(a: Activation, y: T) -> Option<T> {
     match a {
         Activation::Relu => Some(if y > T::zero() { T::one() } else { T::zero() }),
         Activation::Sigmoid => Some(y * (T::one() - y)),
         Activation::Tanh => Some(T::one() - y * y),
-        Activation::LeakyRelu(_) | Activation::Gelu => None,
+        Activation::LeakyRelu(_)
+        | Activation::Gelu
+        | Activation::Silu
+        | Activation::Elu(_)
+        | Activation::Selu => None,
     }
 }
 
@@ -103,7 +143,15 @@ macro_rules! per_kind {
                 let $k = Activation::Gelu;
                 $body
             }
-            $k @ Activation::LeakyRelu(_) => $body,
+            Activation::Silu => {
+                let $k = Activation::Silu;
+                $body
+            }
+            Activation::Selu => {
+                let $k = Activation::Selu;
+                $body
+            }
+            $k @ (Activation::LeakyRelu(_) | Activation::Elu(_)) => $body,
         }
     };
 }
@@ -235,5 +283,64 @@ mod tests {
         assert_eq!(apply(Activation::Relu, 2.5f32), 2.5);
         // The gradient at a NaN input is 0, as torch's threshold_backward gives.
         assert_eq!(derivative(Activation::Relu, f32::NAN), 0.0);
+    }
+
+    /// silu, elu(α = 0.7) and selu and their gradients against PyTorch 2.15 in float64
+    /// (`F.silu`, `F.elu`, `F.selu` and autograd), printed to 16 digits.
+    #[test]
+    fn silu_elu_selu_match_torch() {
+        let xs = [-20.0, -2.0, -1.0, -1e-4, 0.0, 1e-4, 0.5, 3.0];
+        #[rustfmt::skip]
+        let table: [(Activation, [f64; 8], [f64; 8]); 3] = [
+            (
+                Activation::Silu,
+                [-4.122307236380407e-08, -0.2384058440442351, -0.2689414213699951,
+                 -4.9997500000002084e-05, 0.0, 5.000249999999792e-05, 0.3112296656009273,
+                 2.8577223804672998],
+                [-3.9161918660646786e-08, -0.09078424878489547, 0.07232948812851325,
+                 0.4999500000000833, 0.5, 0.5000499999999166, 0.7399611873026519,
+                 1.0881041060151693],
+            ),
+            (
+                Activation::Elu(0.7),
+                [-0.6999999985571924, -0.6052653017343711, -0.44248439117999033,
+                 -6.999650011666375e-05, 0.0, 0.0001, 0.5, 3.0],
+                [1.4428075357069904e-09, 0.09473469826562889, 0.2575156088200096,
+                 0.6999300034998833, 0.7, 1.0, 1.0, 1.0],
+            ),
+            (
+                Activation::Selu,
+                [-1.758099337223664, -1.5201664685956948, -1.1113307378125625,
+                 -0.00017580114388104267, 0.0, 0.00010507009873554805, 0.5253504936777402,
+                 3.1521029620664414],
+                [3.6237128249944113e-09, 0.2379328722516818, 0.646768603034814,
+                 1.7579235397034956, 1.7580993408473766, 1.0507009873554805,
+                 1.0507009873554805, 1.0507009873554805],
+            ),
+        ];
+        for (a, values, grads) in table {
+            for ((&x, &want), &dwant) in xs.iter().zip(&values).zip(&grads) {
+                let close = |got: f64, want: f64, tol: f64| {
+                    (got - want).abs() <= tol * want.abs().max(1e-30)
+                };
+                // The constants of ELU's α are f32 (0.7f32 ≠ 0.7): relative 2e-8 at most.
+                let tol = if matches!(a, Activation::Elu(_)) {
+                    3e-8
+                } else {
+                    1e-14
+                };
+                assert!(close(apply(a, x), want, tol), "{a:?}({x})");
+                assert!(close(derivative(a, x), dwant, tol), "{a:?}'({x})");
+                let x32 = x as f32;
+                assert!(
+                    close(f64::from(apply(a, x32)), want, 1e-6),
+                    "f32 {a:?}({x})"
+                );
+                assert!(
+                    close(f64::from(derivative(a, x32)), dwant, 1e-6),
+                    "f32 {a:?}'({x})"
+                );
+            }
+        }
     }
 }

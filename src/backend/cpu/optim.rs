@@ -558,6 +558,19 @@ mod tests {
         assert_close(&trajectory(opt, 0.01, 2, grads), &[w1, w2], 1e-6);
     }
 
+    /// `torch.maximum` keeps a NaN: a NaN gradient leaves NaN in Adamax's infinity norm
+    /// (and the parameter), where `f32::max` would have dropped it from the norm.
+    #[test]
+    fn adamax_infinity_norm_keeps_a_nan_gradient() {
+        let opt = Optimizer::adamax();
+        let mut w = vec![1.0f32, 1.0];
+        let mut states = [vec![0.0; 2], vec![0.0; 2], vec![]];
+        let s = opt.scalars(0.01, 1, Clip::default(), 2);
+        optimizer_step(&opt, &mut w, &[f32::NAN, 1.0], &mut states, &s, 0.0).unwrap();
+        assert!(states[1][0].is_nan() && w[0].is_nan());
+        assert_eq!(states[1][1], 1.0 + 1e-8);
+    }
+
     /// μ_t of NAdam with β1 = 0.9 and ψ = 0.004, written out for the tests.
     fn mu(t: f64) -> f64 {
         0.9 * (1.0 - 0.5 * 0.96f64.powf(t * 0.004))

@@ -88,8 +88,19 @@ fn second_moment(v: &mut f32, g: f32, s: &StepScalars) -> f32 {
 fn adamax(p: f32, g: f32, m: &mut f32, u: &mut f32, s: &StepScalars, (lr, wd): (f32, f32)) -> f32 {
     let g = g + wd * p;
     let m = first_moment(m, g, s);
-    *u = flush_subnormal((s.beta2 * *u).max(g.abs() + s.eps));
+    *u = flush_subnormal(max_propagating_nan(s.beta2 * *u, g.abs() + s.eps));
     p - (lr / s.bias_correction1) * m / *u
+}
+
+/// `torch.maximum`: NaN if either is (`f32::max` would drop it, and a NaN gradient would
+/// leave no trace in the infinity norm).
+#[inline(always)]
+fn max_propagating_nan(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        a + b
+    } else {
+        a.max(b)
+    }
 }
 
 /// torch.optim.NAdam: p − lr·c_g·g / d − lr·c_m·m / d with d = √(v / (1 − β2^t)) + ε,

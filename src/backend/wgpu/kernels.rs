@@ -138,11 +138,19 @@ fn conv_dims(total: usize, g: &ConvGeom) -> Result<Dims> {
 fn pool_dims(total: usize, g: &PoolGeom) -> Result<Dims> {
     // kh·kw as the f32 the CPU divides by (its usize product, checked at shape inference).
     let area = (g.kh * g.kw) as f32;
-    dims_e(
+    let mut d = dims_e(
         [total, g.n * g.c, g.ph, g.pw],
         [area, 0.0, 0.0, 0.0],
         [g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.oh(), g.ow()],
-    )
+    )?;
+    // The average's divisor (shaders/pool.wgsl `divisor`): 0 kh·kw for every window,
+    // 1 each window's own with padding counted, 2 without.
+    d.e[8] = match (g.uniform_divisor(), g.count_include_pad) {
+        (true, _) => 0,
+        (false, true) => 1,
+        (false, false) => 2,
+    };
+    Ok(d)
 }
 
 /// The launch of one plan step on a device with at most `max` workgroups per dimension,

@@ -61,8 +61,8 @@ pub struct TrainArgs {
     /// Epsilon added to the denominator (all but sgd).
     #[arg(long)]
     eps: Option<f32>,
-    /// Weight decay: decoupled for adamw (default 0.01), an L2 term in the gradient for
-    /// the others (default 0).
+    /// Weight decay: decoupled for adamw (default 0.01) and with --decoupled-weight-decay,
+    /// an L2 term in the gradient otherwise (default 0).
     #[arg(long)]
     weight_decay: Option<f32>,
     /// Adam/AdamW AMSGrad.

@@ -1,7 +1,9 @@
-//! Max and average pooling over NCHW tensors in floor mode, with PyTorch's implicit padding
-//! (`MaxPool2d(k, stride, padding)`: a window's maximum is over its input positions only;
-//! `AvgPool2d(k, stride, padding)`: padded positions count as zeros in the divisor
-//! kh·kw, `count_include_pad=True`), mirrored by `shaders/pool.wgsl`.
+//! Max and average pooling over NCHW tensors with PyTorch's implicit padding and
+//! `ceil_mode` (`MaxPool2d(k, stride, padding, ceil_mode)`: a window's maximum is over its
+//! input positions only; `AvgPool2d(k, stride, padding, ceil_mode, count_include_pad)`:
+//! padded positions count as zeros in the divisor kh·kw, or not at all, and a window
+//! overhanging the padded input in ceil mode divides by what it covers, as PyTorch's
+//! `avg_pool2d`), mirrored by `shaders/pool.wgsl`.
 //!
 //! The strides may differ from the window, so windows can overlap or leave gaps. The
 //! backward kernels are written in gather form — each input pixel visits the windows that
@@ -36,9 +38,10 @@ pub fn max_pool<T: Real>(x: &[T], out: &mut [T], g: &PoolGeom) {
     }
 }
 
-/// `MaxPool2d(2)`, the usual layer: windows that neither overlap nor leave gaps.
+/// `MaxPool2d(2)`, the usual layer: windows that neither overlap nor leave gaps (nor, in
+/// ceil mode over an odd size, overhang the input).
 fn is_2x2_stride_2(g: &PoolGeom) -> bool {
-    (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw) == (2, 2, 2, 2, 0, 0)
+    (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw) == (2, 2, 2, 2, 0, 0) && !g.overhangs()
 }
 
 /// The window positions along one axis of window `o` that fall inside the input: those
@@ -138,10 +141,11 @@ fn max_pool_any<T: Real>(x: &[T], out: &mut [T], g: &PoolGeom) {
     });
 }
 
-/// The argmax of every window of output row `oy`: [`row_argmax`] without padding, a
-/// window at a time ([`window_argmax`]) with it.
+/// The argmax of every window of output row `oy`: [`row_argmax`] when every window lies
+/// inside the input, a window at a time ([`window_argmax`]) with padding or an
+/// overhanging last window.
 fn window_argmaxes<T: Real>(plane: &[T], g: &PoolGeom, oy: usize, best: &mut [usize]) {
-    if g.padded() {
+    if g.padded() || g.overhangs() {
         for (ox, b) in best.iter_mut().enumerate() {
             *b = window_argmax(plane, g, oy, ox);
         }
@@ -247,10 +251,12 @@ fn max_pool_grad_any<T: Real>(x: &[T], dy: &[T], out: &mut [T], g: &PoolGeom) {
 }
 
 /// Average pooling: `out` [N, C, OH, OW] is the sum of each window's input positions
-/// (rows, then columns; padding adds nothing) divided by kh·kw.
+/// (rows, then columns; padding adds nothing) divided by kh·kw, or by the window's own
+/// [`PoolGeom::divisor`] when they differ.
 pub fn avg_pool<T: Real>(x: &[T], out: &mut [T], g: &PoolGeom) {
     let (oh, ow, hw) = (g.oh(), g.ow(), g.h * g.w);
     let (sh, sw) = (g.sh.max(1), g.sw.max(1));
+    let uniform = g.uniform_divisor();
     let area = T::of((g.kh * g.kw) as f64);
     for_each_sample(out, oh * ow, |p, o| {
         let plane = &x[p * hw..(p + 1) * hw];
@@ -266,7 +272,11 @@ pub fn avg_pool<T: Real>(x: &[T], out: &mut [T], g: &PoolGeom) {
                         acc = acc + v;
                     }
                 }
-                o[oy * ow + ox] = acc / area;
+                o[oy * ow + ox] = if uniform {
+                    acc / area
+                } else {
+                    acc / T::of(g.divisor(oy, ox) as f64)
+                };
             }
         }
     });
@@ -274,10 +284,12 @@ pub fn avg_pool<T: Real>(x: &[T], out: &mut [T], g: &PoolGeom) {
 
 /// Gradient of [`avg_pool`]: `out` = dx [N, C, H, W], each pixel the sum of `dy` over the
 /// windows that contain it (in window order: rows, then columns) divided by kh·kw once at
-/// the end (the same value as summing dy/(kh·kw), with one rounding fewer per term).
+/// the end (the same value as summing dy/(kh·kw), with one rounding fewer per term); with
+/// divisors of their own, the sum of each window's dy / divisor.
 pub fn avg_pool_grad<T: Real>(dy: &[T], out: &mut [T], g: &PoolGeom) {
     let (oh, ow, hw) = (g.oh(), g.ow(), g.h * g.w);
     let (sh, sw) = (g.sh.max(1), g.sw.max(1));
+    let uniform = g.uniform_divisor();
     let area = T::of((g.kh * g.kw) as f64);
     for_each_sample(out, hw, |p, dx| {
         let d = &dy[p * oh * ow..(p + 1) * oh * ow];
@@ -288,10 +300,14 @@ pub fn avg_pool_grad<T: Real>(dy: &[T], out: &mut [T], g: &PoolGeom) {
                 let mut acc = T::zero();
                 for oy in oys.clone() {
                     for ox in covering(xx + g.pw, g.kw, sw, ow) {
-                        acc = acc + d[oy * ow + ox];
+                        acc = if uniform {
+                            acc + d[oy * ow + ox]
+                        } else {
+                            acc + d[oy * ow + ox] / T::of(g.divisor(oy, ox) as f64)
+                        };
                     }
                 }
-                dx[y * g.w + xx] = acc / area;
+                dx[y * g.w + xx] = if uniform { acc / area } else { acc };
             }
         }
     });

@@ -24,6 +24,8 @@ fn geom(
         sw,
         ph: 0,
         pw: 0,
+        ceil_mode: false,
+        count_include_pad: true,
     }
 }
 
@@ -107,12 +109,23 @@ fn naive_max(x: &[f64], dy: &[f64], g: &PoolGeom) -> (Vec<f64>, Vec<f64>) {
     (out, dx)
 }
 
-/// Naive scatter average pooling: returns (out, dx) for `dy`.
+/// Naive scatter average pooling: returns (out, dx) for `dy`. The divisor is PyTorch's
+/// (`avg_pool2d`): the window clipped to the padded input, (min(start + k, len + pad) −
+/// start) per axis with start = o·s − pad, when padding counts; else the number of input
+/// positions in the window.
 fn naive_avg(x: &[f64], dy: &[f64], g: &PoolGeom) -> (Vec<f64>, Vec<f64>) {
-    let area = (g.kh * g.kw) as f64;
     let mut out = vec![0.0; out_len(g)];
     let mut dx = vec![0.0; in_len(g)];
-    for (o, (_, _, _, idx)) in windows(g).iter().enumerate() {
+    let span = |o: usize, s: usize, k: usize, len: usize, pad: usize| {
+        let start = (o * s) as i64 - pad as i64;
+        ((start + k as i64).min((len + pad) as i64) - start) as f64
+    };
+    for (o, (_, oy, ox, idx)) in windows(g).iter().enumerate() {
+        let area = if g.count_include_pad {
+            span(*oy, g.sh, g.kh, g.h, g.ph) * span(*ox, g.sw, g.kw, g.w, g.pw)
+        } else {
+            idx.len() as f64
+        };
         out[o] = idx.iter().map(|&i| x[i]).sum::<f64>() / area;
         for &i in idx {
             dx[i] += dy[o] / area;
@@ -303,6 +316,24 @@ fn geometries() -> Vec<PoolGeom> {
             (2, 3, 4, 5, 3, 2, 2, 2),
         ] {
             gs.push(padded(geom(n, c, h, w, kh, kw, sh, sw), ph, pw));
+        }
+        // Ceil mode (last windows overhanging the input or its padding, 2x2 over odd
+        // sizes among them) and averages without the padding in the divisor.
+        for (h, w, kh, kw, sh, sw, ph, pw) in [
+            (7, 5, 2, 2, 2, 2, 0, 0),
+            (6, 6, 3, 3, 2, 2, 0, 0),
+            (6, 5, 3, 2, 2, 2, 1, 1),
+            (7, 8, 3, 3, 2, 2, 1, 1),
+            (5, 4, 3, 3, 3, 3, 1, 0),
+        ] {
+            let g = padded(geom(n, c, h, w, kh, kw, sh, sw), ph, pw);
+            for (ceil_mode, count_include_pad) in [(true, true), (true, false), (false, false)] {
+                gs.push(PoolGeom {
+                    ceil_mode,
+                    count_include_pad,
+                    ..g
+                });
+            }
         }
     }
     gs
