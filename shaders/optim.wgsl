@@ -243,20 +243,10 @@ fn sgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 fn adam_update(i: u32, g_in: f32) -> f32 {
     let h = hyper(i);
     let lr = h.x;
-    let wd = h.y;
-    var p = params[i];
-    var g = g_in;
-    if (s.decoupled != 0u) {
-        p = p * (1.0 - lr * wd);
-    } else {
-        g = g + wd * p;
-    }
-    let m_old = state0[i];
-    // m + (1−β1)(g − m) is torch's lerp form of β1·m + (1−β1)·g.
-    let m = flush_subnormal(m_old + s.one_minus_beta1 * (g - m_old));
-    let v = flush_subnormal(s.beta2 * state1[i] + s.one_minus_beta2 * g * g);
-    state0[i] = m;
-    state1[i] = v;
+    let pg = adam_family_decay(params[i], g_in, lr, h.y);
+    let p = pg.x;
+    let m = first_moment(i, pg.y);
+    let v = second_moment(i, pg.y);
     var second = v;
     if (s.amsgrad != 0u) {
         second = max(state2[i], v);
@@ -362,8 +352,9 @@ fn adadelta_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     _ = adadelta_update(i, gradient(i));
 }
 
-// Weight decay of the Adam family: decoupled scales the parameter (AdamW's p·(1 − lr·wd)),
-// coupled adds an L2 term to the gradient. Returns (parameter, gradient).
+// Weight decay of the Adam family (Adam, AdamW, NAdam, RAdam): decoupled scales the
+// parameter (AdamW's p·(1 − lr·wd)), coupled adds an L2 term to the gradient. Returns
+// (parameter, gradient).
 fn adam_family_decay(p: f32, g: f32, lr: f32, wd: f32) -> vec2<f32> {
     if (s.decoupled != 0u) {
         return vec2<f32>(p * (1.0 - lr * wd), g);

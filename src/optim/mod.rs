@@ -6,7 +6,7 @@ mod optimizer;
 mod scalars;
 pub mod schedule;
 
-pub use optimizer::{Clip, Optimizer, OPTIMIZER_NAMES};
+pub use optimizer::{AdamFamily, Clip, Optimizer, OPTIMIZER_NAMES};
 pub use scalars::StepScalars;
 
 /// `clip_grad_norm_`'s factor: min(1, max_norm / (norm + 1e-6)); 1 when clipping is off.

@@ -118,6 +118,20 @@ pub struct Clip {
     pub error_if_nonfinite: bool,
 }
 
+/// The hyperparameters every member of the Adam family (Adam, AdamW, Adamax, NAdam,
+/// RAdam) has, and that reach its kernel the same way.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamFamily {
+    /// β1 and β2 (Adamax: the infinity norm's decay).
+    pub betas: (f32, f32),
+    /// ε.
+    pub eps: f32,
+    /// Weight decay.
+    pub weight_decay: f32,
+    /// Decoupled (AdamW's) weight decay; always false for Adamax.
+    pub decoupled: bool,
+}
+
 /// The optimizer names the command line accepts.
 pub const OPTIMIZER_NAMES: &str =
     "sgd, adam, adamw, adagrad, rmsprop, adadelta, adamax, nadam, radam";
@@ -236,6 +250,44 @@ impl Optimizer {
         })
     }
 
+    /// The shared hyperparameters of an Adam-family optimizer; `None` for the others.
+    pub fn adam_family(&self) -> Option<AdamFamily> {
+        let family = |betas, eps, weight_decay, decoupled| AdamFamily {
+            betas,
+            eps,
+            weight_decay,
+            decoupled,
+        };
+        match *self {
+            Optimizer::Adam {
+                betas,
+                eps,
+                weight_decay,
+                decoupled,
+                ..
+            }
+            | Optimizer::NAdam {
+                betas,
+                eps,
+                weight_decay,
+                decoupled,
+                ..
+            }
+            | Optimizer::RAdam {
+                betas,
+                eps,
+                weight_decay,
+                decoupled,
+            } => Some(family(betas, eps, weight_decay, decoupled)),
+            Optimizer::Adamax {
+                betas,
+                eps,
+                weight_decay,
+            } => Some(family(betas, eps, weight_decay, false)),
+            _ => None,
+        }
+    }
+
     /// torch.optim's default learning rate for this optimizer.
     pub fn default_lr(&self) -> f32 {
         match self {
@@ -301,6 +353,12 @@ impl Optimizer {
                 Err(Error::Config(format!("{name}: invalid {what} {v}")))
             }
         };
+        if let Some(f) = self.adam_family() {
+            check("beta1", f.betas.0, (0.0..1.0).contains(&f.betas.0))?;
+            check("beta2", f.betas.1, (0.0..1.0).contains(&f.betas.1))?;
+            check("eps", f.eps, f.eps >= 0.0)?;
+            check("weight decay", f.weight_decay, f.weight_decay >= 0.0)?;
+        }
         match *self {
             Optimizer::Sgd {
                 momentum,
@@ -316,37 +374,10 @@ impl Optimizer {
                     ));
                 }
             }
-            Optimizer::Adam {
-                betas,
-                eps,
-                weight_decay,
-                ..
+            Optimizer::NAdam { momentum_decay, .. } => {
+                check("momentum_decay", momentum_decay, momentum_decay >= 0.0)?;
             }
-            | Optimizer::Adamax {
-                betas,
-                eps,
-                weight_decay,
-            }
-            | Optimizer::NAdam {
-                betas,
-                eps,
-                weight_decay,
-                ..
-            }
-            | Optimizer::RAdam {
-                betas,
-                eps,
-                weight_decay,
-                ..
-            } => {
-                check("beta1", betas.0, (0.0..1.0).contains(&betas.0))?;
-                check("beta2", betas.1, (0.0..1.0).contains(&betas.1))?;
-                check("eps", eps, eps >= 0.0)?;
-                check("weight decay", weight_decay, weight_decay >= 0.0)?;
-                if let Optimizer::NAdam { momentum_decay, .. } = *self {
-                    check("momentum_decay", momentum_decay, momentum_decay >= 0.0)?;
-                }
-            }
+            Optimizer::Adam { .. } | Optimizer::Adamax { .. } | Optimizer::RAdam { .. } => {}
             Optimizer::Adagrad {
                 lr_decay,
                 weight_decay,
@@ -401,6 +432,26 @@ impl Optimizer {
             skip_nonfinite: u32::from(clip.error_if_nonfinite),
             ..StepScalars::zeroed()
         };
+        if let Some(AdamFamily {
+            betas,
+            eps,
+            weight_decay,
+            decoupled,
+        }) = self.adam_family()
+        {
+            s.beta1 = betas.0;
+            s.beta2 = betas.1;
+            s.eps = eps;
+            s.weight_decay = weight_decay;
+            s.decoupled = u32::from(decoupled);
+            // In f64 on the host, as PyTorch computes them in Python floats; each kernel
+            // reads the ones it uses.
+            let t = f64::from(step);
+            let (b1t, b2t) = (as_decimal(betas.0).powf(t), as_decimal(betas.1).powf(t));
+            s.bias_correction1 = (1.0 - b1t) as f32;
+            s.bias_correction2 = (1.0 - b2t) as f32;
+            s.bias_correction2_sqrt = (1.0 - b2t).sqrt() as f32;
+        }
         match *self {
             Optimizer::Sgd {
                 momentum,
@@ -413,24 +464,7 @@ impl Optimizer {
                 s.nesterov = u32::from(nesterov);
                 s.weight_decay = weight_decay;
             }
-            Optimizer::Adam {
-                betas,
-                eps,
-                weight_decay,
-                amsgrad,
-                decoupled,
-            } => {
-                s.beta1 = betas.0;
-                s.beta2 = betas.1;
-                s.eps = eps;
-                s.weight_decay = weight_decay;
-                s.amsgrad = u32::from(amsgrad);
-                s.decoupled = u32::from(decoupled);
-                // Computed in f64 on the host, as PyTorch computes them in Python floats.
-                let t = f64::from(step);
-                s.bias_correction1 = (1.0 - as_decimal(betas.0).powf(t)) as f32;
-                s.bias_correction2_sqrt = (1.0 - as_decimal(betas.1).powf(t)).sqrt() as f32;
-            }
+            Optimizer::Adam { amsgrad, .. } => s.amsgrad = u32::from(amsgrad),
             Optimizer::Adagrad {
                 lr_decay,
                 weight_decay,
@@ -465,51 +499,19 @@ impl Optimizer {
                 s.eps = eps;
                 s.weight_decay = weight_decay;
             }
-            Optimizer::Adamax {
-                betas,
-                eps,
-                weight_decay,
-            } => {
-                s.beta1 = betas.0;
-                s.beta2 = betas.1;
-                s.eps = eps;
-                s.weight_decay = weight_decay;
-                s.bias_correction1 = (1.0 - as_decimal(betas.0).powf(f64::from(step))) as f32;
-            }
+            Optimizer::Adamax { .. } => {}
             Optimizer::NAdam {
                 betas,
-                eps,
-                weight_decay,
                 momentum_decay,
-                decoupled,
+                ..
             } => {
-                s.beta1 = betas.0;
-                s.beta2 = betas.1;
-                s.eps = eps;
-                s.weight_decay = weight_decay;
-                s.decoupled = u32::from(decoupled);
-                s.bias_correction2 = (1.0 - as_decimal(betas.1).powf(f64::from(step))) as f32;
                 let (beta1, psi) = (as_decimal(betas.0), as_decimal(momentum_decay));
                 let (grad, avg) = super::nadam::coefficients(beta1, psi, step);
                 s.nadam_grad_coef = grad as f32;
                 s.nadam_avg_coef = avg as f32;
             }
-            Optimizer::RAdam {
-                betas,
-                eps,
-                weight_decay,
-                decoupled,
-            } => {
-                s.beta1 = betas.0;
-                s.beta2 = betas.1;
-                s.eps = eps;
-                s.weight_decay = weight_decay;
-                s.decoupled = u32::from(decoupled);
-                let t = f64::from(step);
-                let (beta1, beta2) = (as_decimal(betas.0), as_decimal(betas.1));
-                s.bias_correction1 = (1.0 - beta1.powf(t)) as f32;
-                s.bias_correction2_sqrt = (1.0 - beta2.powf(t)).sqrt() as f32;
-                s.rect = radam_rectification(beta2, t) as f32;
+            Optimizer::RAdam { betas, .. } => {
+                s.rect = radam_rectification(as_decimal(betas.1), f64::from(step)) as f32;
             }
         }
         s.with_complements()

@@ -60,22 +60,43 @@ pub fn adam_run(
     })
 }
 
-/// Decoupled decay scales the parameter; coupled decay adds to the gradient.
+/// Weight decay of the Adam family (Adam, AdamW, NAdam, RAdam): decoupled scales the
+/// parameter by 1 − lr·wd, coupled adds wd·p to the gradient. Returns (parameter, gradient).
 #[inline(always)]
-fn decay<const DECOUPLED: bool>(p: f32, g: f32, c: &Coefficients) -> (f32, f32) {
-    if DECOUPLED {
-        (p * (1.0 - c.lr * c.wd), g)
+pub(super) fn adam_decay(decoupled: bool, p: f32, g: f32, (lr, wd): (f32, f32)) -> (f32, f32) {
+    if decoupled {
+        (p * (1.0 - lr * wd), g)
     } else {
-        (p, g + c.wd * p)
+        (p, g + wd * p)
     }
 }
 
-/// The moments' update (stored flushed: [`flush_subnormal`]).
+/// The Adam family's first moment, m + (1−β1)(g − m) (torch's lerp form of
+/// β1·m + (1−β1)·g), stored flushed ([`flush_subnormal`]).
+#[inline(always)]
+pub(super) fn first_moment(m: &mut f32, g: f32, one_minus_beta1: f32) -> f32 {
+    *m = flush_subnormal(*m + one_minus_beta1 * (g - *m));
+    *m
+}
+
+/// The Adam family's second moment, β2·v + (1−β2)·g², stored flushed.
+#[inline(always)]
+pub(super) fn second_moment(v: &mut f32, g: f32, beta2: f32, one_minus_beta2: f32) -> f32 {
+    *v = flush_subnormal(beta2 * *v + one_minus_beta2 * g * g);
+    *v
+}
+
+/// Decoupled decay scales the parameter; coupled decay adds to the gradient.
+#[inline(always)]
+fn decay<const DECOUPLED: bool>(p: f32, g: f32, c: &Coefficients) -> (f32, f32) {
+    adam_decay(DECOUPLED, p, g, (c.lr, c.wd))
+}
+
+/// The moments' update.
 #[inline(always)]
 fn moments(m: &mut f32, v: &mut f32, g: f32, c: &Coefficients) {
-    // m + (1−β1)(g − m) is torch's lerp form of β1·m + (1−β1)·g.
-    *m = flush_subnormal(*m + c.one_minus_beta1 * (g - *m));
-    *v = flush_subnormal(c.beta2 * *v + c.one_minus_beta2 * g * g);
+    first_moment(m, g, c.one_minus_beta1);
+    second_moment(v, g, c.beta2, c.one_minus_beta2);
 }
 
 #[inline(always)]

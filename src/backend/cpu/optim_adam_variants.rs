@@ -4,6 +4,7 @@
 //! rectification) come from the host in `StepScalars`.
 
 use super::optim::flush_subnormal;
+use super::optim_adam::{adam_decay, first_moment, second_moment};
 use crate::optim::StepScalars;
 
 /// One of the three optimizers of this file.
@@ -59,27 +60,20 @@ fn run(
     }
 }
 
-/// Weight decay of the Adam family: decoupled scales the parameter (p·(1 − lr·wd)),
-/// coupled adds an L2 term to the gradient. Returns (parameter, gradient).
+/// Decay and both moments as `optim_adam.rs` computes them: (parameter, gradient, m, v).
 #[inline(always)]
-fn decay(p: f32, g: f32, s: &StepScalars, (lr, wd): (f32, f32)) -> (f32, f32) {
-    if s.decoupled != 0 {
-        (p * (1.0 - lr * wd), g)
-    } else {
-        (p, g + wd * p)
-    }
-}
-
-/// The first moment in torch's lerp form m + (1−β1)(g − m).
-fn first_moment(m: &mut f32, g: f32, s: &StepScalars) -> f32 {
-    *m = flush_subnormal(*m + s.one_minus_beta1 * (g - *m));
-    *m
-}
-
-/// The second moment β2·v + (1−β2)·g².
-fn second_moment(v: &mut f32, g: f32, s: &StepScalars) -> f32 {
-    *v = flush_subnormal(s.beta2 * *v + s.one_minus_beta2 * g * g);
-    *v
+fn decay_and_moments(
+    p: f32,
+    g: f32,
+    m: &mut f32,
+    v: &mut f32,
+    s: &StepScalars,
+    hyper: (f32, f32),
+) -> (f32, f32, f32, f32) {
+    let (p, g) = adam_decay(s.decoupled != 0, p, g, hyper);
+    let m = first_moment(m, g, s.one_minus_beta1);
+    let v = second_moment(v, g, s.beta2, s.one_minus_beta2);
+    (p, g, m, v)
 }
 
 /// torch.optim.Adamax (coupled L2 decay): u ← max(β2·u, |g| + ε),
@@ -87,7 +81,7 @@ fn second_moment(v: &mut f32, g: f32, s: &StepScalars) -> f32 {
 #[inline(always)]
 fn adamax(p: f32, g: f32, m: &mut f32, u: &mut f32, s: &StepScalars, (lr, wd): (f32, f32)) -> f32 {
     let g = g + wd * p;
-    let m = first_moment(m, g, s);
+    let m = first_moment(m, g, s.one_minus_beta1);
     *u = flush_subnormal(max_propagating_nan(s.beta2 * *u, g.abs() + s.eps));
     p - (lr / s.bias_correction1) * m / *u
 }
@@ -107,9 +101,7 @@ fn max_propagating_nan(a: f32, b: f32) -> f32 {
 /// applied as PyTorch's two `addcdiv_` calls, one after the other.
 #[inline(always)]
 fn nadam(p: f32, g: f32, m: &mut f32, v: &mut f32, s: &StepScalars, (lr, wd): (f32, f32)) -> f32 {
-    let (p, g) = decay(p, g, s, (lr, wd));
-    let m = first_moment(m, g, s);
-    let v = second_moment(v, g, s);
+    let (p, g, m, v) = decay_and_moments(p, g, m, v, s, (lr, wd));
     let denom = (v / s.bias_correction2).sqrt() + s.eps;
     let p = p - (lr * s.nadam_grad_coef) * g / denom;
     p - (lr * s.nadam_avg_coef) * m / denom
@@ -118,11 +110,9 @@ fn nadam(p: f32, g: f32, m: &mut f32, v: &mut f32, s: &StepScalars, (lr, wd): (f
 /// torch.optim.RAdam: (m / (1 − β1^t))·lr, times the adaptive rate
 /// (1 / (√v + ε))·√(1 − β2^t) and the rectification r_t once r_t is defined (non-zero).
 #[inline(always)]
-fn radam(p: f32, g: f32, m: &mut f32, v: &mut f32, s: &StepScalars, (lr, wd): (f32, f32)) -> f32 {
-    let (p, g) = decay(p, g, s, (lr, wd));
-    let m = first_moment(m, g, s);
-    let v = second_moment(v, g, s);
-    let mut step = m / s.bias_correction1 * lr;
+fn radam(p: f32, g: f32, m: &mut f32, v: &mut f32, s: &StepScalars, hyper: (f32, f32)) -> f32 {
+    let (p, _, m, v) = decay_and_moments(p, g, m, v, s, hyper);
+    let mut step = m / s.bias_correction1 * hyper.0;
     if s.rect > 0.0 {
         let adaptive = (1.0 / (v.sqrt() + s.eps)) * s.bias_correction2_sqrt;
         step = step * adaptive * s.rect;
