@@ -115,7 +115,7 @@ fn sigmoid(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(min(-x, 88.0)));
 }
 
-// nn.SELU's α and λ (src/op/mod.rs SELU_ALPHA, SELU_SCALE).
+// nn.SELU's α and λ (src/op/activation.rs SELU_ALPHA, SELU_SCALE).
 const SELU_ALPHA: f32 = 1.6732632423543772;
 const SELU_SCALE: f32 = 1.0507009873554805;
 

@@ -3,85 +3,14 @@
 //! gradient rule (`graph/autodiff.rs`); gradient rules emit ops of this same set, so the
 //! parity tests cover forward and backward alike by iterating over it.
 
+mod activation;
 mod geom;
+mod params;
 mod shape_inference;
 
+pub use activation::{Activation, SELU_ALPHA, SELU_SCALE};
 pub use geom::{ConvGeom, PoolGeom};
-
-/// Element-wise activation functions, with PyTorch's definitions.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Activation {
-    /// max(x, 0)
-    Relu,
-    /// x for x > 0, slope·x otherwise.
-    LeakyRelu(f32),
-    /// 1 / (1 + e^-x)
-    Sigmoid,
-    /// tanh(x)
-    Tanh,
-    /// x·Φ(x), the exact (erf) form that is `nn.GELU()`'s default.
-    Gelu,
-    /// x·σ(x) (`nn.SiLU`, also called swish).
-    Silu,
-    /// x for x > 0, α·(eˣ − 1) otherwise (`nn.ELU(alpha)`).
-    Elu(f32),
-    /// λ·x for x > 0, λ·α·(eˣ − 1) otherwise, with `nn.SELU`'s fixed α and λ.
-    Selu,
-}
-
-/// `nn.SELU`'s α (Klambauer et al., 2017), as PyTorch writes it.
-pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
-/// `nn.SELU`'s λ (the `scale`), as PyTorch writes it.
-pub const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
-
-impl Activation {
-    /// The numeric code the WGSL kernels switch on (an `override` constant).
-    pub fn code(self) -> u32 {
-        match self {
-            Activation::Relu => 0,
-            Activation::LeakyRelu(_) => 1,
-            Activation::Sigmoid => 2,
-            Activation::Tanh => 3,
-            Activation::Gelu => 4,
-            Activation::Silu => 5,
-            Activation::Elu(_) => 6,
-            Activation::Selu => 7,
-        }
-    }
-
-    /// The one parameter the kernels take: leaky relu's slope, ELU's α (0 for activations
-    /// that have none).
-    pub fn slope(self) -> f32 {
-        match self {
-            Activation::LeakyRelu(s) | Activation::Elu(s) => s,
-            _ => 0.0,
-        }
-    }
-
-    /// Whether the derivative is a function of the output, so that the gradient can read
-    /// `y = f(x)` instead of `x` (relu: y > 0; sigmoid: y·(1 − y); tanh: 1 − y²), as
-    /// PyTorch's backward does for these three. The others read their input.
-    pub fn grad_from_output(self) -> bool {
-        matches!(
-            self,
-            Activation::Relu | Activation::Sigmoid | Activation::Tanh
-        )
-    }
-
-    /// The lower-case name used in model specs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Activation::Relu => "relu",
-            Activation::LeakyRelu(_) => "leaky_relu",
-            Activation::Sigmoid => "sigmoid",
-            Activation::Tanh => "tanh",
-            Activation::Gelu => "gelu",
-            Activation::Silu => "silu",
-            Activation::Elu(_) => "elu",
-            Activation::Selu => "selu",
-        }
-    }
-}
+pub use params::{Channels, DropoutSpec, Nchw};
 
 /// One operation of the graph. Inputs are listed in each variant's doc; every op has one
 /// output. Class labels travel as f32 holding exact small integers.
@@ -291,52 +220,6 @@ pub enum Op {
     Dropout(DropoutSpec),
     /// `dy → dx` with the same mask, regenerated rather than stored.
     DropoutGrad(DropoutSpec),
-}
-
-/// A channels-first tensor's dimensions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Nchw {
-    /// Batch.
-    pub n: usize,
-    /// Channels.
-    pub c: usize,
-    /// Height.
-    pub h: usize,
-    /// Width.
-    pub w: usize,
-}
-
-/// How batch-norm ops see their input: C channels of S values each per sample
-/// (S = H·W for batchnorm2d, 1 for batchnorm1d), and eps.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Channels {
-    /// Channels.
-    pub c: usize,
-    /// Values per channel per sample.
-    pub s: usize,
-    /// Added to the variance.
-    pub eps: f32,
-}
-
-/// Which dropout layer and how much it drops.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct DropoutSpec {
-    /// Probability of zeroing an element.
-    pub p: f32,
-    /// The layer's index (part of the random stream's counter).
-    pub layer: u32,
-}
-
-impl DropoutSpec {
-    /// The factor kept elements are multiplied by, 1/(1 − p), rounded to f32 once on the
-    /// host so both backends use the same value (0 when p = 1: everything is dropped).
-    pub fn scale(&self) -> f32 {
-        if self.p >= 1.0 {
-            0.0
-        } else {
-            1.0 / (1.0 - self.p)
-        }
-    }
 }
 
 /// How closely a backend must agree with the f64 reference (DESIGN.md's policy).

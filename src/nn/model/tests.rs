@@ -1,0 +1,319 @@
+//! Model parsing and building: layer specs, PyTorch names and shapes, the presets.
+
+use super::*;
+use crate::op::Activation;
+
+#[test]
+fn mlp_preset_has_pytorch_names_and_layouts() {
+    let m = Model::parse("mlp").unwrap();
+    let mut g = Graph::new();
+    let x = g.input("x", Shape::new(&[4, 784]));
+    let y = m.build(&mut g, x, [1, 28, 28], Mode::Train).unwrap().output;
+    assert_eq!(g.shape(y), &Shape::new(&[4, 10]));
+    let names: Vec<(String, Shape)> = g
+        .params()
+        .iter()
+        .map(|(_, n, s, _)| (n.to_string(), (*s).clone()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("0.weight".into(), Shape::new(&[256, 784])),
+            ("0.bias".into(), Shape::new(&[256])),
+            ("2.weight".into(), Shape::new(&[128, 256])),
+            ("2.bias".into(), Shape::new(&[128])),
+            ("4.weight".into(), Shape::new(&[10, 128])),
+            ("4.bias".into(), Shape::new(&[10])),
+        ]
+    );
+}
+
+#[test]
+fn mismatched_layers_name_the_layer_and_shapes() {
+    let m = Model::parse("linear(784,64),relu,linear(60,10)").unwrap();
+    let mut g = Graph::new();
+    let x = g.input("x", Shape::new(&[8, 784]));
+    let err = m
+        .build(&mut g, x, [1, 28, 28], Mode::Train)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("layer 2 'linear(60,10)'"), "{err}");
+    assert!(err.contains("[8, 64]"), "{err}");
+}
+
+#[test]
+fn bad_arguments_are_spec_errors() {
+    assert!(matches!(
+        Model::parse("linear(784)"),
+        Err(Error::Spec { .. })
+    ));
+    assert!(matches!(
+        Model::parse("linear(784,0)"),
+        Err(Error::Spec { .. })
+    ));
+    assert!(matches!(
+        Model::parse("linear(784,10,bias=maybe)"),
+        Err(Error::Spec { .. })
+    ));
+    assert!(matches!(Model::parse("relu(3)"), Err(Error::Spec { .. })));
+    assert!(matches!(Model::parse("swish"), Err(Error::Spec { .. })));
+    assert!(Model::parse("cnn").is_ok());
+    let m = Model::parse("linear(4,3,bias=False),leaky_relu(negative_slope=0.2)").unwrap();
+    assert_eq!(
+        m.layers,
+        vec![
+            Layer::Linear {
+                in_features: 4,
+                out_features: 3,
+                bias: false
+            },
+            Layer::Activation(Activation::LeakyRelu(0.2))
+        ]
+    );
+}
+
+/// The convolutional layers and the `cnn` preset.
+mod cnn {
+    use super::*;
+
+    /// `adaptiveavgpool2d`/`adaptivemaxpool2d` against PyTorch's window rule computed by
+    /// hand: window i of an output of O over an input of L spans [⌊iL/O⌋, ⌈(i+1)L/O⌉).
+    #[test]
+    fn adaptive_pooling_takes_pytorchs_windows() {
+        let (c, h, w) = (2, 4, 6);
+        for (spec, out, max) in [
+            ("adaptiveavgpool2d(1)", (1, 1), false),
+            ("adaptivemaxpool2d(output_size=1)", (1, 1), true),
+            ("adaptiveavgpool2d((2,3))", (2, 3), false),
+            ("adaptivemaxpool2d((4,2))", (4, 2), true),
+            // Overlapping windows of one length: 4 → 3 is [0,2), [1,3), [2,4), and
+            // 6 → 4 is [0,2), [1,3), [3,5), [4,6) (refused: two spacings) — so (3, 6).
+            ("adaptiveavgpool2d((3,6))", (3, 6), false),
+            ("adaptivemaxpool2d((3,5))", (3, 5), true),
+        ] {
+            let m = Model::parse(spec).unwrap();
+            assert!(m.takes_images());
+            let mut g = Graph::new();
+            let x = g.input("x", Shape::new(&[1, c * h * w]));
+            let y = m.build(&mut g, x, [c, h, w], Mode::Eval).unwrap().output;
+            assert_eq!(g.shape(y), &Shape::new(&[1, c, out.0, out.1]), "{spec}");
+            let data: Vec<f64> = (0..c * h * w)
+                .map(|i| ((i * 7) as f64 * 0.37).sin())
+                .collect();
+            let feed = |id: ValueId| (id == x).then(|| data.clone());
+            let got =
+                &crate::graph::interpret(&g, &feed, &crate::rng::StepRng::default()).unwrap()[y];
+            let window =
+                |i: usize, len: usize, o: usize| (i * len / o)..((i + 1) * len).div_ceil(o);
+            for ch in 0..c {
+                for i in 0..out.0 {
+                    for j in 0..out.1 {
+                        let values: Vec<f64> = window(i, h, out.0)
+                            .flat_map(|r| window(j, w, out.1).map(move |q| (r, q)))
+                            .map(|(r, q)| data[(ch * h + r) * w + q])
+                            .collect();
+                        let want = if max {
+                            values.iter().copied().fold(f64::MIN, f64::max)
+                        } else {
+                            values.iter().sum::<f64>() / values.len() as f64
+                        };
+                        let at = (ch * out.0 + i) * out.1 + j;
+                        assert!((got[at] - want).abs() < 1e-12, "{spec} [{ch},{i},{j}]");
+                    }
+                }
+            }
+        }
+        // 28 → 3 is [0,10), [9,19), [18,28); 7 → 3 is [0,3), [2,5), [4,7).
+        assert_eq!(uniform_windows(28, 3), Some((10, 9)));
+        assert_eq!(uniform_windows(7, 3), Some((3, 2)));
+        assert_eq!(uniform_windows(5, 3), None);
+        // Windows of two lengths (5 → 3 is [0,2), [1,4), [3,5)) are refused when built.
+        let m = Model::parse("adaptiveavgpool2d(3)").unwrap();
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::new(&[1, 25]));
+        let err = m.build(&mut g, x, [1, 5, 5], Mode::Eval).unwrap_err();
+        assert!(matches!(err, Error::Unsupported(_)), "{err}");
+        assert!(matches!(
+            Model::parse("adaptiveavgpool2d(0)"),
+            Err(Error::Spec { .. })
+        ));
+    }
+
+    #[test]
+    fn cnn_preset_has_pytorch_names_and_shapes() {
+        let m = Model::parse("cnn").unwrap();
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::new(&[2, 784]));
+        let built = m.build(&mut g, x, [1, 28, 28], Mode::Train).unwrap();
+        assert_eq!(g.shape(built.output), &Shape::new(&[2, 10]));
+        assert_eq!(built.updates.len(), 2);
+        let names: Vec<(String, Vec<usize>)> = g
+            .params()
+            .iter()
+            .map(|(_, n, s, _)| (n.to_string(), s.0.clone()))
+            .collect();
+        let expect: Vec<(&str, Vec<usize>)> = vec![
+            ("0.weight", vec![32, 1, 3, 3]),
+            ("0.bias", vec![32]),
+            ("1.weight", vec![32]),
+            ("1.bias", vec![32]),
+            ("4.weight", vec![64, 32, 3, 3]),
+            ("4.bias", vec![64]),
+            ("5.weight", vec![64]),
+            ("5.bias", vec![64]),
+            ("10.weight", vec![128, 3136]),
+            ("10.bias", vec![128]),
+            ("12.weight", vec![10, 128]),
+            ("12.bias", vec![10]),
+        ];
+        let expect: Vec<(String, Vec<usize>)> = expect
+            .into_iter()
+            .map(|(n, s)| (n.to_string(), s))
+            .collect();
+        assert_eq!(names, expect);
+        let buffers: Vec<&str> = g.buffers().iter().map(|b| b.1).collect();
+        assert_eq!(buffers, vec!["1.running_stats", "5.running_stats"]);
+    }
+
+    #[test]
+    fn flatten_mismatch_names_layer_and_shapes() {
+        let spec = "conv2d(1,32,3,padding=1),batchnorm2d(32),relu,maxpool2d(2),\
+conv2d(32,64,3,padding=1),batchnorm2d(64),relu,maxpool2d(2),flatten,dropout(0.25),\
+linear(3000,128),relu,linear(128,10)";
+        let m = Model::parse(spec).unwrap();
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::new(&[128, 784]));
+        let err = m
+            .build(&mut g, x, [1, 28, 28], Mode::Train)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("layer 10 'linear(3000,128)'"), "{err}");
+        assert!(err.contains("[128, 3136]"), "{err}");
+    }
+
+    /// `ceil_mode` and `count_include_pad` by PyTorch's names and positions, and the output
+    /// sizes of `pooling_output_shape`: 7 with window 2 and stride 2 gives 4 (the last
+    /// window holds one row); 6 + 2 with window 3 and stride 2 gives 4, whose last window
+    /// starts at 6 < 6 + 1; 5 with window 2 and stride 3 gives 2, because a third window
+    /// would start at 6 ≥ 5.
+    #[test]
+    fn pooling_takes_ceil_mode_and_count_include_pad() {
+        let m = Model::parse(
+            "maxpool2d(2,ceil_mode=True),avgpool2d(3,2,1,True,False),avgpool2d((1,2),(1,3),0,ceil_mode=1)",
+        )
+        .unwrap();
+        assert_eq!(
+            m.layers[1],
+            Layer::AvgPool2d {
+                kernel: (3, 3),
+                stride: (2, 2),
+                padding: (1, 1),
+                ceil_mode: true,
+                count_include_pad: false,
+            }
+        );
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::new(&[1, 7 * 11]));
+        let y = m.build(&mut g, x, [1, 7, 11], Mode::Eval).unwrap().output;
+        // 7x11 → 4x6 → (4 + 2 − 3)/2 ↑ + 1 = 3 by (6 + 2 − 3)/2 ↑ + 1 = 4 → 3 by ⌈(4 − 2)/3⌉ + 1 = 2.
+        assert_eq!(g.shape(y), &Shape::new(&[1, 1, 3, 2]));
+        let g = PoolGeom {
+            n: 1,
+            c: 1,
+            h: 5,
+            w: 6,
+            kh: 2,
+            kw: 3,
+            sh: 3,
+            sw: 2,
+            ph: 0,
+            pw: 1,
+            ceil_mode: true,
+            count_include_pad: true,
+        };
+        assert_eq!((g.oh(), g.ow()), (2, 4));
+        // The maxpool2d positions after padding are dilation and return_indices.
+        let err = Model::parse("maxpool2d(2,2,0,1)").unwrap_err().to_string();
+        assert!(err.contains("ceil_mode by name"), "{err}");
+    }
+
+    #[test]
+    fn pooling_takes_pytorchs_padding() {
+        let m = Model::parse("maxpool2d(3,stride=2,padding=1),avgpool2d((2,3),1,(1,1))").unwrap();
+        assert_eq!(
+            m.layers,
+            [
+                Layer::MaxPool2d {
+                    kernel: (3, 3),
+                    stride: (2, 2),
+                    padding: (1, 1),
+                    ceil_mode: false,
+                },
+                Layer::AvgPool2d {
+                    kernel: (2, 3),
+                    stride: (1, 1),
+                    padding: (1, 1),
+                    ceil_mode: false,
+                    count_include_pad: true,
+                }
+            ]
+        );
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::new(&[2, 4 * 7 * 7]));
+        let y = m.build(&mut g, x, [4, 7, 7], Mode::Eval).unwrap().output;
+        // (7 + 2 − 3)/2 + 1 = 4; then (4 + 2 − 2)/1 + 1 = 5 by (4 + 2 − 3)/1 + 1 = 4.
+        assert_eq!(g.shape(y), &Shape::new(&[2, 4, 5, 4]));
+        // PyTorch's limit: padding at most half the window.
+        let err = Model::parse("maxpool2d(3,padding=2)")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most half"), "{err}");
+        let err = Model::parse("avgpool2d(2,1,(1,2))")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most half"), "{err}");
+        // Sizes whose padded extent or window area overflow are errors, not panics.
+        for spec in [
+            "maxpool2d(18446744073709551615,padding=9223372036854775807)",
+            "avgpool2d(4294967296,padding=2147483648)",
+        ] {
+            let m = Model::parse(spec).unwrap();
+            let mut g = Graph::new();
+            let x = g.input("x", Shape::new(&[2, 4 * 7 * 7]));
+            assert!(m.build(&mut g, x, [4, 7, 7], Mode::Eval).is_err(), "{spec}");
+        }
+    }
+
+    #[test]
+    fn conv_arguments_follow_pytorch() {
+        let m = Model::parse(
+            "conv2d(3,8,(3,5),stride=2,padding=(1,2),bias=false),maxpool2d(2,stride=1)",
+        )
+        .unwrap();
+        assert_eq!(
+            m.layers[0],
+            Layer::Conv2d {
+                in_channels: 3,
+                out_channels: 8,
+                kernel: (3, 5),
+                stride: (2, 2),
+                padding: (1, 2),
+                bias: false
+            }
+        );
+        assert_eq!(
+            m.layers[1],
+            Layer::MaxPool2d {
+                kernel: (2, 2),
+                stride: (1, 1),
+                padding: (0, 0),
+                ceil_mode: false,
+            }
+        );
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::new(&[1, 3 * 9 * 11]));
+        let y = m.build(&mut g, x, [3, 9, 11], Mode::Eval).unwrap().output;
+        // conv: (9+2-3)/2+1 = 5, (11+4-5)/2+1 = 6; pool 2 stride 1: 4 x 5.
+        assert_eq!(g.shape(y), &Shape::new(&[1, 8, 4, 5]));
+    }
+}
