@@ -84,7 +84,7 @@ pub fn derivative<T: Real>(a: Activation, x: T) -> T {
         // σ(x)·(1 + x·(1 − σ(x))), PyTorch's silu_backward (0, or NaN at −∞, once e^−x
         // overflows).
         Activation::Silu => {
-            let s = T::one() / (T::one() + (-x).exp());
+            let s = apply(Activation::Sigmoid, x);
             s * (T::one() + x * (T::one() - s))
         }
         Activation::Elu(alpha) => {
