@@ -10,7 +10,7 @@ the CPU next to `--backend cpu`:
   fused kernel where this PyTorch has one, else foreach), as GB/s of
   its seven streams (param, grad, exp_avg, exp_avg_sq read; param, exp_avg, exp_avg_sq
   written) and as a fraction of the copy;
-- training steps of kiln's `mlp` and `cnn` presets (the same layers, PyTorch's default
+- training steps of kiln's `mlp`, `cnn` and `resnet` presets (the same layers, PyTorch's default
   init, AdamW lr 1e-3, batch 128, random inputs already on the device), eager, images/s.
 
 Each figure is the median of repeated timings after warm-up: CUDA events on the GPU, the
@@ -115,10 +115,47 @@ def cnn():
     )
 
 
+class Residual(nn.Module):
+    """kiln's `residual(body..., shortcut=(...))`: body(x) + shortcut(x), the identity
+    when there is no shortcut; parameters named `body.j` and `shortcut.j` as in kiln."""
+
+    def __init__(self, body, shortcut=()):
+        super().__init__()
+        self.body = nn.Sequential(*body)
+        self.shortcut = nn.Sequential(*shortcut) if shortcut else None
+
+    def forward(self, x):
+        return self.body(x) + (x if self.shortcut is None else self.shortcut(x))
+
+
+def basic_block(cin, cout, stride):
+    body = (
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
+        nn.ReLU(), nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+    )
+    if stride == 1 and cin == cout:
+        return Residual(body)
+    return Residual(body, (nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)))
+
+
+def resnet():
+    """kiln's `resnet` preset (src/nn/mod.rs, PRESET_RESNET)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        basic_block(16, 16, 1), nn.ReLU(), basic_block(16, 32, 2), nn.ReLU(),
+        basic_block(32, 64, 2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10),
+    )
+
+
+MODELS = {"mlp": mlp, "cnn": cnn, "resnet": resnet}
+
+
 def step_rows(batch=128):
     torch.backends.cudnn.benchmark = True
     rows = []
-    for name, make, shape in (("mlp", mlp, (batch, 784)), ("cnn", cnn, (batch, 1, 28, 28))):
+    shapes = {"mlp": (batch, 784), "cnn": (batch, 1, 28, 28), "resnet": (batch, 1, 28, 28)}
+    for name, make in MODELS.items():
+        shape = shapes[name]
         torch.manual_seed(0)
         model = make().to(DEVICE).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)

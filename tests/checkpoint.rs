@@ -140,10 +140,20 @@ fn command_line_saves_evaluates_and_exports() {
 
 /// N steps, save, resume in a new trainer, N more steps: parameters, optimizer state and
 /// running statistics are bit-equal to 2N uninterrupted steps (dropout, batch norm,
-/// AdamW, a per-batch schedule and shuffling included).
+/// AdamW, a per-batch schedule and shuffling included), for a plain model and one of
+/// residual blocks (whose dropout and batch norm sit inside the blocks).
 #[test]
 fn resume_reproduces_the_uninterrupted_run_bit_for_bit() {
-    let spec = "conv2d(1,4,3,stride=2),batchnorm2d(4),relu,flatten,dropout(0.3),linear(676,10)";
+    for spec in [
+        "conv2d(1,4,3,stride=2),batchnorm2d(4),relu,flatten,dropout(0.3),linear(676,10)",
+        "conv2d(1,4,3,stride=2),relu,residual(conv2d(4,4,3,padding=1),dropout(0.3),\
+         shortcut=(conv2d(4,4,1),batchnorm2d(4))),flatten,linear(676,10)",
+    ] {
+        resume_matches_uninterrupted(spec);
+    }
+}
+
+fn resume_matches_uninterrupted(spec: &str) {
     let (train, test) = data::embedded().unwrap();
     let train = train.take(640).unwrap();
     let config = |steps| TrainConfig {
@@ -168,7 +178,7 @@ fn resume_reproduces_the_uninterrupted_run_bit_for_bit() {
     assert_eq!(second.steps(), 14);
     run(&mut second);
     assert_eq!(second.steps(), 28);
-    assert_eq!(second.params().unwrap(), whole.params().unwrap());
+    assert_eq!(second.params().unwrap(), whole.params().unwrap(), "{spec}");
     let b = |t: &mut Trainer| t.backend_mut().read_buffers().unwrap();
     assert_eq!(b(&mut second), b(&mut whole));
     for k in 0..2 {

@@ -111,9 +111,16 @@ fn cnn_f16_tracks_f32_on_a_small_run() {
     assert!((r16.test_accuracy - r32.test_accuracy).abs() <= 0.02);
 }
 
-/// The GPU's f16 training steps follow the CPU emulation: 30 steps of the mlp preset and
-/// 6 of the cnn (f16 convolution, batch norm, pooling, dropout; batch 16), the per-step
-/// losses within f16 tolerance, the scaler state identical.
+/// Residual blocks with an identity and a projection shortcut (f16 sums of two branches).
+const SMALL_RESNET: &str = "conv2d(1,4,3,stride=2,padding=1,bias=false),batchnorm2d(4),relu,\
+residual(conv2d(4,4,3,padding=1,bias=false),batchnorm2d(4),relu,conv2d(4,4,3,padding=1)),relu,\
+residual(conv2d(4,8,3,stride=2,padding=1),shortcut=(conv2d(4,8,1,stride=2,bias=false),\
+batchnorm2d(8))),adaptiveavgpool2d(1),flatten,linear(8,10)";
+
+/// The GPU's f16 training steps follow the CPU emulation: 30 steps of the mlp preset, 6
+/// of the cnn (f16 convolution, batch norm, pooling, dropout; batch 16) and 6 of a model
+/// of residual blocks, the per-step losses within f16 tolerance, the scaler state
+/// identical.
 #[test]
 fn gpu_f16_training_follows_the_cpu_emulation() {
     let Some(gpu) = common::gpu() else { return };
@@ -122,7 +129,7 @@ fn gpu_f16_training_follows_the_cpu_emulation() {
         return;
     }
     let mut gpu: Option<Box<dyn Backend>> = Some(Box::new(gpu));
-    for (spec, batch, steps) in [("mlp", 128, 30), ("cnn", 16, 6)] {
+    for (spec, batch, steps) in [("mlp", 128, 30), ("cnn", 16, 6), (SMALL_RESNET, 16, 6)] {
         let config = TrainConfig {
             batch_size: batch,
             ..config(Precision::F16, 1, 0)

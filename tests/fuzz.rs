@@ -329,6 +329,10 @@ const TOKENS: &[&str] = &[
     "ceil_mode",
     "count_include_pad",
     "softmax",
+    "residual",
+    "residual(",
+    "shortcut=(",
+    "shortcut",
     "swish",
     "(",
     ")",
@@ -443,6 +447,16 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
                 layers.push(format!("batchnorm2d({c})"));
             }
             layers.push(activation(pick(9)));
+            if pick(3) == 0 {
+                let shortcut = match pick(3) {
+                    0 => format!(",shortcut=(conv2d({c},{c},1,bias=false),batchnorm2d({c}))"),
+                    _ => String::new(),
+                };
+                layers.push(format!(
+                    "residual(conv2d({c},{c},3,padding=1),{}{shortcut})",
+                    activation(pick(9))
+                ));
+            }
             let k = 1 + pick(2);
             if h >= k && w >= k {
                 match pick(3) {
@@ -474,6 +488,11 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
             0 => layers.push(format!("dropout(p=0.{})", pick(10))),
             1 => layers.push(format!("layernorm({features})")),
             2 => layers.push(format!("batchnorm1d({features})")),
+            3 => layers.push(format!(
+                "residual(linear({features},{features}),{}, residual(dropout(0.5)), \
+                 shortcut = (linear({features},{features},bias=false)))",
+                activation(pick(9))
+            )),
             _ => {}
         }
         layers.push(activation(pick(9)));
@@ -597,7 +616,7 @@ fn check_spec(spec: &str, sample: [usize; 3], batch: usize) -> Result<bool, Test
     else {
         return Ok(false);
     };
-    prop_assert!(layers.is_some() || spec.trim() == "mlp" || spec.trim() == "cnn");
+    prop_assert!(layers.is_some() || kiln::nn::PRESETS.contains(&spec.trim()));
     let mut all_built = true;
     for mode in [Mode::Train, Mode::Eval] {
         let mut g = Graph::new();

@@ -13,11 +13,35 @@ class Seq(nn.Sequential):
         return super().forward(x.reshape(-1, 1, 28, 28))
 
 
+class Residual(nn.Module):
+    """kiln's residual(body..., shortcut=(...)): body(x) + shortcut(x), names body.j / shortcut.j."""
+    def __init__(self, body, shortcut):
+        super().__init__()
+        self.body = nn.Sequential(*body)
+        self.shortcut = nn.Sequential(*shortcut) if shortcut else None
+
+    def forward(self, x):
+        return self.body(x) + (x if self.shortcut is None else self.shortcut(x))
+
+
+def parse_residual(inner):
+    body, shortcut = [], []
+    for part in split_top(inner):
+        if part.replace(' ', '').startswith('shortcut='):
+            shortcut = parse_spec(part.split('=', 1)[1].strip()[1:-1])
+        elif part:
+            body.append(part)
+    return Residual(parse_spec(','.join(body)), shortcut)
+
+
 def parse_spec(spec):
     """kiln layer list -> list of torch modules (dropout -> Dropout(p))."""
     mods = []
     for part in split_top(spec):
         name, _, args = part.partition('(')
+        if name.strip() == 'residual':
+            mods.append(parse_residual(args[:-1]))
+            continue
         args = args[:-1] if args.endswith(')') else args
         a = eval(f"(lambda *a, **k: (a, k))({args})", {'False': False, 'True': True, 'false': False, 'true': True})
         pa, ka = a
@@ -113,6 +137,10 @@ CASES = [
     ('c8a', "conv2d(1,8,3),relu,maxpool2d(2,ceil_mode=True),flatten,linear(1352,10)", False),
     ('c8b', "conv2d(1,8,3),relu,avgpool2d(3,2,1,True,False),flatten,linear(1568,10)", False),
     ('c8c', "conv2d(1,8,3,padding=1),relu,avgpool2d(3,stride=2,ceil_mode=True),flatten,linear(1568,10)", False),
+    # Residual blocks: identity and projection shortcuts, nested names (3.body.1.weight).
+    ('r1', "conv2d(1,8,3,padding=1),relu,residual(conv2d(8,8,3,padding=1),relu,conv2d(8,8,3,padding=1)),relu,maxpool2d(2),flatten,linear(1568,10)", False),
+    ('r2', "conv2d(1,8,3,padding=1,bias=False),batchnorm2d(8),relu,residual(conv2d(8,8,3,padding=1,bias=False),batchnorm2d(8),relu,conv2d(8,8,3,padding=1,bias=False),batchnorm2d(8)),relu,residual(conv2d(8,16,3,stride=2,padding=1,bias=False),batchnorm2d(16),relu,conv2d(16,16,3,padding=1,bias=False),batchnorm2d(16),shortcut=(conv2d(8,16,1,stride=2,bias=False),batchnorm2d(16))),relu,adaptiveavgpool2d(1),flatten,linear(16,10)", True),
+    ('r3', "flatten,linear(784,64),relu,residual(linear(64,64),relu,linear(64,64)),layernorm(64),residual(linear(64,64),tanh,residual(linear(64,64),gelu),shortcut=(linear(64,64,bias=False))),linear(64,10)", False),
 ]
 
 if __name__ == '__main__':

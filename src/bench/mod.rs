@@ -309,7 +309,7 @@ fn run_group(
         }
         Group::Step => {
             let (train, _) = crate::data::embedded()?;
-            for spec in ["mlp", "cnn"] {
+            for spec in crate::nn::PRESETS {
                 let flops = shapes::step_flops(spec, plan.batch)?;
                 let backend = engine.another()?;
                 out.push(step::training_step(

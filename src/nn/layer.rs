@@ -99,11 +99,23 @@ pub enum Layer {
     Activation(Activation),
     /// `nn.Softmax(dim=-1)`.
     Softmax,
+    /// `residual(body..., shortcut=(layers...))`: `body(x) + shortcut(x)`, the shortcut
+    /// being the identity when it has no layers, as the blocks of a ResNet. PyTorch has no
+    /// such module; its parameters are named as those of a module with two
+    /// `nn.Sequential` attributes `body` and `shortcut` (`3.body.0.weight`,
+    /// `3.shortcut.1.running_mean`).
+    Residual {
+        /// The block's main path.
+        body: Vec<Layer>,
+        /// The projection added in place of the input (e.g. a strided 1×1 convolution
+        /// and batch norm where the body changes the shape); empty for the identity.
+        shortcut: Vec<Layer>,
+    },
 }
 
 const KNOWN: &str = "linear, conv2d, maxpool2d, avgpool2d, adaptiveavgpool2d, \
 adaptivemaxpool2d, flatten, batchnorm1d, batchnorm2d, layernorm, dropout, relu, leaky_relu, \
-sigmoid, tanh, gelu, silu, elu, selu, softmax";
+sigmoid, tanh, gelu, silu, elu, selu, softmax, residual";
 
 /// The layer a spec entry names, its arguments checked.
 pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
@@ -256,6 +268,22 @@ pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
                 "negative_slope",
                 0.01,
             )?))
+        }
+        "residual" => {
+            if l.body.is_empty() {
+                return Err(spec_error(
+                    spec,
+                    l.position,
+                    "'residual' needs its layers: residual(layers..., shortcut=(layers...))",
+                ));
+            }
+            let layers = |list: &[LayerSpec]| -> Result<Vec<Layer>> {
+                list.iter().map(|l| layer_of(spec, l)).collect()
+            };
+            Layer::Residual {
+                body: layers(&l.body)?,
+                shortcut: layers(&l.shortcut)?,
+            }
         }
         "softmax" => {
             args.allow(&["dim"])?;

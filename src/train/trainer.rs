@@ -495,13 +495,8 @@ impl Trainer {
 
 /// Whether parameter `name` belongs to the no-decay group (`kinds`: `bias`, `norm`).
 fn no_decay(model: &Model, kinds: &[String], name: &str) -> bool {
-    let layer = name
-        .split('.')
-        .next()
-        .and_then(|i| i.parse::<usize>().ok())
-        .and_then(|i| model.layers.get(i));
     let is_norm = matches!(
-        layer,
+        model.layer_of_param(name),
         Some(Layer::BatchNorm { .. } | Layer::LayerNorm { .. })
     );
     kinds.iter().any(|k| match k.as_str() {

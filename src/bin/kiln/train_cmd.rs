@@ -16,8 +16,9 @@ use kiln::{data, Error, Result};
 /// Arguments of `kiln train`, named as PyTorch's.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Model: a preset (`mlp`) or a layer list such as
-    /// "linear(784,256),relu,linear(256,128),relu,linear(128,10)".
+    /// Model: a preset (`mlp`, `cnn`, `resnet`) or a layer list such as
+    /// "linear(784,256),relu,linear(256,128),relu,linear(128,10)"; `residual(layers...,
+    /// shortcut=(layers...))` adds a block's output to its input (or its shortcut's).
     #[arg(long, default_value = "mlp")]
     model: String,
     /// MNIST-format directory (IDX files, gzip or raw); default: the embedded subset.

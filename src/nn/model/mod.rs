@@ -1,7 +1,7 @@
 //! A model as a layer list, built into graph nodes with PyTorch's parameter names.
 
 use super::layer::{layer_of, Layer};
-use super::spec::parse_spec;
+use super::spec::{parse_spec, LayerSpec};
 use super::Init;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, ValueId};
@@ -51,21 +51,21 @@ pub struct Model {
     pub spec: String,
     /// The layers in order; their index is their `nn.Sequential` index.
     pub layers: Vec<Layer>,
-    /// Where each layer starts in `spec`.
-    positions: Vec<usize>,
+    /// Each layer as parsed (its text in `spec`, and a container's inner layers).
+    specs: Vec<LayerSpec>,
 }
 
 impl Model {
-    /// Parses a layer list or a preset name (`mlp`, `cnn`).
+    /// Parses a layer list or a preset name ([`PRESETS`](super::PRESETS)).
     pub fn parse(spec: &str) -> Result<Model> {
         let spec = super::expand_preset(spec).to_string();
         let specs = parse_spec(&spec)?;
-        let mut layers = Vec::new();
-        for l in &specs {
-            layers.push(layer_of(&spec, l)?);
-        }
+        let layers = specs
+            .iter()
+            .map(|l| layer_of(&spec, l))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Model {
-            positions: specs.iter().map(|l| l.position).collect(),
+            specs,
             spec,
             layers,
         })
@@ -73,32 +73,31 @@ impl Model {
 
     /// Whether the first layer takes images ([N, C, H, W]) rather than feature vectors.
     pub fn takes_images(&self) -> bool {
-        matches!(
-            self.layers.first(),
-            Some(
-                Layer::Conv2d { .. }
-                    | Layer::MaxPool2d { .. }
-                    | Layer::AvgPool2d { .. }
-                    | Layer::AdaptivePool2d { .. }
-                    | Layer::BatchNorm { dims: 2, .. }
-            )
-        )
+        first_takes_images(&self.layers)
     }
 
-    /// The text of layer `i` as written in the spec.
-    fn layer_text(&self, i: usize) -> &str {
-        let start = self.positions[i];
-        let end = self
-            .positions
-            .get(i + 1)
-            .copied()
-            .unwrap_or(self.spec.len());
-        self.spec[start..end].trim().trim_end_matches(',').trim()
+    /// The layer that parameter or buffer `name` (`3.weight`, `3.body.1.bias`) belongs
+    /// to, if any.
+    pub fn layer_of_param(&self, name: &str) -> Option<&Layer> {
+        let mut parts = name.split('.');
+        let mut layer = self.layers.get(parts.next()?.parse::<usize>().ok()?)?;
+        loop {
+            let Layer::Residual { body, shortcut } = layer else {
+                return Some(layer);
+            };
+            let list = match parts.next()? {
+                "body" => body,
+                "shortcut" => shortcut,
+                _ => return None,
+            };
+            layer = list.get(parts.next()?.parse::<usize>().ok()?)?;
+        }
     }
 
     /// Appends the layers to `g` reading `x`, a batch of samples of shape `sample`
     /// ([channels, height, width]) given as [N, C·H·W]. Parameters are named
-    /// `{index}.weight` / `{index}.bias` as in `nn.Sequential`, initialised as PyTorch does.
+    /// `{index}.weight` / `{index}.bias` as in `nn.Sequential` (`{index}.body.{j}.weight`
+    /// inside a residual block), initialised as PyTorch does.
     pub fn build(
         &self,
         g: &mut Graph,
@@ -117,310 +116,412 @@ impl Model {
                 ),
             ));
         }
-        let mut h = if self.takes_images() {
+        let h = if self.takes_images() {
             g.reshape(x, Shape::new(&image))?
         } else {
             x
         };
-        let mut updates = Vec::new();
-        let mut param_total = 0usize;
-        for (i, layer) in self.layers.iter().enumerate() {
-            let label = format!("layer {i} '{}'", self.layer_text(i));
-            g.set_label(label.clone());
-            let s = g.shape(h).clone();
-            let misfit = |want: String| {
-                Error::shape(
-                    label.clone(),
-                    format!("expects {want} but the layer before gives {s}"),
-                )
-            };
-            // Every size a layer creates is checked before any op computes with it.
-            let too_big = |what: String| {
-                Error::shape(
-                    label.clone(),
-                    format!(
-                        "{what} would have more than {MAX_ELEMENTS} elements, the most kiln allows"
+        let mut builder = Builder {
+            spec: &self.spec,
+            g,
+            mode,
+            updates: Vec::new(),
+            param_total: 0,
+            visited: 0,
+        };
+        let output = builder.list(&self.layers, &self.specs, "", h)?;
+        let updates = builder.updates;
+        g.set_label("");
+        Ok(Built { output, updates })
+    }
+}
+
+/// Whether the first layer of `layers` takes images (a container: its first layers).
+fn first_takes_images(layers: &[Layer]) -> bool {
+    match layers.first() {
+        Some(Layer::Residual { body, shortcut }) => {
+            first_takes_images(body) || first_takes_images(shortcut)
+        }
+        layer => matches!(
+            layer,
+            Some(
+                Layer::Conv2d { .. }
+                    | Layer::MaxPool2d { .. }
+                    | Layer::AvgPool2d { .. }
+                    | Layer::AdaptivePool2d { .. }
+                    | Layer::BatchNorm { dims: 2, .. }
+            )
+        ),
+    }
+}
+
+/// Appends layers to a graph, naming their parameters by their path in the model.
+struct Builder<'a> {
+    /// The model's spec, for layer labels.
+    spec: &'a str,
+    g: &'a mut Graph,
+    mode: Mode,
+    /// In-place state updates (running statistics) built so far.
+    updates: Vec<ValueId>,
+    /// Parameters and buffers counted so far (checked against [`MAX_ELEMENTS`]).
+    param_total: usize,
+    /// Layers visited so far in spec order (containers and their layers included): a
+    /// dropout layer's random stream is its number, which for a flat list is its index.
+    visited: u32,
+}
+
+impl Builder<'_> {
+    /// Appends `layers` (parsed as `specs`) reading `h`; `prefix` ends in `.` inside a
+    /// container (`3.body.`) and is empty at the top.
+    fn list(
+        &mut self,
+        layers: &[Layer],
+        specs: &[LayerSpec],
+        prefix: &str,
+        mut h: ValueId,
+    ) -> Result<ValueId> {
+        for (i, (layer, spec)) in layers.iter().zip(specs).enumerate() {
+            h = self.layer(layer, spec, &format!("{prefix}{i}"), h)?;
+        }
+        Ok(h)
+    }
+
+    /// Adds `n` parameters or buffer values to the count, failing past [`MAX_ELEMENTS`].
+    fn count(&mut self, too_big: &dyn Fn(String) -> Error, n: usize) -> Result<()> {
+        self.param_total = self
+            .param_total
+            .checked_add(n)
+            .filter(|&t| t <= MAX_ELEMENTS)
+            .ok_or_else(|| too_big("the parameters and buffers up to here".to_string()))?;
+        Ok(())
+    }
+
+    /// Appends one layer reading `h`; its parameters are named `{path}.weight`, ...
+    fn layer(
+        &mut self,
+        layer: &Layer,
+        spec: &LayerSpec,
+        path: &str,
+        h: ValueId,
+    ) -> Result<ValueId> {
+        let index = self.visited;
+        self.visited += 1;
+        let label = format!("layer {path} '{}'", spec.text(self.spec));
+        self.g.set_label(label.clone());
+        let s = self.g.shape(h).clone();
+        let misfit = |want: String| {
+            Error::shape(
+                label.clone(),
+                format!("expects {want} but the layer before gives {s}"),
+            )
+        };
+        // Every size a layer creates is checked before any op computes with it.
+        let too_big = |what: String| {
+            Error::shape(
+                label.clone(),
+                format!(
+                    "{what} would have more than {MAX_ELEMENTS} elements, the most kiln allows"
+                ),
+            )
+        };
+        let size = |what: &str, dims: &[usize]| {
+            elements(dims).ok_or_else(|| too_big(format!("{what} {dims:?}")))
+        };
+        let y = match *layer {
+            Layer::Linear {
+                in_features,
+                out_features,
+                bias,
+            } => {
+                if s.rank() != 2 || s.last() != in_features {
+                    return Err(misfit(format!("[batch, {in_features}]")));
+                }
+                self.count(&too_big, size("its weight", &[out_features, in_features])?)?;
+                self.count(&too_big, out_features)?;
+                size("its output", &[s.0[0], out_features])?;
+                let w = self.g.param(
+                    &format!("{path}.weight"),
+                    Shape::new(&[out_features, in_features]),
+                    fan_in_uniform(in_features),
+                );
+                let y = self.g.op(
+                    Op::MatMul {
+                        trans_a: false,
+                        trans_b: true,
+                    },
+                    &[h, w],
+                )?;
+                self.bias(path, y, out_features, in_features, bias)?
+            }
+            Layer::Conv2d {
+                in_channels,
+                out_channels,
+                kernel,
+                stride,
+                padding,
+                bias,
+            } => {
+                if s.rank() != 4 || s.0[1] != in_channels {
+                    return Err(misfit(format!("[batch, {in_channels}, height, width]")));
+                }
+                let geom = ConvGeom {
+                    n: s.0[0],
+                    c: in_channels,
+                    h: s.0[2],
+                    w: s.0[3],
+                    kh: kernel.0,
+                    kw: kernel.1,
+                    sh: stride.0,
+                    sw: stride.1,
+                    ph: padding.0,
+                    pw: padding.1,
+                };
+                let padded = |x: usize, p: usize| p.checked_mul(2).and_then(|p| x.checked_add(p));
+                let (Some(ph), Some(pw)) = (padded(s.0[2], padding.0), padded(s.0[3], padding.1))
+                else {
+                    return Err(too_big(format!("the padded image ({padding:?} padding)")));
+                };
+                if ph < kernel.0 || pw < kernel.1 {
+                    return Err(misfit(format!(
+                        "an image of at least {}x{} (kernel minus padding)",
+                        kernel.0.saturating_sub(padding.0.saturating_mul(2)),
+                        kernel.1.saturating_sub(padding.1.saturating_mul(2))
+                    )));
+                }
+                let fan_in = size("a patch", &[in_channels, kernel.0, kernel.1])?;
+                self.count(&too_big, size("its weight", &[out_channels, fan_in])?)?;
+                self.count(&too_big, out_channels)?;
+                let rows = size("its output", &[geom.n, geom.oh(), geom.ow()])?;
+                size("its im2col matrix", &[rows, fan_in])?;
+                size("its output", &[rows, out_channels])?;
+                let w = self.g.param(
+                    &format!("{path}.weight"),
+                    Shape::new(&[out_channels, in_channels, kernel.0, kernel.1]),
+                    fan_in_uniform(fan_in),
+                );
+                let w2 = self.g.reshape(w, Shape::new(&[out_channels, fan_in]))?;
+                let cols = self.g.op(Op::Im2Col(geom), &[h])?;
+                let rows = self.g.op(
+                    Op::MatMul {
+                        trans_a: false,
+                        trans_b: true,
+                    },
+                    &[cols, w2],
+                )?;
+                let rows = self.bias(path, rows, out_channels, fan_in, bias)?;
+                let d = Nchw {
+                    n: geom.n,
+                    c: out_channels,
+                    h: geom.oh(),
+                    w: geom.ow(),
+                };
+                self.g.op(Op::RowsToNchw(d), &[rows])?
+            }
+            Layer::MaxPool2d {
+                kernel,
+                stride,
+                padding,
+                ceil_mode,
+            }
+            | Layer::AvgPool2d {
+                kernel,
+                stride,
+                padding,
+                ceil_mode,
+                ..
+            } => {
+                let (min_h, min_w) = (
+                    kernel.0.saturating_sub(2 * padding.0),
+                    kernel.1.saturating_sub(2 * padding.1),
+                );
+                if s.rank() != 4 || s.0[2] < min_h || s.0[3] < min_w {
+                    return Err(misfit(format!("[batch, channels, >= {min_h}, >= {min_w}]")));
+                }
+                let geom = PoolGeom {
+                    n: s.0[0],
+                    c: s.0[1],
+                    h: s.0[2],
+                    w: s.0[3],
+                    kh: kernel.0,
+                    kw: kernel.1,
+                    sh: stride.0,
+                    sw: stride.1,
+                    ph: padding.0,
+                    pw: padding.1,
+                    ceil_mode,
+                    count_include_pad: !matches!(
+                        layer,
+                        Layer::AvgPool2d {
+                            count_include_pad: false,
+                            ..
+                        }
                     ),
-                )
-            };
-            let size = |what: &str, dims: &[usize]| {
-                elements(dims).ok_or_else(|| too_big(format!("{what} {dims:?}")))
-            };
-            let mut count_params = |n: usize| {
-                param_total = param_total
-                    .checked_add(n)
-                    .filter(|&t| t <= MAX_ELEMENTS)
-                    .ok_or_else(|| too_big("the parameters and buffers up to here".to_string()))?;
-                Ok::<(), Error>(())
-            };
-            h = match *layer {
-                Layer::Linear {
-                    in_features,
-                    out_features,
-                    bias,
-                } => {
-                    if s.rank() != 2 || s.last() != in_features {
-                        return Err(misfit(format!("[batch, {in_features}]")));
-                    }
-                    count_params(size("its weight", &[out_features, in_features])?)?;
-                    count_params(out_features)?;
-                    size("its output", &[s.0[0], out_features])?;
-                    let w = g.param(
-                        &format!("{i}.weight"),
-                        Shape::new(&[out_features, in_features]),
-                        fan_in_uniform(in_features),
-                    );
-                    let y = g.op(
-                        Op::MatMul {
-                            trans_a: false,
-                            trans_b: true,
-                        },
-                        &[h, w],
-                    )?;
-                    self.bias(g, i, y, out_features, in_features, bias)?
+                };
+                let op = if matches!(layer, Layer::MaxPool2d { .. }) {
+                    Op::MaxPool(geom)
+                } else {
+                    Op::AvgPool(geom)
+                };
+                self.g.op(op, &[h])?
+            }
+            Layer::AdaptivePool2d { output, max } => {
+                if s.rank() != 4 {
+                    return Err(misfit("[batch, channels, height, width]".to_string()));
                 }
-                Layer::Conv2d {
-                    in_channels,
-                    out_channels,
-                    kernel,
-                    stride,
-                    padding,
-                    bias,
-                } => {
-                    if s.rank() != 4 || s.0[1] != in_channels {
-                        return Err(misfit(format!("[batch, {in_channels}, height, width]")));
-                    }
-                    let geom = ConvGeom {
-                        n: s.0[0],
-                        c: in_channels,
-                        h: s.0[2],
-                        w: s.0[3],
-                        kh: kernel.0,
-                        kw: kernel.1,
-                        sh: stride.0,
-                        sw: stride.1,
-                        ph: padding.0,
-                        pw: padding.1,
-                    };
-                    let padded =
-                        |x: usize, p: usize| p.checked_mul(2).and_then(|p| x.checked_add(p));
-                    let (Some(ph), Some(pw)) =
-                        (padded(s.0[2], padding.0), padded(s.0[3], padding.1))
-                    else {
-                        return Err(too_big(format!("the padded image ({padding:?} padding)")));
-                    };
-                    if ph < kernel.0 || pw < kernel.1 {
-                        return Err(misfit(format!(
-                            "an image of at least {}x{} (kernel minus padding)",
-                            kernel.0.saturating_sub(padding.0.saturating_mul(2)),
-                            kernel.1.saturating_sub(padding.1.saturating_mul(2))
-                        )));
-                    }
-                    let fan_in = size("a patch", &[in_channels, kernel.0, kernel.1])?;
-                    count_params(size("its weight", &[out_channels, fan_in])?)?;
-                    count_params(out_channels)?;
-                    let rows = size("its output", &[geom.n, geom.oh(), geom.ow()])?;
-                    size("its im2col matrix", &[rows, fan_in])?;
-                    size("its output", &[rows, out_channels])?;
-                    let w = g.param(
-                        &format!("{i}.weight"),
-                        Shape::new(&[out_channels, in_channels, kernel.0, kernel.1]),
-                        fan_in_uniform(fan_in),
-                    );
-                    let w2 = g.reshape(w, Shape::new(&[out_channels, fan_in]))?;
-                    let cols = g.op(Op::Im2Col(geom), &[h])?;
-                    let rows = g.op(
-                        Op::MatMul {
-                            trans_a: false,
-                            trans_b: true,
-                        },
-                        &[cols, w2],
-                    )?;
-                    let rows = self.bias(g, i, rows, out_channels, fan_in, bias)?;
-                    let d = Nchw {
-                        n: geom.n,
-                        c: out_channels,
-                        h: geom.oh(),
-                        w: geom.ow(),
-                    };
-                    g.op(Op::RowsToNchw(d), &[rows])?
-                }
-                Layer::MaxPool2d {
-                    kernel,
-                    stride,
-                    padding,
-                    ceil_mode,
-                }
-                | Layer::AvgPool2d {
-                    kernel,
-                    stride,
-                    padding,
-                    ceil_mode,
-                    ..
-                } => {
-                    let (min_h, min_w) = (
-                        kernel.0.saturating_sub(2 * padding.0),
-                        kernel.1.saturating_sub(2 * padding.1),
-                    );
-                    if s.rank() != 4 || s.0[2] < min_h || s.0[3] < min_w {
-                        return Err(misfit(format!("[batch, channels, >= {min_h}, >= {min_w}]")));
-                    }
-                    let geom = PoolGeom {
-                        n: s.0[0],
-                        c: s.0[1],
-                        h: s.0[2],
-                        w: s.0[3],
-                        kh: kernel.0,
-                        kw: kernel.1,
-                        sh: stride.0,
-                        sw: stride.1,
-                        ph: padding.0,
-                        pw: padding.1,
-                        ceil_mode,
-                        count_include_pad: !matches!(
-                            layer,
-                            Layer::AvgPool2d {
-                                count_include_pad: false,
-                                ..
-                            }
-                        ),
-                    };
-                    let op = if matches!(layer, Layer::MaxPool2d { .. }) {
+                let (h_in, w_in) = (s.0[2], s.0[3]);
+                let (Some((kh, sh)), Some((kw, sw))) = (
+                    uniform_windows(h_in, output.0),
+                    uniform_windows(w_in, output.1),
+                ) else {
+                    return Err(Error::Unsupported(format!(
+                        "{label}: adaptive pooling to {output:?} from {h_in}x{w_in}: PyTorch's \
+                         windows there differ in length or spacing, which kiln does not run"
+                    )));
+                };
+                let geom = PoolGeom {
+                    n: s.0[0],
+                    c: s.0[1],
+                    h: h_in,
+                    w: w_in,
+                    kh,
+                    kw,
+                    sh,
+                    sw,
+                    ph: 0,
+                    pw: 0,
+                    ceil_mode: false,
+                    count_include_pad: true,
+                };
+                self.g.op(
+                    if max {
                         Op::MaxPool(geom)
                     } else {
                         Op::AvgPool(geom)
+                    },
+                    &[h],
+                )?
+            }
+            Layer::Flatten => {
+                let rest = s.numel() / s.0[0].max(1);
+                self.g.reshape(h, Shape::new(&[s.0[0], rest]))?
+            }
+            Layer::BatchNorm {
+                num_features: c,
+                eps,
+                momentum,
+                dims,
+            } => {
+                let ok = s.rank() >= 2
+                    && s.0[1] == c
+                    && (if dims == 2 {
+                        s.rank() == 4
+                    } else {
+                        s.rank() <= 3
+                    });
+                if !ok {
+                    let want = if dims == 2 {
+                        format!("[batch, {c}, height, width]")
+                    } else {
+                        format!("[batch, {c}] or [batch, {c}, length]")
                     };
-                    g.op(op, &[h])?
+                    return Err(misfit(want));
                 }
-                Layer::AdaptivePool2d { output, max } => {
-                    if s.rank() != 4 {
-                        return Err(misfit("[batch, channels, height, width]".to_string()));
+                self.count(&too_big, size("its running statistics", &[2, c])?)?;
+                self.count(&too_big, c)?;
+                self.count(&too_big, c)?;
+                // Values per channel and sample; no division, so no zero can divide.
+                let spatial: usize = s.0[2..].iter().product();
+                let ch = Channels { c, s: spatial, eps };
+                let gamma = self.g.param(
+                    &format!("{path}.weight"),
+                    Shape::new(&[c]),
+                    Init::Constant(1.0),
+                );
+                let beta = self.g.param(
+                    &format!("{path}.bias"),
+                    Shape::new(&[c]),
+                    Init::Constant(0.0),
+                );
+                let running = self.g.buffer(
+                    &format!("{path}.running_stats"),
+                    Shape::new(&[2, c]),
+                    Init::RunningStats,
+                );
+                match self.mode {
+                    Mode::Train => {
+                        let stats = self.g.op(Op::BatchNormStats(ch), &[h])?;
+                        let count = s.0[0] * spatial;
+                        self.updates.push(self.g.op_in_place(
+                            Op::BatchNormRunning { c, momentum, count },
+                            &[stats],
+                            running,
+                        )?);
+                        self.g
+                            .op(Op::BatchNormApply(ch), &[h, stats, gamma, beta])?
                     }
-                    let (h_in, w_in) = (s.0[2], s.0[3]);
-                    let (Some((kh, sh)), Some((kw, sw))) = (
-                        uniform_windows(h_in, output.0),
-                        uniform_windows(w_in, output.1),
-                    ) else {
-                        return Err(Error::Unsupported(format!(
-                            "{label}: adaptive pooling to {output:?} from {h_in}x{w_in}: PyTorch's \
-                             windows there differ in length or spacing, which kiln does not run"
-                        )));
+                    Mode::Eval => self
+                        .g
+                        .op(Op::BatchNormApply(ch), &[h, running, gamma, beta])?,
+                }
+            }
+            Layer::LayerNorm {
+                normalized_shape: n,
+                eps,
+            } => {
+                if s.last() != n {
+                    return Err(misfit(format!("a last dimension of {n}")));
+                }
+                self.count(&too_big, n)?;
+                self.count(&too_big, n)?;
+                let gamma = self.g.param(
+                    &format!("{path}.weight"),
+                    Shape::new(&[n]),
+                    Init::Constant(1.0),
+                );
+                let beta = self.g.param(
+                    &format!("{path}.bias"),
+                    Shape::new(&[n]),
+                    Init::Constant(0.0),
+                );
+                self.g.op(Op::LayerNorm { eps }, &[h, gamma, beta])?
+            }
+            Layer::Dropout { p } => match self.mode {
+                Mode::Train if p > 0.0 => self
+                    .g
+                    .op(Op::Dropout(DropoutSpec { p, layer: index }), &[h])?,
+                _ => h,
+            },
+            Layer::Activation(a) => self.g.op(Op::Activation(a), &[h])?,
+            Layer::Softmax => self.g.op(Op::Softmax, &[h])?,
+            Layer::Residual {
+                ref body,
+                ref shortcut,
+            } => {
+                let main = self.list(body, &spec.body, &format!("{path}.body."), h)?;
+                let skip = self.list(shortcut, &spec.shortcut, &format!("{path}.shortcut."), h)?;
+                self.g.set_label(label.clone());
+                let (a, b) = (self.g.shape(main).clone(), self.g.shape(skip).clone());
+                if a != b {
+                    let what = if shortcut.is_empty() {
+                        "its input (the identity shortcut; a shortcut=(...) projection can change it)"
+                    } else {
+                        "its shortcut"
                     };
-                    let geom = PoolGeom {
-                        n: s.0[0],
-                        c: s.0[1],
-                        h: h_in,
-                        w: w_in,
-                        kh,
-                        kw,
-                        sh,
-                        sw,
-                        ph: 0,
-                        pw: 0,
-                        ceil_mode: false,
-                        count_include_pad: true,
-                    };
-                    g.op(
-                        if max {
-                            Op::MaxPool(geom)
-                        } else {
-                            Op::AvgPool(geom)
-                        },
-                        &[h],
-                    )?
+                    return Err(Error::shape(
+                        label.clone(),
+                        format!("its body gives {a} but {what} gives {b}"),
+                    ));
                 }
-                Layer::Flatten => {
-                    let rest = s.numel() / s.0[0].max(1);
-                    g.reshape(h, Shape::new(&[s.0[0], rest]))?
-                }
-                Layer::BatchNorm {
-                    num_features: c,
-                    eps,
-                    momentum,
-                    dims,
-                } => {
-                    let ok = s.rank() >= 2
-                        && s.0[1] == c
-                        && (if dims == 2 {
-                            s.rank() == 4
-                        } else {
-                            s.rank() <= 3
-                        });
-                    if !ok {
-                        let want = if dims == 2 {
-                            format!("[batch, {c}, height, width]")
-                        } else {
-                            format!("[batch, {c}] or [batch, {c}, length]")
-                        };
-                        return Err(misfit(want));
-                    }
-                    count_params(size("its running statistics", &[2, c])?)?;
-                    count_params(c)?;
-                    count_params(c)?;
-                    // Values per channel and sample; no division, so no zero can divide.
-                    let spatial: usize = s.0[2..].iter().product();
-                    let ch = Channels { c, s: spatial, eps };
-                    let gamma = g.param(
-                        &format!("{i}.weight"),
-                        Shape::new(&[c]),
-                        Init::Constant(1.0),
-                    );
-                    let beta = g.param(&format!("{i}.bias"), Shape::new(&[c]), Init::Constant(0.0));
-                    let running = g.buffer(
-                        &format!("{i}.running_stats"),
-                        Shape::new(&[2, c]),
-                        Init::RunningStats,
-                    );
-                    match mode {
-                        Mode::Train => {
-                            let stats = g.op(Op::BatchNormStats(ch), &[h])?;
-                            let count = s.0[0] * spatial;
-                            updates.push(g.op_in_place(
-                                Op::BatchNormRunning { c, momentum, count },
-                                &[stats],
-                                running,
-                            )?);
-                            g.op(Op::BatchNormApply(ch), &[h, stats, gamma, beta])?
-                        }
-                        Mode::Eval => g.op(Op::BatchNormApply(ch), &[h, running, gamma, beta])?,
-                    }
-                }
-                Layer::LayerNorm {
-                    normalized_shape: n,
-                    eps,
-                } => {
-                    if s.last() != n {
-                        return Err(misfit(format!("a last dimension of {n}")));
-                    }
-                    count_params(n)?;
-                    count_params(n)?;
-                    let gamma = g.param(
-                        &format!("{i}.weight"),
-                        Shape::new(&[n]),
-                        Init::Constant(1.0),
-                    );
-                    let beta = g.param(&format!("{i}.bias"), Shape::new(&[n]), Init::Constant(0.0));
-                    g.op(Op::LayerNorm { eps }, &[h, gamma, beta])?
-                }
-                Layer::Dropout { p } => match mode {
-                    Mode::Train if p > 0.0 => {
-                        g.op(Op::Dropout(DropoutSpec { p, layer: i as u32 }), &[h])?
-                    }
-                    _ => h,
-                },
-                Layer::Activation(a) => g.op(Op::Activation(a), &[h])?,
-                Layer::Softmax => g.op(Op::Softmax, &[h])?,
-            };
-        }
-        g.set_label("");
-        Ok(Built { output: h, updates })
+                self.g.op(Op::Add, &[main, skip])?
+            }
+        };
+        Ok(y)
     }
 
-    /// Adds layer `i`'s bias (PyTorch's U(±1/sqrt(fan_in))) to `y` [rows, features].
+    /// Adds the bias `{path}.bias` (PyTorch's U(±1/sqrt(fan_in))) to `y` [rows, features].
     fn bias(
-        &self,
-        g: &mut Graph,
-        i: usize,
+        &mut self,
+        path: &str,
         y: ValueId,
         features: usize,
         fan_in: usize,
@@ -429,12 +530,12 @@ impl Model {
         if !bias {
             return Ok(y);
         }
-        let b = g.param(
-            &format!("{i}.bias"),
+        let b = self.g.param(
+            &format!("{path}.bias"),
             Shape::new(&[features]),
             fan_in_uniform(fan_in),
         );
-        g.op(Op::BiasAdd, &[y, b])
+        self.g.op(Op::BiasAdd, &[y, b])
     }
 }
 
