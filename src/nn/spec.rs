@@ -70,7 +70,7 @@ pub fn parse_spec(spec: &str) -> Result<Vec<LayerSpec>> {
         i: 0,
         depth: 0,
     };
-    let layers = parser.list()?;
+    let layers = parser.list(false)?;
     match parser.peek() {
         None => Ok(layers),
         Some(_) => Err(parser.unexpected("',' between layers")),
@@ -106,10 +106,15 @@ impl Parser<'_> {
     }
 
     /// Layers separated by commas, up to the end of the spec or a `)` (left unread).
-    fn list(&mut self) -> Result<Vec<LayerSpec>> {
+    /// Inside parentheses (`nested`) a comma may also end the list, as in a layer's
+    /// arguments.
+    fn list(&mut self, nested: bool) -> Result<Vec<LayerSpec>> {
         let mut layers = vec![self.layer()?];
         while self.peek() == Some(b',') {
             self.i += 1;
+            if nested && self.peek() == Some(b')') {
+                break;
+            }
             layers.push(self.layer()?);
         }
         Ok(layers)
@@ -189,7 +194,7 @@ impl Parser<'_> {
                     return Err(self.unexpected("'(' and the shortcut's layers"));
                 }
                 self.i += 1;
-                layer.shortcut = self.list()?;
+                layer.shortcut = self.list(true)?;
                 self.close(&layer.name)?;
             } else {
                 self.i = start;
@@ -199,7 +204,7 @@ impl Parser<'_> {
                 Some(b',') => self.i += 1,
                 Some(b')') => {}
                 None => return Err(self.unclosed(&layer.name)),
-                Some(_) => return Err(self.unexpected("',' between layers")),
+                Some(_) => return Err(self.unexpected("',' between layers or ')'")),
             }
         }
     }
@@ -346,8 +351,9 @@ mod tests {
         assert_eq!(r.body[0].text(spec), "conv2d(8,8,3,padding=(1,1))");
         assert_eq!(r.shortcut[0].args[3].name.as_deref(), Some("bias"));
         assert_eq!(l[2].text(spec), "relu");
-        // Nested containers, a shortcut first, and a trailing comma.
-        let l = parse_spec("residual(shortcut=(relu),residual(tanh),)").unwrap();
+        // Nested containers, a shortcut first, and trailing commas inside parentheses
+        // (as in a layer's arguments; not at the end of the spec).
+        let l = parse_spec("residual(shortcut=(relu,),residual(tanh),)").unwrap();
         assert_eq!(names(&l[0].body), ["residual"]);
         assert_eq!(names(&l[0].body[0].body), ["tanh"]);
         assert_eq!(names(&l[0].shortcut), ["relu"]);
@@ -361,7 +367,7 @@ mod tests {
             (
                 "residual(relu relu)",
                 14,
-                "expected ',' between layers, found 'r'",
+                "expected ',' between layers or ')', found 'r'",
             ),
             (
                 "residual(relu,shortcut=relu)",
@@ -389,6 +395,11 @@ mod tests {
                 14,
                 "expected ',' between layers, found ')'",
             ),
+            (
+                "relu,",
+                5,
+                "expected a layer name, found the end of the spec",
+            ),
         ] {
             let Err(Error::Spec {
                 position: at,
@@ -399,6 +410,27 @@ mod tests {
                 panic!("expected a spec error for {spec}");
             };
             assert_eq!((at, m.as_str()), (position, message), "{spec}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_limited_without_overflowing_the_stack() {
+        let at_limit = format!(
+            "{}relu{}",
+            "residual(".repeat(MAX_NESTING),
+            ")".repeat(MAX_NESTING)
+        );
+        assert!(parse_spec(&at_limit).is_ok());
+        // One level more, and far more: refused at the 65th, without recursing further.
+        for depth in [MAX_NESTING + 1, 100_000] {
+            let Err(Error::Spec {
+                position, message, ..
+            }) = parse_spec(&format!("{}relu", "residual(".repeat(depth)))
+            else {
+                panic!("expected a spec error at depth {depth}");
+            };
+            assert_eq!(position, 9 * MAX_NESTING, "depth {depth}");
+            assert_eq!(message, "containers nest at most 64 deep");
         }
     }
 }

@@ -31,7 +31,8 @@ pub struct Channels {
 pub struct DropoutSpec {
     /// Probability of zeroing an element.
     pub p: f32,
-    /// The layer's index (part of the random stream's counter).
+    /// The layer's number in spec order, containers and their layers counted (its index
+    /// in a flat list); part of the random stream's counter.
     pub layer: u32,
 }
 

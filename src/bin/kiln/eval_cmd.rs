@@ -33,7 +33,8 @@ pub struct ExportArgs {
     #[arg(long)]
     checkpoint: PathBuf,
     /// Where to write the model tensors (a safetensors file PyTorch loads with
-    /// `safetensors.torch.load_file` into the `nn.Sequential` of the same layers).
+    /// `safetensors.torch.load_file` into the `nn.Sequential` of the same layers; a
+    /// residual block is a module with `body` and `shortcut` `nn.Sequential`s).
     #[arg(long)]
     out: PathBuf,
 }

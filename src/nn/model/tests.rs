@@ -474,8 +474,8 @@ adaptiveavgpool2d(1),flatten,linear(8,10)";
         let e = err("residual(linear(4,4),residual(relu,linear(5,4)))");
         assert!(e.contains("layer 0.body.1.body.1 'linear(5,4)'"), "{e}");
         assert!(matches!(Model::parse("residual"), Err(Error::Spec { .. })));
-        // The deepest nesting the parser takes builds (x + x + ... = 2^64 x in exact
-        // arithmetic; only the structure is checked here).
+        // The deepest nesting the parser takes builds (relu(x) + 64·x; only the structure
+        // is checked here).
         let depth = crate::nn::spec::MAX_NESTING;
         let deep = format!("{}relu{}", "residual(".repeat(depth), ")".repeat(depth));
         let m = Model::parse(&deep).unwrap();
