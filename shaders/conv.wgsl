@@ -8,7 +8,8 @@
 // im2col and col2im share one geometry layout, so the host fills it the same way for both
 // (only d0 differs):
 //   d1 = C, d2 = H, d3 = W, e0 = KH, e1 = KW, e2 = SH, e3 = SW, e4 = PH, e5 = PW,
-//   e6 = OH, e7 = OW   (SH, SW >= 1; OH, OW as ConvGeom::oh/ow compute them).
+//   e6 = OH, e7 = OW, e8 = DH, e9 = DW   (SH, SW, DH, DW >= 1; OH, OW as ConvGeom::oh/ow
+//   compute them). Tap (ky, kx) of output (oy, ox) reads padded (oy·SH + ky·DH, ox·SW + kx·DW).
 // N is implied by d0.
 
 // out [N·OH·OW, C·KH·KW] from in0 = x [N, C, H, W].
@@ -47,8 +48,8 @@ fn im2col(
 
     // Padded coordinates: compared with the padding before subtracting it, since u32
     // would wrap below zero.
-    let yy = oy * dims.e2 + ky;
-    let xx = ox * dims.e3 + kx;
+    let yy = oy * dims.e2 + ky * dims.e8;
+    let xx = ox * dims.e3 + kx * dims.e9;
     let ph = dims.e4;
     let pw = dims.e5;
     var v = 0.0;
@@ -93,6 +94,10 @@ fn col2im(
     let y = t - plane * h;
     let n = plane / c;
     let ch = plane - n * c;
+    if (dims.e8 > 1u || dims.e9 > 1u) {
+        st_out(i, col2im_dilated(n, ch, y + dims.e4, x + dims.e5));
+        return;
+    }
 
     let yy = y + dims.e4;
     var oy0 = yy / sh;
@@ -140,6 +145,46 @@ fn col2im(
         ky = ky + sh;
     }
     st_out(i, acc);
+}
+
+// col2im's sum for padded pixel (yy, xx) of channel ch of image n under a dilated kernel:
+// every tap tried, ky ascending (outer) and kx ascending (inner), each kept when its
+// output position (yy − ky·DH) / SH is whole and inside the output; the CPU adds in the
+// same order. The taps of a pixel are no progression one can start from without a
+// modular inverse, and dilated layers are rare enough that KH·KW tests per pixel do.
+fn col2im_dilated(n: u32, ch: u32, yy: u32, xx: u32) -> f32 {
+    let kh = dims.e0;
+    let kw = dims.e1;
+    let sh = dims.e2;
+    let sw = dims.e3;
+    let oh = dims.e6;
+    let ow = dims.e7;
+    let pk = dims.d1 * kh * kw;
+    var acc = 0.0;
+    for (var ky = 0u; ky < kh; ky++) {
+        let dy = ky * dims.e8;
+        if (dy > yy) {
+            break;
+        }
+        let oy = (yy - dy) / sh;
+        if (oy * sh != yy - dy || oy >= oh) {
+            continue;
+        }
+        let row0 = (n * oh + oy) * ow;
+        let col0 = (ch * kh + ky) * kw;
+        for (var kx = 0u; kx < kw; kx++) {
+            let dx = kx * dims.e9;
+            if (dx > xx) {
+                break;
+            }
+            let ox = (xx - dx) / sw;
+            if (ox * sw != xx - dx || ox >= ow) {
+                continue;
+            }
+            acc = acc + ld0((row0 + ox) * pk + col0 + kx);
+        }
+    }
+    return acc;
 }
 
 // out [N, C, HW] from in0 = rows [N·HW, C]: out[(n·C + ch)·HW + p] = rows[(n·HW + p)·C + ch].

@@ -8,7 +8,8 @@
 // COLS_A: in0 is x and A = im2col(x) [M = N·OH·OW, K = C·KH·KW] (the forward product,
 // with TRANS_A false); COLS_B: in1 is x and B = im2col(x) [K = N·OH·OW, N = C·KH·KW] (the
 // weight gradient, TRANS_B false). The geometry is in dims: e1 = C, e2 = H, e3 = W,
-// e4 = KH, e5 = KW, e6 = SH, e7 = SW, e8 = PH, e9 = PW, e10 = OH, e11 = OW. An entry is a
+// e4 = KH, e5 = KW, e6 = SH, e7 = SW, e8 = PH, e9 = PW, e10 = OH, e11 = OW, e13 = DH,
+// e14 = DW (dilation; e12 is split-K's). An entry is a
 // copy of a pixel or 0 in the padding, as Op::Im2Col writes it, so the products are
 // bit-identical to im2col followed by the plain kernel.
 //
@@ -67,7 +68,8 @@ struct Window {
     x: u32,
 }
 
-// Column q = (c·KH + ky)·KW + kx of im2col(x): the offset of channel c's plane and the tap.
+// Column q = (c·KH + ky)·KW + kx of im2col(x): the offset of channel c's plane and the tap's
+// offset from the window's corner, (ky·DH, kx·DW).
 struct Tap {
     plane: u32,
     y: u32,
@@ -94,7 +96,7 @@ fn cols_col(q: u32) -> Tap {
     let kx = q - kq * dims.e5;
     let ch = kq / dims.e4;
     let ky = kq - ch * dims.e4;
-    return Tap(ch * dims.e2 * dims.e3, ky, kx);
+    return Tap(ch * dims.e2 * dims.e3, ky * dims.e13, kx * dims.e14);
 }
 
 // The index in x of im2col(x)[row, column], or PADDING. Compared with the padding before

@@ -371,6 +371,8 @@ fn gathered_image_values_round_to_f16_like_half() {
         sw: 1,
         ph: 0,
         pw: 0,
+        dh: 1,
+        dw: 1,
     };
     let mut g = Graph::new();
     let x = g.input("x", Shape::new(&[1, 1, 1, n]));

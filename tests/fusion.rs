@@ -315,6 +315,8 @@ fn conv_products_split_by_images_match_the_reference() {
         sw: 1,
         ph: 1,
         pw: 1,
+        dh: 1,
+        dw: 1,
     };
     let real = |d: &[usize]| (Shape::new(d), InputKind::Real(1.0));
     let (x, w, b, dy) = (
@@ -347,6 +349,8 @@ fn conv_in_f16(backend: &mut dyn Backend, fused: bool, image_in_f16: bool) -> Ve
         sw: 1,
         ph: 1,
         pw: 1,
+        dh: 1,
+        dw: 1,
     };
     let rows = geom.n * geom.oh() * geom.ow();
     let mut g = kiln::graph::Graph::new();

@@ -363,6 +363,8 @@ const TOKENS: &[&str] = &[
     "stride",
     "padding",
     "kernel_size",
+    "dilation",
+    "groups",
     "in_features",
     "out_features",
     "num_features",
@@ -435,13 +437,22 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
             let padding = pick(2);
             let k = (1 + pick(3)).min(h + 2 * padding).min(w + 2 * padding);
             let stride = 1 + pick(2);
-            layers.push(match pick(3) {
+            let variant = pick(4);
+            // A dilation whose window still fits: d·(k − 1) + 1 ≤ the padded size.
+            let room = (h + 2 * padding).min(w + 2 * padding) - 1;
+            let dilation = match (variant, k) {
+                (2 | 3, 2..) => (1 + pick(3)).min(room / (k - 1)),
+                _ => 1,
+            };
+            let reach = dilation * (k - 1) + 1;
+            layers.push(match variant {
                 0 => format!("conv2d({c},{oc},{k},stride={stride},padding={padding})"),
                 1 => format!("Conv2d({c}, {oc}, kernel_size=({k},{k}), padding=({padding},{padding}), stride={stride}, bias=false)"),
-                _ => format!("conv2d(in_channels={c},out_channels={oc},kernel_size={k},stride=({stride},{stride}),padding={padding})"),
+                2 => format!("conv2d({c},{oc},{k},{stride},{padding},{dilation},1,true)"),
+                _ => format!("conv2d(in_channels={c},out_channels={oc},kernel_size={k},stride=({stride},{stride}),padding={padding},dilation=({dilation},{dilation}))"),
             });
-            h = (h + 2 * padding - k) / stride + 1;
-            w = (w + 2 * padding - k) / stride + 1;
+            h = (h + 2 * padding - reach) / stride + 1;
+            w = (w + 2 * padding - reach) / stride + 1;
             c = oc;
             if pick(2) == 0 {
                 layers.push(format!("batchnorm2d({c})"));

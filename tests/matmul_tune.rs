@@ -64,6 +64,8 @@ const SEVEN_BY_SEVEN: ConvGeom = ConvGeom {
     sw: 2,
     ph: 1,
     pw: 1,
+    dh: 1,
+    dw: 1,
 };
 
 /// Runs `cases` under every configuration on `backend`: each output within the reference
@@ -175,6 +177,8 @@ fn every_configuration_matches_the_reference_with_identical_bits() {
             sw: 1,
             ph: 1,
             pw: 0,
+            dh: 1,
+            dw: 1,
         },
         ConvGeom {
             n: 4,
@@ -187,6 +191,8 @@ fn every_configuration_matches_the_reference_with_identical_bits() {
             sw: 1,
             ph: 1,
             pw: 1,
+            dh: 1,
+            dw: 1,
         },
     ];
     // Output images of 2x2: a K tile of the weight gradient spans several images.
@@ -201,6 +207,8 @@ fn every_configuration_matches_the_reference_with_identical_bits() {
         sw: 1,
         ph: 0,
         pw: 0,
+        dh: 1,
+        dw: 1,
     };
     // Split along K: the weight gradient sums over 8 images of 16x16 (K = 2048, 4 parts)
     // and over 30 of 7x7 (K = 1470, 2 parts, the second from the middle of an image); the
@@ -218,6 +226,8 @@ fn every_configuration_matches_the_reference_with_identical_bits() {
             sw: 1,
             ph: 1,
             pw: 1,
+            dh: 1,
+            dw: 1,
         },
         ConvGeom {
             n: 1,
@@ -230,6 +240,8 @@ fn every_configuration_matches_the_reference_with_identical_bits() {
             sw: 1,
             ph: 1,
             pw: 1,
+            dh: 1,
+            dw: 1,
         },
     ];
     for (g, oc) in geoms
@@ -363,6 +375,8 @@ fn split_k_products_sum_every_part_exactly() {
         sw: 2,
         ph: 1,
         pw: 1,
+        dh: 1,
+        dw: 1,
     };
     let rows = g.n * g.oh() * g.ow();
     let real = |d: &[usize]| (Shape::new(d), InputKind::Real(1.0));

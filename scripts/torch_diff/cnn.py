@@ -137,6 +137,11 @@ CASES = [
     ('c8a', "conv2d(1,8,3),relu,maxpool2d(2,ceil_mode=True),flatten,linear(1352,10)", False),
     ('c8b', "conv2d(1,8,3),relu,avgpool2d(3,2,1,True,False),flatten,linear(1568,10)", False),
     ('c8c', "conv2d(1,8,3,padding=1),relu,avgpool2d(3,stride=2,ceil_mode=True),flatten,linear(1568,10)", False),
+    # Dilated convolution (PyTorch's positions: stride, padding, dilation, groups, bias).
+    ('d1', "conv2d(1,8,3,padding=2,dilation=2),relu,maxpool2d(2),flatten,linear(1568,10)", False),
+    ('d2', "conv2d(1,4,(3,2),stride=2,padding=(2,1),dilation=(2,3)),batchnorm2d(4),relu,flatten,linear(784,10)", True),
+    ('d2b', "conv2d(1,4,(3,2),stride=2,padding=(2,1),dilation=(2,3),bias=False),batchnorm2d(4),relu,flatten,linear(784,10)", True),
+    ('d3', "conv2d(1,4,3,1,0,3,1,False),tanh,flatten,linear(1936,10)", False),
     # Residual blocks: identity and projection shortcuts, nested names (3.body.1.weight).
     ('r1', "conv2d(1,8,3,padding=1),relu,residual(conv2d(8,8,3,padding=1),relu,conv2d(8,8,3,padding=1)),relu,maxpool2d(2),flatten,linear(1568,10)", False),
     ('r2', "conv2d(1,8,3,padding=1,bias=False),batchnorm2d(8),relu,residual(conv2d(8,8,3,padding=1,bias=False),batchnorm2d(8),relu,conv2d(8,8,3,padding=1,bias=False),batchnorm2d(8)),relu,residual(conv2d(8,16,3,stride=2,padding=1,bias=False),batchnorm2d(16),relu,conv2d(16,16,3,padding=1,bias=False),batchnorm2d(16),shortcut=(conv2d(8,16,1,stride=2,bias=False),batchnorm2d(16))),relu,adaptiveavgpool2d(1),flatten,linear(16,10)", True),

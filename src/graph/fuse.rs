@@ -455,6 +455,8 @@ mod tests {
             sw: 2,
             ph: 1,
             pw: 1,
+            dh: 1,
+            dw: 1,
         };
         let x = g.param("x", Shape::new(&[2, 3, 6, 6]), Init::Uniform { bound: 1.0 });
         let w = g.param("w", Shape::new(&[4, 27]), Init::Uniform { bound: 1.0 });
@@ -548,6 +550,8 @@ mod tests {
                 sw: 1,
                 ph: 0,
                 pw: 0,
+                dh: 1,
+                dw: 1,
             };
             let cols = g.op(Op::Im2Col(geom), &[image]).unwrap();
             let w = g.param("w", Shape::new(&[3, 1]), Init::Uniform { bound: 1.0 });

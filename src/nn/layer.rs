@@ -17,7 +17,8 @@ pub enum Layer {
         /// Whether it has a bias.
         bias: bool,
     },
-    /// `nn.Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True)`.
+    /// `nn.Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0,
+    /// dilation=1, groups=1, bias=True)` (`groups` 1 only).
     Conv2d {
         /// Input channels.
         in_channels: usize,
@@ -29,6 +30,8 @@ pub enum Layer {
         stride: (usize, usize),
         /// Zero padding (vertical, horizontal).
         padding: (usize, usize),
+        /// Spacing of the kernel's taps (vertical, horizontal); 1 is a dense kernel.
+        dilation: (usize, usize),
         /// Whether it has a bias.
         bias: bool,
     },
@@ -144,21 +147,37 @@ pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
             }
         }
         "conv2d" => {
+            // PyTorch's positions: Conv2d(in_channels, out_channels, kernel_size, stride,
+            // padding, dilation, groups, bias).
             args.allow(&[
                 "in_channels",
                 "out_channels",
                 "kernel_size",
                 "stride",
                 "padding",
+                "dilation",
+                "groups",
                 "bias",
             ])?;
+            if let Some(a) = args.get(6, "groups") {
+                if a.value.trim() != "1" {
+                    return Err(args.err(
+                        a.position,
+                        format!(
+                            "grouped convolution (groups={}) is not supported; groups must be 1",
+                            a.value.trim()
+                        ),
+                    ));
+                }
+            }
             Layer::Conv2d {
                 in_channels: args.usize(0, "in_channels")?,
                 out_channels: args.usize(1, "out_channels")?,
                 kernel: positive(args.pair_or(2, "kernel_size", None)?, "kernel_size")?,
                 stride: positive(args.pair_or(3, "stride", Some(1))?, "stride")?,
                 padding: args.pair_or(4, "padding", Some(0))?,
-                bias: args.bool_or(5, "bias", true)?,
+                dilation: positive(args.pair_or(5, "dilation", Some(1))?, "dilation")?,
+                bias: args.bool_or(7, "bias", true)?,
             }
         }
         "maxpool2d" | "avgpool2d" => {

@@ -24,24 +24,47 @@ pub struct ConvGeom {
     pub ph: usize,
     /// Zero padding left and right.
     pub pw: usize,
+    /// Vertical dilation: kernel row `ky` reads input row `oy·sh + ky·dh − ph` (1: dense).
+    pub dh: usize,
+    /// Horizontal dilation: kernel column `kx` reads `ox·sw + kx·dw − pw`.
+    pub dw: usize,
 }
 
 impl ConvGeom {
-    /// Output height: (h + 2·ph − kh) / sh + 1.
+    /// Output height: (h + 2·ph − dh·(kh − 1) − 1) / sh + 1, PyTorch's rule.
     pub fn oh(&self) -> usize {
         let padded = self.h.saturating_add(self.ph.saturating_mul(2));
-        padded.saturating_sub(self.kh) / self.sh.max(1) + 1
+        padded.saturating_sub(self.reach_h()) / self.sh.max(1) + 1
     }
 
-    /// Output width: (w + 2·pw − kw) / sw + 1.
+    /// Output width: (w + 2·pw − dw·(kw − 1) − 1) / sw + 1.
     pub fn ow(&self) -> usize {
         let padded = self.w.saturating_add(self.pw.saturating_mul(2));
-        padded.saturating_sub(self.kw) / self.sw.max(1) + 1
+        padded.saturating_sub(self.reach_w()) / self.sw.max(1) + 1
+    }
+
+    /// Rows a window spans: dh·(kh − 1) + 1 (kh when dense).
+    pub fn reach_h(&self) -> usize {
+        reach(self.kh, self.dh)
+    }
+
+    /// Columns a window spans: dw·(kw − 1) + 1.
+    pub fn reach_w(&self) -> usize {
+        reach(self.kw, self.dw)
     }
 
     /// Columns of the im2col matrix: c·kh·kw.
     pub fn patch(&self) -> usize {
         self.c * self.kh * self.kw
+    }
+}
+
+/// The span of `k` taps `d` apart (0 for no taps), saturating: shape inference refuses a
+/// geometry whose span overflows.
+fn reach(k: usize, d: usize) -> usize {
+    match k {
+        0 => 0,
+        _ => (k - 1).saturating_mul(d.max(1)).saturating_add(1),
     }
 }
 

@@ -276,15 +276,24 @@ fn expect_numel(op: &Op, s: &Shape, n: usize) -> Result<()> {
     Ok(())
 }
 
-/// The kernel fits the padded input and the strides are positive.
+/// The kernel's span (dilation included) fits the padded input; strides and dilations
+/// are positive.
 fn check_conv(op: &Op, g: &ConvGeom) -> Result<()> {
     let empty = g.kh == 0 || g.kw == 0;
-    if empty || g.h + 2 * g.ph < g.kh || g.w + 2 * g.pw < g.kw || g.sh == 0 || g.sw == 0 {
+    let padded = |len: usize, pad: usize| pad.checked_mul(2).and_then(|p| p.checked_add(len));
+    // The span in checked arithmetic: reach_h/reach_w saturate.
+    let span = |k: usize, d: usize| (k.max(1) - 1).checked_mul(d)?.checked_add(1);
+    let fits = |len, pad, k, d| match (padded(len, pad), span(k, d)) {
+        (Some(p), Some(s)) => p >= s,
+        _ => false,
+    };
+    let positive = g.sh > 0 && g.sw > 0 && g.dh > 0 && g.dw > 0;
+    if empty || !positive || !fits(g.h, g.ph, g.kh, g.dh) || !fits(g.w, g.pw, g.kw, g.dw) {
         return Err(Error::shape(
             op.name(),
             format!(
-                "kernel {}x{} does not fit input {}x{} padded by {}x{}",
-                g.kh, g.kw, g.h, g.w, g.ph, g.pw
+                "kernel {}x{} (dilation {}x{}, stride {}x{}) does not fit input {}x{} padded by {}x{}",
+                g.kh, g.kw, g.dh, g.dw, g.sh, g.sw, g.h, g.w, g.ph, g.pw
             ),
         ));
     }

@@ -290,19 +290,23 @@ fn push_loss(c: &mut Vec<OpCase>, op: Op, grad: Op, x: (Shape, InputKind), t: (S
 
 fn conv_cases(c: &mut Vec<OpCase>) {
     let geoms = [
-        // n, c, h, w, kh, kw, sh, sw, ph, pw
-        [1, 1, 5, 5, 3, 3, 1, 1, 0, 0],
-        [2, 3, 7, 9, 3, 2, 2, 1, 1, 0],
-        [3, 5, 6, 6, 3, 3, 1, 1, 1, 1],
-        [1, 2, 8, 5, 5, 3, 3, 2, 2, 1],
+        // n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw
+        [1, 1, 5, 5, 3, 3, 1, 1, 0, 0, 1, 1],
+        [2, 3, 7, 9, 3, 2, 2, 1, 1, 0, 1, 1],
+        [3, 5, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1],
+        [1, 2, 8, 5, 5, 3, 3, 2, 2, 1, 1, 1],
         // Several tiles of rows and of K, a patch of 36 (read as vec4 by the weight).
-        [4, 4, 12, 12, 3, 3, 1, 1, 1, 1],
+        [4, 4, 12, 12, 3, 3, 1, 1, 1, 1, 1, 1],
         // Output images of 2x2, smaller than a K tile: the weight gradient's rows cross
         // several images per tile.
-        [5, 2, 3, 3, 2, 2, 1, 1, 0, 0],
+        [5, 2, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1],
+        // Dilated: "same" padding for a 3x3 kernel of dilation 2, and uneven dilations
+        // with strides sharing a factor with them (a pixel's taps skip output rows).
+        [2, 3, 9, 9, 3, 3, 1, 1, 2, 2, 2, 2],
+        [1, 2, 11, 10, 3, 2, 2, 3, 1, 2, 2, 3],
     ];
     let acts = [Activation::Relu, Activation::Sigmoid, Activation::Tanh];
-    for (i, [n, ch, h, w, kh, kw, sh, sw, ph, pw]) in geoms.into_iter().enumerate() {
+    for (i, [n, ch, h, w, kh, kw, sh, sw, ph, pw, dh, dw]) in geoms.into_iter().enumerate() {
         let g = ConvGeom {
             n,
             c: ch,
@@ -314,6 +318,8 @@ fn conv_cases(c: &mut Vec<OpCase>) {
             sw,
             ph,
             pw,
+            dh,
+            dw,
         };
         c.push(OpCase::new(Op::Im2Col(g), vec![real(&[n, ch, h, w])]));
         c.push(OpCase::new(

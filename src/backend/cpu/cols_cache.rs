@@ -126,6 +126,8 @@ mod tests {
         sw: 1,
         ph: 1,
         pw: 1,
+        dh: 1,
+        dw: 1,
     };
 
     /// A step of `op` reading `inputs` and writing `output` (shapes do not matter here).

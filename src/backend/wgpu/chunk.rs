@@ -559,6 +559,8 @@ mod tests {
             sw: 1,
             ph: 1,
             pw: 1,
+            dh: 1,
+            dw: 1,
         };
         // x [10, 2, 8, 8] (128 floats an image), w [16, 18], out [640, 16] (1024 an image).
         let (lx, lw, lo) = (1280, 288, 10 * 1024);

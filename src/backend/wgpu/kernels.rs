@@ -127,11 +127,14 @@ fn per_group(
 
 /// Conv geometry in the layout of `shaders/conv.wgsl`.
 fn conv_dims(total: usize, g: &ConvGeom) -> Result<Dims> {
-    dims_e(
+    let mut d = dims_e(
         [total, g.c, g.h, g.w],
         [0.0; 4],
         [g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.oh(), g.ow()],
-    )
+    )?;
+    d.e[8] = u(g.dh)?;
+    d.e[9] = u(g.dw)?;
+    Ok(d)
 }
 
 /// Pool geometry in the layout of `shaders/pool.wgsl`.

@@ -330,7 +330,8 @@ pub fn launch(step: &Step, config: &MatmulConfig, max: u32) -> Result<Launch> {
 }
 
 /// `e0` = tiles per row of the output, then the convolution's geometry in the layout
-/// `shaders/matmul.wgsl` documents (zeros for plain products); `e12` stays 0 here, and
+/// `shaders/matmul_im2col.wgsl` documents (e1..e11, dilation in e13 and e14; zeros for
+/// plain products); `e12` stays 0 here, and
 /// [`split_k::launches`](super::split_k::launches) sets it for a split product's parts.
 fn extra_dims(tiles_n: usize, cols: Cols) -> Result<[u32; 16]> {
     let mut e = [0; 16];
@@ -352,6 +353,8 @@ fn extra_dims(tiles_n: usize, cols: Cols) -> Result<[u32; 16]> {
         for (o, v) in e[1..12].iter_mut().zip(geometry) {
             *o = u(v)?;
         }
+        e[13] = u(g.dh)?;
+        e[14] = u(g.dw)?;
         // Offsets into the image are formed in u32 (up to the last pixel).
         u(g.n * g.c * g.h * g.w)?;
     }

@@ -259,6 +259,7 @@ impl Builder<'_> {
                 kernel,
                 stride,
                 padding,
+                dilation,
                 bias,
             } => {
                 if s.rank() != 4 || s.0[1] != in_channels {
@@ -275,17 +276,33 @@ impl Builder<'_> {
                     sw: stride.1,
                     ph: padding.0,
                     pw: padding.1,
+                    dh: dilation.0,
+                    dw: dilation.1,
                 };
                 let padded = |x: usize, p: usize| p.checked_mul(2).and_then(|p| x.checked_add(p));
                 let (Some(ph), Some(pw)) = (padded(s.0[2], padding.0), padded(s.0[3], padding.1))
                 else {
                     return Err(too_big(format!("the padded image ({padding:?} padding)")));
                 };
-                if ph < kernel.0 || pw < kernel.1 {
+                // The rows and columns a window spans: dilation·(kernel − 1) + 1.
+                let span =
+                    |k: usize, d: usize| (k - 1).checked_mul(d).and_then(|v| v.checked_add(1));
+                let (Some(rh), Some(rw)) = (span(kernel.0, dilation.0), span(kernel.1, dilation.1))
+                else {
+                    return Err(too_big(format!(
+                        "the kernel's span ({dilation:?} dilation)"
+                    )));
+                };
+                if ph < rh || pw < rw {
+                    let what = if dilation == (1, 1) {
+                        "kernel minus padding"
+                    } else {
+                        "dilated kernel minus padding"
+                    };
                     return Err(misfit(format!(
-                        "an image of at least {}x{} (kernel minus padding)",
-                        kernel.0.saturating_sub(padding.0.saturating_mul(2)),
-                        kernel.1.saturating_sub(padding.1.saturating_mul(2))
+                        "an image of at least {}x{} ({what})",
+                        rh.saturating_sub(padding.0.saturating_mul(2)),
+                        rw.saturating_sub(padding.1.saturating_mul(2))
                     )));
                 }
                 let fan_in = size("a patch", &[in_channels, kernel.0, kernel.1])?;

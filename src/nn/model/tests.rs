@@ -298,6 +298,7 @@ linear(3000,128),relu,linear(128,10)";
                 kernel: (3, 5),
                 stride: (2, 2),
                 padding: (1, 2),
+                dilation: (1, 1),
                 bias: false
             }
         );
@@ -315,6 +316,59 @@ linear(3000,128),relu,linear(128,10)";
         let y = m.build(&mut g, x, [3, 9, 11], Mode::Eval).unwrap().output;
         // conv: (9+2-3)/2+1 = 5, (11+4-5)/2+1 = 6; pool 2 stride 1: 4 x 5.
         assert_eq!(g.shape(y), &Shape::new(&[1, 8, 4, 5]));
+        // PyTorch's positions: stride, padding, dilation, groups, bias.
+        let m = Model::parse("conv2d(3,8,3,1,(2,1),(2,3),1,false)").unwrap();
+        assert_eq!(
+            m.layers[0],
+            Layer::Conv2d {
+                in_channels: 3,
+                out_channels: 8,
+                kernel: (3, 3),
+                stride: (1, 1),
+                padding: (2, 1),
+                dilation: (2, 3),
+                bias: false
+            }
+        );
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::new(&[1, 3 * 9 * 11]));
+        let y = m.build(&mut g, x, [3, 9, 11], Mode::Eval).unwrap().output;
+        // PyTorch: (9 + 4 − 2·2 − 1) + 1 = 9, (11 + 2 − 3·2 − 1) + 1 = 7.
+        assert_eq!(g.shape(y), &Shape::new(&[1, 8, 9, 7]));
+        // A dilated kernel must fit: 5 + 0 < 2·(3 − 1) + 1 = 5 is fine, 4 is not.
+        for (h, fits) in [(5, true), (4, false)] {
+            let m = Model::parse("conv2d(1,1,3,dilation=2)").unwrap();
+            let mut g = Graph::new();
+            let x = g.input("x", Shape::new(&[1, h * h]));
+            let built = m.build(&mut g, x, [1, h, h], Mode::Eval);
+            assert_eq!(built.is_ok(), fits, "{h}x{h}");
+            if let Err(e) = built {
+                assert!(
+                    e.to_string()
+                        .contains("at least 5x5 (dilated kernel minus padding)"),
+                    "{e}"
+                );
+            }
+        }
+        for bad in [
+            "conv2d(1,1,3,dilation=0)",
+            "conv2d(2,2,3,groups=2)",
+            "conv2d(1,1,3,1,0,1,4)",
+        ] {
+            assert!(
+                matches!(Model::parse(bad), Err(Error::Spec { .. })),
+                "{bad}"
+            );
+        }
+        let Err(e) = Model::parse("conv2d(2,2,3,groups=2)") else {
+            unreachable!()
+        };
+        assert!(
+            e.to_string()
+                .contains("grouped convolution (groups=2) is not supported"),
+            "{e}"
+        );
+        assert!(Model::parse("conv2d(1,1,3,groups=1)").is_ok());
     }
 }
 

@@ -19,7 +19,7 @@ struct Padded {
     /// Columns of a padded channel, likewise.
     pw_len: usize,
     /// For each im2col column `(c·KH + ky)·KW + kx`, its offset from the window's corner:
-    /// `c·PH·PW + ky·PW + kx`.
+    /// `c·PH·PW + ky·dh·PW + kx·dw`.
     offsets: Vec<usize>,
 }
 
@@ -27,13 +27,13 @@ impl Padded {
     fn new(g: &ConvGeom) -> Self {
         // oh() and ow() are at least 1. A stride of 0 is not a valid geometry (the graph
         // refuses it); max(1) only keeps the arithmetic meaningful, as in ConvGeom::oh.
-        let ph_len = (g.ph + g.h).max((g.oh() - 1) * g.sh.max(1) + g.kh);
-        let pw_len = (g.pw + g.w).max((g.ow() - 1) * g.sw.max(1) + g.kw);
+        let ph_len = (g.ph + g.h).max((g.oh() - 1) * g.sh.max(1) + g.reach_h());
+        let pw_len = (g.pw + g.w).max((g.ow() - 1) * g.sw.max(1) + g.reach_w());
         let mut offsets = Vec::with_capacity(g.patch());
         for c in 0..g.c {
             for ky in 0..g.kh {
                 for kx in 0..g.kw {
-                    offsets.push((c * ph_len + ky) * pw_len + kx);
+                    offsets.push((c * ph_len + ky * g.dh) * pw_len + kx * g.dw);
                 }
             }
         }
@@ -68,8 +68,8 @@ impl Padded {
 }
 
 /// Unfolds `x` `[N, C, H, W]` into `out` `[N·OH·OW, C·KH·KW]`: row `(n·OH + oy)·OW + ox`,
-/// column `(c·KH + ky)·KW + kx` holds `x[n, c, oy·sh + ky − ph, ox·sw + kx − pw]`, or zero
-/// where that position lies in the padding.
+/// column `(c·KH + ky)·KW + kx` holds `x[n, c, oy·sh + ky·dh − ph, ox·sw + kx·dw − pw]`,
+/// or zero where that position lies in the padding.
 ///
 /// Each sample is first copied into a zero border ([`Padded`]), so that every entry is
 /// one read at its column's offset from the window's corner, with no tests for the edges.
@@ -105,7 +105,7 @@ const TAPS: usize = 16;
 /// of `cols` (`[N·OH·OW, C·KH·KW]`) that `im2col` reads from `(n, c, y, x)`.
 ///
 /// Each pixel's sum runs in one fixed order on both backends: its `(ky, oy)` with
-/// `oy·sh + ky == y + ph` with ky ascending (outer), likewise `(kx, ox)` (inner), starting
+/// `oy·sh + ky·dh == y + ph` with ky ascending (outer), likewise `(kx, ox)` (inner), starting
 /// from zero. The shader gathers in that order, one pixel per invocation (no atomics).
 /// Here each column of `cols` (one tap `(c, ky, kx)`) is added onto a zeroed padded
 /// sample ([`Padded`]) as a whole, a line of output positions at a time, columns in

@@ -27,14 +27,27 @@ fn geom(
         sw,
         ph,
         pw,
+        dh: 1,
+        dw: 1,
     }
+}
+
+/// `geom` with dilation (dh, dw).
+fn dilated(g: ConvGeom, dh: usize, dw: usize) -> ConvGeom {
+    ConvGeom { dh, dw, ..g }
 }
 
 /// Odd sizes, strides 1/2/3 (some larger than the kernel, so pixels go unread),
 /// paddings 0/1/2 (one as large as the kernel, so whole output rows are padding),
-/// kh ≠ kw, batch 1 and 3, channels 1/3/5.
+/// kh ≠ kw, batch 1 and 3, channels 1/3/5; dilations 2 and 3, alone and with strides
+/// that share a factor with them (taps of one pixel then skip output rows).
 fn geometries() -> Vec<ConvGeom> {
     vec![
+        dilated(geom(1, 3, 7, 9, 3, 3, 1, 1, 1, 1), 2, 2),
+        dilated(geom(3, 2, 9, 8, 3, 2, 2, 1, 2, 0), 2, 3),
+        dilated(geom(1, 2, 11, 10, 2, 3, 2, 3, 0, 1), 3, 2),
+        dilated(geom(2, 1, 6, 7, 3, 3, 3, 2, 2, 2), 3, 1),
+        dilated(geom(1, 1, 5, 5, 2, 2, 1, 1, 1, 1), 4, 4),
         geom(1, 1, 3, 3, 2, 2, 1, 1, 0, 0),
         geom(1, 3, 7, 9, 3, 3, 1, 1, 1, 1),
         geom(3, 5, 7, 9, 3, 2, 2, 2, 1, 2),
@@ -111,8 +124,8 @@ fn direct_conv(x: &[f64], wt: &[f64], b: &[f64], oc: usize, g: &ConvGeom) -> Vec
                     for c in 0..g.c {
                         for ky in 0..g.kh {
                             for kx in 0..g.kw {
-                                let iy = (oy * g.sh + ky) as isize - g.ph as isize;
-                                let ix = (ox * g.sw + kx) as isize - g.pw as isize;
+                                let iy = (oy * g.sh + ky * g.dh) as isize - g.ph as isize;
+                                let ix = (ox * g.sw + kx * g.dw) as isize - g.pw as isize;
                                 if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
                                     continue;
                                 }
@@ -153,8 +166,8 @@ fn col2im_scatter(cols: &[f64], g: &ConvGeom) -> Vec<f64> {
         let (n, oy, ox) = (r / (oh * ow), (r / ow) % oh, r % ow);
         for q in 0..patch {
             let (c, ky, kx) = (q / (g.kh * g.kw), (q / g.kw) % g.kh, q % g.kw);
-            let iy = (oy * g.sh + ky) as isize - g.ph as isize;
-            let ix = (ox * g.sw + kx) as isize - g.pw as isize;
+            let iy = (oy * g.sh + ky * g.dh) as isize - g.ph as isize;
+            let ix = (ox * g.sw + kx * g.dw) as isize - g.pw as isize;
             if iy >= 0 && ix >= 0 && iy < g.h as isize && ix < g.w as isize {
                 out[((n * g.c + c) * g.h + iy as usize) * g.w + ix as usize] += cols[r * patch + q];
             }
@@ -166,8 +179,8 @@ fn col2im_scatter(cols: &[f64], g: &ConvGeom) -> Vec<f64> {
 // The first implementations, one value at a time (im2col) and one pixel's gather at a
 // time (col2im, the shader's order): the fast ones must give their bits.
 /// Unfolds `x` `[N, C, H, W]` into `out` `[N·OH·OW, C·KH·KW]`: row `(n·OH + oy)·OW + ox`,
-/// column `(c·KH + ky)·KW + kx` holds `x[n, c, oy·sh + ky − ph, ox·sw + kx − pw]`, or zero
-/// where that position lies in the padding.
+/// column `(c·KH + ky)·KW + kx` holds `x[n, c, oy·sh + ky·dh − ph, ox·sw + kx·dw − pw]`,
+/// or zero where that position lies in the padding.
 fn im2col_by_element<T: Real>(x: &[T], out: &mut [T], g: &ConvGeom) {
     let (oh, ow, patch) = (g.oh(), g.ow(), g.patch());
     if patch == 0 {
@@ -192,14 +205,14 @@ fn im2col_by_element<T: Real>(x: &[T], out: &mut [T], g: &ConvGeom) {
                         };
                         // Positions in padded coordinates, so the padding test never
                         // subtracts below zero (the shader's u32 arithmetic does the same).
-                        let yy = oy * g.sh + ky;
+                        let yy = oy * g.sh + ky * g.dh;
                         if yy < g.ph || yy - g.ph >= g.h {
                             seg.iter_mut().for_each(|v| *v = T::zero());
                             continue;
                         }
                         let line = &src[(yy - g.ph) * g.w..][..g.w];
                         for (kx, v) in seg.iter_mut().enumerate() {
-                            let xx = ox * g.sw + kx;
+                            let xx = ox * g.sw + kx * g.dw;
                             *v = if xx >= g.pw && xx - g.pw < g.w {
                                 line[xx - g.pw]
                             } else {
@@ -221,6 +234,9 @@ fn im2col_by_element<T: Real>(x: &[T], out: &mut [T], g: &ConvGeom) {
 /// (inner loop), skipping the `oy ≥ OH` / `ox ≥ OW` that fall past the output. The sum runs
 /// in that fixed order on both backends.
 fn col2im_gather<T: Real>(cols: &[T], out: &mut [T], g: &ConvGeom) {
+    if g.dh > 1 || g.dw > 1 {
+        return col2im_gather_dilated(cols, out, g);
+    }
     let (oh, ow, patch) = (g.oh(), g.ow(), g.patch());
     // A stride of 0 is not a valid geometry; max(1) only keeps this from dividing by zero.
     let (sh, sw) = (g.sh.max(1), g.sw.max(1));
@@ -261,6 +277,42 @@ fn col2im_gather<T: Real>(cols: &[T], out: &mut [T], g: &ConvGeom) {
                         }
                         oy -= 1;
                         ky += sh;
+                    }
+                    sample[i] = acc;
+                    i += 1;
+                }
+            }
+        }
+    });
+}
+
+/// [`col2im_gather`] for a dilated kernel, as the shader runs it: every tap tried, ky
+/// ascending (outer) and kx ascending (inner), each kept when its output position
+/// (y + ph − ky·dh) / sh is whole and inside the output; the same order of additions.
+fn col2im_gather_dilated<T: Real>(cols: &[T], out: &mut [T], g: &ConvGeom) {
+    let (oh, ow, patch) = (g.oh(), g.ow(), g.patch());
+    let (sh, sw) = (g.sh.max(1), g.sw.max(1));
+    // The output position a tap at offset `off` reads padded coordinate `pos` from.
+    let source = |pos: usize, off: usize, s: usize, len: usize| {
+        (off <= pos && (pos - off).is_multiple_of(s) && (pos - off) / s < len).then(|| (pos - off) / s)
+    };
+    for_each_sample(out, g.c * g.h * g.w, |n, sample| {
+        let mut i = 0;
+        for c in 0..g.c {
+            for y in 0..g.h {
+                for x in 0..g.w {
+                    let mut acc = T::zero();
+                    for ky in 0..g.kh {
+                        let Some(oy) = source(y + g.ph, ky * g.dh, sh, oh) else {
+                            continue;
+                        };
+                        for kx in 0..g.kw {
+                            let Some(ox) = source(x + g.pw, kx * g.dw, sw, ow) else {
+                                continue;
+                            };
+                            let q = (c * g.kh + ky) * g.kw + kx;
+                            acc = acc + cols[((n * oh + oy) * ow + ox) * patch + q];
+                        }
                     }
                     sample[i] = acc;
                     i += 1;
@@ -358,6 +410,44 @@ fn im2col_hand_derived_3x3_input_2x2_kernel() {
         5.0, 6.0, 8.0, 9.0,
     ];
     assert_eq!(cols, want);
+}
+
+#[test]
+fn im2col_hand_derived_dilation() {
+    // 1x1x4x5 input (values 1..=20), 2x2 kernel with dilation (2, 3) and padding (0, 1):
+    // the window spans 3 rows and 4 columns, so OH = 4 − 3 + 1 = 2 and
+    // OW = (5 + 2 − 4) + 1 = 4; tap (ky, kx) reads row oy + 2·ky, column ox + 3·kx − 1.
+    let g = dilated(geom(1, 1, 4, 5, 2, 2, 1, 1, 0, 1), 2, 3);
+    assert_eq!((g.oh(), g.ow()), (2, 4));
+    let x: Vec<f64> = (1..=20).map(f64::from).collect();
+    let mut cols = vec![f64::NAN; 8 * 4];
+    im2col(&x, &mut cols, &g);
+    #[rustfmt::skip]
+    let want = [
+        0.0, 3.0, 0.0, 13.0,
+        1.0, 4.0, 11.0, 14.0,
+        2.0, 5.0, 12.0, 15.0,
+        3.0, 0.0, 13.0, 0.0,
+        0.0, 8.0, 0.0, 18.0,
+        6.0, 9.0, 16.0, 19.0,
+        7.0, 10.0, 17.0, 20.0,
+        8.0, 0.0, 18.0, 0.0,
+    ];
+    assert_eq!(cols, want);
+    // col2im counts how often each pixel is read. Each row once (row y by ky = 0 from
+    // oy = y, or by ky = 1 from oy = y − 2); column x (padded x + 1) by kx = 0 from
+    // ox = x + 1 when that is below 4, and by kx = 1 from ox = x − 2 when x ≥ 2: twice
+    // only for x = 2.
+    let mut image = vec![f64::NAN; 20];
+    col2im(&[1.0; 32], &mut image, &g);
+    #[rustfmt::skip]
+    let reads = [
+        1.0, 1.0, 2.0, 1.0, 1.0,
+        1.0, 1.0, 2.0, 1.0, 1.0,
+        1.0, 1.0, 2.0, 1.0, 1.0,
+        1.0, 1.0, 2.0, 1.0, 1.0,
+    ];
+    assert_eq!(image, reads);
 }
 
 #[test]
