@@ -1,6 +1,6 @@
 //! The CNN preset end to end: the same loss curve on both backends, batch-norm running
-//! statistics equal after training steps, evaluation using them; a model of residual
-//! blocks trained alike on both backends.
+//! statistics equal after training steps, evaluation using them; models of residual
+//! blocks and of grouped convolutions trained alike on both backends.
 
 mod common;
 
@@ -116,46 +116,59 @@ linear(676,10,bias=false),batchnorm1d(10)";
     );
 }
 
+/// Residual blocks (an identity block and a strided block with a projection shortcut, as
+/// a ResNet's), and a depthwise-separable block (grouped convolutions, dilated), trained
+/// alike on both backends.
 #[test]
-fn residual_blocks_train_alike_on_both_backends() {
-    let Some(gpu) = common::gpu() else { return };
-    // An identity block and a strided block with a projection shortcut, as a ResNet's.
-    let spec = "conv2d(1,4,3,stride=2,padding=1,bias=false),batchnorm2d(4),relu,\
+fn residual_and_grouped_models_train_alike_on_both_backends() {
+    let residual = "conv2d(1,4,3,stride=2,padding=1,bias=false),batchnorm2d(4),relu,\
 residual(conv2d(4,4,3,padding=1,bias=false),batchnorm2d(4),relu,conv2d(4,4,3,padding=1)),\
 relu,residual(conv2d(4,8,3,stride=2,padding=1),relu,\
 shortcut=(conv2d(4,8,1,stride=2,bias=false),batchnorm2d(8))),\
 adaptiveavgpool2d(1),flatten,linear(8,10)";
-    let sgd = Optimizer::sgd(0.9);
-    let (cpu_loss, mut cpu) = run(Box::new(CpuBackend::new()), spec, sgd, 8, 4);
-    let (gpu_loss, mut dev) = run(Box::new(gpu), spec, sgd, 8, 4);
-    for (i, (c, g)) in cpu_loss.iter().zip(&gpu_loss).enumerate() {
-        assert!((c - g).abs() <= 1e-5 * c.abs(), "step {i}: cpu {c} gpu {g}");
+    let grouped = "conv2d(1,4,3,stride=2,padding=1),relu,\
+conv2d(4,8,3,padding=2,dilation=2,groups=4,bias=false),batchnorm2d(8),relu,\
+conv2d(8,8,1),relu,conv2d(8,8,3,stride=2,groups=2),relu,flatten,linear(288,10)";
+    for (spec, names) in [
+        (residual, ["3.body.3.bias", "5.shortcut.0.weight"]),
+        (grouped, ["2.weight", "7.weight"]),
+    ] {
+        let Some(gpu) = common::gpu() else { return };
+        let sgd = Optimizer::sgd(0.9);
+        let (cpu_loss, mut cpu) = run(Box::new(CpuBackend::new()), spec, sgd, 8, 4);
+        let (gpu_loss, mut dev) = run(Box::new(gpu), spec, sgd, 8, 4);
+        for (i, (c, g)) in cpu_loss.iter().zip(&gpu_loss).enumerate() {
+            assert!(
+                (c - g).abs() <= 1e-5 * c.abs(),
+                "{spec} step {i}: cpu {c} gpu {g}"
+            );
+        }
+        let (cpu_p, dev_p) = (
+            cpu.backend_mut().read_params().unwrap(),
+            dev.backend_mut().read_params().unwrap(),
+        );
+        let scale = cpu_p.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = common::max_abs_diff(&cpu_p, &dev_p);
+        assert!(
+            d <= 1e-5 * scale,
+            "{spec}: parameters differ by {d} (scale {scale})"
+        );
+        let layout: Vec<&str> = cpu
+            .layout()
+            .entries
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert!(names.iter().all(|n| layout.contains(n)), "{layout:?}");
+        let (cpu_b, dev_b) = (
+            cpu.backend_mut().read_buffers().unwrap(),
+            dev.backend_mut().read_buffers().unwrap(),
+        );
+        let scale = cpu_b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = common::max_abs_diff(&cpu_b, &dev_b);
+        assert!(
+            d <= 5e-5 * scale,
+            "{spec}: running statistics differ by {d} (scale {scale})"
+        );
     }
-    let (cpu_p, dev_p) = (
-        cpu.backend_mut().read_params().unwrap(),
-        dev.backend_mut().read_params().unwrap(),
-    );
-    let scale = cpu_p.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let d = common::max_abs_diff(&cpu_p, &dev_p);
-    assert!(
-        d <= 1e-5 * scale,
-        "parameters differ by {d} (scale {scale})"
-    );
-    let names: Vec<&str> = cpu
-        .layout()
-        .entries
-        .iter()
-        .map(|e| e.name.as_str())
-        .collect();
-    assert!(names.contains(&"3.body.3.bias") && names.contains(&"5.shortcut.0.weight"));
-    let (cpu_b, dev_b) = (
-        cpu.backend_mut().read_buffers().unwrap(),
-        dev.backend_mut().read_buffers().unwrap(),
-    );
-    let scale = cpu_b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let d = common::max_abs_diff(&cpu_b, &dev_b);
-    assert!(
-        d <= 5e-5 * scale,
-        "running statistics differ by {d} (scale {scale})"
-    );
 }

@@ -445,10 +445,12 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
                 _ => 1,
             };
             let reach = dilation * (k - 1) + 1;
+            // Variant 2 is depthwise (groups = c, a channel multiplier of 1 or 2).
+            let oc = if variant == 2 { c * (1 + pick(2)) } else { oc };
             layers.push(match variant {
                 0 => format!("conv2d({c},{oc},{k},stride={stride},padding={padding})"),
                 1 => format!("Conv2d({c}, {oc}, kernel_size=({k},{k}), padding=({padding},{padding}), stride={stride}, bias=false)"),
-                2 => format!("conv2d({c},{oc},{k},{stride},{padding},{dilation},1,true)"),
+                2 => format!("conv2d({c},{oc},{k},{stride},{padding},{dilation},{c},true)"),
                 _ => format!("conv2d(in_channels={c},out_channels={oc},kernel_size={k},stride=({stride},{stride}),padding={padding},dilation=({dilation},{dilation}))"),
             });
             h = (h + 2 * padding - reach) / stride + 1;

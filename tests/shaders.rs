@@ -110,6 +110,14 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
         &["im2col", "col2im", "rows_to_nchw", "nchw_to_rows"],
     ),
     (
+        "grouped_conv.wgsl",
+        &[
+            "grouped_conv",
+            "grouped_conv_input_grad",
+            "grouped_conv_weight_grad",
+        ],
+    ),
+    (
         "norm.wgsl",
         &[
             "batch_norm_stats",
@@ -141,6 +149,7 @@ const GRAPH_OP_FILES: &[&str] = &[
     "loss.wgsl",
     "reduce.wgsl",
     "conv.wgsl",
+    "grouped_conv.wgsl",
     "pool.wgsl",
     "norm.wgsl",
     "dropout.wgsl",

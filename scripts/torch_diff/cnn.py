@@ -142,6 +142,10 @@ CASES = [
     ('d2', "conv2d(1,4,(3,2),stride=2,padding=(2,1),dilation=(2,3)),batchnorm2d(4),relu,flatten,linear(784,10)", True),
     ('d2b', "conv2d(1,4,(3,2),stride=2,padding=(2,1),dilation=(2,3),bias=False),batchnorm2d(4),relu,flatten,linear(784,10)", True),
     ('d3', "conv2d(1,4,3,1,0,3,1,False),tanh,flatten,linear(1936,10)", False),
+    # Grouped convolution: depthwise-separable (groups = channels, then a 1x1), and two
+    # groups with a channel multiplier, stride and dilation before batch norm.
+    ('g1', "conv2d(1,8,3,padding=1),relu,conv2d(8,8,3,padding=1,groups=8),relu,conv2d(8,16,1),relu,maxpool2d(2),flatten,linear(3136,10)", False),
+    ('g2', "conv2d(1,4,3,padding=1,bias=False),batchnorm2d(4),relu,conv2d(4,8,3,stride=2,padding=2,dilation=2,groups=2,bias=False),batchnorm2d(8),relu,flatten,linear(1568,10)", True),
     # Residual blocks: identity and projection shortcuts, nested names (3.body.1.weight).
     ('r1', "conv2d(1,8,3,padding=1),relu,residual(conv2d(8,8,3,padding=1),relu,conv2d(8,8,3,padding=1)),relu,maxpool2d(2),flatten,linear(1568,10)", False),
     ('r2', "conv2d(1,8,3,padding=1,bias=False),batchnorm2d(8),relu,residual(conv2d(8,8,3,padding=1,bias=False),batchnorm2d(8),relu,conv2d(8,8,3,padding=1,bias=False),batchnorm2d(8)),relu,residual(conv2d(8,16,3,stride=2,padding=1,bias=False),batchnorm2d(16),relu,conv2d(16,16,3,padding=1,bias=False),batchnorm2d(16),shortcut=(conv2d(8,16,1,stride=2,bias=False),batchnorm2d(16))),relu,adaptiveavgpool2d(1),flatten,linear(16,10)", True),

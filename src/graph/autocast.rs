@@ -17,6 +17,9 @@ pub fn half_output(op: &Op) -> bool {
         | Op::MatMulBiasAct { .. }
         | Op::ConvMatMul { .. }
         | Op::ConvWeightGrad(_)
+        | Op::GroupedConv(_)
+        | Op::GroupedConvInputGrad(_)
+        | Op::GroupedConvWeightGrad(_)
         | Op::BiasAdd
         | Op::Add
         | Op::Scale(_)

@@ -124,6 +124,10 @@ fn rule(
             }
             v
         }
+        Op::GroupedConv(geom) => vec![
+            (x, g.op(Op::GroupedConvInputGrad(geom), &[dy, inputs[1]])?),
+            (inputs[1], g.op(Op::GroupedConvWeightGrad(geom), &[dy, x])?),
+        ],
         Op::BiasAdd => {
             let db = g.op(Op::BiasGrad, &[dy])?;
             vec![(x, dy), (inputs[1], db)]
@@ -206,6 +210,8 @@ fn rule(
         Op::Dropout(spec) => vec![(x, g.op(Op::DropoutGrad(spec), &[dy])?)],
         Op::MaxPoolGrad(_)
         | Op::ConvWeightGrad(_)
+        | Op::GroupedConvInputGrad(_)
+        | Op::GroupedConvWeightGrad(_)
         | Op::AvgPoolGrad(_)
         | Op::BatchNormStats(_)
         | Op::BatchNormGradCoeffs(_)

@@ -18,7 +18,7 @@ pub enum Layer {
         bias: bool,
     },
     /// `nn.Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0,
-    /// dilation=1, groups=1, bias=True)` (`groups` 1 only).
+    /// dilation=1, groups=1, bias=True)`.
     Conv2d {
         /// Input channels.
         in_channels: usize,
@@ -32,6 +32,9 @@ pub enum Layer {
         padding: (usize, usize),
         /// Spacing of the kernel's taps (vertical, horizontal); 1 is a dense kernel.
         dilation: (usize, usize),
+        /// Channel groups: each output channel reads in_channels / groups inputs
+        /// (depthwise when groups = in_channels); divides both channel counts.
+        groups: usize,
         /// Whether it has a bias.
         bias: bool,
     },
@@ -159,24 +162,32 @@ pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
                 "groups",
                 "bias",
             ])?;
-            if let Some(a) = args.get(6, "groups") {
-                if a.value.trim() != "1" {
-                    return Err(args.err(
-                        a.position,
-                        format!(
-                            "grouped convolution (groups={}) is not supported; groups must be 1",
-                            a.value.trim()
-                        ),
-                    ));
-                }
+            let (in_channels, out_channels) = (
+                args.usize(0, "in_channels")?,
+                args.usize(1, "out_channels")?,
+            );
+            let groups = match args.get(6, "groups") {
+                Some(_) => args.usize(6, "groups")?,
+                None => 1,
+            };
+            if !in_channels.is_multiple_of(groups) || !out_channels.is_multiple_of(groups) {
+                let at = args.get(6, "groups").map_or(l.position, |a| a.position);
+                return Err(args.err(
+                    at,
+                    format!(
+                        "groups={groups} must divide in_channels ({in_channels}) and \
+                         out_channels ({out_channels})"
+                    ),
+                ));
             }
             Layer::Conv2d {
-                in_channels: args.usize(0, "in_channels")?,
-                out_channels: args.usize(1, "out_channels")?,
+                in_channels,
+                out_channels,
                 kernel: positive(args.pair_or(2, "kernel_size", None)?, "kernel_size")?,
                 stride: positive(args.pair_or(3, "stride", Some(1))?, "stride")?,
                 padding: args.pair_or(4, "padding", Some(0))?,
                 dilation: positive(args.pair_or(5, "dilation", Some(1))?, "dilation")?,
+                groups,
                 bias: args.bool_or(7, "bias", true)?,
             }
         }

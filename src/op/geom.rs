@@ -68,6 +68,29 @@ fn reach(k: usize, d: usize) -> usize {
     }
 }
 
+/// A grouped convolution (`Conv2d(groups=G)`): `conv` over all C input channels, split
+/// into `groups` groups of C/G channels, output channel o (of OC) reading only group
+/// o / (OC/G). Its weight is PyTorch's `[OC, C/G, KH, KW]`, seen as `[OC, C/G·KH·KW]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GroupGeom {
+    /// The convolution's geometry, `c` counting every input channel.
+    pub conv: ConvGeom,
+    /// Number of groups (divides C and OC; depthwise when it equals C).
+    pub groups: usize,
+}
+
+impl GroupGeom {
+    /// Input channels per group: C / G.
+    pub fn group_channels(&self) -> usize {
+        self.conv.c / self.groups.max(1)
+    }
+
+    /// A weight row's length: C/G·KH·KW.
+    pub fn group_patch(&self) -> usize {
+        self.group_channels() * self.conv.kh * self.conv.kw
+    }
+}
+
 /// Geometry of a 2-D pooling window over NCHW input with PyTorch's implicit padding
 /// (`MaxPool2d(k, stride, padding, ceil_mode)`: padded positions never win a window;
 /// `AvgPool2d(k, stride, padding, ceil_mode, count_include_pad)`: they count as zeros

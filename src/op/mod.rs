@@ -9,7 +9,7 @@ mod params;
 mod shape_inference;
 
 pub use activation::{Activation, SELU_ALPHA, SELU_SCALE};
-pub use geom::{ConvGeom, PoolGeom};
+pub use geom::{ConvGeom, GroupGeom, PoolGeom};
 pub use params::{Channels, DropoutSpec, Nchw};
 
 /// One operation of the graph. Inputs are listed in each variant's doc; every op has one
@@ -67,6 +67,18 @@ pub enum Op {
     /// layer's weight gradient as an implicit GEMM (the `MatMul { trans_a: true }` that
     /// autodiff emits on the im2col matrix, rewritten by `graph::fuse_im2col`).
     ConvWeightGrad(ConvGeom),
+    /// `(x [N, C, H, W], w [OC, C/G·KH·KW]) → [N·OH·OW, OC]`: a grouped convolution's
+    /// forward product, in the rows layout of [`Op::ConvMatMul`] (a bias and
+    /// [`Op::RowsToNchw`] follow it as they follow the dense product), computed directly:
+    /// output (r, o) sums its group's C/G·KH·KW taps, channel then kernel row then column.
+    GroupedConv(GroupGeom),
+    /// `(dy [N·OH·OW, OC], w [OC, C/G·KH·KW]) → dx [N, C, H, W]`: the input gradient of
+    /// [`Op::GroupedConv`], gathered per pixel (its group's output channels ascending,
+    /// then kernel rows and columns ascending), so no atomics.
+    GroupedConvInputGrad(GroupGeom),
+    /// `(dy [N·OH·OW, OC], x [N, C, H, W]) → dw [OC, C/G·KH·KW]`: the weight gradient of
+    /// [`Op::GroupedConv`], each weight summing over the output rows in order.
+    GroupedConvWeightGrad(GroupGeom),
     /// `x + b` with `x` `[rows, cols]` and `b` `[cols]` broadcast over the rows.
     BiasAdd,
     /// Column sums of `dy` `[rows, cols]` → `[cols]`: the gradient of [`Op::BiasAdd`] for `b`.
@@ -243,6 +255,9 @@ impl Op {
             Op::ConvMatMul { bias, .. } => 2 + usize::from(*bias),
             Op::MatMul { .. }
             | Op::ConvWeightGrad(_)
+            | Op::GroupedConv(_)
+            | Op::GroupedConvInputGrad(_)
+            | Op::GroupedConvWeightGrad(_)
             | Op::BiasAdd
             | Op::Add
             | Op::ActivationGrad(_)
@@ -325,6 +340,9 @@ impl Op {
                 (false, None) => "conv_matmul".into(),
             },
             Op::ConvWeightGrad(_) => "conv_weight_grad".into(),
+            Op::GroupedConv(_) => "grouped_conv".into(),
+            Op::GroupedConvInputGrad(_) => "grouped_conv_input_grad".into(),
+            Op::GroupedConvWeightGrad(_) => "grouped_conv_weight_grad".into(),
             Op::BiasAdd => "bias_add".into(),
             Op::BiasGrad => "bias_grad".into(),
             Op::Add => "add".into(),
@@ -382,7 +400,7 @@ impl Op {
     /// Which inputs carry gradients (labels and targets do not).
     pub fn differentiable_inputs(&self) -> &'static [usize] {
         match self {
-            Op::MatMul { .. } | Op::BiasAdd | Op::Add => &[0, 1],
+            Op::MatMul { .. } | Op::BiasAdd | Op::Add | Op::GroupedConv(_) => &[0, 1],
             Op::MatMulBias { .. }
             | Op::MatMulBiasAct { .. }
             | Op::ConvMatMul { bias: true, .. } => &[0, 1, 2],
@@ -425,6 +443,8 @@ impl Op {
             | Op::LayerNormGammaGrad { .. }
             | Op::DropoutGrad(_) => &[],
             Op::ConvWeightGrad(_)
+            | Op::GroupedConvInputGrad(_)
+            | Op::GroupedConvWeightGrad(_)
             | Op::BiasGrad
             | Op::ActivationGrad(_)
             | Op::ActivationGradFromOutput(_)
@@ -475,6 +495,9 @@ impl Op {
             | Op::MatMulBiasAct { .. }
             | Op::ConvMatMul { .. }
             | Op::ConvWeightGrad(_)
+            | Op::GroupedConv(_)
+            | Op::GroupedConvInputGrad(_)
+            | Op::GroupedConvWeightGrad(_)
             | Op::BiasGrad
             | Op::Sum
             | Op::SumSquares

@@ -1,7 +1,7 @@
 //! Shape inference: each op's output shape from its input shapes, with errors that name
 //! the op and the mismatch.
 
-use super::{Channels, ConvGeom, Op, PoolGeom};
+use super::{Channels, ConvGeom, GroupGeom, Op, PoolGeom};
 use crate::error::{Error, Result};
 use crate::shape::Shape;
 
@@ -84,6 +84,48 @@ impl Op {
                     }
                 }
                 Ok(Shape::new(&[g.n * g.oh() * g.ow(), oc]))
+            }
+            Op::GroupedConv(gg) => {
+                let g = &gg.conv;
+                check_groups(self, gg)?;
+                expect_numel(self, inputs[0], g.n * g.c * g.h * g.w)?;
+                let w = inputs[1];
+                if w.rank() != 2 || w.0[1] != gg.group_patch() || !w.0[0].is_multiple_of(gg.groups)
+                {
+                    return mismatch(format!(
+                        "weight {w} is not [out_channels, {}] (C/groups·KH·KW) with out_channels \
+                         a multiple of {} groups",
+                        gg.group_patch(),
+                        gg.groups
+                    ));
+                }
+                Ok(Shape::new(&[g.n * g.oh() * g.ow(), w.0[0]]))
+            }
+            Op::GroupedConvInputGrad(gg) | Op::GroupedConvWeightGrad(gg) => {
+                let g = &gg.conv;
+                check_groups(self, gg)?;
+                let dy = inputs[0];
+                let rows = g.n * g.oh() * g.ow();
+                if dy.rank() != 2 || dy.0[0] != rows || !dy.0[1].is_multiple_of(gg.groups) {
+                    return mismatch(format!(
+                        "output gradient {dy} is not [{rows}, out_channels] (N·OH·OW, a \
+                         multiple of {} groups)",
+                        gg.groups
+                    ));
+                }
+                if let Op::GroupedConvWeightGrad(_) = self {
+                    expect_numel(self, inputs[1], g.n * g.c * g.h * g.w)?;
+                    return Ok(Shape::new(&[dy.0[1], gg.group_patch()]));
+                }
+                let w = inputs[1];
+                if w.rank() != 2 || w.0 != [dy.0[1], gg.group_patch()] {
+                    return mismatch(format!(
+                        "weight {w} is not [{}, {}]",
+                        dy.0[1],
+                        gg.group_patch()
+                    ));
+                }
+                Ok(Shape::new(&[g.n, g.c, g.h, g.w]))
             }
             Op::ConvWeightGrad(g) => {
                 check_conv(self, g)?;
@@ -295,6 +337,18 @@ fn check_conv(op: &Op, g: &ConvGeom) -> Result<()> {
                 "kernel {}x{} (dilation {}x{}, stride {}x{}) does not fit input {}x{} padded by {}x{}",
                 g.kh, g.kw, g.dh, g.dw, g.sh, g.sw, g.h, g.w, g.ph, g.pw
             ),
+        ));
+    }
+    Ok(())
+}
+
+/// A convolution's checks, and groups that divide the input channels.
+fn check_groups(op: &Op, g: &GroupGeom) -> Result<()> {
+    check_conv(op, &g.conv)?;
+    if g.groups == 0 || !g.conv.c.is_multiple_of(g.groups) {
+        return Err(Error::shape(
+            op.name(),
+            format!("{} groups do not divide {} channels", g.groups, g.conv.c),
         ));
     }
     Ok(())

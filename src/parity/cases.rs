@@ -1,6 +1,6 @@
 //! The op table shared by `kiln parity`, the parity tests and the gradient checks.
 
-use crate::op::{Activation, Channels, ConvGeom, DropoutSpec, Nchw, Op, PoolGeom};
+use crate::op::{Activation, Channels, ConvGeom, DropoutSpec, GroupGeom, Nchw, Op, PoolGeom};
 use crate::rng::Philox;
 use crate::shape::Shape;
 
@@ -342,10 +342,48 @@ fn conv_cases(c: &mut Vec<OpCase>) {
         let dy = real(&[n * g.oh() * g.ow(), oc]);
         c.push(OpCase::new(Op::ConvWeightGrad(g), vec![dy, x]));
     }
+    grouped_conv_cases(c);
     for [n, ch, h, w] in [[1, 1, 1, 1], [2, 5, 3, 7]] {
         let d = Nchw { n, c: ch, h, w };
         c.push(OpCase::new(Op::RowsToNchw(d), vec![real(&[n * h * w, ch])]));
         c.push(OpCase::new(Op::NchwToRows(d), vec![real(&[n, ch, h, w])]));
+    }
+}
+
+/// Grouped convolutions: depthwise (with a channel multiplier of 2), two and three groups,
+/// strided, padded and dilated.
+fn grouped_conv_cases(c: &mut Vec<OpCase>) {
+    let geoms = [
+        // n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, groups, oc
+        [2, 4, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 4, 8],
+        [1, 6, 8, 9, 3, 2, 2, 1, 1, 0, 1, 1, 2, 4],
+        [3, 3, 7, 7, 2, 3, 1, 2, 2, 1, 2, 1, 3, 3],
+        [1, 6, 9, 9, 3, 3, 2, 2, 2, 2, 2, 2, 3, 6],
+    ];
+    for [n, ch, h, w, kh, kw, sh, sw, ph, pw, dh, dw, groups, oc] in geoms {
+        let conv = ConvGeom {
+            n,
+            c: ch,
+            h,
+            w,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+            dh,
+            dw,
+        };
+        let g = GroupGeom { conv, groups };
+        let (x, wt) = (real(&[n, ch, h, w]), real(&[oc, g.group_patch()]));
+        let dy = real(&[n * conv.oh() * conv.ow(), oc]);
+        c.push(OpCase::new(Op::GroupedConv(g), vec![x.clone(), wt.clone()]));
+        c.push(OpCase::new(
+            Op::GroupedConvInputGrad(g),
+            vec![dy.clone(), wt],
+        ));
+        c.push(OpCase::new(Op::GroupedConvWeightGrad(g), vec![dy, x]));
     }
 }
 

@@ -106,6 +106,10 @@ fn terms(case: &OpCase) -> usize {
         }
         Op::ConvMatMul { geom, .. } => geom.patch(),
         Op::ConvWeightGrad(geom) => geom.n * geom.oh() * geom.ow(),
+        Op::GroupedConv(g) => g.group_patch(),
+        // Its group's output channels times the taps.
+        Op::GroupedConvInputGrad(g) => s.last() / g.groups.max(1) * g.conv.kh * g.conv.kw,
+        Op::GroupedConvWeightGrad(g) => g.conv.n * g.conv.oh() * g.conv.ow(),
         Op::BiasGrad => s.rows(),
         Op::SoftmaxGrad => s.last(),
         Op::SoftmaxCrossEntropy { .. } => s.numel() + s.rows(),

@@ -6,7 +6,7 @@ use super::chunk::Chunk;
 use super::matmul::{self, MatmulProblem, Pick};
 use crate::error::{Error, Result};
 use crate::graph::Step;
-use crate::op::{ConvGeom, Op, PoolGeom};
+use crate::op::{ConvGeom, GroupGeom, Op, PoolGeom};
 
 /// Threads per workgroup of every 1-D kernel.
 pub const WORKGROUP: u32 = 256;
@@ -134,6 +134,16 @@ fn conv_dims(total: usize, g: &ConvGeom) -> Result<Dims> {
     )?;
     d.e[8] = u(g.dh)?;
     d.e[9] = u(g.dw)?;
+    Ok(d)
+}
+
+/// Grouped-conv geometry in the layout of `shaders/grouped_conv.wgsl`: conv.wgsl's, then
+/// the groups, the output channels and the batch.
+fn grouped_dims(total: usize, g: &GroupGeom, oc: usize) -> Result<Dims> {
+    let mut d = conv_dims(total, &g.conv)?;
+    d.e[10] = u(g.groups)?;
+    d.e[11] = u(oc)?;
+    d.e[12] = u(g.conv.n)?;
     Ok(d)
 }
 
@@ -305,6 +315,23 @@ pub fn launch_with(step: &Step, max: u32, pick: Pick<'_>) -> Result<Launch> {
         }
         Op::Im2Col(g) => simple("conv.wgsl", "im2col", conv_dims(n, &g)?, n)?,
         Op::Col2Im(g) => simple("conv.wgsl", "col2im", conv_dims(n, &g)?, n)?,
+        Op::GroupedConv(g) => {
+            let oc = step.input_shapes[1].0[0];
+            simple(
+                "grouped_conv.wgsl",
+                "grouped_conv",
+                grouped_dims(n, &g, oc)?,
+                n,
+            )?
+        }
+        Op::GroupedConvInputGrad(g) | Op::GroupedConvWeightGrad(g) => {
+            let oc = in0.last();
+            let entry = match step.op {
+                Op::GroupedConvInputGrad(_) => "grouped_conv_input_grad",
+                _ => "grouped_conv_weight_grad",
+            };
+            simple("grouped_conv.wgsl", entry, grouped_dims(n, &g, oc)?, n)?
+        }
         Op::RowsToNchw(d) => simple(
             "conv.wgsl",
             "rows_to_nchw",

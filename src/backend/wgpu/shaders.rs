@@ -157,6 +157,14 @@ pub const CONV: &str = concat!(
     include_str!("../../../shaders/conv.wgsl")
 );
 
+/// `grouped_conv`, `grouped_conv_input_grad`, `grouped_conv_weight_grad`: grouped
+/// convolution computed directly, one invocation per output, pixel or weight. Dims: d0 =
+/// invocations, then conv.wgsl's geometry with e10 = groups, e11 = OC, e12 = N.
+pub const GROUPED_CONV: &str = concat!(
+    include_str!("../../../shaders/graph_op.wgsl"),
+    include_str!("../../../shaders/grouped_conv.wgsl")
+);
+
 /// `max_pool`, `max_pool_grad`, `avg_pool`, `avg_pool_grad`, one invocation per output
 /// element. Dims: d0 = invocations, d1 = n·c, d2, d3 = the padding ph, pw, f0 = kh·kw (the
 /// average's divisor, as a float so a large window cannot wrap), e0..e7 = h, w, kh, kw,
@@ -189,6 +197,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("reduce.wgsl", REDUCE),
     ("dropout.wgsl", DROPOUT),
     ("conv.wgsl", CONV),
+    ("grouped_conv.wgsl", GROUPED_CONV),
     ("pool.wgsl", POOL),
     ("norm.wgsl", NORM),
     ("anomaly.wgsl", ANOMALY),

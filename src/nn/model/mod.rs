@@ -5,7 +5,7 @@ use super::spec::{parse_spec, LayerSpec};
 use super::Init;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, ValueId};
-use crate::op::{Channels, ConvGeom, DropoutSpec, Nchw, Op, PoolGeom};
+use crate::op::{Channels, ConvGeom, DropoutSpec, GroupGeom, Nchw, Op, PoolGeom};
 use crate::shape::Shape;
 
 /// The most elements one tensor (a parameter, or an activation of the whole batch) and
@@ -260,6 +260,7 @@ impl Builder<'_> {
                 stride,
                 padding,
                 dilation,
+                groups,
                 bias,
             } => {
                 if s.rank() != 4 || s.0[1] != in_channels {
@@ -305,26 +306,31 @@ impl Builder<'_> {
                         rw.saturating_sub(padding.1.saturating_mul(2))
                     )));
                 }
-                let fan_in = size("a patch", &[in_channels, kernel.0, kernel.1])?;
+                // Each output channel reads in_channels / groups of them (all when dense).
+                let group_channels = in_channels / groups.max(1);
+                let fan_in = size("a patch", &[group_channels, kernel.0, kernel.1])?;
                 self.count(&too_big, size("its weight", &[out_channels, fan_in])?)?;
                 self.count(&too_big, out_channels)?;
                 let rows = size("its output", &[geom.n, geom.oh(), geom.ow()])?;
-                size("its im2col matrix", &[rows, fan_in])?;
                 size("its output", &[rows, out_channels])?;
                 let w = self.g.param(
                     &format!("{path}.weight"),
-                    Shape::new(&[out_channels, in_channels, kernel.0, kernel.1]),
+                    Shape::new(&[out_channels, group_channels, kernel.0, kernel.1]),
                     fan_in_uniform(fan_in),
                 );
                 let w2 = self.g.reshape(w, Shape::new(&[out_channels, fan_in]))?;
-                let cols = self.g.op(Op::Im2Col(geom), &[h])?;
-                let rows = self.g.op(
-                    Op::MatMul {
+                let rows = if groups > 1 {
+                    let grouped = GroupGeom { conv: geom, groups };
+                    self.g.op(Op::GroupedConv(grouped), &[h, w2])?
+                } else {
+                    size("its im2col matrix", &[rows, fan_in])?;
+                    let cols = self.g.op(Op::Im2Col(geom), &[h])?;
+                    let product = Op::MatMul {
                         trans_a: false,
                         trans_b: true,
-                    },
-                    &[cols, w2],
-                )?;
+                    };
+                    self.g.op(product, &[cols, w2])?
+                };
                 let rows = self.bias(path, rows, out_channels, fan_in, bias)?;
                 let d = Nchw {
                     n: geom.n,

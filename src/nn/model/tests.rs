@@ -299,6 +299,7 @@ linear(3000,128),relu,linear(128,10)";
                 stride: (2, 2),
                 padding: (1, 2),
                 dilation: (1, 1),
+                groups: 1,
                 bias: false
             }
         );
@@ -327,6 +328,7 @@ linear(3000,128),relu,linear(128,10)";
                 stride: (1, 1),
                 padding: (2, 1),
                 dilation: (2, 3),
+                groups: 1,
                 bias: false
             }
         );
@@ -352,7 +354,9 @@ linear(3000,128),relu,linear(128,10)";
         }
         for bad in [
             "conv2d(1,1,3,dilation=0)",
-            "conv2d(2,2,3,groups=2)",
+            "conv2d(4,6,3,groups=4)",
+            "conv2d(6,4,3,groups=4)",
+            "conv2d(2,2,3,groups=0)",
             "conv2d(1,1,3,1,0,1,4)",
         ] {
             assert!(
@@ -360,12 +364,12 @@ linear(3000,128),relu,linear(128,10)";
                 "{bad}"
             );
         }
-        let Err(e) = Model::parse("conv2d(2,2,3,groups=2)") else {
+        let Err(e) = Model::parse("conv2d(4,6,3,groups=4)") else {
             unreachable!()
         };
         assert!(
             e.to_string()
-                .contains("grouped convolution (groups=2) is not supported"),
+                .contains("groups=4 must divide in_channels (4) and out_channels (6)"),
             "{e}"
         );
         assert!(Model::parse("conv2d(1,1,3,groups=1)").is_ok());
@@ -572,5 +576,76 @@ fn resnet_preset_has_three_stages() {
     for (id, want) in [("5.shortcut.1.weight", 32), ("7.body.4.weight", 64)] {
         let p = g.params().into_iter().find(|p| p.1 == id).unwrap();
         assert_eq!(p.2.dims(), [want], "{id}");
+    }
+}
+
+/// `conv2d(..., groups=G)`: PyTorch's weight shape [OC, C/G, KH, KW] and fan-in, one
+/// `GroupedConv` op (no im2col), and values equal to G dense convolutions of the groups.
+#[test]
+fn grouped_conv_has_pytorch_shapes_and_the_value_of_per_group_convolutions() {
+    use crate::graph::{interpret, NodeKind};
+    use crate::rng::StepRng;
+    let m = Model::parse("conv2d(4,6,3,padding=1,groups=2)").unwrap();
+    assert!(matches!(m.layers[0], Layer::Conv2d { groups: 2, .. }));
+    let mut g = Graph::new();
+    let x = g.input("x", Shape::new(&[2, 4 * 5 * 5]));
+    let y = m.build(&mut g, x, [4, 5, 5], Mode::Train).unwrap().output;
+    assert_eq!(g.shape(y), &Shape::new(&[2, 6, 5, 5]));
+    let params = g.params();
+    assert_eq!(params[0].1, "0.weight");
+    assert_eq!(params[0].2.dims(), [6, 2, 3, 3]);
+    // PyTorch's bound 1/sqrt(fan_in) with fan_in = C/G·KH·KW = 18.
+    assert_eq!(
+        params[0].3,
+        Init::Uniform {
+            bound: 1.0 / 18f32.sqrt()
+        }
+    );
+    let ops: Vec<Op> = g
+        .nodes()
+        .iter()
+        .filter_map(|n| match n.kind {
+            NodeKind::Op(op) => Some(op),
+            _ => None,
+        })
+        .collect();
+    assert!(ops
+        .iter()
+        .any(|op| matches!(op, Op::GroupedConv(gg) if gg.groups == 2)));
+    assert!(!ops.iter().any(|op| matches!(op, Op::Im2Col(_))));
+    // Against the same weights as two dense layers, one per group of 2 channels.
+    let value = |id: usize, len: usize| -> Vec<f64> {
+        (0..len)
+            .map(|k| ((id * 31 + k) as f64 * 0.37).sin())
+            .collect()
+    };
+    let (wid, bid) = (params[0].0, params[1].0);
+    let feed = |id: usize| Some(value(id, g.shape(id).numel()));
+    let got = &interpret::<f64>(&g, &feed, &StepRng { seed: 0, step: 0 }).unwrap()[y];
+    let (xs, ws, bs) = (value(x, 200), value(wid, 108), value(bid, 6));
+    for n in 0..2 {
+        for o in 0..6 {
+            let group = o / 3;
+            for oy in 0..5usize {
+                for ox in 0..5usize {
+                    let mut want = bs[o];
+                    for c in 0..2 {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (iy, ix) = ((oy + ky) as isize - 1, (ox + kx) as isize - 1);
+                                if iy < 0 || ix < 0 || iy >= 5 || ix >= 5 {
+                                    continue;
+                                }
+                                let xi =
+                                    ((n * 4 + group * 2 + c) * 5 + iy as usize) * 5 + ix as usize;
+                                want += xs[xi] * ws[((o * 2 + c) * 3 + ky) * 3 + kx];
+                            }
+                        }
+                    }
+                    let at = ((n * 6 + o) * 5 + oy) * 5 + ox;
+                    assert!((got[at] - want).abs() < 1e-12, "[{n},{o},{oy},{ox}]");
+                }
+            }
+        }
     }
 }

@@ -9,6 +9,10 @@
 use super::{for_each_sample, for_each_sample_with, Real};
 use crate::op::ConvGeom;
 
+mod grouped;
+
+pub use grouped::{grouped_conv, grouped_conv_input_grad, grouped_conv_weight_grad};
+
 /// One sample's image inside a zero border wide enough for every window: `[C, PH, PW]`
 /// with the image at `(ph, pw)`, so that every entry of an im2col row, padding included,
 /// is one read at a fixed offset from its window's corner.

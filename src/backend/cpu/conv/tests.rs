@@ -294,7 +294,8 @@ fn col2im_gather_dilated<T: Real>(cols: &[T], out: &mut [T], g: &ConvGeom) {
     let (sh, sw) = (g.sh.max(1), g.sw.max(1));
     // The output position a tap at offset `off` reads padded coordinate `pos` from.
     let source = |pos: usize, off: usize, s: usize, len: usize| {
-        (off <= pos && (pos - off).is_multiple_of(s) && (pos - off) / s < len).then(|| (pos - off) / s)
+        (off <= pos && (pos - off).is_multiple_of(s) && (pos - off) / s < len)
+            .then(|| (pos - off) / s)
     };
     for_each_sample(out, g.c * g.h * g.w, |n, sample| {
         let mut i = 0;
