@@ -13,7 +13,7 @@
 // N is implied by d0.
 
 // out [N·OH·OW, C·KH·KW] from in0 = x [N, C, H, W].
-// Dims: d0 = N·OH·OW·C·KH·KW (invocations), d1..d3, e0..e7 the geometry above.
+// Dims: d0 = N·OH·OW·C·KH·KW (invocations), d1..d3, e0..e9 the geometry above.
 // Dispatch: one invocation per element of out (d0).
 // Neighbouring invocations write neighbouring columns of one row, i.e. consecutive kx of
 // one kernel row, so the reads are runs of consecutive pixels too.
@@ -61,7 +61,7 @@ fn im2col(
 
 // out = x [N, C, H, W] from in0 = cols [N·OH·OW, C·KH·KW]: the sum of every cols entry
 // im2col reads from each pixel.
-// Dims: d0 = N·C·H·W (invocations), d1..d3, e0..e7 the geometry above.
+// Dims: d0 = N·C·H·W (invocations), d1..d3, e0..e9 the geometry above.
 // Dispatch: one invocation per output pixel (d0).
 // Gather, not scatter, so no atomics: the pairs (ky, oy) with oy·SH + ky == y + PH are an
 // arithmetic progression (ky up by SH while oy goes down by 1), walked from the smallest

@@ -4,7 +4,8 @@
 // Bindings follow the graph-op convention: 0 the Dims uniform, 1 the output, 2.. the inputs.
 // Geometry (the layout of conv.wgsl, plus the groups):
 //   d1 = C, d2 = H, d3 = W, e0 = KH, e1 = KW, e2 = SH, e3 = SW, e4 = PH, e5 = PW,
-//   e6 = OH, e7 = OW, e8 = DH, e9 = DW, e10 = G (groups), e11 = OC, e12 = N.
+//   e6 = OH, e7 = OW, e8 = DH, e9 = DW, e10 = G (groups), e11 = OC, e12 = N,
+//   e13 = 1 to accumulate (grouped_conv_weight_grad, a piece of a step split by images).
 // A group holds C/G input channels and OC/G output channels; a weight row is C/G·KH·KW.
 
 // The input coordinate output position o reads through tap offset off (stride s, padding
@@ -138,7 +139,8 @@ fn grouped_conv_input_grad(
 
 // out = dw [OC, C/G·KH·KW] from in0 = dy [N·OH·OW, OC] and in1 = x [N, C, H, W].
 // Dims: d0 = OC·C/G·KH·KW (invocations). One invocation per weight, summing over the
-// output rows (n, oy, ox) in order.
+// output rows (n, oy, ox) in order; with e13 = 1 the sum continues from the output (the
+// pieces of a split step come in image order, so the terms are added in the same order).
 @compute @workgroup_size(256)
 fn grouped_conv_weight_grad(
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -169,6 +171,9 @@ fn grouped_conv_weight_grad(
     let first = (o / ocg) * cg + ch;
 
     var acc = 0.0;
+    if (dims.e13 == 1u) {
+        acc = ld_out(i);
+    }
     for (var n = 0u; n < dims.e12; n++) {
         let image = (n * c + first) * h * w;
         for (var oy = 0u; oy < oh; oy++) {

@@ -136,16 +136,34 @@ pub fn training_products(spec: &str, batch: usize) -> Result<Vec<Product>> {
     Ok(out)
 }
 
-/// The sum of the matmul FLOPs of a preset's training step (the other ops are memory-bound
-/// and not counted).
+/// The sum of the matmul and convolution FLOPs of a preset's training step (the other ops
+/// are memory-bound and not counted).
 pub fn step_flops(spec: &str, batch: usize) -> Result<f64> {
     let (_, plan) = training_plan(spec, batch)?;
     Ok(plan
         .steps
         .iter()
-        .filter_map(Product::of_step)
-        .map(|p| p.flops())
+        .filter_map(|s| {
+            Product::of_step(s)
+                .map(|p| p.flops())
+                .or_else(|| grouped_flops(s))
+        })
         .sum())
+}
+
+/// 2·N·OH·OW·OC·(C/G)·KH·KW for each of a grouped convolution's three ops (forward,
+/// input and weight gradients), which are no matmul; `None` for other steps.
+fn grouped_flops(step: &Step) -> Option<f64> {
+    let (Op::GroupedConv(g) | Op::GroupedConvInputGrad(g) | Op::GroupedConvWeightGrad(g)) = step.op
+    else {
+        return None;
+    };
+    let oc = match step.op {
+        Op::GroupedConv(_) => *step.input_shapes.get(1)?.dims().first()?,
+        _ => *step.input_shapes.first()?.dims().get(1)?,
+    };
+    let c = g.conv;
+    Some(2.0 * (c.n * c.oh() * c.ow()) as f64 * oc as f64 * g.group_patch() as f64)
 }
 
 /// A conv layer of a training step: its spec text, geometry, output channels, and whether
@@ -201,6 +219,20 @@ pub fn conv_layers(spec: &str, batch: usize) -> Result<Vec<ConvLayer>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grouped_layers_count_their_three_ops() {
+        // A depthwise layer (4 channels, multiplier 2, 3x3, 28x28 kept by padding) after a
+        // dense one, so its input gradient is computed too.
+        let spec = "conv2d(1,4,3,padding=1),relu,conv2d(4,8,3,padding=1,groups=4,bias=false),\
+                    flatten,linear(6272,10)";
+        let (_, plan) = training_plan(spec, 2).unwrap();
+        let grouped: f64 = plan.steps.iter().filter_map(grouped_flops).sum();
+        // 2 · N·OH·OW · OC · C/G·KH·KW per op, three ops.
+        assert_eq!(grouped, 3.0 * 2.0 * (2.0 * 784.0) * 8.0 * 9.0);
+        let dense_only = step_flops(spec, 2).unwrap() - grouped;
+        assert!(dense_only > 0.0 && step_flops(spec, 2).unwrap() > grouped);
+    }
 
     #[test]
     fn mlp_products_are_each_layers_forward_and_backward() {

@@ -78,7 +78,8 @@ pub fn half_output(op: &Op) -> bool {
 /// (the weights of matmuls, and so of convolutions; biases and norm scales stay f32).
 /// A fused [`Op::MatMulBias`] reads its bias from the f16 copy too, as autocast's
 /// `F.linear` casts every operand, bias included, to f16 (so does [`Op::MatMulBiasAct`],
-/// and [`Op::ConvMatMul`] as `F.conv2d` does).
+/// and [`Op::ConvMatMul`] as `F.conv2d` does, grouped or not: [`Op::GroupedConv`] and the
+/// product with the weight in its input gradient).
 pub fn reads_half_weights(op: &Op) -> bool {
     matches!(
         op,
@@ -86,6 +87,8 @@ pub fn reads_half_weights(op: &Op) -> bool {
             | Op::MatMulBias { .. }
             | Op::MatMulBiasAct { .. }
             | Op::ConvMatMul { .. }
+            | Op::GroupedConv(_)
+            | Op::GroupedConvInputGrad(_)
     )
 }
 

@@ -359,6 +359,9 @@ fn grouped_conv_cases(c: &mut Vec<OpCase>) {
         [1, 6, 8, 9, 3, 2, 2, 1, 1, 0, 1, 1, 2, 4],
         [3, 3, 7, 7, 2, 3, 1, 2, 2, 1, 2, 1, 3, 3],
         [1, 6, 9, 9, 3, 3, 2, 2, 2, 2, 2, 2, 3, 6],
+        // Eight small images: over one 4 KiB binding in all (tests/limits.rs splits it by
+        // images, the weight gradient summing piece after piece).
+        [8, 4, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1, 4, 8],
     ];
     for [n, ch, h, w, kh, kw, sh, sw, ph, pw, dh, dw, groups, oc] in geoms {
         let conv = ConvGeom {

@@ -238,10 +238,10 @@ fn run_checked<T: Real>(
         }
         Op::GroupedConv(g) => conv::grouped_conv(inputs[0], inputs[1], out, &g, shapes[1].0[0]),
         Op::GroupedConvInputGrad(g) => {
-            conv::grouped_conv_input_grad(inputs[0], inputs[1], out, &g, shapes[0].0[1])
+            conv::grouped_conv_input_grad(inputs[0], inputs[1], out, &g, shapes[1].0[0])
         }
         Op::GroupedConvWeightGrad(g) => {
-            conv::grouped_conv_weight_grad(inputs[0], inputs[1], out, &g, shapes[0].0[1])
+            conv::grouped_conv_weight_grad(inputs[0], inputs[1], out, &g, out_shape.0[0])
         }
         Op::BiasAdd => elementwise::bias_add(inputs[0], inputs[1], out),
         Op::BiasGrad => elementwise::bias_grad(inputs[0], out, shapes[0].rows()),

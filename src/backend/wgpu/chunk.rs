@@ -135,6 +135,23 @@ fn partition(step: &Step) -> Option<Partition> {
             ],
             true,
         ),
+        // Grouped convolutions as the dense ones: images of the output, or (the weight
+        // gradient) a sum over images, continued piece after piece.
+        Op::GroupedConv(gg) => {
+            let g = gg.conv;
+            let per_image = Some(g.oh() * g.ow() * step.shape.last());
+            fixed(g.n, vec![per_image, Some(g.c * g.h * g.w), None], false)
+        }
+        Op::GroupedConvInputGrad(gg) => {
+            let g = gg.conv;
+            let dy = Some(g.oh() * g.ow() * in0.last());
+            fixed(g.n, vec![Some(g.c * g.h * g.w), dy, None], false)
+        }
+        Op::GroupedConvWeightGrad(gg) => {
+            let g = gg.conv;
+            let dy = Some(g.oh() * g.ow() * in0.last());
+            fixed(g.n, vec![None, dy, Some(g.c * g.h * g.w)], true)
+        }
         Op::BiasGrad => fixed(rows, vec![None, Some(cols)], true),
         Op::Im2Col(g) => fixed(
             g.n,
@@ -186,6 +203,17 @@ fn partition(step: &Step) -> Option<Partition> {
     })
 }
 
+/// A grouped convolution's geometry over `count` of its images.
+fn per_images(gg: crate::op::GroupGeom, count: usize) -> crate::op::GroupGeom {
+    crate::op::GroupGeom {
+        conv: crate::op::ConvGeom {
+            n: count,
+            ..gg.conv
+        },
+        ..gg
+    }
+}
+
 /// The op of a piece of `count` units: geometry that counts samples is rescaled.
 fn piece_op(op: Op, count: usize) -> Op {
     match op {
@@ -197,6 +225,9 @@ fn piece_op(op: Op, count: usize) -> Op {
             act,
         },
         Op::ConvWeightGrad(g) => Op::ConvWeightGrad(crate::op::ConvGeom { n: count, ..g }),
+        Op::GroupedConv(gg) => Op::GroupedConv(per_images(gg, count)),
+        Op::GroupedConvInputGrad(gg) => Op::GroupedConvInputGrad(per_images(gg, count)),
+        Op::GroupedConvWeightGrad(gg) => Op::GroupedConvWeightGrad(per_images(gg, count)),
         Op::RowsToNchw(d) => Op::RowsToNchw(crate::op::Nchw { n: count, ..d }),
         Op::NchwToRows(d) => Op::NchwToRows(crate::op::Nchw { n: count, ..d }),
         Op::MaxPool(g) => Op::MaxPool(crate::op::PoolGeom { n: count, ..g }),

@@ -324,13 +324,17 @@ pub fn launch_with(step: &Step, max: u32, pick: Pick<'_>) -> Result<Launch> {
                 n,
             )?
         }
-        Op::GroupedConvInputGrad(g) | Op::GroupedConvWeightGrad(g) => {
-            let oc = in0.last();
-            let entry = match step.op {
-                Op::GroupedConvInputGrad(_) => "grouped_conv_input_grad",
-                _ => "grouped_conv_weight_grad",
-            };
-            simple("grouped_conv.wgsl", entry, grouped_dims(n, &g, oc)?, n)?
+        // The channel count from the tensors a split step binds whole (the weight, the
+        // weight gradient): a piece's sample-split operands have flat shapes.
+        Op::GroupedConvInputGrad(g) => {
+            let oc = step.input_shapes[1].0[0];
+            let d = grouped_dims(n, &g, oc)?;
+            simple("grouped_conv.wgsl", "grouped_conv_input_grad", d, n)?
+        }
+        Op::GroupedConvWeightGrad(g) => {
+            let oc = step.shape.0[0];
+            let d = grouped_dims(n, &g, oc)?;
+            simple("grouped_conv.wgsl", "grouped_conv_weight_grad", d, n)?
         }
         Op::RowsToNchw(d) => simple(
             "conv.wgsl",
@@ -373,7 +377,8 @@ pub fn launch_with(step: &Step, max: u32, pick: Pick<'_>) -> Result<Launch> {
 }
 
 /// The launch of one piece of a split step: a piece that sums into its output sets the
-/// kernel's accumulate flag (matmul's `d3`, bias_grad's `d2`). Products in the default
+/// kernel's accumulate flag (matmul's `d3`, bias_grad's `d2`, grouped_conv_weight_grad's
+/// `e13`). Products in the default
 /// tile configuration.
 pub fn launch_chunk(chunk: &Chunk, max: u32) -> Result<Launch> {
     launch_chunk_with(chunk, max, &|_: &MatmulProblem| matmul::DEFAULT)
@@ -400,6 +405,7 @@ pub fn launch_chunk_with(chunk: &Chunk, max: u32, pick: Pick<'_>) -> Result<Laun
             | Op::MatMulBiasAct { .. }
             | Op::ConvWeightGrad(_) => l.dims.d[3] = 1,
             Op::BiasGrad => l.dims.d[2] = 1,
+            Op::GroupedConvWeightGrad(_) => l.dims.e[13] = 1,
             other => {
                 return Err(Error::Graph(format!(
                     "{} has no accumulating kernel",

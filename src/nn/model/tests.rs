@@ -337,7 +337,7 @@ linear(3000,128),relu,linear(128,10)";
         let y = m.build(&mut g, x, [3, 9, 11], Mode::Eval).unwrap().output;
         // PyTorch: (9 + 4 − 2·2 − 1) + 1 = 9, (11 + 2 − 3·2 − 1) + 1 = 7.
         assert_eq!(g.shape(y), &Shape::new(&[1, 8, 9, 7]));
-        // A dilated kernel must fit: 5 + 0 < 2·(3 − 1) + 1 = 5 is fine, 4 is not.
+        // A dilated kernel must fit: a 5x5 input holds its span 2·(3 − 1) + 1 = 5, 4x4 not.
         for (h, fits) in [(5, true), (4, false)] {
             let m = Model::parse("conv2d(1,1,3,dilation=2)").unwrap();
             let mut g = Graph::new();
