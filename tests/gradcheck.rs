@@ -13,6 +13,28 @@ use kiln::shape::Shape;
 /// Dropout masks are fixed for a given step, so the loss is a smooth function of the inputs.
 const RNG: StepRng = StepRng { seed: 99, step: 4 };
 
+/// Every value of `g` in f64, `feeds` giving the inputs and parameters.
+fn eval(g: &Graph, feeds: &[(ValueId, Vec<f64>)]) -> Vec<Vec<f64>> {
+    let feed = |id| feeds.iter().find(|(v, _)| *v == id).map(|(_, d)| d.clone());
+    interpret::<f64>(g, &feed, &RNG).unwrap()
+}
+
+/// d`loss`/d(element `j` of the fed value `p`) by central differences (step 1e-6).
+fn central_difference(
+    g: &Graph,
+    feeds: &[(ValueId, Vec<f64>)],
+    loss: ValueId,
+    p: ValueId,
+    j: usize,
+) -> f64 {
+    let h = 1e-6;
+    let fi = feeds.iter().position(|(v, _)| *v == p).unwrap();
+    let (mut plus, mut minus) = (feeds.to_vec(), feeds.to_vec());
+    plus[fi].1[j] += h;
+    minus[fi].1[j] -= h;
+    (eval(g, &plus)[loss][0] - eval(g, &minus)[loss][0]) / (2.0 * h)
+}
+
 #[test]
 fn autodiff_matches_central_differences_for_every_op() {
     let mut checked = 0;
@@ -59,26 +81,12 @@ fn autodiff_matches_central_differences_for_every_op() {
             g.op(Op::Mse, &[y, t]).unwrap()
         };
         let grads = gradients(&mut g, loss).unwrap();
-        let eval = |feeds: &[(ValueId, Vec<f64>)]| {
-            interpret::<f64>(
-                &g,
-                &|id| feeds.iter().find(|(v, _)| *v == id).map(|(_, d)| d.clone()),
-                &RNG,
-            )
-            .unwrap()
-        };
-        let values = eval(&feeds);
+        let values = eval(&g, &feeds);
         for &(p, gid) in &grads {
-            let fi = feeds.iter().position(|(v, _)| *v == p).unwrap();
-            let n = feeds[fi].1.len();
+            let n = feeds.iter().find(|(v, _)| *v == p).unwrap().1.len();
             let stride = (n / 24).max(1);
             for j in (0..n).step_by(stride) {
-                let h = 1e-6;
-                let mut plus = feeds.clone();
-                plus[fi].1[j] += h;
-                let mut minus = feeds.clone();
-                minus[fi].1[j] -= h;
-                let numeric = (eval(&plus)[loss][0] - eval(&minus)[loss][0]) / (2.0 * h);
+                let numeric = central_difference(&g, &feeds, loss, p, j);
                 let analytic = values[gid][j];
                 let tol = 1e-6 + 1e-5 * numeric.abs().max(analytic.abs());
                 if (numeric - analytic).abs() > tol {
@@ -148,25 +156,11 @@ linear(2,2)";
         feeds.len() - 1,
         "every parameter reaches the loss"
     );
-    let eval = |feeds: &[(ValueId, Vec<f64>)]| {
-        interpret::<f64>(
-            &g,
-            &|id| feeds.iter().find(|(v, _)| *v == id).map(|(_, d)| d.clone()),
-            &RNG,
-        )
-        .unwrap()
-    };
-    let values = eval(&feeds);
+    let values = eval(&g, &feeds);
     let mut checked = 0;
     for &(p, gid) in &grads {
-        let fi = feeds.iter().position(|(v, _)| *v == p).unwrap();
         for (j, &analytic) in values[gid].iter().enumerate() {
-            let h = 1e-6;
-            let mut plus = feeds.clone();
-            plus[fi].1[j] += h;
-            let mut minus = feeds.clone();
-            minus[fi].1[j] -= h;
-            let numeric = (eval(&plus)[loss][0] - eval(&minus)[loss][0]) / (2.0 * h);
+            let numeric = central_difference(&g, &feeds, loss, p, j);
             let tol = 1e-8 + 1e-6 * numeric.abs().max(analytic.abs());
             assert!(
                 (numeric - analytic).abs() <= tol,

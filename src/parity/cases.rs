@@ -288,6 +288,24 @@ fn push_loss(c: &mut Vec<OpCase>, op: Op, grad: Op, x: (Shape, InputKind), t: (S
     c.push(OpCase::new(grad, vec![x, t, real(&[1])]));
 }
 
+/// A convolution geometry from `[n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw]`.
+fn conv_geom([n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw]: [usize; 12]) -> ConvGeom {
+    ConvGeom {
+        n,
+        c,
+        h,
+        w,
+        kh,
+        kw,
+        sh,
+        sw,
+        ph,
+        pw,
+        dh,
+        dw,
+    }
+}
+
 fn conv_cases(c: &mut Vec<OpCase>) {
     let geoms = [
         // n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw
@@ -306,21 +324,9 @@ fn conv_cases(c: &mut Vec<OpCase>) {
         [1, 2, 11, 10, 3, 2, 2, 3, 1, 2, 2, 3],
     ];
     let acts = [Activation::Relu, Activation::Sigmoid, Activation::Tanh];
-    for (i, [n, ch, h, w, kh, kw, sh, sw, ph, pw, dh, dw]) in geoms.into_iter().enumerate() {
-        let g = ConvGeom {
-            n,
-            c: ch,
-            h,
-            w,
-            kh,
-            kw,
-            sh,
-            sw,
-            ph,
-            pw,
-            dh,
-            dw,
-        };
+    for (i, dims) in geoms.into_iter().enumerate() {
+        let g = conv_geom(dims);
+        let [n, ch, h, w, ..] = dims;
         c.push(OpCase::new(Op::Im2Col(g), vec![real(&[n, ch, h, w])]));
         c.push(OpCase::new(
             Op::Col2Im(g),
@@ -364,20 +370,7 @@ fn grouped_conv_cases(c: &mut Vec<OpCase>) {
         [8, 4, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1, 4, 8],
     ];
     for [n, ch, h, w, kh, kw, sh, sw, ph, pw, dh, dw, groups, oc] in geoms {
-        let conv = ConvGeom {
-            n,
-            c: ch,
-            h,
-            w,
-            kh,
-            kw,
-            sh,
-            sw,
-            ph,
-            pw,
-            dh,
-            dw,
-        };
+        let conv = conv_geom([n, ch, h, w, kh, kw, sh, sw, ph, pw, dh, dw]);
         let g = GroupGeom { conv, groups };
         let (x, wt) = (real(&[n, ch, h, w]), real(&[oc, g.group_patch()]));
         let dy = real(&[n * conv.oh() * conv.ow(), oc]);

@@ -455,16 +455,7 @@ impl Builder<'_> {
                 // Values per channel and sample; no division, so no zero can divide.
                 let spatial: usize = s.0[2..].iter().product();
                 let ch = Channels { c, s: spatial, eps };
-                let gamma = self.g.param(
-                    &format!("{path}.weight"),
-                    Shape::new(&[c]),
-                    Init::Constant(1.0),
-                );
-                let beta = self.g.param(
-                    &format!("{path}.bias"),
-                    Shape::new(&[c]),
-                    Init::Constant(0.0),
-                );
+                let (gamma, beta) = self.affine(path, c);
                 let running = self.g.buffer(
                     &format!("{path}.running_stats"),
                     Shape::new(&[2, c]),
@@ -496,16 +487,7 @@ impl Builder<'_> {
                 }
                 self.count(&too_big, n)?;
                 self.count(&too_big, n)?;
-                let gamma = self.g.param(
-                    &format!("{path}.weight"),
-                    Shape::new(&[n]),
-                    Init::Constant(1.0),
-                );
-                let beta = self.g.param(
-                    &format!("{path}.bias"),
-                    Shape::new(&[n]),
-                    Init::Constant(0.0),
-                );
+                let (gamma, beta) = self.affine(path, n);
                 self.g.op(Op::LayerNorm { eps }, &[h, gamma, beta])?
             }
             Layer::Dropout { p } => match self.mode {
@@ -539,6 +521,21 @@ impl Builder<'_> {
             }
         };
         Ok(y)
+    }
+
+    /// A normalisation's scale `{path}.weight` (ones) and shift `{path}.bias` (zeros), `[n]`.
+    fn affine(&mut self, path: &str, n: usize) -> (ValueId, ValueId) {
+        let gamma = self.g.param(
+            &format!("{path}.weight"),
+            Shape::new(&[n]),
+            Init::Constant(1.0),
+        );
+        let beta = self.g.param(
+            &format!("{path}.bias"),
+            Shape::new(&[n]),
+            Init::Constant(0.0),
+        );
+        (gamma, beta)
     }
 
     /// Adds the bias `{path}.bias` (PyTorch's U(±1/sqrt(fan_in))) to `y` [rows, features].
