@@ -136,6 +136,15 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
         "pool.wgsl",
         &["max_pool", "max_pool_grad", "avg_pool", "avg_pool_grad"],
     ),
+    (
+        "adaptive_pool.wgsl",
+        &[
+            "adaptive_avg_pool",
+            "adaptive_avg_pool_grad",
+            "adaptive_max_pool",
+            "adaptive_max_pool_grad",
+        ],
+    ),
 ];
 
 /// Files whose kernels follow the graph-op convention (Dims uniform, then out, in0..in3;
@@ -151,6 +160,7 @@ const GRAPH_OP_FILES: &[&str] = &[
     "conv.wgsl",
     "grouped_conv.wgsl",
     "pool.wgsl",
+    "adaptive_pool.wgsl",
     "norm.wgsl",
     "dropout.wgsl",
 ];

@@ -133,6 +133,10 @@ CASES = [
     ('c7b', "conv2d(1,8,3,padding=1),elu(alpha=0.5),adaptivemaxpool2d(7),flatten,linear(392,10)", False),
     ('c7c', "conv2d(1,8,3,padding=1),selu,adaptiveavgpool2d((2,4)),flatten,linear(64,10)", False),
     ('c7d', "conv2d(1,4,3,padding=1),relu,adaptivemaxpool2d(3),flatten,linear(36,10)", False),
+    # Adaptive windows of two lengths (28 -> 5: 6,7,6,7,6; 28 -> 6; 14 -> 4 after a pool).
+    ('c7e', "conv2d(1,4,3,padding=1),relu,adaptiveavgpool2d(5),flatten,linear(100,10)", False),
+    ('c7f', "conv2d(1,4,3,padding=1),batchnorm2d(4),relu,adaptivemaxpool2d((5,6)),flatten,linear(120,10)", True),
+    ('c7g', "conv2d(1,4,3,padding=1),relu,maxpool2d(2),adaptiveavgpool2d((4,6)),flatten,linear(96,10)", False),
     # ceil_mode (overhanging last windows) and count_include_pad=False.
     ('c8a', "conv2d(1,8,3),relu,maxpool2d(2,ceil_mode=True),flatten,linear(1352,10)", False),
     ('c8b', "conv2d(1,8,3),relu,avgpool2d(3,2,1,True,False),flatten,linear(1568,10)", False),

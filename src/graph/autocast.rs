@@ -34,6 +34,10 @@ pub fn half_output(op: &Op) -> bool {
         | Op::MaxPoolGrad(_)
         | Op::AvgPool(_)
         | Op::AvgPoolGrad(_)
+        | Op::AdaptiveAvgPool(_)
+        | Op::AdaptiveAvgPoolGrad(_)
+        | Op::AdaptiveMaxPool(_)
+        | Op::AdaptiveMaxPoolGrad(_)
         | Op::BatchNormApply(_)
         | Op::BatchNormGrad(_)
         | Op::LayerNorm { .. }

@@ -180,6 +180,10 @@ fn rule(
         Op::NchwToRows(d) => vec![(x, g.op(Op::RowsToNchw(d), &[dy])?)],
         Op::MaxPool(geom) => vec![(x, g.op(Op::MaxPoolGrad(geom), &[x, dy])?)],
         Op::AvgPool(geom) => vec![(x, g.op(Op::AvgPoolGrad(geom), &[dy])?)],
+        Op::AdaptiveAvgPool(geom) => vec![(x, g.op(Op::AdaptiveAvgPoolGrad(geom), &[dy])?)],
+        Op::AdaptiveMaxPool(geom) => {
+            vec![(x, g.op(Op::AdaptiveMaxPoolGrad(geom), &[x, dy])?)]
+        }
         Op::BatchNormApply(ch) => {
             let (stats, gamma, beta) = (inputs[1], inputs[2], inputs[3]);
             // The rule differentiates through the batch statistics, so they must be this
@@ -209,6 +213,8 @@ fn rule(
         }
         Op::Dropout(spec) => vec![(x, g.op(Op::DropoutGrad(spec), &[dy])?)],
         Op::MaxPoolGrad(_)
+        | Op::AdaptiveAvgPoolGrad(_)
+        | Op::AdaptiveMaxPoolGrad(_)
         | Op::ConvWeightGrad(_)
         | Op::GroupedConvInputGrad(_)
         | Op::GroupedConvWeightGrad(_)

@@ -64,11 +64,10 @@ pub enum Layer {
         count_include_pad: bool,
     },
     /// `nn.AdaptiveAvgPool2d(output_size)` (`max: false`) or `nn.AdaptiveMaxPool2d`
-    /// (`max: true`): windows chosen so the output is `output` (height, width). Runs as
-    /// uniform pooling wherever PyTorch's windows [⌊iL/O⌋, ⌈(i+1)L/O⌉) have one length
-    /// and one spacing (always when the output divides the input; `(1, 1)` is global
-    /// pooling; also e.g. 4 → 3); sizes whose windows differ are refused with an
-    /// `Unsupported` error when the model is built.
+    /// (`max: true`): windows chosen so the output is `output` (height, width), PyTorch's
+    /// [⌊iL/O⌋, ⌈(i+1)L/O⌉). Runs as uniform pooling wherever those have one length and
+    /// one spacing (always when the output divides the input; `(1, 1)` is global pooling;
+    /// also e.g. 4 → 3), otherwise as the adaptive ops (`Op::AdaptiveAvgPool`, ...).
     AdaptivePool2d {
         /// Output (height, width).
         output: (usize, usize),

@@ -189,3 +189,77 @@ impl PoolGeom {
         self.ph > 0 || self.pw > 0
     }
 }
+
+/// Geometry of PyTorch's adaptive pooling (`AdaptiveAvgPool2d`, `AdaptiveMaxPool2d`) over
+/// NCHW input: output row `i` of `oh` pools input rows [⌊i·h/oh⌋, ⌈(i+1)·h/oh⌉), likewise
+/// for columns, so windows may differ in length and overlap (5 → 3: rows 0..2, 1..4, 3..5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AdaptiveGeom {
+    /// Batch size.
+    pub n: usize,
+    /// Channels.
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width.
+    pub ow: usize,
+}
+
+impl AdaptiveGeom {
+    /// PyTorch's window `i` of `out` along an axis of `len`: [⌊i·len/out⌋, ⌈(i+1)·len/out⌉).
+    pub fn window(i: usize, len: usize, out: usize) -> std::ops::Range<usize> {
+        let out = out.max(1);
+        i * len / out..((i + 1) * len).div_ceil(out)
+    }
+
+    /// The windows along an axis that contain position `p`: [⌊p·out/len⌋,
+    /// ⌈(p+1)·out/len⌉) within [0, out) (from ⌊i·len/out⌋ ≤ p < ⌈(i+1)·len/out⌉).
+    pub fn covering(p: usize, len: usize, out: usize) -> std::ops::Range<usize> {
+        let len = len.max(1);
+        p * out / len..((p + 1) * out).div_ceil(len).min(out)
+    }
+
+    /// Input rows of output row `oy`.
+    pub fn rows(&self, oy: usize) -> std::ops::Range<usize> {
+        Self::window(oy, self.h, self.oh)
+    }
+
+    /// Input columns of output column `ox`.
+    pub fn cols(&self, ox: usize) -> std::ops::Range<usize> {
+        Self::window(ox, self.w, self.ow)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AdaptiveGeom;
+
+    /// PyTorch's windows by hand (5 → 3: rows 0..2, 1..4, 3..5; 7 → 4: 0..2, 1..4, 3..6,
+    /// 5..7), and `covering` as their inverse for every size up to 12.
+    #[test]
+    fn adaptive_windows_follow_pytorch_and_covering_inverts_them() {
+        let windows = |len, out| {
+            (0..out)
+                .map(|i| AdaptiveGeom::window(i, len, out))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(windows(5, 3), [0..2, 1..4, 3..5]);
+        assert_eq!(windows(7, 4), [0..2, 1..4, 3..6, 5..7]);
+        assert_eq!(windows(3, 5), [0..1, 0..2, 1..2, 1..3, 2..3]);
+        for len in 1..=12 {
+            for out in 1..=12 {
+                for p in 0..len {
+                    let want: Vec<usize> = (0..out)
+                        .filter(|&i| AdaptiveGeom::window(i, len, out).contains(&p))
+                        .collect();
+                    let got: Vec<usize> = AdaptiveGeom::covering(p, len, out).collect();
+                    assert_eq!(got, want, "len {len} out {out} p {p}");
+                }
+            }
+        }
+    }
+}

@@ -9,7 +9,7 @@ mod params;
 mod shape_inference;
 
 pub use activation::{Activation, SELU_ALPHA, SELU_SCALE};
-pub use geom::{ConvGeom, GroupGeom, PoolGeom};
+pub use geom::{AdaptiveGeom, ConvGeom, GroupGeom, PoolGeom};
 pub use params::{Channels, DropoutSpec, Nchw};
 
 /// One operation of the graph. Inputs are listed in each variant's doc; every op has one
@@ -179,6 +179,19 @@ pub enum Op {
     NchwToRows(Nchw),
     /// Max over each window, first maximum on ties.
     MaxPool(PoolGeom),
+    /// `x [N, C, H, W] → [N, C, OH, OW]`: `AdaptiveAvgPool2d`'s mean over each window
+    /// (windows of PyTorch's adaptive rule, which may differ in size; divided by the
+    /// window's height, then by its width, as PyTorch's kernel does).
+    AdaptiveAvgPool(AdaptiveGeom),
+    /// `dy → dx`: each pixel gathers dy / kh / kw of the windows containing it, in output
+    /// order.
+    AdaptiveAvgPoolGrad(AdaptiveGeom),
+    /// `x → [N, C, OH, OW]`: `AdaptiveMaxPool2d`, the first maximum of each window (NaN if
+    /// the window holds one).
+    AdaptiveMaxPool(AdaptiveGeom),
+    /// `(x, dy) → dx`: each pixel gathers dy of the windows whose (recomputed) maximum it
+    /// is, in output order.
+    AdaptiveMaxPoolGrad(AdaptiveGeom),
     /// `(x, dy) → dx`: each window's gradient routed to its (recomputed) arg-max.
     MaxPoolGrad(PoolGeom),
     /// Mean over each window.
@@ -283,7 +296,8 @@ impl Op {
             | Op::LayerNorm { .. }
             | Op::LayerNormGrad { .. } => 3,
             Op::BatchNormApply(_) | Op::BatchNormGradCoeffs(_) => 4,
-            Op::MaxPoolGrad(_) | Op::LayerNormGammaGrad { .. } => 2,
+            Op::MaxPoolGrad(_) | Op::AdaptiveMaxPoolGrad(_) | Op::LayerNormGammaGrad { .. } => 2,
+            Op::AdaptiveAvgPool(_) | Op::AdaptiveAvgPoolGrad(_) | Op::AdaptiveMaxPool(_) => 1,
             Op::Reshape
             | Op::Im2Col(_)
             | Op::Col2Im(_)
@@ -380,6 +394,10 @@ impl Op {
             Op::NchwToRows(_) => "nchw_to_rows".into(),
             Op::MaxPool(_) => "max_pool".into(),
             Op::MaxPoolGrad(_) => "max_pool_grad".into(),
+            Op::AdaptiveAvgPool(_) => "adaptive_avg_pool".into(),
+            Op::AdaptiveAvgPoolGrad(_) => "adaptive_avg_pool_grad".into(),
+            Op::AdaptiveMaxPool(_) => "adaptive_max_pool".into(),
+            Op::AdaptiveMaxPoolGrad(_) => "adaptive_max_pool_grad".into(),
             Op::AvgPool(_) => "avg_pool".into(),
             Op::AvgPoolGrad(_) => "avg_pool_grad".into(),
             Op::BatchNormStats(_) => "batch_norm_stats".into(),
@@ -426,6 +444,8 @@ impl Op {
             | Op::NchwToRows(_)
             | Op::MaxPool(_)
             | Op::AvgPool(_)
+            | Op::AdaptiveAvgPool(_)
+            | Op::AdaptiveMaxPool(_)
             | Op::Dropout(_) => &[0],
             // The statistics input is a function of x (training mode): its path is part
             // of BatchNormGrad, not a separate gradient.
@@ -433,6 +453,8 @@ impl Op {
             Op::LayerNorm { .. } => &[0, 1, 2],
             Op::MaxPoolGrad(_)
             | Op::AvgPoolGrad(_)
+            | Op::AdaptiveAvgPoolGrad(_)
+            | Op::AdaptiveMaxPoolGrad(_)
             | Op::BatchNormStats(_)
             | Op::BatchNormGradCoeffs(_)
             | Op::BatchNormGrad(_)
@@ -470,9 +492,13 @@ impl Op {
             | Op::Im2Col(_)
             | Op::RowsToNchw(_)
             | Op::NchwToRows(_)
-            | Op::MaxPool(_) => Tolerance::Exact,
+            | Op::MaxPool(_)
+            | Op::AdaptiveMaxPool(_) => Tolerance::Exact,
             Op::Col2Im(_)
             | Op::MaxPoolGrad(_)
+            | Op::AdaptiveAvgPool(_)
+            | Op::AdaptiveAvgPoolGrad(_)
+            | Op::AdaptiveMaxPoolGrad(_)
             | Op::AvgPool(_)
             | Op::AvgPoolGrad(_)
             | Op::BatchNormStats(_)

@@ -1,7 +1,7 @@
 //! Shape inference: each op's output shape from its input shapes, with errors that name
 //! the op and the mismatch.
 
-use super::{Channels, ConvGeom, GroupGeom, Op, PoolGeom};
+use super::{AdaptiveGeom, Channels, ConvGeom, GroupGeom, Op, PoolGeom};
 use crate::error::{Error, Result};
 use crate::shape::Shape;
 
@@ -245,6 +245,22 @@ impl Op {
                 expect_numel(self, inputs[1], g.n * g.c * g.oh() * g.ow())?;
                 Ok(inputs[0].clone())
             }
+            Op::AdaptiveAvgPool(g) | Op::AdaptiveMaxPool(g) => {
+                check_adaptive(self, g)?;
+                expect_numel(self, inputs[0], g.n * g.c * g.h * g.w)?;
+                Ok(Shape::new(&[g.n, g.c, g.oh, g.ow]))
+            }
+            Op::AdaptiveAvgPoolGrad(g) => {
+                check_adaptive(self, g)?;
+                expect_numel(self, inputs[0], g.n * g.c * g.oh * g.ow)?;
+                Ok(Shape::new(&[g.n, g.c, g.h, g.w]))
+            }
+            Op::AdaptiveMaxPoolGrad(g) => {
+                check_adaptive(self, g)?;
+                expect_numel(self, inputs[0], g.n * g.c * g.h * g.w)?;
+                expect_numel(self, inputs[1], g.n * g.c * g.oh * g.ow)?;
+                Ok(Shape::new(&[g.n, g.c, g.h, g.w]))
+            }
             Op::AvgPoolGrad(g) => {
                 check_window(self, g)?;
                 expect_numel(self, inputs[0], g.n * g.c * g.oh() * g.ow())?;
@@ -349,6 +365,27 @@ fn check_groups(op: &Op, g: &GroupGeom) -> Result<()> {
         return Err(Error::shape(
             op.name(),
             format!("{} groups do not divide {} channels", g.groups, g.conv.c),
+        ));
+    }
+    Ok(())
+}
+
+/// Positive sizes, and window bounds (i·len and (i+1)·len, p·out) that the shaders form in
+/// u32 without wrapping.
+fn check_adaptive(op: &Op, g: &AdaptiveGeom) -> Result<()> {
+    let fits = |len: usize, out: usize| {
+        (len + 1)
+            .checked_mul(out + 1)
+            .is_some_and(|v| v <= u32::MAX as usize)
+    };
+    if g.h == 0 || g.w == 0 || g.oh == 0 || g.ow == 0 || !fits(g.h, g.oh) || !fits(g.w, g.ow) {
+        return Err(Error::shape(
+            op.name(),
+            format!(
+                "adaptive pooling of {}x{} to {}x{} (sizes must be positive, and their \
+                 products below 2^32)",
+                g.h, g.w, g.oh, g.ow
+            ),
         ));
     }
     Ok(())

@@ -1,6 +1,8 @@
 //! The op table shared by `kiln parity`, the parity tests and the gradient checks.
 
-use crate::op::{Activation, Channels, ConvGeom, DropoutSpec, GroupGeom, Nchw, Op, PoolGeom};
+use crate::op::{
+    Activation, AdaptiveGeom, Channels, ConvGeom, DropoutSpec, GroupGeom, Nchw, Op, PoolGeom,
+};
 use crate::rng::Philox;
 use crate::shape::Shape;
 
@@ -427,6 +429,29 @@ fn pool_cases(c: &mut Vec<OpCase>) {
         c.push(OpCase::new(Op::MaxPoolGrad(g), vec![x.clone(), dy.clone()]));
         c.push(OpCase::new(Op::AvgPool(g), vec![x]));
         c.push(OpCase::new(Op::AvgPoolGrad(g), vec![dy]));
+    }
+    // Adaptive pooling with windows of two lengths (5 → 3, 7 → 4), more outputs than
+    // inputs along an axis (3 → 5: windows repeat pixels), and overlap along one axis only.
+    for [n, ch, h, w, oh, ow] in [
+        [2, 3, 5, 5, 3, 3],
+        [1, 2, 7, 6, 4, 4],
+        [1, 2, 3, 5, 5, 3],
+        [2, 1, 10, 9, 3, 7],
+    ] {
+        let g = AdaptiveGeom {
+            n,
+            c: ch,
+            h,
+            w,
+            oh,
+            ow,
+        };
+        let x = real(&[n, ch, h, w]);
+        let dy = real(&[n, ch, oh, ow]);
+        c.push(OpCase::new(Op::AdaptiveAvgPool(g), vec![x.clone()]));
+        c.push(OpCase::new(Op::AdaptiveAvgPoolGrad(g), vec![dy.clone()]));
+        c.push(OpCase::new(Op::AdaptiveMaxPool(g), vec![x.clone()]));
+        c.push(OpCase::new(Op::AdaptiveMaxPoolGrad(g), vec![x, dy]));
     }
 }
 

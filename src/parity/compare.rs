@@ -115,6 +115,11 @@ fn terms(case: &OpCase) -> usize {
         Op::SoftmaxCrossEntropy { .. } => s.numel() + s.rows(),
         Op::Col2Im(g) => g.kh * g.kw,
         Op::MaxPoolGrad(g) | Op::AvgPool(g) | Op::AvgPoolGrad(g) => g.kh * g.kw,
+        // The largest window, or the most windows over one pixel.
+        Op::AdaptiveAvgPool(g) => (g.h.div_ceil(g.oh) + 1) * (g.w.div_ceil(g.ow) + 1),
+        Op::AdaptiveAvgPoolGrad(g) | Op::AdaptiveMaxPoolGrad(g) => {
+            (g.oh.div_ceil(g.h) + 1) * (g.ow.div_ceil(g.w) + 1)
+        }
         Op::BatchNormStats(ch) | Op::BatchNormGammaGrad(ch) | Op::ChannelSum(ch) => {
             2 * s.numel() / ch.c.max(1)
         }

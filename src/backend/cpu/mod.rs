@@ -303,6 +303,10 @@ fn run_checked<T: Real>(
         Op::MaxPoolGrad(g) => pool::max_pool_grad(inputs[0], inputs[1], out, &g),
         Op::AvgPool(g) => pool::avg_pool(inputs[0], out, &g),
         Op::AvgPoolGrad(g) => pool::avg_pool_grad(inputs[0], out, &g),
+        Op::AdaptiveAvgPool(g) => pool::adaptive_avg_pool(inputs[0], out, &g),
+        Op::AdaptiveAvgPoolGrad(g) => pool::adaptive_avg_pool_grad(inputs[0], out, &g),
+        Op::AdaptiveMaxPool(g) => pool::adaptive_max_pool(inputs[0], out, &g),
+        Op::AdaptiveMaxPoolGrad(g) => pool::adaptive_max_pool_grad(inputs[0], inputs[1], out, &g),
         Op::BatchNormStats(ch) => {
             let n = shapes[0].numel() / (ch.c * ch.s);
             norm::batch_norm_stats(inputs[0], out, n, ch.c, ch.s)

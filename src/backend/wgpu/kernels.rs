@@ -352,6 +352,19 @@ pub fn launch_with(step: &Step, max: u32, pick: Pick<'_>) -> Result<Launch> {
         Op::MaxPoolGrad(g) => simple("pool.wgsl", "max_pool_grad", pool_dims(n, &g)?, n)?,
         Op::AvgPool(g) => simple("pool.wgsl", "avg_pool", pool_dims(n, &g)?, n)?,
         Op::AvgPoolGrad(g) => simple("pool.wgsl", "avg_pool_grad", pool_dims(n, &g)?, n)?,
+        Op::AdaptiveAvgPool(g)
+        | Op::AdaptiveAvgPoolGrad(g)
+        | Op::AdaptiveMaxPool(g)
+        | Op::AdaptiveMaxPoolGrad(g) => {
+            let entry = match step.op {
+                Op::AdaptiveAvgPool(_) => "adaptive_avg_pool",
+                Op::AdaptiveAvgPoolGrad(_) => "adaptive_avg_pool_grad",
+                Op::AdaptiveMaxPool(_) => "adaptive_max_pool",
+                _ => "adaptive_max_pool_grad",
+            };
+            let d = dims_e([n, g.n * g.c, 0, 0], zf, [g.h, g.w, g.oh, g.ow, 0, 0, 0, 0])?;
+            simple("adaptive_pool.wgsl", entry, d, n)?
+        }
         Op::Dropout(spec) | Op::DropoutGrad(spec) => Launch {
             shader: "dropout.wgsl",
             entry: "dropout",

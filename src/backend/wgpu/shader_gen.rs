@@ -162,7 +162,7 @@ fn blocks_of(shader: &str) -> Option<(&'static [&'static [Storage]], std::ops::R
         | "matmul_128x128.wgsl" => Some((MATMUL, 0..5)),
         "matmul_split.wgsl" | "elementwise.wgsl" | "activation.wgsl" | "softmax.wgsl"
         | "loss.wgsl" | "reduce.wgsl" | "dropout.wgsl" | "conv.wgsl" | "grouped_conv.wgsl"
-        | "pool.wgsl" | "norm.wgsl" => Some((GRAPH, 0..5)),
+        | "pool.wgsl" | "adaptive_pool.wgsl" | "norm.wgsl" => Some((GRAPH, 0..5)),
         // Binding 1 is the atomic u32 flag; only the tested values (k = 1) may be f16.
         "anomaly.wgsl" => Some((ANOMALY, 1..2)),
         _ => None,

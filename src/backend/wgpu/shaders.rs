@@ -174,6 +174,14 @@ pub const POOL: &str = concat!(
     include_str!("../../../shaders/pool.wgsl")
 );
 
+/// `adaptive_avg_pool`, `adaptive_avg_pool_grad`, `adaptive_max_pool`,
+/// `adaptive_max_pool_grad`: PyTorch's adaptive windows, one invocation per output or
+/// pixel. Dims: d0 = invocations, e0..e3 = h, w, oh, ow.
+pub const ADAPTIVE_POOL: &str = concat!(
+    include_str!("../../../shaders/graph_op.wgsl"),
+    include_str!("../../../shaders/adaptive_pool.wgsl")
+);
+
 /// Batch norm (`batch_norm_stats`, `_apply`, `_grad_coeffs`, `_grad`, `_gamma_grad`,
 /// `channel_sum`, `batch_norm_running`) and layer norm (`layer_norm`, `_grad`,
 /// `_gamma_grad`). Dims: d0..d2 = N, C, S (or rows, cols), f0 = eps or momentum; see the
@@ -199,6 +207,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("conv.wgsl", CONV),
     ("grouped_conv.wgsl", GROUPED_CONV),
     ("pool.wgsl", POOL),
+    ("adaptive_pool.wgsl", ADAPTIVE_POOL),
     ("norm.wgsl", NORM),
     ("anomaly.wgsl", ANOMALY),
     ("optim.wgsl", OPTIM),

@@ -5,7 +5,7 @@ use super::spec::{parse_spec, LayerSpec};
 use super::Init;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, ValueId};
-use crate::op::{Channels, ConvGeom, DropoutSpec, GroupGeom, Nchw, Op, PoolGeom};
+use crate::op::{AdaptiveGeom, Channels, ConvGeom, DropoutSpec, GroupGeom, Nchw, Op, PoolGeom};
 use crate::shape::Shape;
 
 /// The most elements one tensor (a parameter, or an activation of the whole batch) and
@@ -392,14 +392,27 @@ impl Builder<'_> {
                     return Err(misfit("[batch, channels, height, width]".to_string()));
                 }
                 let (h_in, w_in) = (s.0[2], s.0[3]);
+                size("its output", &[s.0[0], s.0[1], output.0, output.1])?;
+                // Windows of one length and spacing run as plain pooling (its fast paths);
+                // others as the adaptive ops, which follow PyTorch's rule window by window.
                 let (Some((kh, sh)), Some((kw, sw))) = (
                     uniform_windows(h_in, output.0),
                     uniform_windows(w_in, output.1),
                 ) else {
-                    return Err(Error::Unsupported(format!(
-                        "{label}: adaptive pooling to {output:?} from {h_in}x{w_in}: PyTorch's \
-                         windows there differ in length or spacing, which kiln does not run"
-                    )));
+                    let geom = AdaptiveGeom {
+                        n: s.0[0],
+                        c: s.0[1],
+                        h: h_in,
+                        w: w_in,
+                        oh: output.0,
+                        ow: output.1,
+                    };
+                    let op = if max {
+                        Op::AdaptiveMaxPool(geom)
+                    } else {
+                        Op::AdaptiveAvgPool(geom)
+                    };
+                    return self.g.op(op, &[h]);
                 };
                 let geom = PoolGeom {
                     n: s.0[0],

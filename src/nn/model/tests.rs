@@ -86,10 +86,13 @@ mod cnn {
             ("adaptivemaxpool2d(output_size=1)", (1, 1), true),
             ("adaptiveavgpool2d((2,3))", (2, 3), false),
             ("adaptivemaxpool2d((4,2))", (4, 2), true),
-            // Overlapping windows of one length: 4 → 3 is [0,2), [1,3), [2,4), and
-            // 6 → 4 is [0,2), [1,3), [3,5), [4,6) (refused: two spacings) — so (3, 6).
+            // Overlapping windows of one length: 4 → 3 is [0,2), [1,3), [2,4); 6 → 5 has
+            // one length and two spacings, 6 → 4 ([0,2), [1,3), [3,5), [4,6)) too, and
+            // 4 → 3 by 6 → 4 mixes uniform rows with adaptive columns; 4 → 5 repeats rows.
             ("adaptiveavgpool2d((3,6))", (3, 6), false),
             ("adaptivemaxpool2d((3,5))", (3, 5), true),
+            ("adaptiveavgpool2d((3,4))", (3, 4), false),
+            ("adaptivemaxpool2d((5,4))", (5, 4), true),
         ] {
             let m = Model::parse(spec).unwrap();
             assert!(m.takes_images());
@@ -127,12 +130,15 @@ mod cnn {
         assert_eq!(uniform_windows(28, 3), Some((10, 9)));
         assert_eq!(uniform_windows(7, 3), Some((3, 2)));
         assert_eq!(uniform_windows(5, 3), None);
-        // Windows of two lengths (5 → 3 is [0,2), [1,4), [3,5)) are refused when built.
+        // Windows of two lengths (5 → 3 is [0,2), [1,4), [3,5)) run as the adaptive op.
         let m = Model::parse("adaptiveavgpool2d(3)").unwrap();
         let mut g = Graph::new();
         let x = g.input("x", Shape::new(&[1, 25]));
-        let err = m.build(&mut g, x, [1, 5, 5], Mode::Eval).unwrap_err();
-        assert!(matches!(err, Error::Unsupported(_)), "{err}");
+        let y = m.build(&mut g, x, [1, 5, 5], Mode::Eval).unwrap().output;
+        assert!(matches!(
+            g.node(y).kind,
+            crate::graph::NodeKind::Op(Op::AdaptiveAvgPool(_))
+        ));
         assert!(matches!(
             Model::parse("adaptiveavgpool2d(0)"),
             Err(Error::Spec { .. })

@@ -15,6 +15,12 @@ use std::ops::Range;
 use super::{for_each_sample, Real};
 use crate::op::PoolGeom;
 
+mod adaptive;
+
+pub use adaptive::{
+    adaptive_avg_pool, adaptive_avg_pool_grad, adaptive_max_pool, adaptive_max_pool_grad,
+};
+
 /// The windows along one axis that contain input position `i`: those `o` with
 /// `o·s ≤ i ≤ o·s + k − 1`, i.e. `ceil((i + 1 − k) / s) ..= i / s`, clipped to `[0, outs)`.
 /// The lower bound is written so that `i + 1 < k` does not underflow.
