@@ -22,7 +22,8 @@ fn ap_is_nan(v: f32) -> bool {
 }
 
 // Index into in0 of the first maximum of window (oy, ox) of the plane at `base`: a
-// strictly greater value or the first NaN replaces the running best, and a NaN is kept.
+// strictly greater value or the first NaN replaces the running best, and a NaN is kept
+// (PyTorch keeps the last NaN; the values agree, see the CPU's window_argmax).
 fn ap_argmax(base: u32, oy: u32, ox: u32) -> u32 {
     let w = dims.e1;
     let rows = ap_window(oy, dims.e0, dims.e2);

@@ -431,12 +431,15 @@ fn pool_cases(c: &mut Vec<OpCase>) {
         c.push(OpCase::new(Op::AvgPoolGrad(g), vec![dy]));
     }
     // Adaptive pooling with windows of two lengths (5 → 3, 7 → 4), more outputs than
-    // inputs along an axis (3 → 5: windows repeat pixels), and overlap along one axis only.
+    // inputs along an axis (3 → 5: windows repeat pixels), windows uniform along one axis
+    // only (10 → 3 by 9 → 7; 6 → 4 by 8 → 4), the last over one 4 KiB binding with
+    // samples of whole 256-byte lines (tests/limits.rs splits it by samples).
     for [n, ch, h, w, oh, ow] in [
         [2, 3, 5, 5, 3, 3],
         [1, 2, 7, 6, 4, 4],
         [1, 2, 3, 5, 5, 3],
         [2, 1, 10, 9, 3, 7],
+        [8, 4, 6, 8, 4, 4],
     ] {
         let g = AdaptiveGeom {
             n,

@@ -189,6 +189,26 @@ fn partition(step: &Step) -> Option<Partition> {
             vec![Some(g.c * g.h * g.w), Some(g.c * g.oh() * g.ow())],
             false,
         ),
+        // Adaptive pooling reads within one (n, c) plane: samples split like pooling's.
+        Op::AdaptiveAvgPool(g) | Op::AdaptiveMaxPool(g) => fixed(
+            g.n,
+            vec![Some(g.c * g.oh * g.ow), Some(g.c * g.h * g.w)],
+            false,
+        ),
+        Op::AdaptiveAvgPoolGrad(g) => fixed(
+            g.n,
+            vec![Some(g.c * g.h * g.w), Some(g.c * g.oh * g.ow)],
+            false,
+        ),
+        Op::AdaptiveMaxPoolGrad(g) => fixed(
+            g.n,
+            vec![
+                Some(g.c * g.h * g.w),
+                Some(g.c * g.h * g.w),
+                Some(g.c * g.oh * g.ow),
+            ],
+            false,
+        ),
         // Not `BatchNormGrad`, though it is element-wise: it takes M = N·S from its `x`,
         // which a piece of samples would shrink.
         Op::BatchNormApply(ch) => {
@@ -234,6 +254,14 @@ fn piece_op(op: Op, count: usize) -> Op {
         Op::MaxPoolGrad(g) => Op::MaxPoolGrad(crate::op::PoolGeom { n: count, ..g }),
         Op::AvgPool(g) => Op::AvgPool(crate::op::PoolGeom { n: count, ..g }),
         Op::AvgPoolGrad(g) => Op::AvgPoolGrad(crate::op::PoolGeom { n: count, ..g }),
+        Op::AdaptiveAvgPool(g) => Op::AdaptiveAvgPool(crate::op::AdaptiveGeom { n: count, ..g }),
+        Op::AdaptiveAvgPoolGrad(g) => {
+            Op::AdaptiveAvgPoolGrad(crate::op::AdaptiveGeom { n: count, ..g })
+        }
+        Op::AdaptiveMaxPool(g) => Op::AdaptiveMaxPool(crate::op::AdaptiveGeom { n: count, ..g }),
+        Op::AdaptiveMaxPoolGrad(g) => {
+            Op::AdaptiveMaxPoolGrad(crate::op::AdaptiveGeom { n: count, ..g })
+        }
         other => other,
     }
 }

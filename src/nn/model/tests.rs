@@ -86,9 +86,10 @@ mod cnn {
             ("adaptivemaxpool2d(output_size=1)", (1, 1), true),
             ("adaptiveavgpool2d((2,3))", (2, 3), false),
             ("adaptivemaxpool2d((4,2))", (4, 2), true),
-            // Overlapping windows of one length: 4 → 3 is [0,2), [1,3), [2,4); 6 → 5 has
-            // one length and two spacings, 6 → 4 ([0,2), [1,3), [3,5), [4,6)) too, and
-            // 4 → 3 by 6 → 4 mixes uniform rows with adaptive columns; 4 → 5 repeats rows.
+            // Overlapping windows of one length and spacing (plain pooling): 4 → 3 is
+            // [0,2), [1,3), [2,4), 6 → 5 is [0,2), [1,3), ..., [4,6). Two spacings (the
+            // adaptive op): 6 → 4 is [0,2), [1,3), [3,5), [4,6), here with uniform rows
+            // 4 → 3; 4 → 5 repeats rows.
             ("adaptiveavgpool2d((3,6))", (3, 6), false),
             ("adaptivemaxpool2d((3,5))", (3, 5), true),
             ("adaptiveavgpool2d((3,4))", (3, 4), false),

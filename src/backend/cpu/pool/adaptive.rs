@@ -52,7 +52,9 @@ pub fn adaptive_avg_pool_grad<T: Real>(dy: &[T], out: &mut [T], g: &AdaptiveGeom
 
 /// The index in `image` (one H×W plane) of window (oy, ox)'s first maximum in row order:
 /// a strictly greater value or the first NaN replaces the running best, and a NaN, once
-/// held, is kept (PyTorch's `val > maxval || isnan(val)`).
+/// held, is kept, as in kiln's `MaxPool`. PyTorch's `val > maxval || isnan(val)` keeps
+/// the last NaN instead: the values agree (NaN), only a gradient through a window holding
+/// two NaNs goes to another of them.
 fn window_argmax<T: Real>(image: &[T], g: &AdaptiveGeom, oy: usize, ox: usize) -> usize {
     let (rows, cols) = (g.rows(oy), g.cols(ox));
     let mut best = rows.start * g.w + cols.start;
@@ -141,7 +143,7 @@ mod tests {
         assert_eq!(dx.iter().filter(|&&v| v != 0.0).count(), 9);
     }
 
-    /// A NaN wins its windows (PyTorch's `isnan(val)`), and ties keep the first maximum.
+    /// A NaN wins its windows (as PyTorch's `isnan(val)`), and ties keep the first maximum.
     #[test]
     fn nan_wins_and_ties_keep_the_first() {
         let g = AdaptiveGeom {
