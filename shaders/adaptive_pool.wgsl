@@ -17,6 +17,22 @@ fn ap_covering(p: u32, len: u32, outs: u32) -> vec2<u32> {
     return vec2<u32>(p * outs / len, min(((p + 1u) * outs + len - 1u) / len, outs));
 }
 
+// Output element i as (plane, oy, ox).
+fn ap_output(i: u32) -> vec3<u32> {
+    let outs = dims.e2 * dims.e3;
+    let plane = i / outs;
+    let o = i - plane * outs;
+    let oy = o / dims.e3;
+    return vec3<u32>(plane, oy, o - oy * dims.e3);
+}
+
+// Input pixel i as (plane, y, x).
+fn ap_pixel(i: u32) -> vec3<u32> {
+    let t = i / dims.e1;
+    let plane = t / dims.e0;
+    return vec3<u32>(plane, t - plane * dims.e0, i - t * dims.e1);
+}
+
 fn ap_is_nan(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
 }
@@ -58,14 +74,10 @@ fn adaptive_avg_pool(
         return;
     }
     let w = dims.e1;
-    let outs = dims.e2 * dims.e3;
-    let plane = i / outs;
-    let o = i - plane * outs;
-    let oy = o / dims.e3;
-    let ox = o - oy * dims.e3;
-    let rows = ap_window(oy, dims.e0, dims.e2);
-    let cols = ap_window(ox, w, dims.e3);
-    let base = plane * dims.e0 * w;
+    let o = ap_output(i);
+    let rows = ap_window(o.y, dims.e0, dims.e2);
+    let cols = ap_window(o.z, w, dims.e3);
+    let base = o.x * dims.e0 * w;
     var sum = 0.0;
     for (var y = rows.x; y < rows.y; y++) {
         for (var x = cols.x; x < cols.y; x++) {
@@ -88,13 +100,10 @@ fn adaptive_avg_pool_grad(
     }
     let h = dims.e0;
     let w = dims.e1;
-    let t = i / w;
-    let x = i - t * w;
-    let plane = t / h;
-    let y = t - plane * h;
-    let oys = ap_covering(y, h, dims.e2);
-    let oxs = ap_covering(x, w, dims.e3);
-    let base = plane * dims.e2 * dims.e3;
+    let p = ap_pixel(i);
+    let oys = ap_covering(p.y, h, dims.e2);
+    let oxs = ap_covering(p.z, w, dims.e3);
+    let base = p.x * dims.e2 * dims.e3;
     var acc = 0.0;
     for (var oy = oys.x; oy < oys.y; oy++) {
         let rows = ap_window(oy, h, dims.e2);
@@ -119,12 +128,8 @@ fn adaptive_max_pool(
     if (i >= dims.d0) {
         return;
     }
-    let outs = dims.e2 * dims.e3;
-    let plane = i / outs;
-    let o = i - plane * outs;
-    let oy = o / dims.e3;
-    let ox = o - oy * dims.e3;
-    st_out(i, ld0(ap_argmax(plane * dims.e0 * dims.e1, oy, ox)));
+    let o = ap_output(i);
+    st_out(i, ld0(ap_argmax(o.x * dims.e0 * dims.e1, o.y, o.z)));
 }
 
 // out = dx [N, C, H, W] from in0 = x and in1 = dy [N, C, OH, OW]: each pixel sums dy of
@@ -140,14 +145,11 @@ fn adaptive_max_pool_grad(
     }
     let h = dims.e0;
     let w = dims.e1;
-    let t = i / w;
-    let x = i - t * w;
-    let plane = t / h;
-    let y = t - plane * h;
-    let oys = ap_covering(y, h, dims.e2);
-    let oxs = ap_covering(x, w, dims.e3);
-    let base = plane * h * w;
-    let obase = plane * dims.e2 * dims.e3;
+    let p = ap_pixel(i);
+    let oys = ap_covering(p.y, h, dims.e2);
+    let oxs = ap_covering(p.z, w, dims.e3);
+    let base = p.x * h * w;
+    let obase = p.x * dims.e2 * dims.e3;
     var acc = 0.0;
     for (var oy = oys.x; oy < oys.y; oy++) {
         for (var ox = oxs.x; ox < oxs.y; ox++) {

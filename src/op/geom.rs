@@ -45,26 +45,27 @@ impl ConvGeom {
 
     /// Rows a window spans: dh·(kh − 1) + 1 (kh when dense).
     pub fn reach_h(&self) -> usize {
-        reach(self.kh, self.dh)
+        Self::span(self.kh, self.dh).unwrap_or(usize::MAX)
     }
 
     /// Columns a window spans: dw·(kw − 1) + 1.
     pub fn reach_w(&self) -> usize {
-        reach(self.kw, self.dw)
+        Self::span(self.kw, self.dw).unwrap_or(usize::MAX)
+    }
+
+    /// The positions `k` taps `d` apart span, d·(k − 1) + 1 (0 for no taps), or `None`
+    /// when that overflows (shape inference and the model builder refuse such a kernel;
+    /// `reach_h`/`reach_w` saturate).
+    pub fn span(k: usize, d: usize) -> Option<usize> {
+        match k {
+            0 => Some(0),
+            _ => (k - 1).checked_mul(d.max(1))?.checked_add(1),
+        }
     }
 
     /// Columns of the im2col matrix: c·kh·kw.
     pub fn patch(&self) -> usize {
         self.c * self.kh * self.kw
-    }
-}
-
-/// The span of `k` taps `d` apart (0 for no taps), saturating: shape inference refuses a
-/// geometry whose span overflows.
-fn reach(k: usize, d: usize) -> usize {
-    match k {
-        0 => 0,
-        _ => (k - 1).saturating_mul(d.max(1)).saturating_add(1),
     }
 }
 

@@ -339,9 +339,7 @@ fn expect_numel(op: &Op, s: &Shape, n: usize) -> Result<()> {
 fn check_conv(op: &Op, g: &ConvGeom) -> Result<()> {
     let empty = g.kh == 0 || g.kw == 0;
     let padded = |len: usize, pad: usize| pad.checked_mul(2).and_then(|p| p.checked_add(len));
-    // The span in checked arithmetic: reach_h/reach_w saturate.
-    let span = |k: usize, d: usize| (k.max(1) - 1).checked_mul(d)?.checked_add(1);
-    let fits = |len, pad, k, d| match (padded(len, pad), span(k, d)) {
+    let fits = |len, pad, k, d| match (padded(len, pad), ConvGeom::span(k, d)) {
         (Some(p), Some(s)) => p >= s,
         _ => false,
     };

@@ -285,11 +285,10 @@ impl Builder<'_> {
                 else {
                     return Err(too_big(format!("the padded image ({padding:?} padding)")));
                 };
-                // The rows and columns a window spans: dilation·(kernel − 1) + 1.
-                let span =
-                    |k: usize, d: usize| (k - 1).checked_mul(d).and_then(|v| v.checked_add(1));
-                let (Some(rh), Some(rw)) = (span(kernel.0, dilation.0), span(kernel.1, dilation.1))
-                else {
+                let (Some(rh), Some(rw)) = (
+                    ConvGeom::span(kernel.0, dilation.0),
+                    ConvGeom::span(kernel.1, dilation.1),
+                ) else {
                     return Err(too_big(format!(
                         "the kernel's span ({dilation:?} dilation)"
                     )));
