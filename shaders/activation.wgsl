@@ -1,9 +1,8 @@
 // The Op::Activation* kernels; the functions are activation_core.wgsl's (prepended).
 //
-// KIND selects the function (Activation::code): 0 relu, 1 leaky_relu, 2 sigmoid, 3 tanh,
-// 4 gelu (exact erf form), 5 silu, 6 elu, 7 selu. It has no default so that a pipeline
-// built without it fails loudly instead of silently computing relu. dims.d0 = n,
-// dims.f0 = leaky relu's slope or ELU's α.
+// KIND selects the function (Activation::code, listed in activation_core.wgsl). It has no
+// default so that a pipeline built without it fails loudly instead of silently computing
+// relu. dims.d0 = n, (dims.f0, dims.f1) = Activation::params.
 
 override KIND: u32;
 
@@ -17,7 +16,7 @@ fn activation(
     if (i >= dims.d0) {
         return;
     }
-    st_out(i, act_apply(KIND, ld0(i), dims.f0));
+    st_out(i, act_apply(KIND, ld0(i), vec2(dims.f0, dims.f1)));
 }
 
 // out = dy · f'(x), with x = in0 (the activation's input) and dy = in1.
@@ -30,7 +29,7 @@ fn activation_grad(
     if (i >= dims.d0) {
         return;
     }
-    st_out(i, ld1(i) * act_derivative(KIND, ld0(i), dims.f0));
+    st_out(i, ld1(i) * act_derivative(KIND, ld0(i), vec2(dims.f0, dims.f1)));
 }
 
 // out = dy · f'(x) from y = f(x) = in0 and dy = in1 (relu, sigmoid, tanh).

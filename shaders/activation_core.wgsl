@@ -5,8 +5,10 @@
 // src/backend/cpu/activation.rs.
 //
 // `kind` is Activation::code: 0 relu, 1 leaky_relu, 2 sigmoid, 3 tanh, 4 gelu (exact erf
-// form), 5 silu, 6 elu, 7 selu; callers pass an override constant, so the switch is
-// resolved when the pipeline is built. `slope` is leaky relu's slope or ELU's α.
+// form), 5 silu, 6 elu, 7 selu, 8 relu6, 9 hardtanh, 10 hardsigmoid, 11 hardswish,
+// 12 softplus, 13 mish; callers pass an override constant, so the switch is resolved when
+// the pipeline is built. `p` is Activation::params: leaky relu's slope or ELU's α in p.x,
+// hardtanh's (min_val, max_val), softplus's (beta, threshold).
 
 const FRAC_1_SQRT_2: f32 = 0.7071067811865476;
 // 1/sqrt(2π)
@@ -103,8 +105,10 @@ fn tanh_f32(x: f32) -> f32 {
         p = p * z - 3.33332819422e-1;
         return p * z * x + x;
     }
-    // Past 10, tanh rounds to exactly 1 in f32; clamping keeps e^(2a) finite.
-    let e = exp(2.0 * min(a, 10.0));
+    // Past 10, tanh rounds to exactly 1 in f32; clamping keeps e^(2a) finite. (Clamps in
+    // this file are selects on a comparison, which a NaN fails, so it propagates; WGSL's
+    // min and max may return the other operand.)
+    let e = exp(2.0 * select(a, 10.0, a > 10.0));
     let t = 1.0 - 2.0 / (e + 1.0);
     return select(t, -t, x < 0.0);
 }
@@ -112,7 +116,7 @@ fn tanh_f32(x: f32) -> f32 {
 // 1 / (1 + e⁻ˣ). WGSL lets implementations assume no infinities, so e⁻ˣ is kept finite:
 // for x < −88 the result is already below f32's normal range either way.
 fn sigmoid(x: f32) -> f32 {
-    return 1.0 / (1.0 + exp(min(-x, 88.0)));
+    return 1.0 / (1.0 + exp(select(-x, 88.0, -x > 88.0)));
 }
 
 // nn.SELU's α and λ (src/op/activation.rs SELU_ALPHA, SELU_SCALE).
@@ -138,7 +142,45 @@ fn expm1_f32(x: f32) -> f32 {
     return exp(x) - 1.0;
 }
 
-fn act_apply(kind: u32, x: f32, slope: f32) -> f32 {
+// log(1 + x) for x ≥ 0 (the callers pass e^y), with relative accuracy for small x, where
+// WGSL's log near 1 has only absolute accuracy (2^-21) and has no log1p: up to 1 it is
+// 2·atanh(s) = 2·Σ s^(2n+1)/(2n+1) with s = x/(2 + x) ≤ 1/3, whose terms to s^17 leave a
+// truncation below 5e-10 relative; above 1, log(1 + x) ≥ 0.69 keeps relative accuracy.
+fn log1p_f32(x: f32) -> f32 {
+    if (x > 1.0) {
+        return log(1.0 + x);
+    }
+    let s = x / (2.0 + x);
+    let s2 = s * s;
+    var p = 1.0 / 17.0;
+    p = p * s2 + 1.0 / 15.0;
+    p = p * s2 + 1.0 / 13.0;
+    p = p * s2 + 1.0 / 11.0;
+    p = p * s2 + 1.0 / 9.0;
+    p = p * s2 + 1.0 / 7.0;
+    p = p * s2 + 1.0 / 5.0;
+    p = p * s2 + 1.0 / 3.0;
+    p = p * s2 + 1.0;
+    return 2.0 * s * p;
+}
+
+// min(max(x, lo), hi) with a NaN kept, as torch.clamp (WGSL's clamp leaves NaN unspecified).
+fn clamp_keep_nan(x: f32, lo: f32, hi: f32) -> f32 {
+    return select(select(x, hi, x > hi), lo, x < lo);
+}
+
+// 1 strictly inside (lo, hi), else 0; a NaN input passes (PyTorch's hardtanh_backward).
+fn inside(x: f32, lo: f32, hi: f32) -> f32 {
+    return select(1.0, 0.0, x <= lo || x >= hi);
+}
+
+// tanh(log(1 + eˣ)), mish's factor. Past x = 20 it is 1 in f32, so eˣ is kept finite there.
+fn tanh_softplus(x: f32) -> f32 {
+    return tanh_f32(log1p_f32(exp(select(x, 20.0, x > 20.0))));
+}
+
+fn act_apply(kind: u32, x: f32, p: vec2<f32>) -> f32 {
+    let slope = p.x;
     switch kind {
         // relu. NaN propagates, as torch.relu does; tested by its bits because WGSL
         // leaves max() with a NaN operand unspecified and compilers may fold x != x.
@@ -169,6 +211,28 @@ fn act_apply(kind: u32, x: f32, slope: f32) -> f32 {
         case 7u: {
             return select(SELU_SCALE * SELU_ALPHA * expm1_f32(x), SELU_SCALE * x, x > 0.0);
         }
+        case 8u: {
+            return clamp_keep_nan(x, 0.0, 6.0);
+        }
+        case 9u: {
+            return clamp_keep_nan(x, p.x, p.y);
+        }
+        case 10u: {
+            return clamp_keep_nan(x + 3.0, 0.0, 6.0) / 6.0;
+        }
+        // x·c/6 in that order, as PyTorch's hardswish.
+        case 11u: {
+            return x * clamp_keep_nan(x + 3.0, 0.0, 6.0) / 6.0;
+        }
+        // softplus: x past the threshold, where e^(βx) is not computed (kept below 88 so it
+        // stays finite: the select takes x there anyway).
+        case 12u: {
+            let bx = x * p.x;
+            return select(log1p_f32(exp(select(bx, 88.0, bx > 88.0))) / p.x, x, bx > p.y);
+        }
+        case 13u: {
+            return x * tanh_softplus(x);
+        }
         default: {
             return bitcast<f32>(0x7fc00000u);
         }
@@ -176,7 +240,8 @@ fn act_apply(kind: u32, x: f32, slope: f32) -> f32 {
 }
 
 // f'(x). The subgradient at the kinks is 0 (relu) or the slope (leaky relu), as PyTorch.
-fn act_derivative(kind: u32, x: f32, slope: f32) -> f32 {
+fn act_derivative(kind: u32, x: f32, p: vec2<f32>) -> f32 {
+    let slope = p.x;
     switch kind {
         case 0u: {
             return select(0.0, 1.0, x > 0.0);
@@ -208,6 +273,35 @@ fn act_derivative(kind: u32, x: f32, slope: f32) -> f32 {
         }
         case 7u: {
             return select(SELU_SCALE * SELU_ALPHA * exp(x), SELU_SCALE, x > 0.0);
+        }
+        case 8u: {
+            return inside(x, 0.0, 6.0);
+        }
+        case 9u: {
+            return inside(x, p.x, p.y);
+        }
+        // 1/6 inside (−3, 3), else 0, a NaN included (PyTorch's hardsigmoid_backward).
+        case 10u: {
+            return select(0.0, 1.0 / 6.0, x > -3.0 && x < 3.0);
+        }
+        // 0 up to −3, x/3 + 1/2 inside (−3, 3), else 1 (a NaN too: PyTorch's
+        // hardswish_backward passes its gradient).
+        case 11u: {
+            if (x <= -3.0) {
+                return 0.0;
+            }
+            return select(1.0, x / 3.0 + 0.5, x < 3.0);
+        }
+        // softplus: z/(z + 1) with z = e^(βx), 1 past the threshold.
+        case 12u: {
+            let bx = x * p.x;
+            let z = exp(select(bx, 88.0, bx > 88.0));
+            return select(z / (z + 1.0), 1.0, bx > p.y);
+        }
+        // mish: tanh(sp) + x·σ(x)·(1 − tanh(sp)²), PyTorch's mish_backward.
+        case 13u: {
+            let t = tanh_softplus(x);
+            return t + x * sigmoid(x) * (1.0 - t * t);
         }
         default: {
             return bitcast<f32>(0x7fc00000u);

@@ -414,7 +414,7 @@ fn store() {
                             x = x + bias_v[h][c];
                         }
                         if (HAS_ACT) {
-                            x = act_apply(ACT_KIND, x, 0.0);
+                            x = act_apply(ACT_KIND, x, vec2(0.0));
                         }
                         st_out(i, x);
                     }

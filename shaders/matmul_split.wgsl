@@ -29,7 +29,7 @@ fn split_store(i: u32, bias: f32) {
         x = x + bias;
     }
     if (HAS_ACT) {
-        x = act_apply(ACT_KIND, x, 0.0);
+        x = act_apply(ACT_KIND, x, vec2(0.0));
     }
     st_out(i, x);
 }

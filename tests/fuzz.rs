@@ -324,6 +324,14 @@ const TOKENS: &[&str] = &[
     "silu",
     "elu",
     "selu",
+    "relu6",
+    "hardtanh",
+    "min_val",
+    "hardsigmoid",
+    "hardswish",
+    "softplus",
+    "beta",
+    "mish",
     "adaptiveavgpool2d",
     "adaptivemaxpool2d",
     "ceil_mode",
@@ -428,7 +436,13 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
             "silu",
             "elu(alpha=0.5)",
             "selu",
-        ][k % 9]
+            "relu6",
+            "hardtanh(-2,2)",
+            "hardswish",
+            "hardsigmoid",
+            "softplus(beta=2)",
+            "mish",
+        ][k % 15]
             .to_string()
     };
     if pick(2) == 0 {
@@ -459,7 +473,7 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
             if pick(2) == 0 {
                 layers.push(format!("batchnorm2d({c})"));
             }
-            layers.push(activation(pick(9)));
+            layers.push(activation(pick(15)));
             if pick(3) == 0 {
                 let shortcut = match pick(3) {
                     0 => format!(",shortcut=(conv2d({c},{c},1,bias=false),batchnorm2d({c}))"),
@@ -467,7 +481,7 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
                 };
                 layers.push(format!(
                     "residual(conv2d({c},{c},3,padding=1),{}{shortcut})",
-                    activation(pick(9))
+                    activation(pick(15))
                 ));
             }
             let k = 1 + pick(2);
@@ -504,11 +518,11 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
             3 => layers.push(format!(
                 "residual(linear({features},{features}),{}, residual(dropout(0.5)), \
                  shortcut = (linear({features},{features},bias=false)))",
-                activation(pick(9))
+                activation(pick(15))
             )),
             _ => {}
         }
-        layers.push(activation(pick(9)));
+        layers.push(activation(pick(15)));
     }
     layers.push(format!("linear({features},10)"));
     if pick(4) == 0 {

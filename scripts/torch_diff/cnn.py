@@ -49,7 +49,9 @@ def parse_spec(spec):
              'batchnorm2d': nn.BatchNorm2d, 'batchnorm1d': nn.BatchNorm1d, 'relu': nn.ReLU, 'flatten': nn.Flatten,
              'dropout': nn.Dropout, 'tanh': nn.Tanh, 'layernorm': nn.LayerNorm,
              'adaptiveavgpool2d': nn.AdaptiveAvgPool2d, 'adaptivemaxpool2d': nn.AdaptiveMaxPool2d,
-             'silu': nn.SiLU, 'elu': nn.ELU, 'selu': nn.SELU, 'gelu': nn.GELU}[name]
+             'silu': nn.SiLU, 'elu': nn.ELU, 'selu': nn.SELU, 'gelu': nn.GELU,
+             'relu6': nn.ReLU6, 'hardtanh': nn.Hardtanh, 'hardsigmoid': nn.Hardsigmoid,
+             'hardswish': nn.Hardswish, 'softplus': nn.Softplus, 'mish': nn.Mish}[name]
         mods.append(M(*pa, **ka))
     return mods
 
@@ -154,6 +156,10 @@ CASES = [
     ('r1', "conv2d(1,8,3,padding=1),relu,residual(conv2d(8,8,3,padding=1),relu,conv2d(8,8,3,padding=1)),relu,maxpool2d(2),flatten,linear(1568,10)", False),
     ('r2', "conv2d(1,8,3,padding=1,bias=False),batchnorm2d(8),relu,residual(conv2d(8,8,3,padding=1,bias=False),batchnorm2d(8),relu,conv2d(8,8,3,padding=1,bias=False),batchnorm2d(8)),relu,residual(conv2d(8,16,3,stride=2,padding=1,bias=False),batchnorm2d(16),relu,conv2d(16,16,3,padding=1,bias=False),batchnorm2d(16),shortcut=(conv2d(8,16,1,stride=2,bias=False),batchnorm2d(16))),relu,adaptiveavgpool2d(1),flatten,linear(16,10)", True),
     ('r3', "flatten,linear(784,64),relu,residual(linear(64,64),relu,linear(64,64)),layernorm(64),residual(linear(64,64),tanh,residual(linear(64,64),gelu),shortcut=(linear(64,64,bias=False))),linear(64,10)", False),
+    # ReLU6/Hardswish in a MobileNet-style inverted residual (expand 1x1, depthwise 3x3,
+    # project 1x1), and the other hard and soft activations in an MLP.
+    ('a1', "conv2d(1,8,3,stride=2,padding=1,bias=False),batchnorm2d(8),hardswish,residual(conv2d(8,16,1,bias=False),batchnorm2d(16),relu6,conv2d(16,16,3,padding=1,groups=16,bias=False),batchnorm2d(16),relu6,conv2d(16,8,1,bias=False),batchnorm2d(8)),adaptiveavgpool2d(1),flatten,linear(8,10)", True),
+    ('a2', "flatten,linear(784,64),softplus,linear(64,64),mish,linear(64,32),hardtanh(-0.5,0.5),linear(32,32),hardsigmoid,linear(32,32),softplus(beta=2,threshold=1),linear(32,10)", False),
 ]
 
 if __name__ == '__main__':

@@ -137,8 +137,8 @@ fn rule(
         // From the output where the derivative is a function of it (relu, sigmoid, tanh),
         // as PyTorch's backward does: the pre-activation then has no reader after the
         // forward pass, so fusion can leave it unstored (and f16 gradients round as
-        // PyTorch's do). The other kinds (leaky relu, gelu, silu, elu, selu) read their
-        // input.
+        // PyTorch's do). The other kinds (leaky relu, gelu, silu, elu, selu, relu6,
+        // hardtanh, hardsigmoid, hardswish, softplus, mish) read their input.
         Op::Activation(a) if a.grad_from_output() => {
             vec![(x, g.op(Op::ActivationGradFromOutput(a), &[out, dy])?)]
         }

@@ -102,7 +102,7 @@ pub fn fuse_bias(graph: &mut Graph, keep: &[ValueId]) -> Result<usize> {
 /// tanh: [`Activation::grad_from_output`](crate::op::Activation::grad_from_output)) whose
 /// input is a `MatMulBias` read by nothing else and not in `keep` into a `MatMulBiasAct`
 /// node with the same id, reading the product's operands and bias; the pre-activation is
-/// left without readers. The other kinds (leaky relu, gelu, silu, elu, selu) are left
+/// left without readers. The other kinds (leaky relu, gelu, silu, ..., mish) are left
 /// alone: their gradients read the
 /// pre-activation, which would then have to be stored anyway. Returns how many were fused.
 pub fn fuse_activation(graph: &mut Graph, keep: &[ValueId]) -> Result<usize> {

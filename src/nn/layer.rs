@@ -100,7 +100,8 @@ pub enum Layer {
         p: f32,
     },
     /// An element-wise activation (`nn.ReLU`, `nn.LeakyReLU`, `nn.Sigmoid`, `nn.Tanh`,
-    /// `nn.GELU`, `nn.SiLU`, `nn.ELU`, `nn.SELU`).
+    /// `nn.GELU`, `nn.SiLU`, `nn.ELU`, `nn.SELU`, `nn.ReLU6`, `nn.Hardtanh`,
+    /// `nn.Hardsigmoid`, `nn.Hardswish`, `nn.Softplus`, `nn.Mish`).
     Activation(Activation),
     /// `nn.Softmax(dim=-1)`.
     Softmax,
@@ -120,7 +121,8 @@ pub enum Layer {
 
 const KNOWN: &str = "linear, conv2d, maxpool2d, avgpool2d, adaptiveavgpool2d, \
 adaptivemaxpool2d, flatten, batchnorm1d, batchnorm2d, layernorm, dropout, relu, leaky_relu, \
-sigmoid, tanh, gelu, silu, elu, selu, softmax, residual";
+sigmoid, tanh, gelu, silu, elu, selu, relu6, hardtanh, hardsigmoid, hardswish, softplus, mish, \
+softmax, residual";
 
 /// The layer a spec entry names, its arguments checked.
 pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
@@ -286,6 +288,34 @@ pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
         "gelu" => plain(Layer::Activation(Activation::Gelu))?,
         "silu" => plain(Layer::Activation(Activation::Silu))?,
         "selu" => plain(Layer::Activation(Activation::Selu))?,
+        "relu6" => plain(Layer::Activation(Activation::Relu6))?,
+        "hardsigmoid" => plain(Layer::Activation(Activation::Hardsigmoid))?,
+        "hardswish" => plain(Layer::Activation(Activation::Hardswish))?,
+        "mish" => plain(Layer::Activation(Activation::Mish))?,
+        "hardtanh" => {
+            args.allow(&["min_val", "max_val"])?;
+            let (lo, hi) = (
+                args.f32_or(0, "min_val", -1.0)?,
+                args.f32_or(1, "max_val", 1.0)?,
+            );
+            if hi <= lo {
+                return Err(spec_error(
+                    spec,
+                    l.position,
+                    format!("hardtanh max_val must be greater than min_val, got {lo} and {hi}"),
+                ));
+            }
+            Layer::Activation(Activation::Hardtanh(lo, hi))
+        }
+        "softplus" => {
+            args.allow(&["beta", "threshold"])?;
+            let beta = args.f32_or(0, "beta", 1.0)?;
+            if beta == 0.0 {
+                return Err(spec_error(spec, l.position, "softplus beta must not be 0"));
+            }
+            let threshold = args.f32_or(1, "threshold", 20.0)?;
+            Layer::Activation(Activation::Softplus(beta, threshold))
+        }
         "elu" => {
             args.allow(&["alpha"])?;
             Layer::Activation(Activation::Elu(args.f32_or(0, "alpha", 1.0)?))

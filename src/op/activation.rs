@@ -20,6 +20,18 @@ pub enum Activation {
     Elu(f32),
     /// λ·x for x > 0, λ·α·(eˣ − 1) otherwise, with `nn.SELU`'s fixed α and λ.
     Selu,
+    /// min(max(x, 0), 6) (`nn.ReLU6`).
+    Relu6,
+    /// min(max(x, min_val), max_val) (`nn.Hardtanh(min_val, max_val)`).
+    Hardtanh(f32, f32),
+    /// min(max(x + 3, 0), 6) / 6 (`nn.Hardsigmoid`).
+    Hardsigmoid,
+    /// x·min(max(x + 3, 0), 6) / 6 (`nn.Hardswish`).
+    Hardswish,
+    /// log(1 + e^(β·x)) / β, or x where β·x > threshold (`nn.Softplus(beta, threshold)`).
+    Softplus(f32, f32),
+    /// x·tanh(softplus(x)) (`nn.Mish`).
+    Mish,
 }
 
 /// `nn.SELU`'s α (Klambauer et al., 2017), as PyTorch writes it.
@@ -39,15 +51,23 @@ impl Activation {
             Activation::Silu => 5,
             Activation::Elu(_) => 6,
             Activation::Selu => 7,
+            Activation::Relu6 => 8,
+            Activation::Hardtanh(..) => 9,
+            Activation::Hardsigmoid => 10,
+            Activation::Hardswish => 11,
+            Activation::Softplus(..) => 12,
+            Activation::Mish => 13,
         }
     }
 
-    /// The one parameter the kernels take: leaky relu's slope, ELU's α (0 for activations
-    /// that have none).
-    pub fn slope(self) -> f32 {
+    /// The two parameters the kernels take: leaky relu's slope or ELU's α (and 0),
+    /// hardtanh's `[min_val, max_val]`, softplus's `[beta, threshold]`; zeros for
+    /// activations that have none.
+    pub fn params(self) -> [f32; 2] {
         match self {
-            Activation::LeakyRelu(s) | Activation::Elu(s) => s,
-            _ => 0.0,
+            Activation::LeakyRelu(s) | Activation::Elu(s) => [s, 0.0],
+            Activation::Hardtanh(a, b) | Activation::Softplus(a, b) => [a, b],
+            _ => [0.0; 2],
         }
     }
 
@@ -72,6 +92,12 @@ impl Activation {
             Activation::Silu => "silu",
             Activation::Elu(_) => "elu",
             Activation::Selu => "selu",
+            Activation::Relu6 => "relu6",
+            Activation::Hardtanh(..) => "hardtanh",
+            Activation::Hardsigmoid => "hardsigmoid",
+            Activation::Hardswish => "hardswish",
+            Activation::Softplus(..) => "softplus",
+            Activation::Mish => "mish",
         }
     }
 }

@@ -89,8 +89,9 @@ pub enum Op {
     Scale(f32),
     /// `f(x)` element-wise.
     Activation(Activation),
-    /// `(x, dy) → dy · f'(x)`: the gradient of [`Op::Activation`] from its input (leaky
-    /// relu, gelu; autodiff emits [`Op::ActivationGradFromOutput`] for the others).
+    /// `(x, dy) → dy · f'(x)`: the gradient of [`Op::Activation`] from its input (every
+    /// kind but relu, sigmoid and tanh, for which autodiff emits
+    /// [`Op::ActivationGradFromOutput`]).
     ActivationGrad(Activation),
     /// `(y, dy) → dy · f'(x)` computed from the output `y = f(x)`: relu dy·(y > 0), sigmoid
     /// dy·y·(1 − y), tanh dy·(1 − y²), as PyTorch's threshold_backward, sigmoid_backward

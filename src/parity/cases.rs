@@ -82,7 +82,7 @@ fn labels(n: usize, classes: usize) -> (Shape, InputKind) {
     (Shape::new(&[n]), InputKind::Labels(classes))
 }
 
-const ACTIVATIONS: [Activation; 8] = [
+const ACTIVATIONS: [Activation; 14] = [
     Activation::Relu,
     Activation::LeakyRelu(0.1),
     Activation::Sigmoid,
@@ -91,6 +91,13 @@ const ACTIVATIONS: [Activation; 8] = [
     Activation::Silu,
     Activation::Elu(0.7),
     Activation::Selu,
+    // Inputs lie in [−4, 4]: bounds inside that range, so both sides of each are tested.
+    Activation::Relu6,
+    Activation::Hardtanh(-0.5, 2.0),
+    Activation::Hardsigmoid,
+    Activation::Hardswish,
+    Activation::Softplus(2.0, 3.0),
+    Activation::Mish,
 ];
 
 /// Every op of [`Op`] with shapes that exercise edges: size 1, odd sizes, sizes that are

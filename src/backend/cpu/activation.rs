@@ -48,6 +48,42 @@ pub fn apply<T: Real>(a: Activation, x: T) -> T {
                 T::of(SELU_SCALE * SELU_ALPHA) * x.exp_m1()
             }
         }
+        Activation::Relu6 => clamp(x, T::zero(), T::of(6.0)),
+        Activation::Hardtanh(lo, hi) => clamp(x, T::of(f64::from(lo)), T::of(f64::from(hi))),
+        Activation::Hardsigmoid => clamp(x + T::of(3.0), T::zero(), T::of(6.0)) / T::of(6.0),
+        // x·c/6 in that order, as PyTorch's hardswish.
+        Activation::Hardswish => x * clamp(x + T::of(3.0), T::zero(), T::of(6.0)) / T::of(6.0),
+        Activation::Softplus(beta, threshold) => {
+            let beta = T::of(f64::from(beta));
+            if x * beta > T::of(f64::from(threshold)) {
+                x
+            } else {
+                (x * beta).exp().ln_1p() / beta
+            }
+        }
+        // x·tanh(log(1 + eˣ)); eˣ overflowing (x > 88) gives tanh(∞) = 1, as in PyTorch.
+        Activation::Mish => x * x.exp().ln_1p().tanh(),
+    }
+}
+
+/// min(max(x, lo), hi), keeping a NaN, as `torch.clamp` does.
+fn clamp<T: Real>(x: T, lo: T, hi: T) -> T {
+    if x < lo {
+        lo
+    } else if x > hi {
+        hi
+    } else {
+        x
+    }
+}
+
+/// 1 strictly inside (lo, hi), else 0: PyTorch's hardtanh_backward, which passes the
+/// gradient of a NaN input through (its comparisons are false).
+fn inside<T: Real>(x: T, lo: T, hi: T) -> T {
+    if x <= lo || x >= hi {
+        T::zero()
+    } else {
+        T::one()
     }
 }
 
@@ -101,6 +137,44 @@ pub fn derivative<T: Real>(a: Activation, x: T) -> T {
                 T::of(SELU_SCALE * SELU_ALPHA) * x.exp()
             }
         }
+        Activation::Relu6 => inside(x, T::zero(), T::of(6.0)),
+        Activation::Hardtanh(lo, hi) => inside(x, T::of(f64::from(lo)), T::of(f64::from(hi))),
+        // 1/6 inside (−3, 3), else 0, a NaN included (PyTorch's hardsigmoid_backward, whose
+        // test is the other way round from hardtanh's).
+        Activation::Hardsigmoid => {
+            if x > T::of(-3.0) && x < T::of(3.0) {
+                T::one() / T::of(6.0)
+            } else {
+                T::zero()
+            }
+        }
+        // PyTorch's hardswish_backward: 0 up to −3, x/3 + 1/2 inside (−3, 3), else 1 (a NaN
+        // too).
+        Activation::Hardswish => {
+            if x <= T::of(-3.0) {
+                T::zero()
+            } else if x < T::of(3.0) {
+                x / T::of(3.0) + T::of(0.5)
+            } else {
+                T::one()
+            }
+        }
+        // z/(z + 1) with z = e^(β·x): PyTorch's softplus_backward.
+        Activation::Softplus(beta, threshold) => {
+            let bx = x * T::of(f64::from(beta));
+            if bx > T::of(f64::from(threshold)) {
+                T::one()
+            } else {
+                let z = bx.exp();
+                z / (z + T::one())
+            }
+        }
+        // tanh(sp) + x·σ(x)·(1 − tanh(sp)²) with sp = softplus(x): PyTorch's mish_backward.
+        Activation::Mish => {
+            let sigmoid = T::one() / (T::one() + (-x).exp());
+            let t = x.exp().ln_1p().tanh();
+            t + x * sigmoid * (T::one() - t * t)
+        }
     }
 }
 
@@ -117,7 +191,13 @@ pub fn derivative_from_output<T: Real>(a: Activation, y: T) -> Option<T> {
         | Activation::Gelu
         | Activation::Silu
         | Activation::Elu(_)
-        | Activation::Selu => None,
+        | Activation::Selu
+        | Activation::Relu6
+        | Activation::Hardtanh(..)
+        | Activation::Hardsigmoid
+        | Activation::Hardswish
+        | Activation::Softplus(..)
+        | Activation::Mish => None,
     }
 }
 
@@ -151,7 +231,26 @@ macro_rules! per_kind {
                 let $k = Activation::Selu;
                 $body
             }
-            $k @ (Activation::LeakyRelu(_) | Activation::Elu(_)) => $body,
+            Activation::Relu6 => {
+                let $k = Activation::Relu6;
+                $body
+            }
+            Activation::Hardsigmoid => {
+                let $k = Activation::Hardsigmoid;
+                $body
+            }
+            Activation::Hardswish => {
+                let $k = Activation::Hardswish;
+                $body
+            }
+            Activation::Mish => {
+                let $k = Activation::Mish;
+                $body
+            }
+            $k @ (Activation::LeakyRelu(_)
+            | Activation::Elu(_)
+            | Activation::Hardtanh(..)
+            | Activation::Softplus(..)) => $body,
         }
     };
 }
@@ -283,6 +382,99 @@ mod tests {
         assert_eq!(apply(Activation::Relu, 2.5f32), 2.5);
         // The gradient at a NaN input is 0, as torch's threshold_backward gives.
         assert_eq!(derivative(Activation::Relu, f32::NAN), 0.0);
+    }
+
+    /// relu6, hardtanh, hardsigmoid, hardswish, softplus and mish and their gradients
+    /// against PyTorch 2.15 in float64 (`nn.ReLU6()`, `nn.Hardtanh(-0.5, 2.0)`, ...,
+    /// autograd), printed by `repr`. The points include every kink (0 and 6, −0.5 and 2,
+    /// ±3) and softplus's threshold (β·x = 3 at x = 1.5 lies between 0.5 and 3).
+    #[test]
+    #[allow(clippy::approx_constant)] // softplus(0) is PyTorch's printed log 2
+    fn hard_and_soft_activations_match_torch() {
+        let xs = [-20.0, -3.0, -2.0, -1e-4, 0.0, 1e-4, 0.5, 3.0, 6.0, 7.5];
+        #[rustfmt::skip]
+        let table: [(Activation, [f64; 10], [f64; 10]); 7] = [
+            (
+                Activation::Relu6,
+                [0.0, 0.0, 0.0, 0.0, 0.0, 0.0001, 0.5, 3.0, 6.0, 6.0],
+                [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0],
+            ),
+            (
+                Activation::Hardtanh(-0.5, 2.0),
+                [-0.5, -0.5, -0.5, -0.0001, 0.0, 0.0001, 0.5, 2.0, 2.0, 2.0],
+                [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0],
+            ),
+            (
+                Activation::Hardsigmoid,
+                [0.0, 0.0, 0.16666666666666666, 0.4999833333333333, 0.5, 0.5000166666666667,
+                 0.5833333333333334, 1.0, 1.0, 1.0],
+                [0.0, 0.0, 0.1666666716337204, 0.1666666716337204, 0.1666666716337204,
+                 0.1666666716337204, 0.1666666716337204, 0.0, 0.0, 0.0],
+            ),
+            (
+                Activation::Hardswish,
+                [-0.0, -0.0, -0.3333333333333333, -4.999833333333333e-05, 0.0,
+                 5.000166666666667e-05, 0.2916666666666667, 3.0, 6.0, 7.5],
+                [0.0, 0.0, -0.16666666666666663, 0.49996666666666667, 0.5, 0.5000333333333333,
+                 0.6666666666666666, 1.0, 1.0, 1.0],
+            ),
+            (
+                Activation::Softplus(2.0, 3.0),
+                [2.1241771276457944e-18, 0.0012378425688652247, 0.009074963958904869,
+                 0.34652359277997263, 0.34657359027997264, 0.3466235927799727,
+                 0.6566308437591114, 3.0, 6.0, 7.5],
+                [4.248354255291589e-18, 0.0024726231566347748, 0.017986209962091555,
+                 0.49995000000016665, 0.5, 0.5000499999998334, 0.7310585786300049, 1.0, 1.0,
+                 1.0],
+            ),
+            (
+                Activation::Softplus(1.0, 20.0),
+                [2.061153620314381e-09, 0.04858735157374206, 0.1269280110429725,
+                 0.6930971818099453, 0.6931471805599453, 0.6931971818099454,
+                 0.9740769841801067, 3.048587351573742, 6.00247568513773, 7.500552931475361],
+                [2.0611536181902033e-09, 0.04742587317756679, 0.11920292202211755,
+                 0.4999750000000209, 0.5, 0.5000249999999792, 0.6224593312018546,
+                 0.9525741268224333, 0.9975273768433652, 0.9994472213630764],
+            ),
+            (
+                Activation::Mish,
+                [-4.122307240628762e-08, -0.1456474612756246, -0.2525014826957089,
+                 -5.999679998400459e-05, 0.0, 6.000319998399543e-05, 0.3752452113048951,
+                 2.9865350049679575, 5.999926634065252, 7.499995416538079],
+                [-3.916191874348969e-08, -0.09339311453232084, -0.1083550924203939,
+                 0.5999359995201835, 0.6, 0.6000639995198167, 0.8864243753577272,
+                 1.0211069109294435, 1.00013414050621, 1.0000085507255063],
+            ),
+        ];
+        let close = |got: f64, want: f64, tol: f64| (got - want).abs() <= tol * want.abs();
+        for (a, values, grads) in table {
+            for ((&x, &want), &dwant) in xs.iter().zip(&values).zip(&grads) {
+                // PyTorch's hardsigmoid gradient is its f32 constant 1/6, even in float64.
+                let dtol = if a == Activation::Hardsigmoid {
+                    3e-8
+                } else {
+                    1e-14
+                };
+                assert!(close(apply(a, x), want, 1e-14), "{a:?}({x})");
+                assert!(close(derivative(a, x), dwant, dtol), "{a:?}'({x})");
+                let x32 = x as f32;
+                let (y32, d32) = (apply(a, x32), derivative(a, x32));
+                assert!(close(f64::from(y32), want, 1e-6), "f32 {a:?}({x})");
+                assert!(close(f64::from(d32), dwant, 1e-6), "f32 {a:?}'({x})");
+            }
+            // A NaN input: every output is NaN; the gradient passes through hardtanh's,
+            // hardswish's and relu6's tests, is 0 from hardsigmoid's, NaN from the others
+            // (PyTorch 2.15, f32).
+            assert!(apply(a, f32::NAN).is_nan(), "{a:?}(NaN)");
+            let d = derivative(a, f32::NAN);
+            match a {
+                Activation::Relu6 | Activation::Hardtanh(..) | Activation::Hardswish => {
+                    assert_eq!(d, 1.0, "{a:?}'(NaN)")
+                }
+                Activation::Hardsigmoid => assert_eq!(d, 0.0, "{a:?}'(NaN)"),
+                _ => assert!(d.is_nan(), "{a:?}'(NaN)"),
+            }
+        }
     }
 
     /// silu, elu(α = 0.7) and selu and their gradients against PyTorch 2.15 in float64

@@ -231,7 +231,7 @@ pub fn launch_with(step: &Step, max: u32, pick: Pick<'_>) -> Result<Launch> {
                 _ => "activation_grad_from_output",
             },
             constants: vec![("KIND", f64::from(a.code()))],
-            dims: dims([n, 0, 0, 0], [a.slope(), 0.0, 0.0, 0.0])?,
+            dims: dims([n, 0, 0, 0], [a.params()[0], a.params()[1], 0.0, 0.0])?,
             groups: groups_1d(n, max)?,
             needs_scalars: false,
         },

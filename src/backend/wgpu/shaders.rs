@@ -82,7 +82,8 @@ pub const ELEMENTWISE: &str = concat!(
 
 /// `activation`, `activation_grad` and `activation_grad_from_output` (the functions are
 /// `activation_core.wgsl`'s, which the matmul modules share); override `KIND` (u32,
-/// required) is [`Activation::code`](crate::op::Activation::code), Dims f0 the leaky slope.
+/// required) is [`Activation::code`](crate::op::Activation::code), Dims f0 and f1
+/// [`Activation::params`](crate::op::Activation::params).
 pub const ACTIVATION: &str = concat!(
     include_str!("../../../shaders/graph_op.wgsl"),
     include_str!("../../../shaders/activation_core.wgsl"),

@@ -72,6 +72,45 @@ fn bad_arguments_are_spec_errors() {
     );
 }
 
+#[test]
+fn hard_and_soft_activations_take_pytorchs_arguments() {
+    let m = Model::parse(
+        "relu6,hardtanh,hardtanh(-2,max_val=0.5),hardsigmoid,hardswish,softplus,\
+         softplus(beta=2,threshold=5),softplus(0.5),mish",
+    )
+    .unwrap();
+    assert_eq!(
+        m.layers,
+        [
+            Activation::Relu6,
+            Activation::Hardtanh(-1.0, 1.0),
+            Activation::Hardtanh(-2.0, 0.5),
+            Activation::Hardsigmoid,
+            Activation::Hardswish,
+            Activation::Softplus(1.0, 20.0),
+            Activation::Softplus(2.0, 5.0),
+            Activation::Softplus(0.5, 20.0),
+            Activation::Mish,
+        ]
+        .map(Layer::Activation)
+    );
+    for (spec, needle) in [
+        ("hardtanh(1,1)", "max_val must be greater than min_val"),
+        (
+            "hardtanh(max_val=-2)",
+            "max_val must be greater than min_val",
+        ),
+        ("softplus(beta=0)", "beta must not be 0"),
+        ("softplus(alpha=1)", "alpha"),
+        ("relu6(6)", "relu6"),
+        ("mish(1)", "mish"),
+    ] {
+        let err = Model::parse(spec).unwrap_err();
+        assert!(matches!(err, Error::Spec { .. }), "{spec}: {err}");
+        assert!(err.to_string().contains(needle), "{spec}: {err}");
+    }
+}
+
 /// The convolutional layers and the `cnn` preset.
 mod cnn {
     use super::*;
