@@ -200,6 +200,24 @@ fn batch_norm_apply(
     st_out(i, (ld0(i) - ld1(k)) * inv_std(ld1(c + k), dims.f0) * ld2(k) + ld3(k));
 }
 
+// out = in0·gamma + beta per channel: in0 = x [N, C, S], in1 = gamma [C], in2 = beta [C]
+// (group norm's affine, after its normalisation).
+// Dims: d0 = N, d1 = C, d2 = S.
+// Dispatch: N·C·S invocations (1-D).
+@compute @workgroup_size(256)
+fn channel_affine(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let c = dims.d1;
+    if (i >= dims.d0 * c * dims.d2) {
+        return;
+    }
+    let k = (i / dims.d2) % c;
+    st_out(i, ld0(i) * ld1(k) + ld2(k));
+}
+
 // out [5, C] = each channel's (mean, invstd, gamma·invstd, Σdy, Σdy·x̂), what
 // batch_norm_grad reads, from in0 = stats [2, C] (batch_norm_stats of x), in1 = gamma [C],
 // in2 = Σdy·x̂ [C] (batch_norm_gamma_grad), in3 = Σdy [C] (channel_sum).

@@ -315,6 +315,9 @@ const TOKENS: &[&str] = &[
     "batchnorm1d",
     "batchnorm2d",
     "layernorm",
+    "groupnorm",
+    "instancenorm2d",
+    "affine",
     "dropout",
     "relu",
     "leaky_relu",
@@ -470,8 +473,11 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
             h = (h + 2 * padding - reach) / stride + 1;
             w = (w + 2 * padding - reach) / stride + 1;
             c = oc;
-            if pick(2) == 0 {
-                layers.push(format!("batchnorm2d({c})"));
+            match pick(4) {
+                0 => layers.push(format!("batchnorm2d({c})")),
+                1 => layers.push(format!("groupnorm({c},{c},eps=1e-3)")),
+                2 => layers.push(format!("instancenorm2d({c},affine=True)")),
+                _ => {}
             }
             layers.push(activation(pick(15)));
             if pick(3) == 0 {
@@ -511,10 +517,11 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
             format!("linear( {features} , {m}, bias = False )")
         });
         features = m;
-        match pick(5) {
+        match pick(6) {
             0 => layers.push(format!("dropout(p=0.{})", pick(10))),
             1 => layers.push(format!("layernorm({features})")),
             2 => layers.push(format!("batchnorm1d({features})")),
+            4 => layers.push(format!("groupnorm(1,{features},affine=false)")),
             3 => layers.push(format!(
                 "residual(linear({features},{features}),{}, residual(dropout(0.5)), \
                  shortcut = (linear({features},{features},bias=false)))",

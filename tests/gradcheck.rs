@@ -123,21 +123,20 @@ fn gradient_of_a_shared_parameter_is_summed() {
     assert_eq!(v[grads[0].1], vec![2.0, 2.0, 2.0]);
 }
 
-#[test]
-fn residual_model_gradients_match_central_differences() {
-    // The input is a parameter too: it reaches the loss through each block's body and its
-    // identity shortcut, and its gradient is the sum of both.
-    let spec = "residual(linear(3,4),tanh,linear(4,3)),layernorm(3),\
-residual(linear(3,2),gelu,residual(linear(2,2),sigmoid),shortcut=(linear(3,2,bias=false))),\
-linear(2,2)";
+/// Checks every parameter gradient of `spec`, built on a parameter input `x` of `x_shape`
+/// (samples of `sample`) under an MSE loss against `target`, against central differences;
+/// returns how many elements were checked.
+fn model_gradients_match_central_differences(
+    spec: &str,
+    x_shape: &[usize],
+    sample: [usize; 3],
+    target: &[f64],
+) -> usize {
     let model = Model::parse(spec).unwrap();
     let mut g = Graph::new();
-    let x = g.param("x", Shape::new(&[3, 3]), Init::Constant(0.0));
-    let y = model
-        .build(&mut g, x, [1, 1, 3], Mode::Train)
-        .unwrap()
-        .output;
-    let t = g.input("target", Shape::new(&[3, 2]));
+    let x = g.param("x", Shape::new(x_shape), Init::Constant(0.0));
+    let y = model.build(&mut g, x, sample, Mode::Train).unwrap().output;
+    let t = g.input("target", g.shape(y).clone());
     let loss = g.op(Op::Mse, &[y, t]).unwrap();
     let grads = gradients(&mut g, loss).unwrap();
     let mut feeds: Vec<(ValueId, Vec<f64>)> = g
@@ -150,7 +149,7 @@ linear(2,2)";
             (id, v)
         })
         .collect();
-    feeds.push((t, vec![0.3, -0.2, 0.5, 0.1, -0.4, 0.2]));
+    feeds.push((t, target.to_vec()));
     assert_eq!(
         grads.len(),
         feeds.len() - 1,
@@ -170,8 +169,33 @@ linear(2,2)";
             checked += 1;
         }
     }
+    checked
+}
+
+#[test]
+fn residual_model_gradients_match_central_differences() {
+    // The input is a parameter too: it reaches the loss through each block's body and its
+    // identity shortcut, and its gradient is the sum of both.
+    let spec = "residual(linear(3,4),tanh,linear(4,3)),layernorm(3),\
+residual(linear(3,2),gelu,residual(linear(2,2),sigmoid),shortcut=(linear(3,2,bias=false))),\
+linear(2,2)";
+    let target = [0.3, -0.2, 0.5, 0.1, -0.4, 0.2];
     assert_eq!(
-        checked,
+        model_gradients_match_central_differences(spec, &[3, 3], [1, 1, 3], &target),
         9 + 12 + 4 + 12 + 3 + 3 + 3 + 6 + 2 + 4 + 2 + 6 + 4 + 2
+    );
+}
+
+#[test]
+fn group_and_instance_norm_gradients_match_central_differences() {
+    // Group norm over 3 groups of 2 channels of 3x3 images, instance norm with its affine,
+    // and group norm on [N, C] features in one group without affine; the input is a
+    // parameter, so its gradient through every normalisation is checked too.
+    let spec = "conv2d(4,6,3,padding=1),groupnorm(3,6),tanh,instancenorm2d(6,affine=True),\
+flatten,linear(54,3),groupnorm(1,3,affine=False),linear(3,2)";
+    let target = [0.3, -0.2, 0.5, 0.1];
+    assert_eq!(
+        model_gradients_match_central_differences(spec, &[2, 4, 3, 3], [4, 3, 3], &target),
+        72 + 216 + 6 + 6 + 6 + 6 + 6 + 162 + 3 + 6 + 2
     );
 }

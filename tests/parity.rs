@@ -150,6 +150,7 @@ fn table_covers_every_op_variant() {
         "batch_norm_grad",
         "batch_norm_gamma_grad",
         "channel_sum",
+        "channel_affine",
         "batch_norm_running",
         "layer_norm",
         "layer_norm_grad",

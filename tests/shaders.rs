@@ -126,6 +126,7 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "batch_norm_grad",
             "batch_norm_gamma_grad",
             "channel_sum",
+            "channel_affine",
             "batch_norm_running",
             "layer_norm",
             "layer_norm_grad",

@@ -40,6 +40,7 @@ pub fn half_output(op: &Op) -> bool {
         | Op::AdaptiveMaxPoolGrad(_)
         | Op::BatchNormApply(_)
         | Op::BatchNormGrad(_)
+        | Op::ChannelAffine(_)
         | Op::LayerNorm { .. }
         | Op::LayerNormGrad { .. }
         | Op::Dropout(_)

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use super::{Graph, NodeKind, ValueId};
 use crate::error::{Error, Result};
-use crate::op::Op;
+use crate::op::{Channels, Op};
+use crate::shape::Shape;
 
 /// A node's layer label for messages ("the objective" for the loss and penalties).
 fn describe(label: &str) -> &str {
@@ -203,6 +204,19 @@ fn rule(
             let coeffs = g.op(Op::BatchNormGradCoeffs(ch), &[stats, gamma, dgamma, dbeta])?;
             let dx = g.op(Op::BatchNormGrad(ch), &[x, coeffs, dy])?;
             vec![(x, dx), (gamma, dgamma), (beta, dbeta)]
+        }
+        Op::ChannelAffine(ch) => {
+            let gamma = inputs[1];
+            let zeros = g.constant(0.0, Shape::new(&[ch.c]));
+            let dx = g.op(Op::ChannelAffine(ch), &[dy, gamma, zeros])?;
+            // Σ dy·x per channel: batch norm's Σ dy·x̂ with x̂ = (x − 0)·1, its statistics
+            // a mean and a variance of 0 and eps 1 (1/sqrt(0 + 1) = 1), so the same
+            // reduction (in parts on a GPU, f16-aware) serves both norms.
+            let unit = Channels { eps: 1.0, ..ch };
+            let stats = g.constant(0.0, Shape::new(&[2, ch.c]));
+            let dgamma = g.op(Op::BatchNormGammaGrad(unit), &[x, stats, dy])?;
+            let dbeta = g.op(Op::ChannelSum(ch), &[dy])?;
+            vec![(x, dx), (gamma, dgamma), (inputs[2], dbeta)]
         }
         Op::LayerNorm { eps } => {
             let (gamma, beta) = (inputs[1], inputs[2]);

@@ -94,6 +94,23 @@ pub enum Layer {
         /// Added to the variance.
         eps: f32,
     },
+    /// `nn.GroupNorm(num_groups, num_channels, eps, affine)` on [N, C, ...]: each sample's
+    /// channels in `num_groups` groups, each group normalised over its channels and
+    /// positions, then a per-channel scale and shift. `nn.InstanceNorm2d(num_features,
+    /// eps, affine=False)` is its case of one channel per group on [N, C, H, W]
+    /// (`instance`), without running statistics.
+    GroupNorm {
+        /// Groups (dividing `num_channels`).
+        num_groups: usize,
+        /// Channels.
+        num_channels: usize,
+        /// Added to the variance.
+        eps: f32,
+        /// Whether the layer has `weight` and `bias` (`[C]`).
+        affine: bool,
+        /// `InstanceNorm2d`: 4-D input only, as PyTorch's.
+        instance: bool,
+    },
     /// `nn.Dropout(p=0.5)`.
     Dropout {
         /// Probability of zeroing an element.
@@ -121,7 +138,7 @@ pub enum Layer {
 
 const KNOWN: &str = "linear, conv2d, maxpool2d, avgpool2d, adaptiveavgpool2d, \
 adaptivemaxpool2d, flatten, batchnorm1d, batchnorm2d, layernorm, dropout, relu, leaky_relu, \
-sigmoid, tanh, gelu, silu, elu, selu, relu6, hardtanh, hardsigmoid, hardswish, softplus, mish, \
+groupnorm, instancenorm2d, sigmoid, tanh, gelu, silu, elu, selu, relu6, hardtanh, hardsigmoid, hardswish, softplus, mish, \
 softmax, residual";
 
 /// The layer a spec entry names, its arguments checked.
@@ -268,6 +285,51 @@ pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
             Layer::LayerNorm {
                 normalized_shape: args.usize(0, "normalized_shape")?,
                 eps: args.f32_or(1, "eps", 1e-5)?,
+            }
+        }
+        "groupnorm" => {
+            args.allow(&["num_groups", "num_channels", "eps", "affine"])?;
+            let (groups, channels) = (args.usize(0, "num_groups")?, args.usize(1, "num_channels")?);
+            if channels % groups != 0 {
+                return Err(spec_error(
+                    spec,
+                    l.position,
+                    format!("num_channels ({channels}) must be divisible by num_groups ({groups})"),
+                ));
+            }
+            Layer::GroupNorm {
+                num_groups: groups,
+                num_channels: channels,
+                eps: args.f32_or(2, "eps", 1e-5)?,
+                affine: args.bool_or(3, "affine", true)?,
+                instance: false,
+            }
+        }
+        "instancenorm2d" => {
+            args.allow(&[
+                "num_features",
+                "eps",
+                "momentum",
+                "affine",
+                "track_running_stats",
+            ])?;
+            // momentum only weighs running statistics, which kiln's instance norm does
+            // not keep; PyTorch ignores it likewise unless they are tracked.
+            args.f32_or(2, "momentum", 0.1)?;
+            if args.bool_or(4, "track_running_stats", false)? {
+                return Err(spec_error(
+                    spec,
+                    l.position,
+                    "instancenorm2d track_running_stats=True is not supported",
+                ));
+            }
+            let c = args.usize(0, "num_features")?;
+            Layer::GroupNorm {
+                num_groups: c,
+                num_channels: c,
+                eps: args.f32_or(1, "eps", 1e-5)?,
+                affine: args.bool_or(3, "affine", false)?,
+                instance: true,
             }
         }
         "dropout" => {

@@ -216,6 +216,9 @@ pub enum Op {
     BatchNormGammaGrad(Channels),
     /// `dy [N, C, S] → [C]`: Σ dy per channel (beta's gradient).
     ChannelSum(Channels),
+    /// `(x [N, C, S], gamma [C], beta [C]) → x·gamma + beta` per channel: group norm's
+    /// affine, after its normalisation (a [`Op::LayerNorm`] over each group).
+    ChannelAffine(Channels),
     /// `stats [2, C] →` running statistics updated in place with `momentum`, the variance
     /// made unbiased by `count / (count − 1)`: `(1 − m)·running + m·batch`.
     BatchNormRunning {
@@ -295,7 +298,8 @@ impl Op {
             | Op::BatchNormGammaGrad(_)
             | Op::BatchNormGrad(_)
             | Op::LayerNorm { .. }
-            | Op::LayerNormGrad { .. } => 3,
+            | Op::LayerNormGrad { .. }
+            | Op::ChannelAffine(_) => 3,
             Op::BatchNormApply(_) | Op::BatchNormGradCoeffs(_) => 4,
             Op::MaxPoolGrad(_) | Op::AdaptiveMaxPoolGrad(_) | Op::LayerNormGammaGrad { .. } => 2,
             Op::AdaptiveAvgPool(_) | Op::AdaptiveAvgPoolGrad(_) | Op::AdaptiveMaxPool(_) => 1,
@@ -407,6 +411,7 @@ impl Op {
             Op::BatchNormGrad(_) => "batch_norm_grad".into(),
             Op::BatchNormGammaGrad(_) => "batch_norm_gamma_grad".into(),
             Op::ChannelSum(_) => "channel_sum".into(),
+            Op::ChannelAffine(_) => "channel_affine".into(),
             Op::BatchNormRunning { .. } => "batch_norm_running".into(),
             Op::LayerNorm { .. } => "layer_norm".into(),
             Op::LayerNormGrad { .. } => "layer_norm_grad".into(),
@@ -451,7 +456,7 @@ impl Op {
             // The statistics input is a function of x (training mode): its path is part
             // of BatchNormGrad, not a separate gradient.
             Op::BatchNormApply(_) => &[0, 2, 3],
-            Op::LayerNorm { .. } => &[0, 1, 2],
+            Op::LayerNorm { .. } | Op::ChannelAffine(_) => &[0, 1, 2],
             Op::MaxPoolGrad(_)
             | Op::AvgPoolGrad(_)
             | Op::AdaptiveAvgPoolGrad(_)
@@ -506,9 +511,10 @@ impl Op {
             | Op::BatchNormGammaGrad(_)
             | Op::ChannelSum(_)
             | Op::LayerNormGammaGrad { .. } => Tolerance::Reduction,
-            Op::BatchNormRunning { .. } | Op::Dropout(_) | Op::DropoutGrad(_) => {
-                Tolerance::Relative(1e-5)
-            }
+            Op::BatchNormRunning { .. }
+            | Op::Dropout(_)
+            | Op::DropoutGrad(_)
+            | Op::ChannelAffine(_) => Tolerance::Relative(1e-5),
             // Normalised values pass through a subtraction of the mean and a reciprocal
             // square root: relative to the output's scale, 1e-4 as for exp/log.
             Op::BatchNormApply(_)

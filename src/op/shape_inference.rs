@@ -300,6 +300,12 @@ impl Op {
                 check_channels(self, inputs[0], ch)?;
                 Ok(Shape::new(&[ch.c]))
             }
+            Op::ChannelAffine(ch) => {
+                check_channels(self, inputs[0], ch)?;
+                expect_numel(self, inputs[1], ch.c)?;
+                expect_numel(self, inputs[2], ch.c)?;
+                Ok(inputs[0].clone())
+            }
             Op::BatchNormRunning { c, .. } => {
                 expect_numel(self, inputs[0], 2 * c)?;
                 Ok(Shape::new(&[2, *c]))

@@ -503,6 +503,10 @@ fn norm_cases(c: &mut Vec<OpCase>) {
         ));
         c.push(OpCase::new(Op::ChannelSum(spec), vec![real(x)]));
         c.push(OpCase::new(
+            Op::ChannelAffine(spec),
+            vec![wide(x), real(&[ch]), real(&[ch])],
+        ));
+        c.push(OpCase::new(
             Op::BatchNormRunning {
                 c: ch,
                 momentum: 0.1,

@@ -497,7 +497,7 @@ impl Trainer {
 fn no_decay(model: &Model, kinds: &[String], name: &str) -> bool {
     let is_norm = matches!(
         model.layer_of_param(name),
-        Some(Layer::BatchNorm { .. } | Layer::LayerNorm { .. })
+        Some(Layer::BatchNorm { .. } | Layer::LayerNorm { .. } | Layer::GroupNorm { .. })
     );
     kinds.iter().any(|k| match k.as_str() {
         "bias" => name.ends_with(".bias"),
@@ -563,4 +563,29 @@ fn build_objective(
         config.penalty,
         &|name: &str| !no_decay(model, &config.no_decay, name),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn norm_parameters_of_every_kind_are_exempt_from_decay() {
+        let model = Model::parse(
+            "conv2d(1,4,3),batchnorm2d(4),groupnorm(2,4),instancenorm2d(4,affine=True),\
+             flatten,linear(16,8),layernorm(8),linear(8,2)",
+        )
+        .unwrap();
+        let norm = ["norm".to_string()];
+        for name in [
+            "1.weight", "1.bias", "2.weight", "2.bias", "3.weight", "6.bias",
+        ] {
+            assert!(no_decay(&model, &norm, name), "{name}");
+        }
+        for name in ["0.weight", "0.bias", "5.weight", "7.bias"] {
+            assert!(!no_decay(&model, &norm, name), "{name}");
+        }
+        let bias = ["bias".to_string()];
+        assert!(no_decay(&model, &bias, "0.bias") && !no_decay(&model, &bias, "2.weight"));
+    }
 }

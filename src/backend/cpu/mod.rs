@@ -332,6 +332,9 @@ fn run_checked<T: Real>(
             let n = shapes[0].numel() / (ch.c * ch.s);
             norm::channel_sum(inputs[0], out, n, ch.c, ch.s)
         }
+        Op::ChannelAffine(ch) => {
+            norm::channel_affine(inputs[0], inputs[1], inputs[2], out, ch.c, ch.s)
+        }
         Op::BatchNormRunning { c, momentum, count } => {
             norm::batch_norm_running(inputs[0], out, c, momentum, count)
         }

@@ -219,6 +219,14 @@ fn partition(step: &Step) -> Option<Partition> {
                 false,
             )
         }
+        Op::ChannelAffine(ch) => {
+            let sample = ch.c * ch.s;
+            fixed(
+                n / sample.max(1),
+                vec![Some(sample), Some(sample), None, None],
+                false,
+            )
+        }
         _ => return None,
     })
 }

@@ -382,6 +382,7 @@ pub fn launch_with(step: &Step, max: u32, pick: Pick<'_>) -> Result<Launch> {
         | Op::BatchNormGrad(_)
         | Op::BatchNormGammaGrad(_)
         | Op::ChannelSum(_)
+        | Op::ChannelAffine(_)
         | Op::BatchNormRunning { .. }
         | Op::LayerNorm { .. }
         | Op::LayerNormGrad { .. }
@@ -457,6 +458,7 @@ fn norm_launch(step: &Step, max: u32) -> Result<Launch> {
         Op::BatchNormGrad(ch) => plain(f, "batch_norm_grad", bn(&ch)?, x.numel(), max),
         Op::BatchNormGammaGrad(ch) => per_group(f, "batch_norm_gamma_grad", bn(&ch)?, ch.c, max),
         Op::ChannelSum(ch) => per_group(f, "channel_sum", bn(&ch)?, ch.c, max),
+        Op::ChannelAffine(ch) => plain(f, "channel_affine", bn(&ch)?, x.numel(), max),
         Op::BatchNormRunning { c, momentum, count } => plain(
             f,
             "batch_norm_running",

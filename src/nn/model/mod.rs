@@ -150,6 +150,7 @@ fn first_takes_images(layers: &[Layer]) -> bool {
                     | Layer::AvgPool2d { .. }
                     | Layer::AdaptivePool2d { .. }
                     | Layer::BatchNorm { dims: 2, .. }
+                    | Layer::GroupNorm { instance: true, .. }
             )
         ),
     }
@@ -501,6 +502,44 @@ impl Builder<'_> {
                 self.count(&too_big, n)?;
                 let (gamma, beta) = self.affine(path, n);
                 self.g.op(Op::LayerNorm { eps }, &[h, gamma, beta])?
+            }
+            Layer::GroupNorm {
+                num_groups: groups,
+                num_channels: c,
+                eps,
+                affine,
+                instance,
+            } => {
+                let ok = s.rank() >= 2 && s.0[1] == c && (!instance || s.rank() == 4);
+                if !ok {
+                    return Err(misfit(if instance {
+                        format!("[batch, {c}, height, width]")
+                    } else {
+                        format!("[batch, {c}, ...]")
+                    }));
+                }
+                if affine {
+                    self.count(&too_big, c)?;
+                    self.count(&too_big, c)?;
+                }
+                // Each group of a sample is a row of (C/G)·S contiguous values: layer
+                // norm's rows, with a unit scale and no shift, then the channels' affine.
+                let spatial: usize = s.0[2..].iter().product();
+                let per_group = c / groups * spatial;
+                let rows = self
+                    .g
+                    .reshape(h, Shape::new(&[s.0[0] * groups, per_group]))?;
+                let ones = self.g.constant(1.0, Shape::new(&[per_group]));
+                let zeros = self.g.constant(0.0, Shape::new(&[per_group]));
+                let normed = self.g.op(Op::LayerNorm { eps }, &[rows, ones, zeros])?;
+                let normed = self.g.reshape(normed, s.clone())?;
+                if affine {
+                    let (gamma, beta) = self.affine(path, c);
+                    let ch = Channels { c, s: spatial, eps };
+                    self.g.op(Op::ChannelAffine(ch), &[normed, gamma, beta])?
+                } else {
+                    normed
+                }
             }
             Layer::Dropout { p } => match self.mode {
                 Mode::Train if p > 0.0 => self

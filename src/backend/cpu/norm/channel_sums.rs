@@ -49,6 +49,17 @@ pub(super) fn lane_sum2<T: Real>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> T {
     pairwise(&acc)
 }
 
+/// `Σ f(i)` over `0..len`, as [`lane_sum`]: for sums over several rows at once.
+pub(super) fn lane_sum_by<T: Real>(len: usize, f: impl Fn(usize) -> T) -> T {
+    let mut acc = [T::zero(); LANES];
+    for i0 in (0..len).step_by(LANES) {
+        for (j, a) in acc.iter_mut().enumerate().take(len - i0) {
+            *a = *a + f(i0 + j);
+        }
+    }
+    pairwise(&acc)
+}
+
 /// The lanes added in pairs: ((0 + 1) + (2 + 3)) + ((4 + 5) + (6 + 7)).
 fn pairwise<T: Real>(acc: &[T; LANES]) -> T {
     ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))

@@ -16,7 +16,7 @@
 mod channel_sums;
 
 use super::{for_each_sample, Real};
-use channel_sums::{channel_sums, column_sums, lane_sum, lane_sum2};
+use channel_sums::{channel_sums, column_sums, lane_sum, lane_sum2, lane_sum_by};
 
 /// `1 / sqrt(var + eps)`, the one place both directions take it from.
 fn inv_std<T: Real>(var: T, eps: T) -> T {
@@ -274,15 +274,37 @@ pub fn batch_norm_running<T: Real>(
     }
 }
 
-/// Mean and `1/sqrt(biased var + eps)` of one row, two-pass.
+/// Mean and `1/sqrt(biased var + eps)` of one row, two-pass, each sum in interleaved
+/// lanes ([`lane_sum`]): a running sum over a long row (group norm's rows
+/// hold C/G·H·W values) would carry its error into every normalised value.
 fn row_stats<T: Real>(row: &[T], eps: T) -> (T, T) {
     let count = T::of(row.len() as f64);
-    let mean = row.iter().fold(T::zero(), |acc, &v| acc + v) / count;
-    let var = row.iter().fold(T::zero(), |acc, &v| {
+    let mean = lane_sum(row, |v| v) / count;
+    let var = lane_sum(row, |v| {
         let d = v - mean;
-        acc + d * d
+        d * d
     }) / count;
     (mean, inv_std(var, eps))
+}
+
+/// `out = x·gamma + beta` per channel of `x` `[N, C, S]` (gamma and beta `[C]`).
+pub fn channel_affine<T: Real>(
+    x: &[T],
+    gamma: &[T],
+    beta: &[T],
+    out: &mut [T],
+    c: usize,
+    s: usize,
+) {
+    for_each_sample(out, c * s, |ni, sample| {
+        for (k, o_row) in sample.chunks_exact_mut(s.max(1)).enumerate() {
+            let (g, b) = (gamma[k], beta[k]);
+            let x_row = &x[(ni * c + k) * s..][..s];
+            for (o, &v) in o_row.iter_mut().zip(x_row) {
+                *o = v * g + b;
+            }
+        }
+    });
 }
 
 /// Layer norm of each row of `x` ([rows, cols]) over its columns:
@@ -324,12 +346,8 @@ pub fn layer_norm_grad<T: Real>(
     for_each_sample(out, cols, |r, o| {
         let (row, dyr) = (&x[r * cols..][..cols], &dy[r * cols..][..cols]);
         let (mean, istd) = row_stats(row, eps);
-        let (mut sum_g, mut sum_g_xhat) = (T::zero(), T::zero());
-        for ((&v, &d), &w) in row.iter().zip(dyr).zip(gamma) {
-            let g = d * w;
-            sum_g = sum_g + g;
-            sum_g_xhat = sum_g_xhat + g * ((v - mean) * istd);
-        }
+        let sum_g = lane_sum2(dyr, gamma, |d, w| d * w);
+        let sum_g_xhat = lane_sum_by(cols, |j| dyr[j] * gamma[j] * ((row[j] - mean) * istd));
         let (mean_g, mean_g_xhat) = (sum_g / count, sum_g_xhat / count);
         for (((o, &v), &d), &w) in o.iter_mut().zip(row).zip(dyr).zip(gamma) {
             let xhat = (v - mean) * istd;
