@@ -169,7 +169,8 @@ fn clamp_keep_nan(x: f32, lo: f32, hi: f32) -> f32 {
     return select(select(x, hi, x > hi), lo, x < lo);
 }
 
-// 1 strictly inside (lo, hi), else 0; a NaN input passes (PyTorch's hardtanh_backward).
+// 1 strictly inside (lo, hi), else 0; a NaN input passes (PyTorch's hardtanh_backward on
+// CUDA; see the CPU's `inside`).
 fn inside(x: f32, lo: f32, hi: f32) -> f32 {
     return select(1.0, 0.0, x <= lo || x >= hi);
 }
@@ -224,11 +225,12 @@ fn act_apply(kind: u32, x: f32, p: vec2<f32>) -> f32 {
         case 11u: {
             return x * clamp_keep_nan(x + 3.0, 0.0, 6.0) / 6.0;
         }
-        // softplus: x past the threshold, where e^(βx) is not computed (kept below 88 so it
-        // stays finite: the select takes x there anyway).
+        // softplus: x past the threshold, or past 88 (where e^(βx) would overflow; the
+        // CPU's softplus_switch). The exponent is kept finite in the branch select drops.
         case 12u: {
             let bx = x * p.x;
-            return select(log1p_f32(exp(select(bx, 88.0, bx > 88.0))) / p.x, x, bx > p.y);
+            let cut = min(p.y, 88.0);
+            return select(log1p_f32(exp(select(bx, 88.0, bx > 88.0))) / p.x, x, bx > cut);
         }
         case 13u: {
             return x * tanh_softplus(x);
@@ -296,7 +298,7 @@ fn act_derivative(kind: u32, x: f32, p: vec2<f32>) -> f32 {
         case 12u: {
             let bx = x * p.x;
             let z = exp(select(bx, 88.0, bx > 88.0));
-            return select(z / (z + 1.0), 1.0, bx > p.y);
+            return select(z / (z + 1.0), 1.0, bx > min(p.y, 88.0));
         }
         // mish: tanh(sp) + x·σ(x)·(1 − tanh(sp)²), PyTorch's mish_backward.
         case 13u: {

@@ -476,7 +476,8 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
             match pick(4) {
                 0 => layers.push(format!("batchnorm2d({c})")),
                 1 => layers.push(format!("groupnorm({c},{c},eps=1e-3)")),
-                2 => layers.push(format!("instancenorm2d({c},affine=True)")),
+                // Instance norm refuses one value per channel in training, as PyTorch.
+                2 if h * w > 1 => layers.push(format!("instancenorm2d({c},affine=True)")),
                 _ => {}
             }
             layers.push(activation(pick(15)));

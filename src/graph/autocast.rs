@@ -1,4 +1,6 @@
-//! Which values an f16 plan stores in f16: PyTorch's autocast lists, for kiln's ops.
+//! Which values an f16 plan stores in f16: PyTorch's autocast lists, for kiln's ops
+//! (but for the outputs of layer norm, group norm and softplus, which autocast keeps in
+//! f32 and kiln stores in f16 as every normalisation and activation; ARCHITECTURE.md).
 //!
 //! Ops that move or transform activations (matmul, bias, activations, data movement of
 //! convolution, pooling, normalisation outputs, dropout) and the gradients flowing back

@@ -314,8 +314,11 @@ pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
                 "track_running_stats",
             ])?;
             // momentum only weighs running statistics, which kiln's instance norm does
-            // not keep; PyTorch ignores it likewise unless they are tracked.
-            args.f32_or(2, "momentum", 0.1)?;
+            // not keep; PyTorch ignores it likewise unless they are tracked (None, its
+            // cumulative average, included).
+            if args.get(2, "momentum").is_none_or(|a| a.value != "None") {
+                args.f32_or(2, "momentum", 0.1)?;
+            }
             if args.bool_or(4, "track_running_stats", false)? {
                 return Err(spec_error(
                     spec,

@@ -28,7 +28,9 @@ pub enum Activation {
     Hardsigmoid,
     /// x·min(max(x + 3, 0), 6) / 6 (`nn.Hardswish`).
     Hardswish,
-    /// log(1 + e^(β·x)) / β, or x where β·x > threshold (`nn.Softplus(beta, threshold)`).
+    /// log(1 + e^(β·x)) / β, or x where β·x > threshold (`nn.Softplus(beta, threshold)`);
+    /// a threshold past 88 acts at 88, where e^(β·x) would overflow f32 (PyTorch's f32
+    /// gives ∞ there; the formula's value is x).
     Softplus(f32, f32),
     /// x·tanh(softplus(x)) (`nn.Mish`).
     Mish,

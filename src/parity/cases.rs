@@ -82,7 +82,9 @@ fn labels(n: usize, classes: usize) -> (Shape, InputKind) {
     (Shape::new(&[n]), InputKind::Labels(classes))
 }
 
-const ACTIVATIONS: [Activation; 14] = [
+/// One activation of each kind, with parameters whose kinks and thresholds lie inside the
+/// parity inputs' range: the activation cases, and the GPU edge test's kinds.
+pub const ACTIVATIONS: [Activation; 14] = [
     Activation::Relu,
     Activation::LeakyRelu(0.1),
     Activation::Sigmoid,

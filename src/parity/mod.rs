@@ -6,6 +6,6 @@ mod cases;
 mod compare;
 mod half;
 
-pub use cases::{cases, InputKind, OpCase};
+pub use cases::{cases, InputKind, OpCase, ACTIVATIONS};
 pub use compare::{case_output, check, run_case, CaseResult, Mismatch};
 pub use half::{half_bound, run_case_half};

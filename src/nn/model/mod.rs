@@ -525,6 +525,13 @@ impl Builder<'_> {
                 // Each group of a sample is a row of (C/G)·S contiguous values: layer
                 // norm's rows, with a unit scale and no shift, then the channels' affine.
                 let spatial: usize = s.0[2..].iter().product();
+                // PyTorch's check: one value per channel normalises to 0 whatever it was.
+                if instance && spatial == 1 && self.mode == Mode::Train {
+                    return Err(Error::shape(
+                        label.clone(),
+                        format!("expects more than 1 spatial element when training, got {s}"),
+                    ));
+                }
                 let per_group = c / groups * spatial;
                 let rows = self
                     .g

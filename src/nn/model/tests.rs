@@ -729,6 +729,7 @@ mod group_norm {
         assert!(Model::parse("instancenorm2d(3),flatten")
             .unwrap()
             .takes_images());
+        assert!(Model::parse("instancenorm2d(3,momentum=None)").is_ok());
         for (spec, needle) in [
             ("groupnorm(3,8)", "divisible by num_groups (3)"),
             ("groupnorm(2)", "needs 'num_channels'"),
@@ -760,6 +761,16 @@ mod group_norm {
             .unwrap()
             .build(&mut g, x, [1, 1, 8], Mode::Train);
         assert_eq!(g.shape(y.unwrap().output), &Shape::new(&[2, 8]));
+        // One spatial element per channel: refused in training, as PyTorch does, not in
+        // evaluation.
+        let one_pixel = Model::parse("conv2d(1,4,2),instancenorm2d(4)").unwrap();
+        let x = g.input("x3", Shape::new(&[2, 4]));
+        let err = one_pixel
+            .build(&mut g, x, [1, 2, 2], Mode::Train)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than 1 spatial element"), "{err}");
+        assert!(one_pixel.build(&mut g, x, [1, 2, 2], Mode::Eval).is_ok());
     }
 
     /// `y[n, c, s] = (x − mean)/sqrt(var + eps)·weight[c] + bias[c]` over each sample's group
