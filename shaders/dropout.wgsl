@@ -26,9 +26,11 @@ struct StepScalars {
 
 @group(0) @binding(7) var<uniform> scalars: StepScalars;
 
-// d0 = n, d1 = layer, f0 = p, f1 = scale = 1/(1-p) rounded once on the host. One invocation
-// per block of four elements (one Philox call gives four words); dispatch ceil(n/4)
-// invocations. Used for the forward pass and, on dy, for the backward pass.
+// d0 = n, d1 = layer, d2 = per (elements per draw: 1, or H·W for Dropout2d), f0 = p,
+// f1 = scale = 1/(1-p) rounded once on the host. One invocation per block of four elements
+// (one Philox call gives four words); dispatch ceil(n/4) invocations. Used for the forward
+// pass and, on dy, for the backward pass. With per > 1, element i takes draw i / per: word
+// (i / per) % 4 of block (i / per) / 4, computed once per distinct draw of the four.
 @compute @workgroup_size(256)
 fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let block = gid.x + gid.y * nwg.x * 256u;
@@ -36,10 +38,25 @@ fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     if (block >= (n + 3u) / 4u) {
         return;
     }
-    let words = philox4x32_10(
-        vec4<u32>(block, dims.d1, scalars.step, 0u),
-        vec2<u32>(scalars.seed_lo, scalars.seed_hi),
-    );
+    let key = vec2<u32>(scalars.seed_lo, scalars.seed_hi);
+    let per = dims.d2;
+    if (per > 1u) {
+        var draw = 0xffffffffu;
+        var keep = false;
+        for (var k = 0u; k < 4u; k = k + 1u) {
+            let i = block * 4u + k;
+            if (i < n) {
+                if (i / per != draw) {
+                    draw = i / per;
+                    let words = philox4x32_10(vec4<u32>(draw / 4u, dims.d1, scalars.step, 0u), key);
+                    keep = uniform_from_bits(words[draw % 4u]) >= dims.f0;
+                }
+                st_out(i, select(0.0, ld0(i) * dims.f1, keep));
+            }
+        }
+        return;
+    }
+    let words = philox4x32_10(vec4<u32>(block, dims.d1, scalars.step, 0u), key);
     for (var k = 0u; k < 4u; k = k + 1u) {
         let i = block * 4u + k;
         if (i < n) {

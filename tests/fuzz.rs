@@ -319,6 +319,7 @@ const TOKENS: &[&str] = &[
     "instancenorm2d",
     "affine",
     "dropout",
+    "dropout2d",
     "relu",
     "leaky_relu",
     "sigmoid",
@@ -479,6 +480,9 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
                 // Instance norm refuses one value per channel in training, as PyTorch.
                 2 if h * w > 1 => layers.push(format!("instancenorm2d({c},affine=True)")),
                 _ => {}
+            }
+            if pick(4) == 0 {
+                layers.push(format!("dropout2d(p=0.{})", pick(10)));
             }
             layers.push(activation(pick(15)));
             if pick(3) == 0 {

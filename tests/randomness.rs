@@ -86,28 +86,40 @@ fn dropout_output(
 #[test]
 fn dropout_masks_are_bit_equal_on_both_backends() {
     let Some(mut gpu) = common::gpu() else { return };
-    for (seed, step, n, p, layer) in [
-        (0u64, 1u32, 1usize, 0.5f32, 0u32),
-        (42, 7, 1001, 0.25, 3),
-        (0xfeed_f00d_0000_0001, 1000, 65_537, 0.5, 9),
-        (5, 2, 4096, 0.9, 1),
+    // Plain dropout (per = 1) and Dropout2d's channels of `per` elements, over lengths
+    // that end inside a block of four draws or a channel, and past the CPU's pieces.
+    for (seed, step, n, p, layer, per) in [
+        (0u64, 1u32, 1usize, 0.5f32, 0u32, 1u32),
+        (42, 7, 1001, 0.25, 3, 1),
+        (0xfeed_f00d_0000_0001, 1000, 65_537, 0.5, 9, 1),
+        (5, 2, 4096, 0.9, 1, 1),
+        (42, 7, 9 * 49, 0.5, 3, 49),
+        (7, 3, 1000 * 196, 0.3, 2, 196),
+        (7, 3, 77, 0.5, 2, 11),
     ] {
-        let spec = DropoutSpec { p, layer };
+        let spec = DropoutSpec { p, layer, per };
         let cpu = dropout_output(&mut CpuBackend::new(), n, spec, seed, step);
         let dev = dropout_output(&mut gpu, n, spec, seed, step);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(
             bits(&cpu),
             bits(&dev),
-            "seed {seed} step {step} n {n} p {p}"
+            "seed {seed} step {step} n {n} p {p} per {per}"
         );
-        // Kept elements are scaled by 1/(1-p); the kept fraction is within 4 sigma of 1-p.
-        let kept = cpu.iter().filter(|&&v| v != 0.0).count() as f64;
+        // Kept elements are scaled by 1/(1-p); each run of `per` is kept or dropped whole,
+        // and the kept fraction of runs is within 4 sigma of 1-p.
         assert!(cpu.iter().all(|&v| v == 0.0 || v == spec.scale()));
-        let sigma = (n as f64 * f64::from(p) * f64::from(1.0 - p)).sqrt();
+        let runs: Vec<&[f32]> = cpu.chunks(per as usize).collect();
         assert!(
-            (kept - n as f64 * f64::from(1.0 - p)).abs() <= 4.0 * sigma.max(0.5),
-            "kept {kept} of {n} at p {p}"
+            runs.iter().all(|r| r.iter().all(|&v| v == r[0])),
+            "per {per}"
+        );
+        let kept = runs.iter().filter(|r| r[0] != 0.0).count() as f64;
+        let draws = runs.len() as f64;
+        let sigma = (draws * f64::from(p) * f64::from(1.0 - p)).sqrt();
+        assert!(
+            (kept - draws * f64::from(1.0 - p)).abs() <= 4.0 * sigma.max(0.5),
+            "kept {kept} of {draws} at p {p}"
         );
     }
 }

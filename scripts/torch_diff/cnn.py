@@ -52,7 +52,8 @@ def parse_spec(spec):
              'silu': nn.SiLU, 'elu': nn.ELU, 'selu': nn.SELU, 'gelu': nn.GELU,
              'relu6': nn.ReLU6, 'hardtanh': nn.Hardtanh, 'hardsigmoid': nn.Hardsigmoid,
              'hardswish': nn.Hardswish, 'softplus': nn.Softplus, 'mish': nn.Mish,
-             'groupnorm': nn.GroupNorm, 'instancenorm2d': nn.InstanceNorm2d}[name]
+             'groupnorm': nn.GroupNorm, 'instancenorm2d': nn.InstanceNorm2d,
+             'dropout2d': nn.Dropout2d}[name]
         mods.append(M(*pa, **ka))
     return mods
 

@@ -111,10 +111,13 @@ pub enum Layer {
         /// `InstanceNorm2d`: 4-D input only, as PyTorch's.
         instance: bool,
     },
-    /// `nn.Dropout(p=0.5)`.
+    /// `nn.Dropout(p=0.5)`, or `nn.Dropout2d(p=0.5)` on [N, C, H, W], which zeroes whole
+    /// channels of a sample (`channels`).
     Dropout {
-        /// Probability of zeroing an element.
+        /// Probability of zeroing an element (a channel).
         p: f32,
+        /// `Dropout2d`: one draw per channel of each sample.
+        channels: bool,
     },
     /// An element-wise activation (`nn.ReLU`, `nn.LeakyReLU`, `nn.Sigmoid`, `nn.Tanh`,
     /// `nn.GELU`, `nn.SiLU`, `nn.ELU`, `nn.SELU`, `nn.ReLU6`, `nn.Hardtanh`,
@@ -137,9 +140,9 @@ pub enum Layer {
 }
 
 const KNOWN: &str = "linear, conv2d, maxpool2d, avgpool2d, adaptiveavgpool2d, \
-adaptivemaxpool2d, flatten, batchnorm1d, batchnorm2d, layernorm, dropout, relu, leaky_relu, \
-groupnorm, instancenorm2d, sigmoid, tanh, gelu, silu, elu, selu, relu6, hardtanh, hardsigmoid, hardswish, softplus, mish, \
-softmax, residual";
+adaptivemaxpool2d, flatten, batchnorm1d, batchnorm2d, layernorm, groupnorm, instancenorm2d, \
+dropout, dropout2d, relu, leaky_relu, sigmoid, tanh, gelu, silu, elu, selu, relu6, hardtanh, \
+hardsigmoid, hardswish, softplus, mish, softmax, residual";
 
 /// The layer a spec entry names, its arguments checked.
 pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
@@ -335,7 +338,7 @@ pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
                 instance: true,
             }
         }
-        "dropout" => {
+        "dropout" | "dropout2d" => {
             args.allow(&["p"])?;
             let p = args.f32_or(0, "p", 0.5)?;
             if !(0.0..=1.0).contains(&p) {
@@ -345,7 +348,10 @@ pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
                     format!("dropout p must be in [0, 1], got {p}"),
                 ));
             }
-            Layer::Dropout { p }
+            Layer::Dropout {
+                p,
+                channels: l.name == "dropout2d",
+            }
         }
         "relu" => plain(Layer::Activation(Activation::Relu))?,
         "sigmoid" => plain(Layer::Activation(Activation::Sigmoid))?,

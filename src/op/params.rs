@@ -34,6 +34,10 @@ pub struct DropoutSpec {
     /// The layer's number in spec order, containers and their layers counted (its index
     /// in a flat list); part of the random stream's counter.
     pub layer: u32,
+    /// Consecutive elements that share one draw: 1 for `nn.Dropout`, H·W for
+    /// `nn.Dropout2d`, which keeps or zeroes a sample's channel whole. Element i takes
+    /// draw i / per, the draws numbered as dropout's elements are.
+    pub per: u32,
 }
 
 impl DropoutSpec {

@@ -187,8 +187,16 @@ pub fn cases() -> Vec<OpCase> {
     conv_cases(&mut c);
     pool_cases(&mut c);
     norm_cases(&mut c);
-    for (p, d) in [(0.25, &[1][..]), (0.5, &[1001]), (0.1, &[3, 1029])] {
-        let spec = DropoutSpec { p, layer: 3 };
+    // Plain dropout, and Dropout2d's runs of H·W elements per draw: 5 channels of 49 (the
+    // runs straddle the shader's blocks of four) and 3 of 7·49 ending mid-block.
+    for (p, d, per) in [
+        (0.25, &[1][..], 1),
+        (0.5, &[1001], 1),
+        (0.1, &[3, 1029], 1),
+        (0.5, &[2, 5, 7, 7], 49),
+        (0.3, &[1, 3, 7, 49], 343),
+    ] {
+        let spec = DropoutSpec { p, layer: 3, per };
         c.push(OpCase::new(Op::Dropout(spec), vec![real(d)]));
         c.push(OpCase::new(Op::DropoutGrad(spec), vec![real(d)]));
     }

@@ -370,7 +370,7 @@ pub fn launch_with(step: &Step, max: u32, pick: Pick<'_>) -> Result<Launch> {
             entry: "dropout",
             constants: vec![],
             dims: dims(
-                [n, spec.layer as usize, 0, 0],
+                [n, spec.layer as usize, spec.per as usize, 0],
                 [spec.p, spec.scale(), 0.0, 0.0],
             )?,
             groups: groups_1d(n.div_ceil(4), max)?,

@@ -548,12 +548,27 @@ impl Builder<'_> {
                     normed
                 }
             }
-            Layer::Dropout { p } => match self.mode {
-                Mode::Train if p > 0.0 => self
-                    .g
-                    .op(Op::Dropout(DropoutSpec { p, layer: index }), &[h])?,
-                _ => h,
-            },
+            Layer::Dropout { p, channels } => {
+                if channels && s.rank() != 4 {
+                    return Err(misfit("[batch, channels, height, width]".into()));
+                }
+                // One draw per element, or per sample's channel (H·W elements) for
+                // Dropout2d; the draws are numbered as dropout's elements, so the
+                // shader's u32 bound on the element count covers them.
+                let per = if channels { s.0[2] * s.0[3] } else { 1 };
+                let per = u32::try_from(per).map_err(|_| too_big("a channel".into()))?;
+                match self.mode {
+                    Mode::Train if p > 0.0 => {
+                        let spec = DropoutSpec {
+                            p,
+                            layer: index,
+                            per: per.max(1),
+                        };
+                        self.g.op(Op::Dropout(spec), &[h])?
+                    }
+                    _ => h,
+                }
+            }
             Layer::Activation(a) => self.g.op(Op::Activation(a), &[h])?,
             Layer::Softmax => self.g.op(Op::Softmax, &[h])?,
             Layer::Residual {

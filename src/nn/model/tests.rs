@@ -696,6 +696,45 @@ fn grouped_conv_has_pytorch_shapes_and_the_value_of_per_group_convolutions() {
     }
 }
 
+#[test]
+fn dropout2d_takes_images_and_one_draw_per_channel() {
+    let m = Model::parse("conv2d(1,3,3),dropout2d(0.2),flatten,linear(12,2)").unwrap();
+    assert_eq!(
+        m.layers[1],
+        Layer::Dropout {
+            p: 0.2,
+            channels: true
+        }
+    );
+    let mut g = Graph::new();
+    let x = g.input("x", Shape::new(&[2, 16]));
+    m.build(&mut g, x, [1, 4, 4], Mode::Train).unwrap();
+    let specs: Vec<_> = g
+        .nodes()
+        .iter()
+        .filter_map(|n| match n.kind {
+            crate::graph::NodeKind::Op(Op::Dropout(s)) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        specs,
+        [DropoutSpec {
+            p: 0.2,
+            layer: 1,
+            per: 4
+        }]
+    );
+    let mut g = Graph::new();
+    let x = g.input("x", Shape::new(&[2, 16]));
+    let err = Model::parse("flatten,dropout2d")
+        .unwrap()
+        .build(&mut g, x, [1, 4, 4], Mode::Train)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[batch, channels, height, width]"), "{err}");
+}
+
 /// Group and instance norm: arguments, names, and values against group norm written out.
 mod group_norm {
     use super::*;
