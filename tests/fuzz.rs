@@ -341,6 +341,7 @@ const TOKENS: &[&str] = &[
     "ceil_mode",
     "count_include_pad",
     "softmax",
+    "logsoftmax",
     "residual",
     "residual(",
     "shortcut=(",
@@ -537,8 +538,10 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
         layers.push(activation(pick(15)));
     }
     layers.push(format!("linear({features},10)"));
-    if pick(4) == 0 {
-        layers.push("softmax".into());
+    match pick(8) {
+        0 | 1 => layers.push("softmax".into()),
+        2 => layers.push("logsoftmax(dim=1)".into()),
+        _ => {}
     }
     layers.join(if pick(2) == 0 { "," } else { ", " })
 }

@@ -103,6 +103,8 @@ fn table_covers_every_op_variant() {
         "tanh_grad_from_output",
         "softmax",
         "softmax_grad",
+        "log_softmax",
+        "log_softmax_grad",
         "cross_entropy",
         "cross_entropy_grad",
         "mse",

@@ -38,7 +38,10 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
         ],
     ),
     ("activation_core.wgsl", &[]),
-    ("softmax.wgsl", &["softmax", "softmax_grad"]),
+    (
+        "softmax.wgsl",
+        &["softmax", "softmax_grad", "log_softmax", "log_softmax_grad"],
+    ),
     (
         "loss.wgsl",
         &[

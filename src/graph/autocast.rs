@@ -56,6 +56,8 @@ pub fn half_output(op: &Op) -> bool {
         Op::BiasGrad
         | Op::Softmax
         | Op::SoftmaxGrad
+        | Op::LogSoftmax
+        | Op::LogSoftmaxGrad
         | Op::SoftmaxCrossEntropy { .. }
         | Op::Mse
         | Op::BceWithLogits

@@ -145,6 +145,7 @@ fn rule(
         }
         Op::Activation(a) => vec![(x, g.op(Op::ActivationGrad(a), &[x, dy])?)],
         Op::Softmax => vec![(x, g.op(Op::SoftmaxGrad, &[out, dy])?)],
+        Op::LogSoftmax => vec![(x, g.op(Op::LogSoftmaxGrad, &[out, dy])?)],
         Op::SoftmaxCrossEntropy { label_smoothing } => {
             let d = g.op(
                 Op::SoftmaxCrossEntropyGrad { label_smoothing },
@@ -248,6 +249,7 @@ fn rule(
         | Op::ActivationGrad(_)
         | Op::ActivationGradFromOutput(_)
         | Op::SoftmaxGrad
+        | Op::LogSoftmaxGrad
         | Op::SoftmaxCrossEntropyGrad { .. }
         | Op::MseGrad
         | Op::BceWithLogitsGrad

@@ -123,8 +123,13 @@ pub enum Layer {
     /// `nn.GELU`, `nn.SiLU`, `nn.ELU`, `nn.SELU`, `nn.ReLU6`, `nn.Hardtanh`,
     /// `nn.Hardsigmoid`, `nn.Hardswish`, `nn.Softplus`, `nn.Mish`).
     Activation(Activation),
-    /// `nn.Softmax(dim=-1)`.
-    Softmax,
+    /// `nn.Softmax(dim=-1)`, or `nn.LogSoftmax(dim=-1)` (`log`), whose output
+    /// `--loss cross_entropy` takes as logits: log-softmax leaves log-probabilities as they
+    /// are, so the loss is PyTorch's NLL of them.
+    Softmax {
+        /// `LogSoftmax`.
+        log: bool,
+    },
     /// `residual(body..., shortcut=(layers...))`: `body(x) + shortcut(x)`, the shortcut
     /// being the identity when it has no layers, as the blocks of a ResNet. PyTorch has no
     /// such module; its parameters are named as those of a module with two
@@ -142,7 +147,7 @@ pub enum Layer {
 const KNOWN: &str = "linear, conv2d, maxpool2d, avgpool2d, adaptiveavgpool2d, \
 adaptivemaxpool2d, flatten, batchnorm1d, batchnorm2d, layernorm, groupnorm, instancenorm2d, \
 dropout, dropout2d, relu, leaky_relu, sigmoid, tanh, gelu, silu, elu, selu, relu6, hardtanh, \
-hardsigmoid, hardswish, softplus, mish, softmax, residual";
+hardsigmoid, hardswish, softplus, mish, softmax, logsoftmax, residual";
 
 /// The layer a spec entry names, its arguments checked.
 pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
@@ -415,17 +420,19 @@ pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
                 shortcut: layers(&l.shortcut)?,
             }
         }
-        "softmax" => {
+        "softmax" | "logsoftmax" => {
             args.allow(&["dim"])?;
             let dim = args.get(0, "dim").map(|a| a.value.as_str()).unwrap_or("-1");
             if dim != "-1" && dim != "1" {
                 return Err(spec_error(
                     spec,
                     l.position,
-                    "softmax is over the last dimension (dim=-1)",
+                    format!("{} is over the last dimension (dim=-1)", l.name),
                 ));
             }
-            Layer::Softmax
+            Layer::Softmax {
+                log: l.name == "logsoftmax",
+            }
         }
         name => {
             return Err(spec_error(

@@ -101,6 +101,11 @@ pub enum Op {
     ActivationGradFromOutput(Activation),
     /// Softmax over the last dimension.
     Softmax,
+    /// Log-softmax of each row: `x − max − log Σ exp(x − max)`.
+    LogSoftmax,
+    /// `(y, dy) → dy − exp(y)·Σ dy` per row: the gradient of [`Op::LogSoftmax`] from its
+    /// output, as PyTorch's log_softmax_backward.
+    LogSoftmaxGrad,
     /// `(y, dy) → y · (dy − Σ dy·y)` per row: the gradient of [`Op::Softmax`] from its output.
     SoftmaxGrad,
     /// `(logits [B, C], labels [B]) → [1]`: mean cross-entropy of softmax(logits), with
@@ -280,6 +285,7 @@ impl Op {
             | Op::ActivationGrad(_)
             | Op::ActivationGradFromOutput(_)
             | Op::SoftmaxGrad
+            | Op::LogSoftmaxGrad
             | Op::SoftmaxCrossEntropy { .. }
             | Op::Mse
             | Op::BceWithLogits
@@ -320,6 +326,7 @@ impl Op {
             | Op::Scale(_)
             | Op::Activation(_)
             | Op::Softmax
+            | Op::LogSoftmax
             | Op::Sum
             | Op::Mean
             | Op::SumSquares
@@ -371,6 +378,8 @@ impl Op {
             Op::ActivationGradFromOutput(a) => format!("{}_grad_from_output", a.name()),
             Op::Softmax => "softmax".into(),
             Op::SoftmaxGrad => "softmax_grad".into(),
+            Op::LogSoftmax => "log_softmax".into(),
+            Op::LogSoftmaxGrad => "log_softmax_grad".into(),
             Op::SoftmaxCrossEntropy { .. } => "cross_entropy".into(),
             Op::SoftmaxCrossEntropyGrad { .. } => "cross_entropy_grad".into(),
             Op::Mse => "mse".into(),
@@ -432,6 +441,7 @@ impl Op {
             Op::Scale(_)
             | Op::Activation(_)
             | Op::Softmax
+            | Op::LogSoftmax
             | Op::Sum
             | Op::Mean
             | Op::SumSquares
@@ -477,6 +487,7 @@ impl Op {
             | Op::ActivationGrad(_)
             | Op::ActivationGradFromOutput(_)
             | Op::SoftmaxGrad
+            | Op::LogSoftmaxGrad
             | Op::SoftmaxCrossEntropyGrad { .. }
             | Op::MseGrad
             | Op::BceWithLogitsGrad
@@ -541,6 +552,7 @@ impl Op {
             | Op::SmoothL1 { .. }
             | Op::Huber { .. }
             | Op::SoftmaxGrad
+            | Op::LogSoftmaxGrad
             | Op::SoftmaxCrossEntropy { .. } => Tolerance::Reduction,
             Op::Activation(Activation::Relu | Activation::LeakyRelu(_))
             | Op::ActivationGrad(Activation::Relu | Activation::LeakyRelu(_))
@@ -557,6 +569,7 @@ impl Op {
             | Op::ActivationGrad(_)
             | Op::ActivationGradFromOutput(_)
             | Op::Softmax
+            | Op::LogSoftmax
             | Op::SoftmaxCrossEntropyGrad { .. }
             | Op::BceWithLogitsGrad => Tolerance::Relative(1e-4),
             // The reduction bound's magnitude (the op on |inputs|) misjudges this loss:

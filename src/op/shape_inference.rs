@@ -153,7 +153,9 @@ impl Op {
                 }
                 Ok(inputs[0].clone())
             }
-            Op::Scale(_) | Op::Activation(_) | Op::Softmax => Ok(inputs[0].clone()),
+            Op::Scale(_) | Op::Activation(_) | Op::Softmax | Op::LogSoftmax => {
+                Ok(inputs[0].clone())
+            }
             Op::ActivationGradFromOutput(a) if !a.grad_from_output() => {
                 Err(Error::Unsupported(format!(
                     "{}: the gradient of {} needs its input, not its output",
@@ -161,7 +163,10 @@ impl Op {
                     a.name()
                 )))
             }
-            Op::ActivationGrad(_) | Op::ActivationGradFromOutput(_) | Op::SoftmaxGrad => {
+            Op::ActivationGrad(_)
+            | Op::ActivationGradFromOutput(_)
+            | Op::SoftmaxGrad
+            | Op::LogSoftmaxGrad => {
                 if inputs[0] != inputs[1] {
                     return mismatch(format!("{} vs {}", inputs[0], inputs[1]));
                 }

@@ -17,6 +17,9 @@ pub enum InputKind {
     Unit,
     /// Batch-norm statistics [2, C]: means in (−1, 1), variances in (0.1, 2).
     Stats,
+    /// Rows of log-probabilities: the log-softmax of logits uniform in (−4, 4) per last
+    /// dimension, what a log-softmax gradient reads.
+    LogProbs,
 }
 
 /// One op on one set of input shapes.
@@ -52,18 +55,42 @@ impl OpCase {
             .enumerate()
             .map(|(i, (shape, kind))| {
                 let mut rng = Philox::new(seed, i as u32);
-                (0..shape.numel())
+                let values: Vec<f32> = (0..shape.numel())
                     .map(|j| match kind {
                         InputKind::Real(r) => rng.uniform(-r, *r),
                         InputKind::Labels(c) => rng.below(*c as u32) as f32,
                         InputKind::Unit => rng.uniform(0.0, 1.0),
                         InputKind::Stats if j < shape.numel() / 2 => rng.uniform(-1.0, 1.0),
                         InputKind::Stats => rng.uniform(0.1, 2.0),
+                        InputKind::LogProbs => rng.uniform(-4.0, 4.0),
                     })
-                    .collect()
+                    .collect();
+                if *kind == InputKind::LogProbs {
+                    log_softmax_rows(&values, shape.last())
+                } else {
+                    values
+                }
             })
             .collect()
     }
+}
+
+/// Each `cols`-long row of `logits` turned into log-probabilities, in f64.
+fn log_softmax_rows(logits: &[f32], cols: usize) -> Vec<f32> {
+    logits
+        .chunks(cols.max(1))
+        .flat_map(|row| {
+            let m = row
+                .iter()
+                .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+            let lse = m + row
+                .iter()
+                .map(|&v| (f64::from(v) - m).exp())
+                .sum::<f64>()
+                .ln();
+            row.iter().map(move |&v| (f64::from(v) - lse) as f32)
+        })
+        .collect()
 }
 
 fn real(d: &[usize]) -> (Shape, InputKind) {
@@ -153,6 +180,12 @@ pub fn cases() -> Vec<OpCase> {
     }
     for (r, k) in [(1, 1), (5, 10), (33, 300)] {
         c.push(OpCase::new(Op::Softmax, vec![wide(&[r, k])]));
+        c.push(OpCase::new(Op::LogSoftmax, vec![wide(&[r, k])]));
+        // y a log-softmax output, as the gradient is only ever fed one.
+        c.push(OpCase::new(
+            Op::LogSoftmaxGrad,
+            vec![(Shape::new(&[r, k]), InputKind::LogProbs), real(&[r, k])],
+        ));
         c.push(OpCase::new(
             Op::SoftmaxGrad,
             vec![real(&[r, k]), real(&[r, k])],

@@ -111,7 +111,7 @@ fn terms(case: &OpCase) -> usize {
         Op::GroupedConvInputGrad(g) => s.last() / g.groups.max(1) * g.conv.kh * g.conv.kw,
         Op::GroupedConvWeightGrad(g) => g.conv.n * g.conv.oh() * g.conv.ow(),
         Op::BiasGrad => s.rows(),
-        Op::SoftmaxGrad => s.last(),
+        Op::SoftmaxGrad | Op::LogSoftmaxGrad => s.last(),
         Op::SoftmaxCrossEntropy { .. } => s.numel() + s.rows(),
         Op::Col2Im(g) => g.kh * g.kw,
         Op::MaxPoolGrad(g) | Op::AvgPool(g) | Op::AvgPoolGrad(g) => g.kh * g.kw,
@@ -129,11 +129,12 @@ fn terms(case: &OpCase) -> usize {
     }
 }
 
-/// Σ |dy|·(|x| + |mean|)·invstd per output of the normalisations' gamma gradients (`None`
-/// for other ops): the size of each term dy·x̂ and of the rounding of x − mean in it. The
-/// op evaluated on absolute inputs, the other reductions' magnitude, does not bound these
-/// sums: x̂ of |x| is still centred, so Σ |dy|·x̂(|x|) cancels where Σ |dy·x̂| does not.
-fn gamma_grad_magnitudes(case: &OpCase, inputs: &[Vec<f64>]) -> Option<Vec<f64>> {
+/// The magnitude of each output's terms for the reductions the op on absolute inputs (the
+/// other reductions' magnitude) misjudges (`None` for other ops): for the normalisations'
+/// gamma gradients Σ |dy|·(|x| + |mean|)·invstd, the size of each term dy·x̂ and of the
+/// rounding of x − mean in it (x̂ of |x| is still centred, so Σ |dy|·x̂(|x|) cancels where
+/// Σ |dy·x̂| does not); for the log-softmax gradient, see its arm.
+fn reduction_magnitudes(case: &OpCase, inputs: &[Vec<f64>]) -> Option<Vec<f64>> {
     let x = inputs.first()?;
     match case.op {
         Op::LayerNormGammaGrad { eps } => {
@@ -157,6 +158,18 @@ fn gamma_grad_magnitudes(case: &OpCase, inputs: &[Vec<f64>]) -> Option<Vec<f64>>
                 let k = (i / ch.s.max(1)) % ch.c.max(1);
                 let istd = 1.0 / (stats[ch.c + k] + f64::from(ch.eps)).sqrt();
                 out[k] += d.abs() * (v.abs() + stats[k].abs()) * istd;
+            }
+            Some(out)
+        }
+        // dy − exp(y)·Σdy: each output's terms are dy and exp(y)·dy' for every dy' of its
+        // row. The op on |inputs| would take exp(|y|), the probabilities' reciprocals.
+        Op::LogSoftmaxGrad => {
+            let dy = inputs.get(1)?;
+            let cols = case.inputs[0].0.last().max(1);
+            let mut out = Vec::with_capacity(x.len());
+            for (yr, gr) in x.chunks(cols).zip(dy.chunks(cols)) {
+                let total: f64 = gr.iter().map(|g| g.abs()).sum();
+                out.extend(yr.iter().zip(gr).map(|(y, g)| g.abs() + y.exp() * total));
             }
             Some(out)
         }
@@ -218,7 +231,7 @@ pub fn check(case: &OpCase, inputs: &[Vec<f32>], got: &[f32]) -> Result<CaseResu
         ),
         op => (op, 0.0),
     };
-    let magnitude = match (tolerance, gamma_grad_magnitudes(case, &in64)) {
+    let magnitude = match (tolerance, reduction_magnitudes(case, &in64)) {
         (Tolerance::Reduction, Some(m)) => m,
         (Tolerance::Reduction, None) => eval64(magnitude_op, &abs64, &shapes, &out_shape)?,
         _ => Vec::new(),
@@ -366,7 +379,7 @@ mod tests {
         // One row [1, 3]: mean 2, variance 1, so invstd 1; dy = [1, −1]: the terms'
         // sizes are |1|·(1 + 2) and |−1|·(3 + 2).
         let inputs = vec![vec![1.0, 3.0], vec![1.0, -1.0]];
-        let m = gamma_grad_magnitudes(&layer_norm_gamma(1, 2), &inputs).unwrap();
+        let m = reduction_magnitudes(&layer_norm_gamma(1, 2), &inputs).unwrap();
         assert_eq!(m, vec![3.0, 5.0]);
         // Batch norm with stats (mean 2, variance 3) of one channel: invstd 1/2.
         let case = OpCase {
@@ -379,9 +392,9 @@ mod tests {
             target: None,
         };
         let inputs = vec![vec![1.0, -3.0], vec![2.0, 3.0], vec![2.0, -1.0]];
-        let m = gamma_grad_magnitudes(&case, &inputs).unwrap();
+        let m = reduction_magnitudes(&case, &inputs).unwrap();
         assert_eq!(m, vec![(2.0 * 3.0 + 5.0) / 2.0]);
-        assert!(gamma_grad_magnitudes(
+        assert!(reduction_magnitudes(
             &OpCase {
                 op: Op::Add,
                 ..case

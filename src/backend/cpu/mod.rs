@@ -260,6 +260,10 @@ fn run_checked<T: Real>(
         }
         Op::Softmax => softmax::softmax(inputs[0], out, shapes[0].last()),
         Op::SoftmaxGrad => softmax::softmax_grad(inputs[0], inputs[1], out, shapes[0].last()),
+        Op::LogSoftmax => softmax::log_softmax(inputs[0], out, shapes[0].last()),
+        Op::LogSoftmaxGrad => {
+            softmax::log_softmax_grad(inputs[0], inputs[1], out, shapes[0].last())
+        }
         Op::SoftmaxCrossEntropy { label_smoothing } => {
             out[0] = loss::cross_entropy(inputs[0], inputs[1], shapes[0].last(), label_smoothing)
         }

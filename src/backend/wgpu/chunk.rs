@@ -72,6 +72,8 @@ fn partition(step: &Step) -> Option<Partition> {
         Op::BiasAdd
         | Op::Softmax
         | Op::SoftmaxGrad
+        | Op::LogSoftmax
+        | Op::LogSoftmaxGrad
         | Op::LayerNorm { .. }
         | Op::LayerNormGrad { .. } => by_len(rows, cols),
         Op::SoftmaxCrossEntropyGrad { .. } => {

@@ -247,6 +247,18 @@ pub fn launch_with(step: &Step, max: u32, pick: Pick<'_>) -> Result<Launch> {
             dims([rows, cols, 0, 0], zf)?,
             rows,
         )?,
+        Op::LogSoftmax => simple(
+            "softmax.wgsl",
+            "log_softmax",
+            dims([rows, cols, 0, 0], zf)?,
+            rows,
+        )?,
+        Op::LogSoftmaxGrad => simple(
+            "softmax.wgsl",
+            "log_softmax_grad",
+            dims([rows, cols, 0, 0], zf)?,
+            rows,
+        )?,
         Op::SoftmaxCrossEntropy { label_smoothing } => single(
             "loss.wgsl",
             "cross_entropy",

@@ -570,7 +570,8 @@ impl Builder<'_> {
                 }
             }
             Layer::Activation(a) => self.g.op(Op::Activation(a), &[h])?,
-            Layer::Softmax => self.g.op(Op::Softmax, &[h])?,
+            Layer::Softmax { log: false } => self.g.op(Op::Softmax, &[h])?,
+            Layer::Softmax { log: true } => self.g.op(Op::LogSoftmax, &[h])?,
             Layer::Residual {
                 ref body,
                 ref shortcut,

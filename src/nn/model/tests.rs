@@ -697,6 +697,26 @@ fn grouped_conv_has_pytorch_shapes_and_the_value_of_per_group_convolutions() {
 }
 
 #[test]
+fn softmax_and_log_softmax_end_a_model() {
+    for (spec, op) in [
+        ("linear(4,3),softmax", Op::Softmax),
+        ("linear(4,3),logsoftmax(dim=1)", Op::LogSoftmax),
+        ("linear(4,3),logsoftmax(-1)", Op::LogSoftmax),
+    ] {
+        let m = Model::parse(spec).unwrap();
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::new(&[2, 4]));
+        let y = m.build(&mut g, x, [1, 1, 4], Mode::Train).unwrap().output;
+        assert_eq!(g.node(y).kind, crate::graph::NodeKind::Op(op), "{spec}");
+    }
+    let err = Model::parse("logsoftmax(dim=0)").unwrap_err().to_string();
+    assert!(
+        err.contains("logsoftmax is over the last dimension"),
+        "{err}"
+    );
+}
+
+#[test]
 fn dropout2d_takes_images_and_one_draw_per_channel() {
     let m = Model::parse("conv2d(1,3,3),dropout2d(0.2),flatten,linear(12,2)").unwrap();
     assert_eq!(
