@@ -218,6 +218,53 @@ fn channel_affine(
     st_out(i, ld0(i) * ld1(k) + ld2(k));
 }
 
+// PReLU, per channel of in0 = x [N, C, S] with in1 = weight [C]: out = x where x > 0,
+// else weight·x. Dims: d0 = N, d1 = C, d2 = S. Dispatch: N·C·S invocations (1-D).
+@compute @workgroup_size(256)
+fn prelu(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let c = dims.d1;
+    if (i >= dims.d0 * c * dims.d2) {
+        return;
+    }
+    let x = ld0(i);
+    st_out(i, select(ld1((i / dims.d2) % c) * x, x, x > 0.0));
+}
+
+// PReLU's input gradient: out = dy where x > 0, else weight·dy; in0 = x, in1 = weight [C],
+// in2 = dy. Dims and dispatch as prelu.
+@compute @workgroup_size(256)
+fn prelu_grad(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let c = dims.d1;
+    if (i >= dims.d0 * c * dims.d2) {
+        return;
+    }
+    let dy = ld2(i);
+    st_out(i, select(ld1((i / dims.d2) % c) * dy, dy, ld0(i) > 0.0));
+}
+
+// The terms of PReLU's weight gradient: out = 0 where x > 0, else x·dy; in0 = x, in1 = dy
+// (channel_sum adds them per channel). Dims and dispatch as prelu.
+@compute @workgroup_size(256)
+fn prelu_weight_terms(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= dims.d0 * dims.d1 * dims.d2) {
+        return;
+    }
+    let x = ld0(i);
+    st_out(i, select(x * ld1(i), 0.0, x > 0.0));
+}
+
 // out [5, C] = each channel's (mean, invstd, gamma·invstd, Σdy, Σdy·x̂), what
 // batch_norm_grad reads, from in0 = stats [2, C] (batch_norm_stats of x), in1 = gamma [C],
 // in2 = Σdy·x̂ [C] (batch_norm_gamma_grad), in3 = Σdy [C] (channel_sum).

@@ -336,6 +336,7 @@ const TOKENS: &[&str] = &[
     "softplus",
     "beta",
     "mish",
+    "prelu",
     "adaptiveavgpool2d",
     "adaptivemaxpool2d",
     "ceil_mode",
@@ -447,7 +448,8 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
             "hardsigmoid",
             "softplus(beta=2)",
             "mish",
-        ][k % 15]
+            "prelu",
+        ][k % 16]
             .to_string()
     };
     if pick(2) == 0 {
@@ -485,7 +487,7 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
             if pick(4) == 0 {
                 layers.push(format!("dropout2d(p=0.{})", pick(10)));
             }
-            layers.push(activation(pick(15)));
+            layers.push(activation(pick(16)));
             if pick(3) == 0 {
                 let shortcut = match pick(3) {
                     0 => format!(",shortcut=(conv2d({c},{c},1,bias=false),batchnorm2d({c}))"),
@@ -493,7 +495,7 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
                 };
                 layers.push(format!(
                     "residual(conv2d({c},{c},3,padding=1),{}{shortcut})",
-                    activation(pick(15))
+                    activation(pick(16))
                 ));
             }
             let k = 1 + pick(2);
@@ -531,11 +533,11 @@ fn chained_spec(sample: [usize; 3], picks: &[u8]) -> String {
             3 => layers.push(format!(
                 "residual(linear({features},{features}),{}, residual(dropout(0.5)), \
                  shortcut = (linear({features},{features},bias=false)))",
-                activation(pick(15))
+                activation(pick(16))
             )),
             _ => {}
         }
-        layers.push(activation(pick(15)));
+        layers.push(activation(pick(16)));
     }
     layers.push(format!("linear({features},10)"));
     match pick(8) {

@@ -187,6 +187,17 @@ linear(2,2)";
 }
 
 #[test]
+fn prelu_gradients_match_central_differences() {
+    // A slope per channel on images, then one slope for all features of [N, 2].
+    let spec = "conv2d(2,3,3,padding=1),prelu(3,init=0.1),flatten,linear(27,2),prelu";
+    let target = [0.3, -0.2, 0.5, 0.1];
+    assert_eq!(
+        model_gradients_match_central_differences(spec, &[2, 2, 3, 3], [2, 3, 3], &target),
+        36 + 54 + 3 + 3 + 54 + 2 + 1
+    );
+}
+
+#[test]
 fn group_and_instance_norm_gradients_match_central_differences() {
     // Group norm over 3 groups of 2 channels of 3x3 images, instance norm with its affine,
     // and group norm on [N, C] features in one group without affine; the input is a

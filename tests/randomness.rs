@@ -96,6 +96,9 @@ fn dropout_masks_are_bit_equal_on_both_backends() {
         (42, 7, 9 * 49, 0.5, 3, 49),
         (7, 3, 1000 * 196, 0.3, 2, 196),
         (7, 3, 77, 0.5, 2, 11),
+        // Two draws in one shader block of four elements (2), and runs across blocks (3).
+        (11, 5, 1001, 0.5, 4, 2),
+        (11, 5, 999, 0.5, 4, 3),
     ] {
         let spec = DropoutSpec { p, layer, per };
         let cpu = dropout_output(&mut CpuBackend::new(), n, spec, seed, step);

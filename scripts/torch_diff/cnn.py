@@ -53,7 +53,7 @@ def parse_spec(spec):
              'relu6': nn.ReLU6, 'hardtanh': nn.Hardtanh, 'hardsigmoid': nn.Hardsigmoid,
              'hardswish': nn.Hardswish, 'softplus': nn.Softplus, 'mish': nn.Mish,
              'groupnorm': nn.GroupNorm, 'instancenorm2d': nn.InstanceNorm2d,
-             'dropout2d': nn.Dropout2d, 'logsoftmax': nn.LogSoftmax}[name]
+             'dropout2d': nn.Dropout2d, 'logsoftmax': nn.LogSoftmax, 'prelu': nn.PReLU}[name]
         mods.append(M(*pa, **ka))
     return mods
 
@@ -164,6 +164,8 @@ CASES = [
     ('a2', "flatten,linear(784,64),softplus,linear(64,64),mish,linear(64,32),hardtanh(-0.5,0.5),linear(32,32),hardsigmoid,linear(32,32),softplus(beta=2,threshold=1),linear(32,10)", False),
     # A log-softmax output under cross-entropy: PyTorch's log_softmax + nll_loss.
     ('a3', "flatten,linear(784,64),relu,linear(64,10),logsoftmax(dim=1)", False),
+    # PReLU: a slope per channel after a convolution, one slope for all features.
+    ('a4', "conv2d(1,8,3,padding=1),prelu(8),maxpool2d(2),flatten,linear(1568,32),prelu,linear(32,10)", False),
     # Group norm (2 and 4 groups, eps), instance norm (plain and affine) and group norm on
     # [N, C] features (8 groups, and one group without affine).
     ('n1', "conv2d(1,8,3,padding=1),groupnorm(2,8),relu,maxpool2d(2),conv2d(8,16,3,padding=1),groupnorm(4,16,eps=1e-3),relu,flatten,linear(3136,10)", False),

@@ -43,6 +43,8 @@ pub fn half_output(op: &Op) -> bool {
         | Op::BatchNormApply(_)
         | Op::BatchNormGrad(_)
         | Op::ChannelAffine(_)
+        | Op::PRelu(_)
+        | Op::PReluGrad(_)
         | Op::LayerNorm { .. }
         | Op::LayerNormGrad { .. }
         | Op::Dropout(_)
@@ -79,7 +81,9 @@ pub fn half_output(op: &Op) -> bool {
         | Op::BatchNormGammaGrad(_)
         | Op::ChannelSum(_)
         | Op::BatchNormRunning { .. }
-        | Op::LayerNormGammaGrad { .. } => false,
+        | Op::LayerNormGammaGrad { .. }
+        // Terms of a parameter gradient, which stay f32 as the gradient does.
+        | Op::PReluWeightTerms(_) => false,
     }
 }
 

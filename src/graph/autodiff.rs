@@ -206,6 +206,13 @@ fn rule(
             let dx = g.op(Op::BatchNormGrad(ch), &[x, coeffs, dy])?;
             vec![(x, dx), (gamma, dgamma), (beta, dbeta)]
         }
+        Op::PRelu(ch) => {
+            let weight = inputs[1];
+            let dx = g.op(Op::PReluGrad(ch), &[x, weight, dy])?;
+            let terms = g.op(Op::PReluWeightTerms(ch), &[x, dy])?;
+            let dweight = g.op(Op::ChannelSum(ch), &[terms])?;
+            vec![(x, dx), (weight, dweight)]
+        }
         Op::ChannelAffine(ch) => {
             let gamma = inputs[1];
             let zeros = g.constant(0.0, Shape::new(&[ch.c]));
@@ -239,6 +246,8 @@ fn rule(
         | Op::BatchNormGrad(_)
         | Op::BatchNormGammaGrad(_)
         | Op::ChannelSum(_)
+        | Op::PReluGrad(_)
+        | Op::PReluWeightTerms(_)
         | Op::BatchNormRunning { .. }
         | Op::LayerNormGrad { .. }
         | Op::LayerNormGammaGrad { .. }

@@ -111,13 +111,21 @@ pub enum Layer {
         /// `InstanceNorm2d`: 4-D input only, as PyTorch's.
         instance: bool,
     },
-    /// `nn.Dropout(p=0.5)`, or `nn.Dropout2d(p=0.5)` on [N, C, H, W], which zeroes whole
-    /// channels of a sample (`channels`).
+    /// `nn.Dropout(p=0.5)`, or `nn.Dropout2d(p=0.5)` on [N, C, H, W] (or [N, C, L]), which
+    /// zeroes whole channels of a sample (`channels`).
     Dropout {
         /// Probability of zeroing an element (a channel).
         p: f32,
         /// `Dropout2d`: one draw per channel of each sample.
         channels: bool,
+    },
+    /// `nn.PReLU(num_parameters=1, init=0.25)`: leaky relu whose slope is learnt, one for
+    /// every channel (dimension 1) or one for all.
+    PRelu {
+        /// 1, or the channel count.
+        num_parameters: usize,
+        /// The slopes' initial value.
+        init: f32,
     },
     /// An element-wise activation (`nn.ReLU`, `nn.LeakyReLU`, `nn.Sigmoid`, `nn.Tanh`,
     /// `nn.GELU`, `nn.SiLU`, `nn.ELU`, `nn.SELU`, `nn.ReLU6`, `nn.Hardtanh`,
@@ -125,10 +133,12 @@ pub enum Layer {
     Activation(Activation),
     /// `nn.Softmax(dim=-1)`, or `nn.LogSoftmax(dim=-1)` (`log`), whose output
     /// `--loss cross_entropy` takes as logits: log-softmax leaves log-probabilities as they
-    /// are, so the loss is PyTorch's NLL of them.
+    /// are, so without label smoothing the loss is PyTorch's NLL of them.
     Softmax {
         /// `LogSoftmax`.
         log: bool,
+        /// Written `dim=1`: the last dimension only of 2-D input, which the builder checks.
+        dim_one: bool,
     },
     /// `residual(body..., shortcut=(layers...))`: `body(x) + shortcut(x)`, the shortcut
     /// being the identity when it has no layers, as the blocks of a ResNet. PyTorch has no
@@ -146,7 +156,7 @@ pub enum Layer {
 
 const KNOWN: &str = "linear, conv2d, maxpool2d, avgpool2d, adaptiveavgpool2d, \
 adaptivemaxpool2d, flatten, batchnorm1d, batchnorm2d, layernorm, groupnorm, instancenorm2d, \
-dropout, dropout2d, relu, leaky_relu, sigmoid, tanh, gelu, silu, elu, selu, relu6, hardtanh, \
+dropout, dropout2d, relu, leaky_relu, prelu, sigmoid, tanh, gelu, silu, elu, selu, relu6, hardtanh, \
 hardsigmoid, hardswish, softplus, mish, softmax, logsoftmax, residual";
 
 /// The layer a spec entry names, its arguments checked.
@@ -365,6 +375,16 @@ pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
         "silu" => plain(Layer::Activation(Activation::Silu))?,
         "selu" => plain(Layer::Activation(Activation::Selu))?,
         "relu6" => plain(Layer::Activation(Activation::Relu6))?,
+        "prelu" => {
+            args.allow(&["num_parameters", "init"])?;
+            Layer::PRelu {
+                num_parameters: match args.get(0, "num_parameters") {
+                    Some(_) => args.usize(0, "num_parameters")?,
+                    None => 1,
+                },
+                init: args.f32_or(1, "init", 0.25)?,
+            }
+        }
         "hardsigmoid" => plain(Layer::Activation(Activation::Hardsigmoid))?,
         "hardswish" => plain(Layer::Activation(Activation::Hardswish))?,
         "mish" => plain(Layer::Activation(Activation::Mish))?,
@@ -432,6 +452,7 @@ pub fn layer_of(spec: &str, l: &LayerSpec) -> Result<Layer> {
             }
             Layer::Softmax {
                 log: l.name == "logsoftmax",
+                dim_one: dim == "1",
             }
         }
         name => {

@@ -224,6 +224,14 @@ pub enum Op {
     /// `(x [N, C, S], gamma [C], beta [C]) → x·gamma + beta` per channel: group norm's
     /// affine, after its normalisation (a [`Op::LayerNorm`] over each group).
     ChannelAffine(Channels),
+    /// `(x [N, C, S], weight [C]) → x` where x > 0, else `weight·x` per channel
+    /// (`nn.PReLU`; one weight for every channel is C = 1 over `[N, 1, rest]`).
+    PRelu(Channels),
+    /// `(x, weight, dy) → dy` where x > 0, else `weight·dy`: PReLU's input gradient.
+    PReluGrad(Channels),
+    /// `(x, dy) → 0` where x > 0, else `x·dy`: the terms of PReLU's weight gradient, which
+    /// [`Op::ChannelSum`] adds per channel.
+    PReluWeightTerms(Channels),
     /// `stats [2, C] →` running statistics updated in place with `momentum`, the variance
     /// made unbiased by `count / (count − 1)`: `(1 − m)·running + m·batch`.
     BatchNormRunning {
@@ -305,7 +313,8 @@ impl Op {
             | Op::BatchNormGrad(_)
             | Op::LayerNorm { .. }
             | Op::LayerNormGrad { .. }
-            | Op::ChannelAffine(_) => 3,
+            | Op::ChannelAffine(_)
+            | Op::PReluGrad(_) => 3,
             Op::BatchNormApply(_) | Op::BatchNormGradCoeffs(_) => 4,
             Op::MaxPoolGrad(_) | Op::AdaptiveMaxPoolGrad(_) | Op::LayerNormGammaGrad { .. } => 2,
             Op::AdaptiveAvgPool(_) | Op::AdaptiveAvgPoolGrad(_) | Op::AdaptiveMaxPool(_) => 1,
@@ -333,7 +342,7 @@ impl Op {
             | Op::SumAbs
             | Op::Broadcast(_)
             | Op::Argmax => 1,
-            Op::SumSquaresGrad | Op::SumAbsGrad => 2,
+            Op::SumSquaresGrad | Op::SumAbsGrad | Op::PRelu(_) | Op::PReluWeightTerms(_) => 2,
         }
     }
 
@@ -421,6 +430,9 @@ impl Op {
             Op::BatchNormGammaGrad(_) => "batch_norm_gamma_grad".into(),
             Op::ChannelSum(_) => "channel_sum".into(),
             Op::ChannelAffine(_) => "channel_affine".into(),
+            Op::PRelu(_) => "prelu".into(),
+            Op::PReluGrad(_) => "prelu_grad".into(),
+            Op::PReluWeightTerms(_) => "prelu_weight_terms".into(),
             Op::BatchNormRunning { .. } => "batch_norm_running".into(),
             Op::LayerNorm { .. } => "layer_norm".into(),
             Op::LayerNormGrad { .. } => "layer_norm_grad".into(),
@@ -467,6 +479,8 @@ impl Op {
             // of BatchNormGrad, not a separate gradient.
             Op::BatchNormApply(_) => &[0, 2, 3],
             Op::LayerNorm { .. } | Op::ChannelAffine(_) => &[0, 1, 2],
+            Op::PRelu(_) => &[0, 1],
+            Op::PReluGrad(_) | Op::PReluWeightTerms(_) => &[],
             Op::MaxPoolGrad(_)
             | Op::AvgPoolGrad(_)
             | Op::AdaptiveAvgPoolGrad(_)
@@ -525,7 +539,10 @@ impl Op {
             Op::BatchNormRunning { .. }
             | Op::Dropout(_)
             | Op::DropoutGrad(_)
-            | Op::ChannelAffine(_) => Tolerance::Relative(1e-5),
+            | Op::ChannelAffine(_)
+            | Op::PRelu(_)
+            | Op::PReluGrad(_)
+            | Op::PReluWeightTerms(_) => Tolerance::Relative(1e-5),
             // Normalised values pass through a subtraction of the mean and a reciprocal
             // square root: relative to the output's scale, 1e-4 as for exp/log.
             Op::BatchNormApply(_)

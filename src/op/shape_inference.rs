@@ -305,6 +305,21 @@ impl Op {
                 check_channels(self, inputs[0], ch)?;
                 Ok(Shape::new(&[ch.c]))
             }
+            Op::PRelu(ch) | Op::PReluWeightTerms(ch) => {
+                check_channels(self, inputs[0], ch)?;
+                if matches!(self, Op::PRelu(_)) {
+                    expect_numel(self, inputs[1], ch.c)?;
+                } else {
+                    expect_numel(self, inputs[1], inputs[0].numel())?;
+                }
+                Ok(inputs[0].clone())
+            }
+            Op::PReluGrad(ch) => {
+                check_channels(self, inputs[0], ch)?;
+                expect_numel(self, inputs[1], ch.c)?;
+                expect_numel(self, inputs[2], inputs[0].numel())?;
+                Ok(inputs[0].clone())
+            }
             Op::ChannelAffine(ch) => {
                 check_channels(self, inputs[0], ch)?;
                 expect_numel(self, inputs[1], ch.c)?;

@@ -549,6 +549,15 @@ fn norm_cases(c: &mut Vec<OpCase>) {
             Op::ChannelAffine(spec),
             vec![wide(x), real(&[ch]), real(&[ch])],
         ));
+        c.push(OpCase::new(Op::PRelu(spec), vec![wide(x), real(&[ch])]));
+        c.push(OpCase::new(
+            Op::PReluGrad(spec),
+            vec![wide(x), real(&[ch]), real(x)],
+        ));
+        c.push(OpCase::new(
+            Op::PReluWeightTerms(spec),
+            vec![wide(x), real(x)],
+        ));
         c.push(OpCase::new(
             Op::BatchNormRunning {
                 c: ch,

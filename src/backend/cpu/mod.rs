@@ -336,6 +336,9 @@ fn run_checked<T: Real>(
             let n = shapes[0].numel() / (ch.c * ch.s);
             norm::channel_sum(inputs[0], out, n, ch.c, ch.s)
         }
+        Op::PRelu(ch) => norm::prelu(inputs[0], inputs[1], out, ch.c, ch.s),
+        Op::PReluGrad(ch) => norm::prelu_grad(inputs[0], inputs[1], inputs[2], out, ch.c, ch.s),
+        Op::PReluWeightTerms(_) => norm::prelu_weight_terms(inputs[0], inputs[1], out),
         Op::ChannelAffine(ch) => {
             norm::channel_affine(inputs[0], inputs[1], inputs[2], out, ch.c, ch.s)
         }

@@ -221,11 +221,21 @@ fn partition(step: &Step) -> Option<Partition> {
                 false,
             )
         }
-        Op::ChannelAffine(ch) => {
+        Op::ChannelAffine(ch) | Op::PReluGrad(ch) => {
             let sample = ch.c * ch.s;
+            let third = matches!(step.op, Op::PReluGrad(_)).then_some(sample);
             fixed(
                 n / sample.max(1),
-                vec![Some(sample), Some(sample), None, None],
+                vec![Some(sample), Some(sample), None, third],
+                false,
+            )
+        }
+        Op::PRelu(ch) | Op::PReluWeightTerms(ch) => {
+            let sample = ch.c * ch.s;
+            let second = matches!(step.op, Op::PReluWeightTerms(_)).then_some(sample);
+            fixed(
+                n / sample.max(1),
+                vec![Some(sample), Some(sample), second],
                 false,
             )
         }

@@ -395,6 +395,9 @@ pub fn launch_with(step: &Step, max: u32, pick: Pick<'_>) -> Result<Launch> {
         | Op::BatchNormGammaGrad(_)
         | Op::ChannelSum(_)
         | Op::ChannelAffine(_)
+        | Op::PRelu(_)
+        | Op::PReluGrad(_)
+        | Op::PReluWeightTerms(_)
         | Op::BatchNormRunning { .. }
         | Op::LayerNorm { .. }
         | Op::LayerNormGrad { .. }
@@ -471,6 +474,9 @@ fn norm_launch(step: &Step, max: u32) -> Result<Launch> {
         Op::BatchNormGammaGrad(ch) => per_group(f, "batch_norm_gamma_grad", bn(&ch)?, ch.c, max),
         Op::ChannelSum(ch) => per_group(f, "channel_sum", bn(&ch)?, ch.c, max),
         Op::ChannelAffine(ch) => plain(f, "channel_affine", bn(&ch)?, x.numel(), max),
+        Op::PRelu(ch) => plain(f, "prelu", bn(&ch)?, x.numel(), max),
+        Op::PReluGrad(ch) => plain(f, "prelu_grad", bn(&ch)?, x.numel(), max),
+        Op::PReluWeightTerms(ch) => plain(f, "prelu_weight_terms", bn(&ch)?, x.numel(), max),
         Op::BatchNormRunning { c, momentum, count } => plain(
             f,
             "batch_norm_running",

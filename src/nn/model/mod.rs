@@ -151,6 +151,7 @@ fn first_takes_images(layers: &[Layer]) -> bool {
                     | Layer::AdaptivePool2d { .. }
                     | Layer::BatchNorm { dims: 2, .. }
                     | Layer::GroupNorm { instance: true, .. }
+                    | Layer::Dropout { channels: true, .. }
             )
         ),
     }
@@ -549,13 +550,18 @@ impl Builder<'_> {
                 }
             }
             Layer::Dropout { p, channels } => {
-                if channels && s.rank() != 4 {
+                if channels && s.rank() < 3 {
                     return Err(misfit("[batch, channels, height, width]".into()));
                 }
-                // One draw per element, or per sample's channel (H·W elements) for
-                // Dropout2d; the draws are numbered as dropout's elements, so the
-                // shader's u32 bound on the element count covers them.
-                let per = if channels { s.0[2] * s.0[3] } else { 1 };
+                // One draw per element, or per sample's channel (H·W elements, or L of
+                // [N, C, L] as PyTorch's 3-D case) for Dropout2d; the draws are numbered as
+                // dropout's elements, so the shader's u32 bound on the element count covers
+                // them.
+                let per: usize = if channels {
+                    s.0[2..].iter().product()
+                } else {
+                    1
+                };
                 let per = u32::try_from(per).map_err(|_| too_big("a channel".into()))?;
                 match self.mode {
                     Mode::Train if p > 0.0 => {
@@ -569,9 +575,42 @@ impl Builder<'_> {
                     _ => h,
                 }
             }
+            Layer::PRelu {
+                num_parameters: n,
+                init,
+            } => {
+                // One slope per channel (dimension 1), or one for the whole sample, seen as
+                // a single channel of all its values.
+                let (c, rest) = (n, s.numel() / s.0[0].max(1));
+                if n > 1 && (s.rank() < 2 || s.0[1] != n) {
+                    return Err(misfit(format!("[batch, {n}, ...]")));
+                }
+                self.count(&too_big, n)?;
+                let weight = self.g.param(
+                    &format!("{path}.weight"),
+                    Shape::new(&[n]),
+                    Init::Constant(init),
+                );
+                let ch = Channels {
+                    c,
+                    s: rest / c,
+                    eps: 0.0,
+                };
+                let x = self.g.reshape(h, Shape::new(&[s.0[0], c, rest / c]))?;
+                let y = self.g.op(Op::PRelu(ch), &[x, weight])?;
+                self.g.reshape(y, s.clone())?
+            }
             Layer::Activation(a) => self.g.op(Op::Activation(a), &[h])?,
-            Layer::Softmax { log: false } => self.g.op(Op::Softmax, &[h])?,
-            Layer::Softmax { log: true } => self.g.op(Op::LogSoftmax, &[h])?,
+            Layer::Softmax { log, dim_one } => {
+                // The kernels normalise the last dimension, which dim=1 names only in 2-D.
+                if dim_one && s.rank() != 2 {
+                    return Err(misfit(
+                        "[batch, classes] for dim=1 (dim=-1 for the last)".into(),
+                    ));
+                }
+                let op = if log { Op::LogSoftmax } else { Op::Softmax };
+                self.g.op(op, &[h])?
+            }
             Layer::Residual {
                 ref body,
                 ref shortcut,

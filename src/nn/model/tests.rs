@@ -696,6 +696,78 @@ fn grouped_conv_has_pytorch_shapes_and_the_value_of_per_group_convolutions() {
     }
 }
 
+/// PReLU's weight is PyTorch's `N.weight` of `num_parameters` slopes filled with `init`,
+/// and its value is x or slope·x, per channel or for all.
+#[test]
+fn prelu_has_pytorchs_weight_and_values() {
+    use crate::graph::interpret;
+    use crate::rng::StepRng;
+    assert_eq!(
+        Model::parse("prelu,prelu(4,0.5),prelu(num_parameters=2,init=-1)")
+            .unwrap()
+            .layers,
+        [(1, 0.25), (4, 0.5), (2, -1.0)].map(|(num_parameters, init)| Layer::PRelu {
+            num_parameters,
+            init
+        })
+    );
+    for (spec, slopes) in [
+        ("conv2d(1,3,1,bias=false),prelu(3)", 3),
+        ("conv2d(1,3,1,bias=false),prelu", 1),
+    ] {
+        let m = Model::parse(spec).unwrap();
+        let mut g = Graph::new();
+        let x = g.input("x", Shape::new(&[2, 4]));
+        let y = m.build(&mut g, x, [1, 2, 2], Mode::Train).unwrap().output;
+        let params: Vec<_> = g
+            .params()
+            .iter()
+            .map(|p| (p.1.to_string(), p.2.dims().to_vec(), p.3))
+            .collect();
+        assert_eq!(
+            params[1],
+            ("1.weight".to_string(), vec![slopes], Init::Constant(0.25))
+        );
+        let value = |id: usize| -> Vec<f64> {
+            (0..g.shape(id).numel())
+                .map(|k| ((id * 7 + k) as f64 * 0.61).sin())
+                .collect()
+        };
+        let v = interpret::<f64>(&g, &|id| Some(value(id)), &StepRng { seed: 1, step: 0 }).unwrap();
+        let (w, a, xs) = (
+            value(params_id(&g, "0.weight")),
+            value(params_id(&g, "1.weight")),
+            value(x),
+        );
+        for n in 0..2 {
+            for c in 0..3 {
+                for p in 0..4 {
+                    let h = w[c] * xs[n * 4 + p];
+                    let want = if h > 0.0 { h } else { a[c % slopes] * h };
+                    assert_eq!(v[y][(n * 3 + c) * 4 + p], want, "{spec}");
+                }
+            }
+        }
+    }
+    let mut g = Graph::new();
+    let x = g.input("x", Shape::new(&[2, 4]));
+    let err = Model::parse("flatten,prelu(3)")
+        .unwrap()
+        .build(&mut g, x, [1, 2, 2], Mode::Train)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[batch, 3, ...]"), "{err}");
+}
+
+/// The id of parameter `name` of `g`.
+fn params_id(g: &Graph, name: &str) -> usize {
+    g.params()
+        .iter()
+        .find(|p| p.1 == name)
+        .map(|p| p.0)
+        .unwrap()
+}
+
 #[test]
 fn softmax_and_log_softmax_end_a_model() {
     for (spec, op) in [
@@ -714,6 +786,19 @@ fn softmax_and_log_softmax_end_a_model() {
         err.contains("logsoftmax is over the last dimension"),
         "{err}"
     );
+    // dim=1 of [N, C, H, W] is the channels, which the kernels do not normalise over.
+    let mut g = Graph::new();
+    let x = g.input("x", Shape::new(&[2, 16]));
+    for (spec, ok) in [
+        ("conv2d(1,2,3),softmax(dim=1)", false),
+        ("conv2d(1,2,3),logsoftmax(1)", false),
+        ("conv2d(1,2,3),logsoftmax(dim=-1)", true),
+    ] {
+        let built = Model::parse(spec)
+            .unwrap()
+            .build(&mut g, x, [1, 4, 4], Mode::Train);
+        assert_eq!(built.is_ok(), ok, "{spec}");
+    }
 }
 
 #[test]
@@ -753,6 +838,10 @@ fn dropout2d_takes_images_and_one_draw_per_channel() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("[batch, channels, height, width]"), "{err}");
+    // First in a model it takes the images, as a conv2d does.
+    assert!(Model::parse("dropout2d,conv2d(1,2,3)")
+        .unwrap()
+        .takes_images());
 }
 
 /// Group and instance norm: arguments, names, and values against group norm written out.

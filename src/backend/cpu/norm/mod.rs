@@ -15,7 +15,7 @@
 
 mod channel_sums;
 
-use super::{for_each_sample, Real};
+use super::{for_each_piece, for_each_sample, Real};
 use channel_sums::{channel_sums, column_sums, lane_sum, lane_sum2, lane_sum_by};
 
 /// `1 / sqrt(var + eps)`, the one place both directions take it from.
@@ -303,6 +303,39 @@ pub fn channel_affine<T: Real>(
             for (o, &v) in o_row.iter_mut().zip(x_row) {
                 *o = v * g + b;
             }
+        }
+    });
+}
+
+/// PReLU: `x` where x > 0, else `weight[c]·x`, per channel of `x` `[N, C, S]`.
+pub fn prelu<T: Real>(x: &[T], weight: &[T], out: &mut [T], c: usize, s: usize) {
+    for_each_sample(out, c * s, |ni, sample| {
+        for (k, o_row) in sample.chunks_exact_mut(s.max(1)).enumerate() {
+            let w = weight[k];
+            for (o, &v) in o_row.iter_mut().zip(&x[(ni * c + k) * s..]) {
+                *o = if v > T::zero() { v } else { w * v };
+            }
+        }
+    });
+}
+
+/// PReLU's input gradient: `dy` where x > 0, else `weight[c]·dy`.
+pub fn prelu_grad<T: Real>(x: &[T], weight: &[T], dy: &[T], out: &mut [T], c: usize, s: usize) {
+    for_each_sample(out, c * s, |ni, sample| {
+        for (k, o_row) in sample.chunks_exact_mut(s.max(1)).enumerate() {
+            let (w, at) = (weight[k], (ni * c + k) * s);
+            for ((o, &v), &d) in o_row.iter_mut().zip(&x[at..]).zip(&dy[at..]) {
+                *o = if v > T::zero() { d } else { w * d };
+            }
+        }
+    });
+}
+
+/// The terms of PReLU's weight gradient: 0 where x > 0, else `x·dy`.
+pub fn prelu_weight_terms<T: Real>(x: &[T], dy: &[T], out: &mut [T]) {
+    for_each_piece(out, |at, out| {
+        for (o, (&v, &d)) in out.iter_mut().zip(x[at..].iter().zip(&dy[at..])) {
+            *o = if v > T::zero() { T::zero() } else { v * d };
         }
     });
 }
