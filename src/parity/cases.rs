@@ -567,6 +567,20 @@ fn norm_cases(c: &mut Vec<OpCase>) {
             vec![stats],
         ));
     }
+    // A single PReLU slope: one channel of each sample's values.
+    let one = Channels {
+        c: 1,
+        s: 30,
+        eps: 0.0,
+    };
+    c.push(OpCase::new(
+        Op::PRelu(one),
+        vec![wide(&[4, 1, 30]), real(&[1])],
+    ));
+    c.push(OpCase::new(
+        Op::PReluGrad(one),
+        vec![wide(&[4, 1, 30]), real(&[1]), real(&[4, 1, 30])],
+    ));
     for d in [&[1, 1][..], &[5, 7], &[33, 300], &[2, 3, 4, 5]] {
         let cols = d[d.len() - 1];
         let eps = 1e-5;

@@ -550,8 +550,10 @@ impl Builder<'_> {
                 }
             }
             Layer::Dropout { p, channels } => {
-                if channels && s.rank() < 3 {
-                    return Err(misfit("[batch, channels, height, width]".into()));
+                if channels && !(3..=4).contains(&s.rank()) {
+                    return Err(misfit(
+                        "[batch, channels, height, width] or [batch, channels, length]".into(),
+                    ));
                 }
                 // One draw per element, or per sample's channel (H·W elements, or L of
                 // [N, C, L] as PyTorch's 3-D case) for Dropout2d; the draws are numbered as

@@ -751,6 +751,13 @@ fn prelu_has_pytorchs_weight_and_values() {
     }
     let mut g = Graph::new();
     let x = g.input("x", Shape::new(&[2, 4]));
+    // On [N, C] features a slope per feature, as PyTorch's dimension 1.
+    let mut g = Graph::new();
+    let x = g.input("x", Shape::new(&[2, 4]));
+    let y = Model::parse("prelu(4)")
+        .unwrap()
+        .build(&mut g, x, [1, 1, 4], Mode::Train);
+    assert_eq!(g.shape(y.unwrap().output), &Shape::new(&[2, 4]));
     let err = Model::parse("flatten,prelu(3)")
         .unwrap()
         .build(&mut g, x, [1, 2, 2], Mode::Train)
