@@ -749,8 +749,6 @@ fn prelu_has_pytorchs_weight_and_values() {
             }
         }
     }
-    let mut g = Graph::new();
-    let x = g.input("x", Shape::new(&[2, 4]));
     // On [N, C] features a slope per feature, as PyTorch's dimension 1.
     let mut g = Graph::new();
     let x = g.input("x", Shape::new(&[2, 4]));
