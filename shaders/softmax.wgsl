@@ -4,6 +4,16 @@
 //
 // dims.d0 = rows, dims.d1 = cols.
 
+// The largest of in0's `cols` values from `base` (cols ≥ 1). Starting from the first
+// element instead of −∞ (which WGSL cannot spell as a constant) gives the same maximum.
+fn row_max(base: u32, cols: u32) -> f32 {
+    var m = ld0(base);
+    for (var j = 1u; j < cols; j++) {
+        m = max(m, ld0(base + j));
+    }
+    return m;
+}
+
 // out = softmax(in0) per row, max-subtracted for stability.
 @compute @workgroup_size(256)
 fn softmax(
@@ -16,12 +26,7 @@ fn softmax(
         return;
     }
     let base = r * cols;
-    // Starting from the first element instead of −∞ (which WGSL cannot spell as a
-    // constant) gives the same maximum.
-    var m = ld0(base);
-    for (var j = 1u; j < cols; j++) {
-        m = max(m, ld0(base + j));
-    }
+    let m = row_max(base, cols);
     var total = 0.0;
     for (var j = 0u; j < cols; j++) {
         let e = exp(ld0(base + j) - m);
@@ -45,10 +50,7 @@ fn log_softmax(
         return;
     }
     let base = r * cols;
-    var m = ld0(base);
-    for (var j = 1u; j < cols; j++) {
-        m = max(m, ld0(base + j));
-    }
+    let m = row_max(base, cols);
     var total = 0.0;
     for (var j = 0u; j < cols; j++) {
         total = total + exp(ld0(base + j) - m);

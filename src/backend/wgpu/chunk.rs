@@ -221,23 +221,17 @@ fn partition(step: &Step) -> Option<Partition> {
                 false,
             )
         }
-        Op::ChannelAffine(ch) | Op::PReluGrad(ch) => {
-            let sample = ch.c * ch.s;
-            let third = matches!(step.op, Op::PReluGrad(_)).then_some(sample);
-            fixed(
-                n / sample.max(1),
-                vec![Some(sample), Some(sample), None, third],
-                false,
-            )
-        }
-        Op::PRelu(ch) | Op::PReluWeightTerms(ch) => {
-            let sample = ch.c * ch.s;
-            let second = matches!(step.op, Op::PReluWeightTerms(_)).then_some(sample);
-            fixed(
-                n / sample.max(1),
-                vec![Some(sample), Some(sample), second],
-                false,
-            )
+        // Per-channel element-wise ops: the output, x and dy split by samples; the
+        // per-channel weights and shifts stay whole.
+        Op::ChannelAffine(ch) | Op::PRelu(ch) | Op::PReluGrad(ch) | Op::PReluWeightTerms(ch) => {
+            let sample = Some(ch.c * ch.s);
+            let slots = match step.op {
+                Op::ChannelAffine(_) => vec![sample, sample, None, None],
+                Op::PRelu(_) => vec![sample, sample, None],
+                Op::PReluGrad(_) => vec![sample, sample, None, sample],
+                _ => vec![sample, sample, sample],
+            };
+            fixed(n / (ch.c * ch.s).max(1), slots, false)
         }
         _ => return None,
     })

@@ -235,30 +235,15 @@ pub fn launch_with(step: &Step, max: u32, pick: Pick<'_>) -> Result<Launch> {
             groups: groups_1d(n, max)?,
             needs_scalars: false,
         },
-        Op::Softmax => simple(
-            "softmax.wgsl",
-            "softmax",
-            dims([rows, cols, 0, 0], zf)?,
-            rows,
-        )?,
-        Op::SoftmaxGrad => simple(
-            "softmax.wgsl",
-            "softmax_grad",
-            dims([rows, cols, 0, 0], zf)?,
-            rows,
-        )?,
-        Op::LogSoftmax => simple(
-            "softmax.wgsl",
-            "log_softmax",
-            dims([rows, cols, 0, 0], zf)?,
-            rows,
-        )?,
-        Op::LogSoftmaxGrad => simple(
-            "softmax.wgsl",
-            "log_softmax_grad",
-            dims([rows, cols, 0, 0], zf)?,
-            rows,
-        )?,
+        Op::Softmax | Op::SoftmaxGrad | Op::LogSoftmax | Op::LogSoftmaxGrad => {
+            let entry = match step.op {
+                Op::Softmax => "softmax",
+                Op::SoftmaxGrad => "softmax_grad",
+                Op::LogSoftmax => "log_softmax",
+                _ => "log_softmax_grad",
+            };
+            simple("softmax.wgsl", entry, dims([rows, cols, 0, 0], zf)?, rows)?
+        }
         Op::SoftmaxCrossEntropy { label_smoothing } => single(
             "loss.wgsl",
             "cross_entropy",
