@@ -133,42 +133,74 @@ conv2d(8,8,1),relu,conv2d(8,8,3,stride=2,groups=2),relu,flatten,linear(288,10)";
         (residual, ["3.body.3.bias", "5.shortcut.0.weight"]),
         (grouped, ["2.weight", "7.weight"]),
     ] {
-        let Some(gpu) = common::gpu() else { return };
-        let sgd = Optimizer::sgd(0.9);
-        let (cpu_loss, mut cpu) = run(Box::new(CpuBackend::new()), spec, sgd, 8, 4);
-        let (gpu_loss, mut dev) = run(Box::new(gpu), spec, sgd, 8, 4);
-        for (i, (c, g)) in cpu_loss.iter().zip(&gpu_loss).enumerate() {
-            assert!(
-                (c - g).abs() <= 1e-5 * c.abs(),
-                "{spec} step {i}: cpu {c} gpu {g}"
-            );
+        if !trains_alike_on_both_backends(spec, &names) {
+            return;
         }
-        let (cpu_p, dev_p) = (
-            cpu.backend_mut().read_params().unwrap(),
-            dev.backend_mut().read_params().unwrap(),
-        );
-        let scale = cpu_p.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let d = common::max_abs_diff(&cpu_p, &dev_p);
+    }
+}
+
+/// Group and instance norm, PReLU, Dropout2d, the hard and soft activations and a
+/// log-softmax output, each in a whole training step against the CPU.
+#[test]
+fn norm_dropout2d_and_activation_layers_train_alike_on_both_backends() {
+    let cnn = "conv2d(1,4,3,stride=2,padding=1),groupnorm(2,4),hardswish,\
+conv2d(4,8,3,padding=1,bias=false),instancenorm2d(8,affine=True),prelu(8),dropout2d(0.2),\
+maxpool2d(2),flatten,linear(392,16),mish,linear(16,16),softplus(beta=2),linear(16,10),\
+logsoftmax(dim=1)";
+    let mlp = "flatten,linear(784,32),relu6,linear(32,32),hardtanh(-0.5,0.5),linear(32,16),\
+hardsigmoid,groupnorm(4,16),prelu,linear(16,10)";
+    for (spec, names) in [
+        (cnn, ["1.weight", "4.bias", "5.weight"]),
+        (mlp, ["7.bias", "8.weight", "9.weight"]),
+    ] {
+        if !trains_alike_on_both_backends(spec, &names) {
+            return;
+        }
+    }
+}
+
+/// Trains `spec` 4 steps of SGD with momentum on both backends and asserts that losses,
+/// parameters and buffers agree to 1e-5 (buffers 5e-5) and that the layout has `names`;
+/// false when there is no GPU (skipped).
+fn trains_alike_on_both_backends(spec: &str, names: &[&str]) -> bool {
+    let Some(gpu) = common::gpu() else {
+        return false;
+    };
+    let sgd = Optimizer::sgd(0.9);
+    let (cpu_loss, mut cpu) = run(Box::new(CpuBackend::new()), spec, sgd, 8, 4);
+    let (gpu_loss, mut dev) = run(Box::new(gpu), spec, sgd, 8, 4);
+    for (i, (c, g)) in cpu_loss.iter().zip(&gpu_loss).enumerate() {
         assert!(
-            d <= 1e-5 * scale,
-            "{spec}: parameters differ by {d} (scale {scale})"
-        );
-        let layout: Vec<&str> = cpu
-            .layout()
-            .entries
-            .iter()
-            .map(|e| e.name.as_str())
-            .collect();
-        assert!(names.iter().all(|n| layout.contains(n)), "{layout:?}");
-        let (cpu_b, dev_b) = (
-            cpu.backend_mut().read_buffers().unwrap(),
-            dev.backend_mut().read_buffers().unwrap(),
-        );
-        let scale = cpu_b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let d = common::max_abs_diff(&cpu_b, &dev_b);
-        assert!(
-            d <= 5e-5 * scale,
-            "{spec}: running statistics differ by {d} (scale {scale})"
+            (c - g).abs() <= 1e-5 * c.abs(),
+            "{spec} step {i}: cpu {c} gpu {g}"
         );
     }
+    let (cpu_p, dev_p) = (
+        cpu.backend_mut().read_params().unwrap(),
+        dev.backend_mut().read_params().unwrap(),
+    );
+    let scale = cpu_p.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let d = common::max_abs_diff(&cpu_p, &dev_p);
+    assert!(
+        d <= 1e-5 * scale,
+        "{spec}: parameters differ by {d} (scale {scale})"
+    );
+    let layout: Vec<&str> = cpu
+        .layout()
+        .entries
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert!(names.iter().all(|n| layout.contains(n)), "{layout:?}");
+    let (cpu_b, dev_b) = (
+        cpu.backend_mut().read_buffers().unwrap(),
+        dev.backend_mut().read_buffers().unwrap(),
+    );
+    let scale = cpu_b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let d = common::max_abs_diff(&cpu_b, &dev_b);
+    assert!(
+        d <= 5e-5 * scale,
+        "{spec}: running statistics differ by {d} (scale {scale})"
+    );
+    true
 }
