@@ -40,8 +40,9 @@ pub struct TrainConfig {
     pub init: InitScheme,
     /// Per-parameter initialisers by state_dict name, which take precedence.
     pub init_overrides: Vec<(String, Init)>,
-    /// Parameter kinds exempt from weight decay: `bias` (every `*.bias`) and `norm` (the
-    /// weights and biases of batch and layer norms). They form a second parameter group.
+    /// Parameter kinds exempt from weight decay: `bias` (every `*.bias`), `norm` (the
+    /// weights and biases of batch, layer and group norms) and `prelu` (PReLU's slopes).
+    /// They form a second parameter group.
     pub no_decay: Vec<String>,
     /// Learning-rate factor of the no-decay group.
     pub no_decay_lr_scale: f32,
@@ -157,8 +158,11 @@ impl TrainConfig {
                 return bad(format!("{name} penalty must be >= 0, got {v}"));
             }
         }
-        if let Some(k) = self.no_decay.iter().find(|k| *k != "bias" && *k != "norm") {
-            return bad(format!("no-decay group kinds are bias and norm, got '{k}'"));
+        let kinds = ["bias", "norm", "prelu"];
+        if let Some(k) = self.no_decay.iter().find(|k| !kinds.contains(&k.as_str())) {
+            return bad(format!(
+                "no-decay group kinds are bias, norm and prelu, got '{k}'"
+            ));
         }
         self.optimizer.validate()
     }

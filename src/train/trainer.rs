@@ -493,15 +493,18 @@ impl Trainer {
     }
 }
 
-/// Whether parameter `name` belongs to the no-decay group (`kinds`: `bias`, `norm`).
+/// Whether parameter `name` belongs to the no-decay group (`kinds`: `bias`, `norm`,
+/// `prelu`).
 fn no_decay(model: &Model, kinds: &[String], name: &str) -> bool {
+    let layer = model.layer_of_param(name);
     let is_norm = matches!(
-        model.layer_of_param(name),
+        layer,
         Some(Layer::BatchNorm { .. } | Layer::LayerNorm { .. } | Layer::GroupNorm { .. })
     );
     kinds.iter().any(|k| match k.as_str() {
         "bias" => name.ends_with(".bias"),
         "norm" => is_norm,
+        "prelu" => matches!(layer, Some(Layer::PRelu { .. })),
         _ => false,
     })
 }
@@ -573,7 +576,7 @@ mod tests {
     fn norm_parameters_of_every_kind_are_exempt_from_decay() {
         let model = Model::parse(
             "conv2d(1,4,3),batchnorm2d(4),groupnorm(2,4),instancenorm2d(4,affine=True),\
-             flatten,linear(16,8),layernorm(8),linear(8,2)",
+             flatten,linear(16,8),layernorm(8),linear(8,2),prelu",
         )
         .unwrap();
         let norm = ["norm".to_string()];
@@ -587,5 +590,8 @@ mod tests {
         }
         let bias = ["bias".to_string()];
         assert!(no_decay(&model, &bias, "0.bias") && !no_decay(&model, &bias, "2.weight"));
+        let prelu = ["prelu".to_string()];
+        assert!(no_decay(&model, &prelu, "8.weight") && !no_decay(&model, &norm, "8.weight"));
+        assert!(!no_decay(&model, &prelu, "7.weight"));
     }
 }

@@ -144,7 +144,8 @@ pub struct TrainArgs {
     /// Starting factor of the warm-up (PyTorch's LinearLR default 1/3).
     #[arg(long, default_value_t = 1.0 / 3.0)]
     warmup_start_factor: f32,
-    /// Exempt these from weight decay: "bias", "norm" or "bias,norm".
+    /// Exempt these from weight decay: "bias", "norm", "prelu" (PReLU's slopes, which
+    /// PyTorch's documentation advises not to decay), or several, "bias,norm".
     #[arg(long, value_delimiter = ',')]
     no_decay: Vec<String>,
     /// Hold out this fraction of the training set for validation.
