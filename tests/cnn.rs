@@ -179,12 +179,7 @@ fn trains_alike_on_both_backends(spec: &str, names: &[&str]) -> bool {
         cpu.backend_mut().read_params().unwrap(),
         dev.backend_mut().read_params().unwrap(),
     );
-    let scale = cpu_p.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let d = common::max_abs_diff(&cpu_p, &dev_p);
-    assert!(
-        d <= 1e-5 * scale,
-        "{spec}: parameters differ by {d} (scale {scale})"
-    );
+    assert_within(&cpu_p, &dev_p, 1e-5, &format!("{spec}: parameters"));
     let layout: Vec<&str> = cpu
         .layout()
         .entries
@@ -196,11 +191,13 @@ fn trains_alike_on_both_backends(spec: &str, names: &[&str]) -> bool {
         cpu.backend_mut().read_buffers().unwrap(),
         dev.backend_mut().read_buffers().unwrap(),
     );
-    let scale = cpu_b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let d = common::max_abs_diff(&cpu_b, &dev_b);
-    assert!(
-        d <= 5e-5 * scale,
-        "{spec}: running statistics differ by {d} (scale {scale})"
-    );
+    assert_within(&cpu_b, &dev_b, 5e-5, &format!("{spec}: running statistics"));
     true
+}
+
+/// Asserts that `dev` is within `rel` of `cpu`'s largest magnitude, element by element.
+fn assert_within(cpu: &[f32], dev: &[f32], rel: f32, what: &str) {
+    let scale = cpu.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let d = common::max_abs_diff(cpu, dev);
+    assert!(d <= rel * scale, "{what} differ by {d} (scale {scale})");
 }
